@@ -1,0 +1,153 @@
+"""The `bench` command. Each subcommand is a thin shell over one stage's module."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.errors import UserInputError
+
+app = typer.Typer(
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    help="Benchmark full-precision and GGUF-quantized diffusion pipelines across offload modes.",
+)
+DEFAULT_CONFIG = Path("configs/tiny.yaml")
+
+
+def fail(message: str) -> typer.Exit:
+    """One line on stderr, exit status 2: the contract for every user error."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def print_run_table(run_dir: Path, console: Console) -> None:
+    from bench.summary import headline_memory, summarize_run
+
+    frame = summarize_run(run_dir)
+    table = Table(title=f"run {run_dir.name}", title_justify="left")
+    for column in ("variant", "offload", "resolution", "status", "peak memory", "s/image", "load s"):
+        table.add_column(column, justify="right" if column.endswith(("s", "memory")) else "left")
+    for _, row in frame.iterrows():
+        row = row.astype(object).where(row.notna(), None)
+        gib, counter = headline_memory(row)
+        memory = f"{gib:.2f} GiB ({counter})" if gib is not None else "-"
+        if row["median_s"] is not None and row["n"]:
+            speed = f"{row['median_s']:.3f} (n={row['n']})"
+        else:
+            speed = "-"
+        status = row["status"]
+        if row["error_type"]:
+            status += f": {row['error_type']}"
+        load = f"{row['load_s']:.2f}" if row["load_s"] is not None else "-"
+        table.add_row(
+            row["variant"], row["offload"], row["resolution"], status, memory, speed, load
+        )
+    console.print(table)
+    console.print(f"run folder: {run_dir}")
+
+
+@app.command()
+def run(
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML config (default: configs/tiny.yaml)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder that receives the run folder")] = Path(
+        "results"
+    ),
+    only: Annotated[
+        list[str] | None, typer.Option(help="run only these variants (repeatable)")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="complete an interrupted run folder")
+    ] = None,
+    score: Annotated[bool, typer.Option(help="score the images when the sweep ends")] = True,
+) -> None:
+    """Sweep variants × offload modes; write results/<run-id>/ and print the table."""
+    from bench.runner.executor import resume_run, run_config
+
+    console = Console(stderr=True)
+    try:
+        if resume is not None:
+            if config is not None or only:
+                raise UserInputError("--resume takes the config from the run folder; drop CONFIG/--only")
+            run_dir = resume_run(resume, console=console)
+        else:
+            run_dir = run_config(config or DEFAULT_CONFIG, out, only=only, console=console)
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    if score:
+        _score_if_available(run_dir, console)
+    print_run_table(run_dir, Console())
+
+
+def _score_if_available(run_dir: Path, console: Console) -> None:
+    try:
+        from bench.score import score_run
+    except ImportError:
+        return
+    score_run(run_dir, progress=True)
+
+
+@app.command()
+def env(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Show what a run would record about this machine (versions, CPU, GPU, driver)."""
+    from bench.environment import collect_environment
+
+    info = collect_environment()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    console = Console()
+    table = Table(show_header=False, title="environment", title_justify="left")
+    table.add_column("key")
+    table.add_column("value")
+    table.add_row("python", info["python"])
+    for name, version in info["packages"].items():
+        table.add_row(name, version or "not installed")
+    table.add_row("os", info["os"])
+    table.add_row("cpu", f"{info['cpu']['model']} ({info['cpu']['logical_cores']} logical)")
+    table.add_row("host memory", f"{info['host_memory_bytes'] / (1 << 30):.1f} GiB")
+    table.add_row("torch cuda", str(info["cuda"]["torch_cuda"]))
+    if not info["gpus"]:
+        table.add_row("gpu", "none visible")
+    for gpu in info["gpus"]:
+        table.add_row(
+            f"gpu {gpu['index']}",
+            f"{gpu['name']}, {gpu['total_memory_bytes'] / (1 << 30):.1f} GiB, "
+            f"cc {gpu['compute_capability']}, driver {gpu['driver']}",
+        )
+    console.print(table)
+
+
+def _register_optional_commands() -> None:
+    """Stages that live in their own modules register their commands here."""
+    try:
+        from bench.gguf import commands as gguf_commands
+
+        app.command("quantize")(gguf_commands.quantize_command)
+        app.command("inspect")(gguf_commands.inspect_command)
+    except ImportError:  # TODO(lead): remove once bench.gguf.commands lands
+        pass
+    try:
+        from bench.score import score_command
+
+        app.command("score")(score_command)
+    except ImportError:  # TODO(lead): remove once bench.score lands
+        pass
+
+
+def main() -> None:
+    _register_optional_commands()
+    try:
+        app()
+    except UserInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

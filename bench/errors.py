@@ -1,0 +1,11 @@
+"""Errors a user can fix: the CLI prints their message as one line and exits with status 2."""
+
+from __future__ import annotations
+
+
+class UserInputError(Exception):
+    """Bad input from the user (a config, a path, an argument). The message is the whole report."""
+
+
+class ConfigError(UserInputError):
+    """The config file is missing, not YAML, or fails validation."""

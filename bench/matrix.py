@@ -1,0 +1,142 @@
+"""Expand a config into cells and images, with stable ids and paired seeds.
+
+A cell is one (variant, offload mode, resolution): one fresh process, one load. Its images are
+(prompt id, repeat) pairs; the seed of each depends only on those two and the config's seed, so
+every variant sees the same noise (paired comparisons) and sharding or reordering the prompts
+never changes an image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.config import (
+    BenchConfig,
+    FullVariant,
+    GGUFVariant,
+    OffloadSpec,
+    Prompt,
+    PromptFile,
+    Resolution,
+)
+from bench.errors import ConfigError
+
+
+class _PromptEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    text: str
+
+
+class _PromptFileModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    prompts: list[_PromptEntry] = Field(min_length=1)
+
+
+def load_prompt_file(path: Path) -> list[Prompt]:
+    """Read a prompt set: YAML with a `prompts:` list of `{id, text, ...}` (extra keys kept out)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: prompt file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        parsed = _PromptFileModel.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{path}: {where}: {err['msg']}") from exc
+    ids = [p.id for p in parsed.prompts]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: duplicate prompt ids {duplicates}")
+    return [Prompt(id=p.id, text=p.text) for p in parsed.prompts]
+
+
+def resolve_prompts(config: BenchConfig, config_dir: Path) -> list[Prompt]:
+    """The prompts a run uses, from inline entries or a prompt file relative to the config."""
+    if isinstance(config.prompts, list):
+        return list(config.prompts)
+    spec: PromptFile = config.prompts
+    path = Path(spec.file)
+    if not path.is_absolute():
+        candidate = config_dir / path
+        path = candidate if candidate.exists() else Path.cwd() / path
+    prompts = load_prompt_file(path)
+    if spec.ids is not None:
+        known = {p.id for p in prompts}
+        missing = [i for i in spec.ids if i not in known]
+        if missing:
+            raise ConfigError(f"prompts.ids: {missing} not in {path}")
+        wanted = set(spec.ids)
+        prompts = [p for p in prompts if p.id in wanted]
+    if spec.limit is not None:
+        prompts = prompts[: spec.limit]
+    return prompts
+
+
+def derive_seed(base_seed: int, prompt_id: str, repeat: int, strategy: str = "hashed") -> int:
+    """Seed of one image; `fixed` reproduces setups that use one seed for every prompt."""
+    if strategy == "fixed":
+        return base_seed + repeat
+    digest = hashlib.sha256(f"{base_seed}:{prompt_id}:{repeat}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    prompt_id: str
+    prompt: str
+    repeat: int
+    seed: int
+
+    def key(self) -> tuple[str, int]:
+        return (self.prompt_id, self.repeat)
+
+
+@dataclass(frozen=True)
+class Cell:
+    variant: FullVariant | GGUFVariant
+    offload: OffloadSpec
+    resolution: Resolution
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.variant.name}__{self.offload.label}__{self.resolution.label}"
+
+
+def expand_cells(config: BenchConfig, only: list[str] | None = None) -> list[Cell]:
+    """Cells in a stable order: resolution, then variant, then offload (as written in the config)."""
+    if only:
+        known = {v.name for v in config.variants}
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            raise ConfigError(
+                f"--only: unknown variant(s) {unknown}; the config has {sorted(known)}"
+            )
+    variants = [v for v in config.variants if not only or v.name in only]
+    return [
+        Cell(variant=v, offload=o, resolution=r)
+        for r in config.resolution_list
+        for v in variants
+        for o in config.offload_specs
+    ]
+
+
+def expand_images(config: BenchConfig, prompts: list[Prompt]) -> list[ImageSpec]:
+    """Measured images of every cell, repeat-major so a short run still covers every prompt."""
+    return [
+        ImageSpec(
+            prompt_id=p.id,
+            prompt=p.text,
+            repeat=r,
+            seed=derive_seed(config.seed, p.id, r, config.seed_strategy),
+        )
+        for r in range(config.repeats)
+        for p in prompts
+    ]

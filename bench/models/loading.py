@@ -1,0 +1,154 @@
+"""Load a variant the way users do, then apply an offload mode.
+
+Full precision: `DiffusionPipeline.from_pretrained(base, torch_dtype=...)`. GGUF: the
+transformer through `<TransformerClass>.from_single_file(file, quantization_config=
+GGUFQuantizationConfig(compute_dtype=...), config=base, subfolder="transformer")`, handed to
+`from_pretrained` so the rest of the pipeline is loaded as usual. Nothing here works around a
+library failure: an exception is the measurement (the runner records it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.config import FullVariant, GGUFVariant, OffloadSpec
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda:0")
+    return device
+
+
+def _model_index(base: str, revision: str | None) -> dict[str, Any]:
+    local = Path(base)
+    if local.is_dir():
+        return json.loads((local / "model_index.json").read_text())
+    from diffusers import DiffusionPipeline
+
+    return dict(DiffusionPipeline.load_config(base, revision=revision))
+
+
+def transformer_class(base: str, revision: str | None = None) -> type:
+    """The transformer class the base pipeline names in its model_index.json."""
+    import diffusers
+
+    library, class_name = _model_index(base, revision)["transformer"]
+    if library != "diffusers":
+        raise ValueError(f"{base}: transformer comes from {library!r}, expected diffusers")
+    return getattr(diffusers, class_name)
+
+
+def import_pipeline_classes(base: str, revision: str | None = None) -> None:
+    """Import every class the pipeline names, so load time measures loading, not imports."""
+    import importlib
+
+    import diffusers
+
+    for entry in _model_index(base, revision).values():
+        if isinstance(entry, list) and len(entry) == 2 and entry[0]:
+            library, class_name = entry
+            module = diffusers if library == "diffusers" else importlib.import_module(library)
+            getattr(module, class_name, None)
+
+
+def load_gguf_transformer(
+    base: str, variant: GGUFVariant, gguf_file: str, revision: str | None = None
+) -> torch.nn.Module:
+    from diffusers import GGUFQuantizationConfig
+
+    cls = transformer_class(base, revision)
+    return cls.from_single_file(
+        gguf_file,
+        quantization_config=GGUFQuantizationConfig(
+            compute_dtype=torch_dtype(variant.compute_dtype)
+        ),
+        config=base,
+        subfolder="transformer",
+        torch_dtype=torch_dtype(variant.compute_dtype),
+    )
+
+
+def load_pipeline(
+    base: str,
+    variant: FullVariant | GGUFVariant,
+    gguf_file: str | None = None,
+    revision: str | None = None,
+) -> Any:
+    """The whole pipeline on the host, ready for `apply_offload`."""
+    from diffusers import DiffusionPipeline
+
+    kwargs: dict[str, Any] = {"revision": revision} if revision else {}
+    if isinstance(variant, GGUFVariant):
+        if gguf_file is None:
+            raise ValueError(f"variant {variant.name}: no GGUF file resolved")
+        kwargs["transformer"] = load_gguf_transformer(base, variant, gguf_file, revision)
+        dtype = torch_dtype(variant.pipeline_dtype)
+    else:
+        dtype = torch_dtype(variant.dtype)
+    pipe = DiffusionPipeline.from_pretrained(base, torch_dtype=dtype, **kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class OffloadUnavailable(RuntimeError):
+    """The offload mode cannot do anything meaningful on this device."""
+
+
+def apply_offload(pipe: Any, offload: OffloadSpec, device: torch.device) -> None:
+    """Move the pipeline to `device` under the given offload mode, with diffusers' own methods."""
+    # With no accelerator, model and sequential offload are called as users call them, without
+    # a device: diffusers then refuses with its own error. Passing device="cpu" would make it
+    # "offload" from the host to the host and the cell would measure nothing it is named for.
+    target = {"device": device} if device.type != "cpu" else {}
+    if offload.mode == "none":
+        pipe.to(device)
+    elif offload.mode == "model":
+        pipe.enable_model_cpu_offload(**target)
+    elif offload.mode == "sequential":
+        pipe.enable_sequential_cpu_offload(**target)
+    elif offload.mode == "group":
+        if device.type == "cpu":
+            # diffusers accepts an onload device of "cpu" and then moves nothing: a cell that
+            # measured that would be mislabelled, so it is reported as not runnable here.
+            raise OffloadUnavailable(
+                "group offload needs an accelerator to onload to; this cell's device is cpu"
+            )
+        kwargs: dict[str, Any] = {
+            "onload_device": device,
+            "offload_device": torch.device("cpu"),
+            "offload_type": f"{offload.level}_level",
+            "use_stream": offload.use_stream,
+        }
+        if offload.level == "block":
+            kwargs["num_blocks_per_group"] = offload.blocks_per_group
+        pipe.enable_group_offload(**kwargs)
+    else:  # pragma: no cover - the config schema admits no other value
+        raise ValueError(f"unknown offload mode {offload.mode!r}")
+
+
+def component_weights(pipe: Any) -> dict[str, dict[str, int]]:
+    """Parameters and bytes per model component as loaded (GGUF tensors count packed bytes)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, component in pipe.components.items():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        params = 0
+        nbytes = 0
+        for tensor in list(component.parameters()) + list(component.buffers()):
+            nbytes += tensor.numel() * tensor.element_size()
+            shape = getattr(tensor, "quant_shape", None)
+            params += int(torch.Size(shape).numel()) if shape is not None else tensor.numel()
+        out[name] = {"parameters": params, "bytes": nbytes}
+    return out

@@ -1,0 +1,291 @@
+"""An offline FLUX pipeline with random weights, built deterministically and cached on disk.
+
+No weights can be downloaded, so the harness makes its own pipeline: the same classes, the same
+saved folder layout and the same loading path as the real FLUX.1-dev, at a tiny scale (for CPUs
+and tests) or at FLUX.1-dev's real sizes (for measuring memory and speed on a GPU without the
+real weights). Weights are filled tensor by tensor from a generator seeded by (seed, tensor
+name), so a build is reproducible across machines and independent of module creation order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BUILDER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Every size that shapes the synthetic pipeline. Its hash names the cache folder."""
+
+    transformer: dict[str, Any]
+    clip: dict[str, Any]
+    t5: dict[str, Any]
+    vae: dict[str, Any]
+    scheduler: dict[str, Any] = field(
+        default_factory=lambda: {
+            "shift": 3.0,
+            "use_dynamic_shifting": True,
+            "base_shift": 0.5,
+            "max_shift": 1.15,
+            "base_image_seq_len": 256,
+            "max_image_seq_len": 4096,
+        }
+    )
+    clip_vocab: int = 1000
+    t5_vocab: int = 400
+    dtype: str = "float32"
+
+    def digest(self, seed: int) -> str:
+        blob = json.dumps(
+            {"spec": asdict(self), "seed": seed, "builder": BUILDER_VERSION}, sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# Tiny: widths are multiples of 256 so every quantized FLUX tensor admits the K-quants, and the
+# whole default matrix runs on two CPU cores in about a minute.
+TINY = SyntheticSpec(
+    transformer={
+        "patch_size": 1,
+        "in_channels": 16,
+        "num_layers": 2,
+        "num_single_layers": 4,
+        "attention_head_dim": 64,
+        "num_attention_heads": 4,
+        "joint_attention_dim": 256,
+        "pooled_projection_dim": 256,
+        "guidance_embeds": True,
+        "axes_dims_rope": [16, 24, 24],
+    },
+    clip={
+        "hidden_size": 256,
+        "intermediate_size": 1024,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 77,
+        "projection_dim": 256,
+    },
+    t5={
+        "d_model": 256,
+        "d_kv": 64,
+        "d_ff": 512,
+        "num_layers": 2,
+        "num_heads": 4,
+        "feed_forward_proj": "gated-gelu",
+    },
+    vae={
+        "block_out_channels": [32, 64, 64],
+        "layers_per_block": 1,
+        "latent_channels": 4,
+        "norm_num_groups": 32,
+        "scaling_factor": 1.0,
+        "shift_factor": 0.0,
+    },
+)
+
+# FLUX.1-dev's published architecture: transformer 12B, T5-XXL encoder 4.7B, CLIP-L, its VAE.
+FLUX_DEV = SyntheticSpec(
+    transformer={
+        "patch_size": 1,
+        "in_channels": 64,
+        "num_layers": 19,
+        "num_single_layers": 38,
+        "attention_head_dim": 128,
+        "num_attention_heads": 24,
+        "joint_attention_dim": 4096,
+        "pooled_projection_dim": 768,
+        "guidance_embeds": True,
+        "axes_dims_rope": [16, 56, 56],
+    },
+    clip={
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "max_position_embeddings": 77,
+        "projection_dim": 768,
+        "vocab_size": 49408,
+    },
+    t5={
+        "d_model": 4096,
+        "d_kv": 64,
+        "d_ff": 10240,
+        "num_layers": 24,
+        "num_heads": 64,
+        "feed_forward_proj": "gated-gelu",
+        "vocab_size": 32128,
+    },
+    vae={
+        "block_out_channels": [128, 256, 512, 512],
+        "layers_per_block": 2,
+        "latent_channels": 16,
+        "norm_num_groups": 32,
+        "scaling_factor": 0.3611,
+        "shift_factor": 0.1159,
+    },
+    dtype="bfloat16",
+)
+
+PRESETS: dict[str, SyntheticSpec] = {"tiny": TINY, "flux-dev": FLUX_DEV}
+
+
+def cache_root() -> Path:
+    """Where built pipelines and GGUF files live; BENCH_CACHE_DIR overrides."""
+    env = os.environ.get("BENCH_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "bench-harness"
+
+
+def synthetic_dir(preset: str, seed: int) -> Path:
+    spec = PRESETS[preset]
+    return cache_root() / "synthetic" / f"{preset}-seed{seed}-{spec.digest(seed)}"
+
+
+def _seeded_generator(seed: int, name: str) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+@torch.no_grad()
+def fill_random_weights(module: torch.nn.Module, seed: int, prefix: str) -> None:
+    """Deterministic initialisation that keeps activations in range through deep stacks.
+
+    Matrices get N(0, 1/fan_in) (unit-variance outputs), norm scales 1, biases and embeddings
+    small values. Each tensor's values depend only on (seed, its name).
+    """
+    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+        if not tensor.is_floating_point():
+            continue
+        full_name = f"{prefix}.{name}"
+        gen = _seeded_generator(seed, full_name)
+        if tensor.ndim >= 2:
+            fan_in = tensor[0].numel()
+            values = torch.randn(tensor.shape, generator=gen) / (fan_in**0.5)
+            if "embed" in name and tensor.ndim == 2 and "linear" not in name:
+                values = torch.randn(tensor.shape, generator=gen) * 0.02
+        elif name.endswith("bias"):
+            values = torch.randn(tensor.shape, generator=gen) * 0.01
+        elif "position_ids" in name:
+            continue
+        else:  # norm scales and other vectors
+            values = torch.ones(tensor.shape)
+        tensor.copy_(values.to(tensor.dtype))
+
+
+def _build_components(spec: SyntheticSpec, seed: int) -> dict[str, Any]:
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from bench.models.tokenizers import build_clip_tokenizer, build_t5_tokenizer
+
+    dtype = getattr(torch, spec.dtype)
+    clip_tokenizer = build_clip_tokenizer(vocab_size=spec.clip_vocab)
+    t5_tokenizer = build_t5_tokenizer(vocab_size=spec.t5_vocab)
+
+    previous_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        transformer = FluxTransformer2DModel(**spec.transformer)
+        clip_cfg = dict(spec.clip)
+        clip_cfg.setdefault("vocab_size", len(clip_tokenizer))
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                **clip_cfg,
+                bos_token_id=clip_tokenizer.bos_token_id,
+                eos_token_id=clip_tokenizer.eos_token_id,
+                pad_token_id=clip_tokenizer.pad_token_id,
+            )
+        )
+        t5_cfg = dict(spec.t5)
+        t5_cfg.setdefault("vocab_size", len(t5_tokenizer))
+        text_encoder_2 = T5EncoderModel(
+            T5Config(
+                **t5_cfg,
+                pad_token_id=t5_tokenizer.pad_token_id,
+                eos_token_id=t5_tokenizer.eos_token_id,
+            )
+        )
+        levels = len(spec.vae["block_out_channels"])
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=["DownEncoderBlock2D"] * levels,
+            up_block_types=["UpDecoderBlock2D"] * levels,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            **spec.vae,
+        )
+    finally:
+        torch.set_default_dtype(previous_dtype)
+
+    for prefix, module in (
+        ("transformer", transformer),
+        ("text_encoder", text_encoder),
+        ("text_encoder_2", text_encoder_2),
+        ("vae", vae),
+    ):
+        fill_random_weights(module, seed, prefix)
+        module.eval()
+
+    return {
+        "transformer": transformer,
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "vae": vae,
+        "tokenizer": clip_tokenizer,
+        "tokenizer_2": t5_tokenizer,
+        "scheduler": FlowMatchEulerDiscreteScheduler(**spec.scheduler),
+    }
+
+
+def build_synthetic_pipeline(preset: str, seed: int, out_dir: Path) -> Path:
+    """Build the pipeline and save it as an ordinary diffusers folder at `out_dir`."""
+    from diffusers import FluxPipeline
+
+    pipe = FluxPipeline(**_build_components(PRESETS[preset], seed))
+    pipe.save_pretrained(out_dir, safe_serialization=True, max_shard_size="10GB")
+    (out_dir / "synthetic.json").write_text(
+        json.dumps(
+            {
+                "preset": preset,
+                "seed": seed,
+                "builder_version": BUILDER_VERSION,
+                "spec": asdict(PRESETS[preset]),
+                "note": "random weights: images show quantization error, not image quality",
+            },
+            indent=2,
+        )
+    )
+    return out_dir
+
+
+def ensure_synthetic_pipeline(preset: str, seed: int) -> Path:
+    """Return the cached folder, building it first if absent (atomically, so a crash leaves none)."""
+    target = synthetic_dir(preset, seed)
+    if (target / "model_index.json").is_file() and (target / "synthetic.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build_synthetic_pipeline(preset, seed, staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "model_index.json").is_file():  # not a concurrent builder's win
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,124 @@
+"""Resolve each variant to what a cell loads: the base pipeline and, for GGUF, one file.
+
+Runs in the parent before any cell, so the cost of building a synthetic pipeline or quantizing
+its transformer is never charged to a cell's load time, and a variant that cannot be provided
+becomes an `unavailable` record with its reason instead of a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import BenchConfig, GGUFVariant
+from bench.errors import ConfigError
+from bench.models.synthetic import ensure_synthetic_pipeline
+
+
+def is_url(value: str) -> bool:
+    return value.startswith(("https://", "http://"))
+
+
+@dataclass
+class PreparedVariant:
+    gguf_file: str | None = None
+    file_info: dict[str, Any] | None = None
+    unavailable: dict[str, str] | None = None  # {type, message, phase} when it cannot run
+
+
+def resolve_base(config: BenchConfig) -> str:
+    """Local folder or hub id of the base pipeline (built first for synthetic sources)."""
+    if config.model.source == "synthetic":
+        return str(ensure_synthetic_pipeline(config.model.preset, config.model.seed))
+    assert config.model.path is not None
+    return config.model.path
+
+
+def check_local_files(config: BenchConfig, config_dir: Path) -> None:
+    """Config-time check: every local path the config names exists (URLs are checked at load)."""
+    if config.model.source == "pretrained":
+        path = config.model.path or ""
+        looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
+        if looks_local and not _local(path, config_dir).is_dir():
+            raise ConfigError(f"model.path: folder {path!r} not found")
+        if looks_local and not (_local(path, config_dir) / "model_index.json").is_file():
+            raise ConfigError(f"model.path: {path!r} is not a diffusers pipeline (no model_index.json)")
+    for variant in config.variants:
+        if isinstance(variant, GGUFVariant) and variant.file and not is_url(variant.file):
+            if not _local(variant.file, config_dir).is_file():
+                raise ConfigError(f"variants.{variant.name}.file: {variant.file!r} not found")
+
+
+def _local(path: str, config_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    return p if p.exists() else config_dir / p
+
+
+def _quick_digest(path: Path) -> str:
+    """sha256 of the size and first 64 MiB: identifies a multi-GB file in well under a second."""
+    digest = hashlib.sha256(str(path.stat().st_size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(64 << 20))
+    return digest.hexdigest()[:16]
+
+
+def describe_gguf(path: Path) -> dict[str, Any]:
+    try:
+        from bench.gguf.inspect import inspect_gguf
+    except ImportError:  # TODO(lead): temporary until bench.gguf.inspect lands
+        return {"path": str(path), "bytes": path.stat().st_size}
+    info = inspect_gguf(path)
+    return {
+        "path": str(path),
+        "bytes": info.file_bytes,
+        "sha256_quick": _quick_digest(path),
+        "tensor_types": dict(info.tensor_counts),
+        "bytes_per_type": dict(info.bytes_per_type),
+        "parameters": info.parameters,
+        "bits_per_weight": info.bits_per_weight,
+    }
+
+
+def make_gguf_from_base(base_dir: Path, quant: str) -> Path:
+    """Quantize the base's transformer once and cache the file beside the base pipeline."""
+    from bench.gguf import quantize_checkpoint
+
+    out = base_dir / "gguf" / f"transformer-{quant}.gguf"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        quantize_checkpoint(base_dir / "transformer", out, quant, key_names="auto")
+    return out
+
+
+def prepare_variant(variant: Any, base: str, config_dir: Path, synthetic: bool) -> PreparedVariant:
+    if not isinstance(variant, GGUFVariant):
+        return PreparedVariant()
+    if variant.file is not None:
+        if is_url(variant.file):
+            return PreparedVariant(gguf_file=variant.file)
+        path = _local(variant.file, config_dir).resolve()
+        return PreparedVariant(gguf_file=str(path), file_info=describe_gguf(path))
+    if not synthetic:  # the config validator already refuses this; kept for library callers
+        raise ConfigError(f"variants.{variant.name}.file: required for a pretrained base")
+    from bench.gguf import supported_quant_types
+
+    if variant.quant not in supported_quant_types():
+        return PreparedVariant(
+            unavailable={
+                "type": "QuantTypeUnavailable",
+                "message": f"the harness cannot make {variant.quant} files yet "
+                f"(it makes {', '.join(supported_quant_types())})",
+                "phase": "prepare",
+            }
+        )
+    try:
+        path = make_gguf_from_base(Path(base), variant.quant)
+    except NotImplementedError as exc:
+        return PreparedVariant(
+            unavailable={"type": type(exc).__name__, "message": str(exc), "phase": "prepare"}
+        )
+    return PreparedVariant(gguf_file=str(path), file_info=describe_gguf(path))

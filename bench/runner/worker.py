@@ -1,0 +1,212 @@
+"""One cell in one fresh process: load, apply offload, warm up, generate, measure, record.
+
+Runs in a `spawn`ed child so peak-memory counters, the CUDA context and allocator caches start
+from nothing and never leak into the next cell. Every record is appended and flushed the moment
+it exists; the parent only reads the file and the progress queue.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.results import RECORDS, append_jsonl, image_relpath, utc_now
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """Everything the child needs, picklable; the config travels as its JSON dump."""
+
+    run_dir: str
+    run_id: str
+    cell: dict[str, Any]  # manifest entry of the cell
+    images: list[dict[str, Any]]  # {prompt_id, prompt, repeat, seed} still owed
+    write_cell_record: bool
+    base_model: str
+    revision: str | None
+    gguf_file: str | None
+    device: str
+    steps: int
+    guidance: float
+    max_sequence_length: int
+    warmup: int
+    warmup_prompt: str
+
+
+def _error(exc: BaseException, phase: str) -> dict[str, str]:
+    message = str(exc) if str(exc) else repr(exc)
+    return {"type": type(exc).__name__, "message": message.strip()[:2000], "phase": phase}
+
+
+def _exit_with_parent() -> None:
+    """End this process if the parent dies, so a killed run leaves no writer behind."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            threading.Event().wait(0.5)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def run_cell(job: CellJob, events: Any) -> None:
+    """Entry point of the child process. Never raises: failures become records."""
+    _exit_with_parent()
+    import warnings
+
+    import diffusers
+    import torch
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+    from bench.config import FullVariant, GGUFVariant, OffloadSpec
+    from bench.models.loading import (
+        apply_offload,
+        component_weights,
+        import_pipeline_classes,
+        load_pipeline,
+        resolve_device,
+    )
+    from bench.runner.memory import MemorySampler, monotonic
+    from bench.runner.timing import CallTimer
+
+    run_dir = Path(job.run_dir)
+    records_path = run_dir / RECORDS
+    cell = job.cell
+    common = {
+        "schema": 1,
+        "run_id": job.run_id,
+        "cell_id": cell["cell_id"],
+        "variant": cell["variant"],
+        "offload": cell["offload"],
+        "height": cell["height"],
+        "width": cell["width"],
+    }
+    spec = cell["variant_spec"]
+    variant = GGUFVariant(**spec) if spec["kind"] == "gguf" else FullVariant(**spec)
+    offload = OffloadSpec(**cell["offload_spec"])
+    device = resolve_device(job.device)
+
+    def emit(kind: str, **payload: Any) -> None:
+        events.put({"kind": kind, "cell_id": cell["cell_id"], **payload})
+
+    cell_record: dict[str, Any] = {
+        **common,
+        "kind": "cell",
+        "device": str(device),
+        "status": "ok",
+        "error": None,
+        "load_s": None,
+        "first_call_s": None,
+        "warmup_s": [],
+        "memory": {},
+        "weights": {},
+        "energy_supported": False,
+    }
+
+    sampler = MemorySampler(device).start()
+    cell_record["memory"]["baseline"] = sampler.baseline()
+    cell_record["energy_supported"] = sampler.energy_j() is not None
+    phase = "load"
+    pipe = None
+    try:
+        import_pipeline_classes(job.base_model, job.revision)
+        sampler.begin_phase()
+        started = monotonic()
+        pipe = load_pipeline(job.base_model, variant, job.gguf_file, job.revision)
+        phase = "offload"
+        apply_offload(pipe, offload, device)
+        cell_record["load_s"] = monotonic() - started
+        cell_record["memory"]["load"] = sampler.end_phase()
+        cell_record["weights"] = component_weights(pipe)
+        emit("loaded", load_s=cell_record["load_s"])
+
+        timer = CallTimer(device)
+        pipe.transformer.register_forward_pre_hook(timer.pre_forward_hook)
+
+        def generate(prompt: str, seed: int) -> Any:
+            timer.reset()
+            result = pipe(
+                prompt,
+                height=cell["height"],
+                width=cell["width"],
+                num_inference_steps=job.steps,
+                guidance_scale=job.guidance,
+                max_sequence_length=job.max_sequence_length,
+                # A CPU generator gives the same initial noise on every device (paired seeds).
+                generator=torch.Generator("cpu").manual_seed(seed),
+                callback_on_step_end=timer.on_step_end,
+                output_type="pil",
+            )
+            timer.finish()
+            return result.images[0]
+
+        phase = "warmup"
+        sampler.begin_phase()
+        for _ in range(job.warmup):
+            generate(job.warmup_prompt, 0)
+            cell_record["warmup_s"].append(timer.summary()["wall_s"])
+        if job.warmup:
+            cell_record["first_call_s"] = cell_record["warmup_s"][0]
+            cell_record["memory"]["warmup"] = sampler.end_phase()
+        emit("warm")
+    except BaseException as exc:  # noqa: BLE001 - every failure is a measurement
+        cell_record["status"] = "failed"
+        cell_record["error"] = _error(exc, phase)
+        cell_record["traceback"] = traceback.format_exc(limit=8)[-4000:]
+        if phase in ("load", "offload"):
+            cell_record["memory"]["load"] = sampler.end_phase()
+        if job.write_cell_record:
+            append_jsonl(records_path, [{**cell_record, "time": utc_now()}])
+        emit("cell_failed", error=cell_record["error"])
+        sampler.stop()
+        return
+
+    if job.write_cell_record:
+        append_jsonl(records_path, [{**cell_record, "time": utc_now()}])
+
+    for image in job.images:
+        record: dict[str, Any] = {
+            **common,
+            "kind": "image",
+            "prompt_id": image["prompt_id"],
+            "repeat": image["repeat"],
+            "seed": image["seed"],
+            "status": "ok",
+            "error": None,
+            "image": None,
+        }
+        energy_before = sampler.energy_j()
+        sampler.begin_phase()
+        try:
+            picture = generate(image["prompt"], image["seed"])
+            record.update(timer.summary())
+            record["memory"] = sampler.end_phase()
+            energy_after = sampler.energy_j()
+            record["energy_j"] = (
+                energy_after - energy_before
+                if energy_before is not None and energy_after is not None
+                else None
+            )
+            rel = image_relpath(cell["cell_id"], image["prompt_id"], image["repeat"])
+            (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            picture.save(run_dir / rel)
+            record["image"] = rel
+        except BaseException as exc:  # noqa: BLE001
+            record["status"] = "failed"
+            record["error"] = _error(exc, "generate")
+            record["memory"] = sampler.end_phase()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        append_jsonl(records_path, [{**record, "time": utc_now()}])
+        emit("image", status=record["status"], wall_s=record.get("wall_s"))
+    sampler.stop()
