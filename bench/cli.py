@@ -33,7 +33,15 @@ def print_run_table(run_dir: Path, console: Console) -> None:
 
     frame = summarize_run(run_dir)
     table = Table(title=f"run {run_dir.name}", title_justify="left")
-    for column in ("variant", "offload", "resolution", "status", "peak memory", "s/image", "load s"):
+    for column in (
+        "variant",
+        "offload",
+        "resolution",
+        "status",
+        "peak memory",
+        "s/image",
+        "load s",
+    ):
         table.add_column(column, justify="right" if column.endswith(("s", "memory")) else "left")
     for _, row in frame.iterrows():
         row = row.astype(object).where(row.notna(), None)
@@ -65,9 +73,7 @@ def run(
     only: Annotated[
         list[str] | None, typer.Option(help="run only these variants (repeatable)")
     ] = None,
-    resume: Annotated[
-        Path | None, typer.Option(help="complete an interrupted run folder")
-    ] = None,
+    resume: Annotated[Path | None, typer.Option(help="complete an interrupted run folder")] = None,
     score: Annotated[bool, typer.Option(help="score the images when the sweep ends")] = True,
 ) -> None:
     """Sweep variants × offload modes; write results/<run-id>/ and print the table."""
@@ -77,7 +83,9 @@ def run(
     try:
         if resume is not None:
             if config is not None or only:
-                raise UserInputError("--resume takes the config from the run folder; drop CONFIG/--only")
+                raise UserInputError(
+                    "--resume takes the config from the run folder; drop CONFIG/--only"
+                )
             run_dir = resume_run(resume, console=console)
         else:
             run_dir = run_config(config or DEFAULT_CONFIG, out, only=only, console=console)

@@ -218,11 +218,6 @@ class BenchConfig(_Strict):
                     f"variants.{variant.name}.file: a GGUF file path or URL is required when "
                     "model.source is 'pretrained' (quantize it first with `bench quantize`)"
                 )
-        for res in self.resolution_list:
-            if res.height % 16 or res.width % 16:
-                raise ValueError(
-                    f"height/width must be multiples of 16 for FLUX, got {res.height}x{res.width}"
-                )
         return self
 
     @property
@@ -254,7 +249,9 @@ def _format_location(loc: tuple[Any, ...], data: Any) -> str:
             node = node[item]
             continue
         # A union tag or a model name pydantic added: not part of the user's file.
-        if isinstance(item, str) and (item in ("full", "gguf") or "[" in item or item[:1].isupper()):
+        if isinstance(item, str) and (
+            item in ("full", "gguf") or "[" in item or item[:1].isupper()
+        ):
             continue
         parts.append(str(item))
         node = None
@@ -270,8 +267,10 @@ def _first_error(error: ValidationError, data: Any) -> str:
     if err["type"] == "missing":
         return f"{where}: required key is missing"
     message = message.removeprefix("Value error, ")
-    if "input" in err and err["type"] not in ("model_type",) and not isinstance(
-        err["input"], dict | list
+    if (
+        "input" in err
+        and err["type"] not in ("model_type",)
+        and not isinstance(err["input"], dict | list)
     ):
         message += f" (got {err['input']!r})"
     return f"{where}: {message}"
@@ -286,7 +285,9 @@ def load_config(path: Path) -> tuple[BenchConfig, Path]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+        raise ConfigError(
+            f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     try:

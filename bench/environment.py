@@ -46,8 +46,8 @@ def _version(package: str) -> str | None:
 
 
 def _cpu_model() -> str:
-    with suppress(OSError):
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
+    with suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()

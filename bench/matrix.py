@@ -41,7 +41,7 @@ class _PromptFileModel(BaseModel):
 def load_prompt_file(path: Path) -> list[Prompt]:
     """Read a prompt set: YAML with a `prompts:` list of `{id, text, ...}` (extra keys kept out)."""
     if not path.is_file():
-        raise ConfigError(f"{path}: prompt file not found")
+        raise ConfigError(f"prompts.file: {path} not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         parsed = _PromptFileModel.model_validate(data)
@@ -111,7 +111,7 @@ class Cell:
 
 
 def expand_cells(config: BenchConfig, only: list[str] | None = None) -> list[Cell]:
-    """Cells in a stable order: resolution, then variant, then offload (as written in the config)."""
+    """Cells in a stable order: resolution, variant, offload (each as written in the config)."""
     if only:
         known = {v.name for v in config.variants}
         unknown = [name for name in only if name not in known]

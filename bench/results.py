@@ -52,6 +52,18 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
         os.fsync(handle.fileno())
 
 
+def repair_torn_tail(path: Path) -> bool:
+    """Cut a last line left unfinished by a kill, so the next append starts on a fresh line."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if data.endswith(b"\n"):
+            return False
+        handle.truncate(data.rfind(b"\n") + 1)
+    return True
+
+
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Yield records; a torn last line (the process was killed mid-write) is skipped."""
     if not path.is_file():

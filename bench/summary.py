@@ -52,9 +52,7 @@ def summarize_run(run_dir: Path) -> pd.DataFrame:
     for cell in manifest["cells"]:
         cell_id = cell["cell_id"]
         record = cells.get(cell_id, {})
-        images = [
-            r for r in records if r.get("kind") == "image" and r["cell_id"] == cell_id
-        ]
+        images = [r for r in records if r.get("kind") == "image" and r["cell_id"] == cell_id]
         ok = [r for r in images if r["status"] == "ok"]
         walls = np.array([r["wall_s"] for r in ok], dtype=float)
         steps = np.array([s for r in ok for s in r.get("step_s", [])], dtype=float)

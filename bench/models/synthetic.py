@@ -16,11 +16,12 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,6 @@ class SyntheticSpec:
             "max_image_seq_len": 4096,
         }
     )
-    clip_vocab: int = 1000
-    t5_vocab: int = 400
     dtype: str = "float32"
 
     def digest(self, seed: int) -> str:
@@ -154,49 +153,59 @@ def synthetic_dir(preset: str, seed: int) -> Path:
 
 
 def _seeded_generator(seed: int, name: str) -> torch.Generator:
+    import torch
+
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
-@torch.no_grad()
-def fill_random_weights(module: torch.nn.Module, seed: int, prefix: str) -> None:
+def fill_random_weights(
+    module: torch.nn.Module, seed: int, prefix: str, dtype: torch.dtype
+) -> None:
     """Deterministic initialisation that keeps activations in range through deep stacks.
 
-    Matrices get N(0, 1/fan_in) (unit-variance outputs), norm scales 1, biases and embeddings
-    small values. Each tensor's values depend only on (seed, its name).
+    Matrices get N(0, 1/fan_in) (unit-variance outputs), embedding tables N(0, 0.02²), norm
+    scales 1, biases small values. Each tensor depends only on (seed, its name). Parameters may
+    be on the meta device (a full-size model is never initialised twice).
     """
-    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
-        if not tensor.is_floating_point():
-            continue
-        full_name = f"{prefix}.{name}"
-        gen = _seeded_generator(seed, full_name)
+    import torch
+    from accelerate.utils import set_module_tensor_to_device
+
+    with torch.no_grad():
+        _fill(module, seed, prefix, dtype, set_module_tensor_to_device)
+
+
+def _fill(module: Any, seed: int, prefix: str, dtype: Any, setter: Any) -> None:
+    import torch
+
+    for name, tensor in list(module.named_parameters()):
+        gen = _seeded_generator(seed, f"{prefix}.{name}")
         if tensor.ndim >= 2:
-            fan_in = tensor[0].numel()
-            values = torch.randn(tensor.shape, generator=gen) / (fan_in**0.5)
             if "embed" in name and tensor.ndim == 2 and "linear" not in name:
                 values = torch.randn(tensor.shape, generator=gen) * 0.02
+            else:
+                values = torch.randn(tensor.shape, generator=gen) / (tensor[0].numel() ** 0.5)
         elif name.endswith("bias"):
             values = torch.randn(tensor.shape, generator=gen) * 0.01
-        elif "position_ids" in name:
-            continue
         else:  # norm scales and other vectors
             values = torch.ones(tensor.shape)
-        tensor.copy_(values.to(tensor.dtype))
+        setter(module, name, "cpu", value=values.to(dtype))
 
 
 def _build_components(spec: SyntheticSpec, seed: int) -> dict[str, Any]:
+    import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     from bench.models.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 
     dtype = getattr(torch, spec.dtype)
-    clip_tokenizer = build_clip_tokenizer(vocab_size=spec.clip_vocab)
-    t5_tokenizer = build_t5_tokenizer(vocab_size=spec.t5_vocab)
+    clip_tokenizer = build_clip_tokenizer()
+    t5_tokenizer = build_t5_tokenizer()
 
-    previous_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
         transformer = FluxTransformer2DModel(**spec.transformer)
         clip_cfg = dict(spec.clip)
         clip_cfg.setdefault("vocab_size", len(clip_tokenizer))
@@ -227,8 +236,6 @@ def _build_components(spec: SyntheticSpec, seed: int) -> dict[str, Any]:
             use_post_quant_conv=False,
             **spec.vae,
         )
-    finally:
-        torch.set_default_dtype(previous_dtype)
 
     for prefix, module in (
         ("transformer", transformer),
@@ -236,7 +243,9 @@ def _build_components(spec: SyntheticSpec, seed: int) -> dict[str, Any]:
         ("text_encoder_2", text_encoder_2),
         ("vae", vae),
     ):
-        fill_random_weights(module, seed, prefix)
+        fill_random_weights(module, seed, prefix, dtype)
+        if hasattr(module, "tie_weights"):  # T5 shares its input embedding table
+            module.tie_weights()
         module.eval()
 
     return {
@@ -272,7 +281,7 @@ def build_synthetic_pipeline(preset: str, seed: int, out_dir: Path) -> Path:
 
 
 def ensure_synthetic_pipeline(preset: str, seed: int) -> Path:
-    """Return the cached folder, building it first if absent (atomically, so a crash leaves none)."""
+    """The cached pipeline folder, built first if absent (atomically: a crash leaves none)."""
     target = synthetic_dir(preset, seed)
     if (target / "model_index.json").is_file() and (target / "synthetic.json").is_file():
         return target

@@ -3,12 +3,12 @@
 FLUX reads prompts through a CLIP byte-level BPE tokenizer and a T5 sentencepiece (Unigram)
 tokenizer. Random-weight models do not need their real vocabularies, only tokenizers of the same
 kind, with the same special tokens and maximum lengths, so the pipeline code runs unchanged.
-Both are trained on a small fixed corpus, which makes them deterministic.
+Both are constructed from a small fixed corpus in sorted order, so every build is identical.
 """
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import CLIPTokenizer, T5Tokenizer
 
 CLIP_BOS = "<|startoftext|>"
@@ -34,20 +34,39 @@ _CORPUS = [
 ]
 
 
-def build_clip_tokenizer(vocab_size: int = 1000, model_max_length: int = 77) -> CLIPTokenizer:
-    """Byte-level BPE with CLIP's end-of-word suffix, lower-casing and special tokens."""
-    bpe = Tokenizer(models.BPE(unk_token=CLIP_EOS, end_of_word_suffix="</w>"))
-    bpe.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[CLIP_BOS, CLIP_EOS],
-        end_of_word_suffix="</w>",
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+def _corpus_words() -> list[str]:
+    return sorted({word for line in _CORPUS for word in line.lower().split()})
+
+
+def build_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
+    """Byte-level BPE with CLIP's end-of-word suffix, lower-casing and special tokens.
+
+    The vocabulary is every byte symbol with and without `</w>`, plus merges that spell the
+    corpus words, constructed in sorted order. (Training with `tokenizers` would be simpler but
+    its tie-breaking differs from run to run, and a build must be reproducible byte for byte.)
+    """
+    to_symbols = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab: dict[str, int] = {}
+    for token in [CLIP_BOS, CLIP_EOS, *alphabet, *(a + "</w>" for a in alphabet)]:
+        vocab.setdefault(token, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in _corpus_words():
+        symbols = to_symbols.pre_tokenize_str(word)[0][0]
+        pieces = [*list(symbols[:-1]), symbols[-1] + "</w>"]
+        current = pieces[0]
+        for piece in pieces[1:]:
+            merged = current + piece
+            if merged not in vocab:
+                vocab[merged] = len(vocab)
+                merges.append((current, piece))
+            current = merged
+    bpe = Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, unk_token=CLIP_EOS, end_of_word_suffix="</w>")
     )
-    bpe.train_from_iterator(_CORPUS, trainer)
+    bpe.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), to_symbols])
+    bpe.decoder = decoders.ByteLevel()
     return CLIPTokenizer(
         tokenizer_object=bpe,
         bos_token=CLIP_BOS,
@@ -58,19 +77,21 @@ def build_clip_tokenizer(vocab_size: int = 1000, model_max_length: int = 77) -> 
     )
 
 
-def build_t5_tokenizer(vocab_size: int = 400, model_max_length: int = 512) -> T5Tokenizer:
-    """Unigram with a metaspace pre-tokenizer and T5's pad/eos/unk ids (0, 1, 2)."""
-    unigram = Tokenizer(models.Unigram())
-    unigram.normalizer = normalizers.NFKC()
+def build_t5_tokenizer(model_max_length: int = 512) -> T5Tokenizer:
+    """Unigram with a metaspace pre-tokenizer and T5's pad/eos/unk ids (0, 1, 2).
+
+    Pieces: the corpus words (preferred) and every character of the corpus, with fixed scores,
+    so the vocabulary is the same on every build.
+    """
+    chars = sorted({c for line in _CORPUS for c in line.lower() if not c.isspace()})
+    pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces.append(("▁", -2.0))
+    pieces += [("▁" + w, -5.0) for w in _corpus_words()]
+    pieces += [(c, -10.0) for c in chars]
+    unigram = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    unigram.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     unigram.pre_tokenizer = pre_tokenizers.Metaspace()
     unigram.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    unigram.train_from_iterator(_CORPUS, trainer)
     return T5Tokenizer(
         tokenizer_object=unigram,
         pad_token="<pad>",

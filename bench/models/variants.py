@@ -44,11 +44,13 @@ def check_local_files(config: BenchConfig, config_dir: Path) -> None:
         if looks_local and not _local(path, config_dir).is_dir():
             raise ConfigError(f"model.path: folder {path!r} not found")
         if looks_local and not (_local(path, config_dir) / "model_index.json").is_file():
-            raise ConfigError(f"model.path: {path!r} is not a diffusers pipeline (no model_index.json)")
+            raise ConfigError(
+                f"model.path: {path!r} is not a diffusers pipeline (no model_index.json)"
+            )
     for variant in config.variants:
-        if isinstance(variant, GGUFVariant) and variant.file and not is_url(variant.file):
-            if not _local(variant.file, config_dir).is_file():
-                raise ConfigError(f"variants.{variant.name}.file: {variant.file!r} not found")
+        local_file = isinstance(variant, GGUFVariant) and variant.file and not is_url(variant.file)
+        if local_file and not _local(variant.file, config_dir).is_file():
+            raise ConfigError(f"variants.{variant.name}.file: {variant.file!r} not found")
 
 
 def _local(path: str, config_dir: Path) -> Path:
@@ -67,19 +69,19 @@ def _quick_digest(path: Path) -> str:
 
 
 def describe_gguf(path: Path) -> dict[str, Any]:
-    try:
-        from bench.gguf.inspect import inspect_gguf
-    except ImportError:  # TODO(lead): temporary until bench.gguf.inspect lands
-        return {"path": str(path), "bytes": path.stat().st_size}
+    from bench.gguf.inspect import inspect_gguf
+
     info = inspect_gguf(path)
     return {
         "path": str(path),
         "bytes": info.file_bytes,
         "sha256_quick": _quick_digest(path),
-        "tensor_types": dict(info.tensor_counts),
+        "tensor_types": dict(info.tensors_per_type),
         "bytes_per_type": dict(info.bytes_per_type),
         "parameters": info.parameters,
         "bits_per_weight": info.bits_per_weight,
+        "key_names": info.key_names,
+        "architecture": info.metadata.get("general.architecture"),
     }
 
 
@@ -101,7 +103,12 @@ def prepare_variant(variant: Any, base: str, config_dir: Path, synthetic: bool) 
         if is_url(variant.file):
             return PreparedVariant(gguf_file=variant.file)
         path = _local(variant.file, config_dir).resolve()
-        return PreparedVariant(gguf_file=str(path), file_info=describe_gguf(path))
+        from bench.gguf.errors import GGUFFileError
+
+        try:
+            return PreparedVariant(gguf_file=str(path), file_info=describe_gguf(path))
+        except GGUFFileError as exc:
+            raise ConfigError(f"variants.{variant.name}.file: {exc}") from exc
     if not synthetic:  # the config validator already refuses this; kept for library callers
         raise ConfigError(f"variants.{variant.name}.file: required for a pretrained base")
     from bench.gguf import supported_quant_types

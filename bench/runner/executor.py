@@ -27,6 +27,7 @@ from rich.progress import (
 
 from bench.config import BenchConfig, GGUFVariant, config_hash, load_config
 from bench.environment import collect_environment
+from bench.errors import ConfigError
 from bench.matrix import expand_cells, expand_images, resolve_prompts
 from bench.models.variants import PreparedVariant, check_local_files, prepare_variant, resolve_base
 from bench.results import (
@@ -40,6 +41,7 @@ from bench.results import (
     new_run_id,
     read_manifest,
     read_records,
+    repair_torn_tail,
     utc_now,
     write_json_atomic,
 )
@@ -61,8 +63,11 @@ class RunPlan:
 def plan_run(config_path: Path, only: list[str] | None = None) -> RunPlan:
     """Validate the config and everything it names; raises ConfigError before any file exists."""
     config, config_dir = load_config(config_path)
-    check_local_files(config, config_dir)
-    prompts = resolve_prompts(config, config_dir)
+    try:
+        check_local_files(config, config_dir)
+        prompts = resolve_prompts(config, config_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from exc
     cells = expand_cells(config, only)
     images = expand_images(config, prompts)
     return RunPlan(
@@ -140,9 +145,7 @@ def _child_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _run_cells(
-    run_dir: Path, manifest: dict[str, Any], plan: RunPlan, console: Console
-) -> None:
+def _run_cells(run_dir: Path, manifest: dict[str, Any], plan: RunPlan, console: Console) -> None:
     config = plan.config
     prompt_text = {p["id"]: p["text"] for p in manifest["prompts"]}
     records = read_records(run_dir)
@@ -170,8 +173,10 @@ def _run_cells(
             prepared = plan.prepared.get(cell["variant"], PreparedVariant())
             if prepared.unavailable is not None:
                 if cell_id not in have_cell_record:
-                    append_jsonl(run_dir / RECORDS, [_cell_stub(manifest, cell, "unavailable",
-                                                                prepared.unavailable)])
+                    append_jsonl(
+                        run_dir / RECORDS,
+                        [_cell_stub(manifest, cell, "unavailable", prepared.unavailable)],
+                    )
                 progress.advance(overall, len(owed))
                 continue
             task = progress.add_task(f"{cell_id}: loading", total=len(owed))
@@ -294,6 +299,7 @@ def resume_run(run_dir: Path, console: Console | None = None) -> Path:
     """Run what a run folder still misses, with the config stored in its manifest."""
     console = console or Console(stderr=True)
     manifest = read_manifest(run_dir)
+    repair_torn_tail(run_dir / RECORDS)
     config = BenchConfig.model_validate(manifest["config"])
     plan = RunPlan(
         config=config,

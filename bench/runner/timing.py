@@ -7,6 +7,7 @@ synchronizes first, otherwise a mark would only time the kernel launch.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,6 @@ class CallTimer:
         return {
             "wall_s": self.end - self.start,
             "encode_s": begin - self.start,
-            "step_s": [b - a for a, b in zip(marks, marks[1:], strict=False)],
+            "step_s": [b - a for a, b in itertools.pairwise(marks)],
             "decode_s": self.end - (self.step_ends[-1] if self.step_ends else begin),
         }

@@ -159,7 +159,7 @@ def run_cell(job: CellJob, events: Any) -> None:
             cell_record["first_call_s"] = cell_record["warmup_s"][0]
             cell_record["memory"]["warmup"] = sampler.end_phase()
         emit("warm")
-    except BaseException as exc:  # noqa: BLE001 - every failure is a measurement
+    except BaseException as exc:
         cell_record["status"] = "failed"
         cell_record["error"] = _error(exc, phase)
         cell_record["traceback"] = traceback.format_exc(limit=8)[-4000:]
@@ -201,7 +201,7 @@ def run_cell(job: CellJob, events: Any) -> None:
             (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             picture.save(run_dir / rel)
             record["image"] = rel
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             record["status"] = "failed"
             record["error"] = _error(exc, "generate")
             record["memory"] = sampler.end_phase()

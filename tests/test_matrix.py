@@ -1,0 +1,46 @@
+"""Seeds are paired across variants and independent of prompt order; cell ids are stable."""
+
+from __future__ import annotations
+
+from bench.config import BenchConfig
+from bench.matrix import derive_seed, expand_cells, expand_images
+
+
+def config(**overrides) -> BenchConfig:
+    data = {
+        "name": "m",
+        "variants": [
+            {"name": "full", "kind": "full"},
+            {"name": "Q8_0", "kind": "gguf", "quant": "Q8_0"},
+        ],
+        "offload": ["none", {"mode": "group", "level": "block", "blocks_per_group": 2}],
+        "prompts": [{"id": "a", "text": "first"}, {"id": "b", "text": "second"}],
+        "repeats": 2,
+        **overrides,
+    }
+    return BenchConfig.model_validate(data)
+
+
+def test_seeds_do_not_depend_on_prompt_order() -> None:
+    forward = config()
+    backward = config(prompts=[{"id": "b", "text": "second"}, {"id": "a", "text": "first"}])
+    seeds = {(i.prompt_id, i.repeat): i.seed for i in expand_images(forward, forward.prompts)}
+    again = {(i.prompt_id, i.repeat): i.seed for i in expand_images(backward, backward.prompts)}
+    assert seeds == again
+    assert len(set(seeds.values())) == len(seeds)
+
+
+def test_fixed_strategy_reuses_the_base_seed() -> None:
+    blog = config(seed=42, seed_strategy="fixed", repeats=1)
+    assert {i.seed for i in expand_images(blog, blog.prompts)} == {42}
+    assert derive_seed(42, "a", 1, "fixed") == 43
+
+
+def test_cells_cross_variants_offloads_and_resolutions() -> None:
+    cfg = config(resolutions=[{"height": 64, "width": 64}, {"height": 128, "width": 96}])
+    ids = [c.cell_id for c in expand_cells(cfg)]
+    assert len(ids) == len(set(ids)) == 2 * 2 * 2
+    assert "Q8_0__group-block2__128x96" in ids
+    assert [c.cell_id for c in expand_cells(cfg, only=["full"])] == [
+        i for i in ids if i.startswith("full__")
+    ]
