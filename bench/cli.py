@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from bench.errors import UserInputError
 
+# Stage commands live with their modules and are imported only when invoked: `bench run` and
+# `bench env` then start without loading the metric models and the quantizer.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "quantize": ("bench.gguf.commands", "quantize_command"),
+    "inspect": ("bench.gguf.commands", "inspect_command"),
+    "score": ("bench.score", "score_command"),
+}
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *LAZY_COMMANDS]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = LAZY_COMMANDS[cmd_name]
+        function = getattr(importlib.import_module(module), attribute)
+        single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        single.command(cmd_name)(function)
+        command = typer.main.get_command(single)
+        command.name = cmd_name
+        return command
+
+
 app = typer.Typer(
+    cls=LazyGroup,
     pretty_exceptions_enable=False,
     add_completion=False,
     no_args_is_help=True,
@@ -97,10 +126,8 @@ def run(
 
 
 def _score_if_available(run_dir: Path, console: Console) -> None:
-    try:
-        from bench.score import score_run
-    except ImportError:
-        return
+    from bench.score import score_run
+
     score_run(run_dir, progress=True)
 
 
@@ -135,25 +162,12 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = Fa
     console.print(table)
 
 
-def _register_optional_commands() -> None:
-    """Stages that live in their own modules register their commands here."""
-    try:
-        from bench.gguf import commands as gguf_commands
-
-        app.command("quantize")(gguf_commands.quantize_command)
-        app.command("inspect")(gguf_commands.inspect_command)
-    except ImportError:  # TODO(lead): remove once bench.gguf.commands lands
-        pass
-    try:
-        from bench.score import score_command
-
-        app.command("score")(score_command)
-    except ImportError:  # TODO(lead): remove once bench.score lands
-        pass
-
-
 def main() -> None:
-    _register_optional_commands()
+    # Library chatter (progress bars, optional-backend notices) would bury the harness's own
+    # output; users who want it can set the variables themselves.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except UserInputError as exc:

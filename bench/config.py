@@ -79,22 +79,33 @@ class ModelSource(_Strict):
         return self
 
 
-class FullVariant(_Strict):
+class _VariantBase(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    offload_modes: list[Literal["none", "model", "sequential", "group"]] | None = Field(
+        default=None,
+        description="run this variant only under these offload modes (default: all of them)",
+    )
+
+
+class FullVariant(_VariantBase):
     """The unquantized pipeline in one dtype: the reference every other variant is paired with."""
 
-    name: str
     kind: Literal["full"]
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    noise_floor: Literal["sdpa-math", "no-tf32"] | None = Field(
+        default=None,
+        description="generate under this harmless numeric change: a second full-precision "
+        "image set that shows how far 'identical' moves on this stack (the noise floor)",
+    )
 
 
-class GGUFVariant(_Strict):
+class GGUFVariant(_VariantBase):
     """A GGUF-quantized transformer; the rest of the pipeline stays at `dtype`.
 
     `file` is a local path or a hub URL (`https://huggingface.co/<repo>/blob/<rev>/<file>`);
     when omitted the harness makes the file from the base model with its own quantizer.
     """
 
-    name: str
     kind: Literal["gguf"]
     quant: str
     file: str | None = None

@@ -125,6 +125,7 @@ def expand_cells(config: BenchConfig, only: list[str] | None = None) -> list[Cel
         for r in config.resolution_list
         for v in variants
         for o in config.offload_specs
+        if v.offload_modes is None or o.mode in v.offload_modes
     ]
 
 

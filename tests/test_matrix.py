@@ -44,3 +44,19 @@ def test_cells_cross_variants_offloads_and_resolutions() -> None:
     assert [c.cell_id for c in expand_cells(cfg, only=["full"])] == [
         i for i in ids if i.startswith("full__")
     ]
+
+
+def test_a_variant_can_be_limited_to_some_offload_modes() -> None:
+    cfg = config(
+        variants=[
+            {"name": "full", "kind": "full"},
+            {
+                "name": "floor",
+                "kind": "full",
+                "noise_floor": "sdpa-math",
+                "offload_modes": ["none"],
+            },
+        ]
+    )
+    ids = [c.cell_id for c in expand_cells(cfg)]
+    assert ids == ["full__none__512x512", "full__group-block2__512x512", "floor__none__512x512"]

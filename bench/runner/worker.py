@@ -7,10 +7,12 @@ it exists; the parent only reads the file and the progress queue.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import traceback
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,20 +135,27 @@ def run_cell(job: CellJob, events: Any) -> None:
         timer = CallTimer(device)
         pipe.transformer.register_forward_pre_hook(timer.pre_forward_hook)
 
+        numeric_change = contextlib.nullcontext
+        if isinstance(variant, FullVariant) and variant.noise_floor:
+            from bench.metrics.noise_floor import harmless_change
+
+            numeric_change = partial(harmless_change, variant.noise_floor)
+
         def generate(prompt: str, seed: int) -> Any:
             timer.reset()
-            result = pipe(
-                prompt,
-                height=cell["height"],
-                width=cell["width"],
-                num_inference_steps=job.steps,
-                guidance_scale=job.guidance,
-                max_sequence_length=job.max_sequence_length,
-                # A CPU generator gives the same initial noise on every device (paired seeds).
-                generator=torch.Generator("cpu").manual_seed(seed),
-                callback_on_step_end=timer.on_step_end,
-                output_type="pil",
-            )
+            with numeric_change():
+                result = pipe(
+                    prompt,
+                    height=cell["height"],
+                    width=cell["width"],
+                    num_inference_steps=job.steps,
+                    guidance_scale=job.guidance,
+                    max_sequence_length=job.max_sequence_length,
+                    # A CPU generator gives the same initial noise on every device (paired).
+                    generator=torch.Generator("cpu").manual_seed(seed),
+                    callback_on_step_end=timer.on_step_end,
+                    output_type="pil",
+                )
             timer.finish()
             return result.images[0]
 
