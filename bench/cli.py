@@ -51,6 +51,14 @@ app = typer.Typer(
 DEFAULT_CONFIG = Path("configs/tiny.yaml")
 
 
+def default_config() -> Path:
+    """configs/tiny.yaml of the working directory, else the one beside the package (a checkout)."""
+    if DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG
+    beside_package = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
+    return beside_package if beside_package.is_file() else DEFAULT_CONFIG
+
+
 def fail(message: str) -> typer.Exit:
     """One line on stderr, exit status 2: the contract for every user error."""
     typer.echo(f"error: {message}", err=True)
@@ -117,7 +125,7 @@ def run(
                 )
             run_dir = resume_run(resume, console=console)
         else:
-            run_dir = run_config(config or DEFAULT_CONFIG, out, only=only, console=console)
+            run_dir = run_config(config or default_config(), out, only=only, console=console)
     except UserInputError as exc:
         raise fail(str(exc)) from None
     if score:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from bench.runner.executor import run_config
 from bench.summary import summarize_run
 
 pytestmark = pytest.mark.slow
+SECRET = "hf_not_a_real_token_but_must_not_leak"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,15 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    return run_config(path, folder / "results")
+    previous = os.environ.get("HF_TOKEN")
+    os.environ["HF_TOKEN"] = SECRET
+    try:
+        return run_config(path, folder / "results")
+    finally:
+        if previous is None:
+            del os.environ["HF_TOKEN"]
+        else:
+            os.environ["HF_TOKEN"] = previous
 
 
 def test_every_cell_has_exactly_one_cell_record(tiny_run: Path) -> None:
@@ -116,3 +126,8 @@ def test_summary_has_medians_for_ok_cells(tiny_run: Path) -> None:
     assert frame.loc["full__none__64x64", "median_s"] > 0
     assert frame.loc["full__model__64x64", "status"] == "failed"
     assert frame.loc["Q4_0__none__64x64", "status"] == "unavailable"
+
+
+def test_secrets_in_the_environment_never_reach_the_run_folder(tiny_run: Path) -> None:
+    for name in ("manifest.json", "records.jsonl"):
+        assert SECRET not in (tiny_run / name).read_text()

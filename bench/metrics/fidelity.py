@@ -1,0 +1,84 @@
+"""Paired fidelity: one image against the full-precision image of the same prompt, repeat, seed.
+
+Quantization changes the denoiser a little; with the same noise the image should stay close.
+Paired metrics see small changes that distribution metrics (FID) cannot at a few hundred
+images, so these are the main quality figures of the harness (see published-figures.md).
+Values are per image, never pooled, so a summary can carry an interval over prompts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torchmetrics.functional.image import (
+    multiscale_structural_similarity_index_measure,
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
+
+# torchmetrics' MS-SSIM with 5 scales and an 11 px window checks `side // (5 - 1)**2 > 11 - 1`,
+# so both sides must be at least 176 px (its message says "larger than 160").
+MS_SSIM_MIN_SIDE = 176
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """One metric of one image pair. `value` is None when `status` is not ok or for identity."""
+
+    value: float | None
+    status: str = "ok"
+    note: str | None = None
+    identical: bool = False
+
+
+def _check_pair(image: torch.Tensor, reference: torch.Tensor) -> PairScore | None:
+    if image.shape != reference.shape:
+        return PairScore(
+            None,
+            "size_mismatch",
+            f"image {tuple(image.shape[-2:])} vs reference {tuple(reference.shape[-2:])}",
+        )
+    return None
+
+
+def psnr(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
+    """PSNR in dB with data range 1. Identical images have PSNR = +inf: reported as
+    value None with identical=True, because JSON has no infinity and a cap would be invented."""
+    bad = _check_pair(image, reference)
+    if bad:
+        return bad
+    if torch.equal(image, reference):
+        return PairScore(None, "ok", "identical images: PSNR is +inf", identical=True)
+    value = float(peak_signal_noise_ratio(image, reference, data_range=1.0))
+    if not math.isfinite(value):
+        return PairScore(None, "ok", "identical images: PSNR is +inf", identical=True)
+    return PairScore(value)
+
+
+def ssim(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
+    bad = _check_pair(image, reference)
+    if bad:
+        return bad
+    value = float(structural_similarity_index_measure(image, reference, data_range=1.0))
+    return PairScore(value, identical=torch.equal(image, reference))
+
+
+def ms_ssim(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
+    """MS-SSIM, or status `too_small` for images whose smaller side is 160 px or less."""
+    bad = _check_pair(image, reference)
+    if bad:
+        return bad
+    side = min(image.shape[-2:])
+    if side < MS_SSIM_MIN_SIDE:
+        return PairScore(
+            None,
+            "too_small",
+            f"MS-SSIM with 5 scales needs both sides >= {MS_SSIM_MIN_SIDE} px, got {side}",
+        )
+    value = float(multiscale_structural_similarity_index_measure(image, reference, data_range=1.0))
+    return PairScore(value, identical=torch.equal(image, reference))
+
+
+PAIRED_FUNCTIONS = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim}

@@ -1,0 +1,55 @@
+"""Reading generated images for scoring, with failures as data instead of exceptions.
+
+A missing or corrupt PNG must mark that one image and let the rest be scored, so loading
+returns a status next to the tensor rather than raising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded RGB image, or the reason it could not be read.
+
+    Kept as 8-bit PIL (a quarter of the float size); `tensor` converts on demand.
+    """
+
+    image: Image.Image | None
+    status: str
+    note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def tensor(self) -> torch.Tensor | None:
+        """Float tensor (1, 3, H, W) in [0, 1], the layout torchmetrics' image metrics expect."""
+        return None if self.image is None else pil_to_tensor(self.image)
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB float tensor (1, 3, H, W) in [0, 1]; torchmetrics' image metrics expect this layout."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def load_image(path: Path | None) -> LoadedImage:
+    """Load a PNG; status ok, image_missing (no file) or image_unreadable (corrupt, truncated)."""
+    if path is None:
+        return LoadedImage(None, "image_missing", "the image record names no file")
+    if not path.is_file():
+        return LoadedImage(None, "image_missing", f"{path.name}: file not found")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return LoadedImage(image.convert("RGB"), "ok")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return LoadedImage(None, "image_unreadable", f"{path.name}: {type(exc).__name__}: {exc}")

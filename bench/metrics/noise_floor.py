@@ -1,0 +1,114 @@
+"""The noise floor: how far full precision moves from itself under a harmless numeric change.
+
+A quantized variant's fidelity only means something next to this row: if full precision with
+a different attention kernel already scores PSNR 40 dB against itself, a Q8_0 at 39 dB is at
+the floor. The runner generates the second full-precision image set (a variant named
+`<full>__noise` or with `noise_floor: true`, generated inside `harmless_change`); `bench score`
+then scores it against full precision as the noise-floor row. `noise_floor_scores` is the same
+computation for two image sets in hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+
+from bench.metrics.fidelity import PAIRED_FUNCTIONS
+from bench.metrics.images import load_image, pil_to_tensor
+from bench.metrics.stats import bootstrap_mean, per_prompt_means
+
+HarmlessChange = Literal["sdpa-math", "no-tf32"]
+NOISE_SUFFIX = "__noise"
+
+ImageLike = Path | str | Image.Image | torch.Tensor
+
+
+def is_noise_floor(cell: dict[str, Any]) -> bool:
+    """Whether a manifest cell is a noise-floor repeat of full precision."""
+    spec = cell.get("variant_spec") or {}
+    return str(cell.get("variant", "")).endswith(NOISE_SUFFIX) or bool(spec.get("noise_floor"))
+
+
+@contextlib.contextmanager
+def harmless_change(kind: HarmlessChange = "sdpa-math") -> Iterator[None]:
+    """Generate inside this to get a numerically different but equivalent full-precision run.
+
+    `sdpa-math`: scaled-dot-product attention through the plain math kernel instead of the
+    default (flash / memory-efficient) kernels. `no-tf32`: TF32 matmuls off on CUDA. On a CPU
+    both may change nothing, in which case the floor is exact (PSNR +inf, reported as such).
+    """
+    if kind == "sdpa-math":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    elif kind == "no-tf32":
+        old_matmul = torch.backends.cuda.matmul.allow_tf32
+        old_cudnn = torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old_matmul
+            torch.backends.cudnn.allow_tf32 = old_cudnn
+    else:
+        raise ValueError(f"unknown harmless change {kind!r}")
+
+
+def _tensor(image: ImageLike) -> torch.Tensor | None:
+    if isinstance(image, torch.Tensor):
+        return image if image.ndim == 4 else image.unsqueeze(0)
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image)
+    return load_image(Path(image)).tensor
+
+
+def noise_floor_scores(
+    ref_images: Sequence[ImageLike],
+    alt_images: Sequence[ImageLike],
+    prompt_ids: Sequence[str] | None = None,
+    metrics: Sequence[str] = ("psnr", "ssim", "ms_ssim"),
+) -> dict[str, dict[str, Any]]:
+    """Paired fidelity of `alt_images` against `ref_images` (same order), summarised per metric.
+
+    Returns `{metric: {mean, ci_low, ci_high, n, method, status, note, n_identical, values}}`;
+    `values` keeps every per-image value (None for PSNR of identical images).
+    """
+    if len(ref_images) != len(alt_images):
+        raise ValueError(f"{len(ref_images)} reference images but {len(alt_images)} others")
+    ids = list(prompt_ids) if prompt_ids is not None else [str(i) for i in range(len(ref_images))]
+    pairs = [(_tensor(r), _tensor(a)) for r, a in zip(ref_images, alt_images, strict=True)]
+    result: dict[str, dict[str, Any]] = {}
+    for metric in metrics:
+        function = PAIRED_FUNCTIONS[metric]
+        values: list[float | None] = []
+        finite: list[tuple[str, float]] = []
+        identical = 0
+        notes: set[str] = set()
+        for prompt_id, (ref, alt) in zip(ids, pairs, strict=True):
+            if ref is None or alt is None:
+                values.append(None)
+                notes.add("unreadable image")
+                continue
+            score = function(alt, ref)
+            values.append(score.value)
+            identical += score.identical
+            if score.value is not None:
+                finite.append((prompt_id, score.value))
+            elif score.status != "ok" and score.note:
+                notes.add(score.note)
+        summary = bootstrap_mean(per_prompt_means(finite)).as_dict()
+        if identical and metric == "psnr":
+            notes.add(f"{identical} identical image(s): PSNR +inf, left out of the mean")
+            if not finite:
+                summary["status"] = "identical"
+        if notes:
+            summary["note"] = "; ".join(sorted(n for n in [summary["note"], *notes] if n))
+        result[metric] = {**summary, "n_identical": identical, "values": values}
+    return result

@@ -1,0 +1,140 @@
+"""A run folder as the scorer sees it: cells, image records, images, and each cell's reference.
+
+Images are decoded on demand and never kept, so a run of any size scores in bounded memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.metrics.images import LoadedImage, load_image
+from bench.metrics.noise_floor import is_noise_floor
+from bench.results import cell_records, image_records, read_manifest, read_records
+
+
+@dataclass
+class Reference:
+    """The full-precision cell a cell is paired with, or why there is none."""
+
+    cell_id: str | None
+    role: str  # reference | candidate | noise_floor
+    note: str | None = None
+
+
+@dataclass
+class RunView:
+    run_dir: Path
+    manifest: dict[str, Any]
+    cells: list[dict[str, Any]]
+    cell_status: dict[str, str]
+    image_paths: dict[tuple[str, str, int], str | None]
+    image_status: dict[tuple[str, str, int], str]
+    prompts: dict[str, str]
+    references: dict[str, Reference] = field(default_factory=dict)
+    _status: dict[tuple[str, str, int], str] = field(default_factory=dict)
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("images", []))
+
+    def load(self, cell_id: str, prompt_id: str, repeat: int) -> LoadedImage:
+        """The image of one (cell, prompt, repeat); failures are statuses.
+
+        Images are decoded on each call and not kept (a FLUX-size run holds gigabytes of
+        pixels); only each image's status is remembered, for counting.
+        """
+        key = (cell_id, prompt_id, repeat)
+        if key not in self.image_status:
+            loaded = LoadedImage(None, "not_generated", "no image record in records.jsonl")
+        elif self.image_status[key] != "ok" or not self.image_paths.get(key):
+            loaded = LoadedImage(
+                None, "image_failed", f"image record status {self.image_status[key]!r}"
+            )
+        else:
+            loaded = load_image(self.run_dir / str(self.image_paths[key]))
+        self._status[key] = loaded.status
+        return loaded
+
+    def readable(self, cell_id: str, prompt_id: str, repeat: int) -> bool:
+        key = (cell_id, prompt_id, repeat)
+        if key not in self._status:
+            self.load(*key)
+        return self._status[key] == "ok"
+
+
+def read_run(run_dir: Path) -> RunView:
+    manifest = read_manifest(run_dir)
+    records = read_records(run_dir)
+    images = image_records(records)
+    view = RunView(
+        run_dir=run_dir,
+        manifest=manifest,
+        cells=list(manifest.get("cells", [])),
+        cell_status={cid: rec.get("status", "?") for cid, rec in cell_records(records).items()},
+        image_paths={key: rec.get("image") for key, rec in images.items()},
+        image_status={key: rec.get("status", "?") for key, rec in images.items()},
+        prompts={p["id"]: p["text"] for p in manifest.get("prompts", [])},
+    )
+    view.references = choose_references(view.cells, view.cell_status)
+    return view
+
+
+def reference_variant(cells: list[dict[str, Any]]) -> str | None:
+    """The first full-precision variant that is not a noise-floor repeat."""
+    for cell in cells:
+        spec = cell.get("variant_spec") or {}
+        if spec.get("kind") == "full" and not is_noise_floor(cell):
+            return str(cell["variant"])
+    return None
+
+
+def choose_references(
+    cells: list[dict[str, Any]], cell_status: dict[str, str]
+) -> dict[str, Reference]:
+    """Pair each cell with the full-precision cell of the same offload mode and resolution.
+
+    When that cell did not run ok, any ok full-precision cell at the same resolution serves:
+    full precision gives the same images under every offload mode up to numerics. The choice
+    is recorded in every score row.
+    """
+    full = reference_variant(cells)
+    chosen: dict[str, Reference] = {}
+    for cell in cells:
+        cell_id = cell["cell_id"]
+        if full is None:
+            chosen[cell_id] = Reference(
+                None,
+                "candidate",
+                "the run has no full-precision variant (variant_spec.kind == 'full'), "
+                "which paired and distribution metrics compare against",
+            )
+            continue
+        if cell["variant"] == full:
+            chosen[cell_id] = Reference(cell_id, "reference", "full precision: the reference")
+            continue
+        role = "noise_floor" if is_noise_floor(cell) else "candidate"
+        same_res = [
+            c
+            for c in cells
+            if c["variant"] == full and (c["height"], c["width"]) == (cell["height"], cell["width"])
+        ]
+        same_res.sort(key=lambda c: c["offload"] != cell["offload"])
+        ok = [c for c in same_res if cell_status.get(c["cell_id"]) == "ok"]
+        if ok:
+            ref = ok[0]
+            note = None
+            if ref["offload"] != cell["offload"]:
+                note = (
+                    f"reference fallback: {full} with offload {cell['offload']} did not run ok; "
+                    f"using offload {ref['offload']}"
+                )
+            chosen[cell_id] = Reference(ref["cell_id"], role, note)
+        else:
+            chosen[cell_id] = Reference(
+                None,
+                role,
+                f"no full-precision cell ({full}) ran ok at {cell['height']}x{cell['width']}",
+            )
+    return chosen

@@ -1,0 +1,119 @@
+"""The scores file: rows, their keys, and append-only writing where the latest row per key wins.
+
+Scoring is resumable because every row has a key; an ok row is never recomputed, and a failure
+that is retried is written again only if its outcome changed. Schema: docs/scores.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.metrics.contracts import METRICS
+from bench.metrics.fidelity import PairScore
+from bench.results import append_jsonl, iter_jsonl, utc_now
+
+SCHEMA = 1
+
+# (cell, prompt, repeat, metric, reference cell, model) and (cell, metric, ref, features, n, n_ref)
+ImageKey = tuple[str, str, int, str, str | None, str | None]
+DistKey = tuple[str, str, str | None, str, int, int]
+
+
+class ScoreBook:
+    """The scores file: what is there (latest row per key wins) and what to append."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.image_rows: dict[ImageKey, dict[str, Any]] = {}
+        self.dist_rows: dict[DistKey, dict[str, Any]] = {}
+        for row in iter_jsonl(path):
+            if row.get("kind") == "image_score":
+                self.image_rows[image_key(row)] = row
+            elif row.get("kind") == "distribution_score":
+                self.dist_rows[dist_key(row)] = row
+
+    def done(self, key: ImageKey) -> bool:
+        row = self.image_rows.get(key)
+        return row is not None and row.get("status") == "ok"
+
+    def add_image_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows whose outcome is new; an unchanged failure is not written twice."""
+        new = []
+        for row in rows:
+            key = image_key(row)
+            old = self.image_rows.get(key)
+            if old is not None and _outcome(old) == _outcome(row):
+                continue
+            self.image_rows[key] = row
+            new.append(row)
+        if new:
+            append_jsonl(self.path, new)
+
+    def add_dist_row(self, row: dict[str, Any]) -> None:
+        key = dist_key(row)
+        old = self.dist_rows.get(key)
+        if old is not None and _outcome(old) == _outcome(row):
+            return
+        self.dist_rows[key] = row
+        append_jsonl(self.path, [row])
+
+
+def image_key(row: dict[str, Any]) -> ImageKey:
+    return (
+        row["cell_id"],
+        row["prompt_id"],
+        int(row["repeat"]),
+        row["metric"],
+        row.get("reference_cell_id"),
+        row.get("model"),
+    )
+
+
+def dist_key(row: dict[str, Any]) -> DistKey:
+    return (
+        row["cell_id"],
+        row["metric"],
+        row.get("reference_cell_id"),
+        row.get("features") or "",
+        int(row.get("n") or 0),
+        int(row.get("n_reference") or 0),
+    )
+
+
+def _outcome(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row.get("status"), row.get("value"), row.get("note"))
+
+
+def image_row(
+    cell: dict[str, Any],
+    image: dict[str, Any],
+    metric: str,
+    score: PairScore,
+    reference_cell_id: str | None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": "image_score",
+        "cell_id": cell["cell_id"],
+        "variant": cell["variant"],
+        "offload": cell["offload"],
+        "height": cell["height"],
+        "width": cell["width"],
+        "prompt_id": image["prompt_id"],
+        "repeat": image["repeat"],
+        "seed": image.get("seed"),
+        "metric": metric,
+        "value": score.value,
+        "higher_is_better": METRICS[metric].higher_is_better,
+        "reference_cell_id": reference_cell_id,
+        "status": score.status,
+        "note": score.note,
+        "time": utc_now(),
+    }
+    if score.identical:
+        row["identical"] = True
+    if model is not None:
+        row["model"] = model
+    return row

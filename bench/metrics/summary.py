@@ -1,0 +1,231 @@
+"""Per-cell figures from the raw score rows: a mean with a 95% bootstrap interval, or a status.
+
+Derived data: recomputed whole from `scores.jsonl` on every `bench score`, written to
+`scores_summary.json`, never appended. Schema: docs/scores.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.metrics.contracts import METRICS
+from bench.metrics.run_view import Reference, RunView
+from bench.metrics.scorebook import ScoreBook
+from bench.metrics.stats import Interval, bootstrap_mean, per_prompt_means
+from bench.results import SCORES
+
+
+def _summary_row(
+    cell: dict[str, Any], ref: Reference, metric: str, interval: Interval, **extra: Any
+) -> dict[str, Any]:
+    spec = METRICS.get(metric)
+    return {
+        "kind": "cell_score",
+        "cell_id": cell["cell_id"],
+        "variant": cell["variant"],
+        "offload": cell["offload"],
+        "height": cell["height"],
+        "width": cell["width"],
+        "role": ref.role,
+        "metric": metric,
+        "higher_is_better": spec.higher_is_better if spec else True,
+        **interval.as_dict(),
+        **extra,
+    }
+
+
+def _status_only(status: str, note: str | None) -> Interval:
+    return Interval(None, None, None, 0, "none", status, note)
+
+
+def summarize(
+    view: RunView, book: ScoreBook, metrics: list[str], unavailable: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One row per (cell, metric): a mean with a bootstrap interval over prompts, or a status."""
+    names = list(dict.fromkeys([*metrics, *(k[3] for k in book.image_rows)]))
+    names += [k[1] for k in book.dist_rows if k[1] not in names]
+    rows: list[dict[str, Any]] = []
+    for cell in view.cells:
+        cell_id = cell["cell_id"]
+        ref = view.references[cell_id]
+        cell_ok = view.cell_status.get(cell_id) == "ok"
+        for metric in names:
+            scope = METRICS[metric].scope if metric in METRICS else "image"
+            ref_id = None if scope == "image" else ref.cell_id
+            extra: dict[str, Any] = {"reference_cell_id": ref_id}
+            if scope != "image" and ref.note:
+                extra["reference_note"] = ref.note
+            if not cell_ok:
+                status = view.cell_status.get(cell_id, "not_run")
+                interval = _status_only(f"cell_{status}", f"the cell's status is {status!r}")
+            elif scope != "image" and ref.role == "reference":
+                interval = _status_only("reference", "this cell is the full-precision reference")
+            elif scope != "image" and ref.cell_id is None:
+                interval = _status_only("no_reference", ref.note)
+            elif scope == "distribution":
+                interval, more = _distribution_summary(book, cell_id, metric, ref.cell_id)
+                extra.update(more)
+            else:
+                model = book_model(book, cell_id, metric)
+                interval, more = _image_summary(view, book, cell_id, metric, ref_id, model)
+                extra.update(more)
+            if interval.status == "not_scored" and metric in unavailable:
+                interval = _status_only("unavailable", unavailable[metric])
+            rows.append(_summary_row(cell, ref, metric, interval, **extra))
+        if cell_ok and ref.cell_id and ref.role != "reference" and "clip_score" in names:
+            model = book_model(book, cell_id, "clip_score")
+            if model is not None:
+                interval = _clip_delta(view, book, cell_id, ref.cell_id, model)
+                rows.append(
+                    _summary_row(
+                        cell,
+                        ref,
+                        "clip_score_delta",
+                        interval,
+                        reference_cell_id=ref.cell_id,
+                        model=model,
+                    )
+                )
+    return rows
+
+
+def book_model(book: ScoreBook, cell_id: str, metric: str) -> str | None:
+    """The model of the latest rows of a model-based metric (CLIP) for a cell."""
+    models = [k[5] for k in book.image_rows if k[0] == cell_id and k[3] == metric]
+    return models[-1] if models else None
+
+
+def _rows_for(
+    view: RunView, book: ScoreBook, cell_id: str, metric: str, ref_id: str | None, model: str | None
+) -> list[dict[str, Any]]:
+    rows = []
+    for image in view.images:
+        key = (cell_id, image["prompt_id"], image["repeat"], metric, ref_id, model)
+        if key in book.image_rows:
+            rows.append(book.image_rows[key])
+    return rows
+
+
+def _image_summary(
+    view: RunView,
+    book: ScoreBook,
+    cell_id: str,
+    metric: str,
+    ref_id: str | None,
+    model: str | None,
+) -> tuple[Interval, dict[str, Any]]:
+    rows = _rows_for(view, book, cell_id, metric, ref_id, model)
+    ok = [r for r in rows if r["status"] == "ok"]
+    values = [(r["prompt_id"], r["value"]) for r in ok if r["value"] is not None]
+    identical = sum(1 for r in ok if r.get("identical") and r["value"] is None)
+    failed: dict[str, int] = {}
+    for r in rows:
+        if r["status"] != "ok":
+            failed[r["status"]] = failed.get(r["status"], 0) + 1
+    extra: dict[str, Any] = {
+        "n_images": len(values),
+        "n_expected": len(view.images),
+        "n_identical": identical,
+        "failed": failed,
+    }
+    if model is not None:
+        extra["model"] = model
+    if not rows:
+        return _status_only("not_scored", f"no {metric} rows in {SCORES}"), extra
+    interval = bootstrap_mean(per_prompt_means(values))
+    notes = [interval.note] if interval.note else []
+    if identical:
+        notes.append(f"{identical} image(s) identical to the reference (PSNR +inf), not averaged")
+        if not values:
+            interval = Interval(None, None, None, 0, "none", "identical", None)
+    if failed and not values and not identical:
+        notes.append(f"every image failed: {failed}")
+        interval = Interval(None, None, None, 0, "none", next(iter(failed)), None)
+    elif failed:
+        notes.append(f"image failures left out: {failed}")
+    return Interval(**{**interval.as_dict(), "note": "; ".join(notes) or None}), extra
+
+
+def _clip_delta(view: RunView, book: ScoreBook, cell_id: str, ref_id: str, model: str) -> Interval:
+    """Paired CLIP-score difference to the reference images (same prompt, repeat, seed)."""
+    diffs = []
+    for image in view.images:
+        key = (image["prompt_id"], image["repeat"], "clip_score", None, model)
+        mine, theirs = book.image_rows.get((cell_id, *key)), book.image_rows.get((ref_id, *key))
+        if mine and theirs and mine["value"] is not None and theirs["value"] is not None:
+            diffs.append((image["prompt_id"], mine["value"] - theirs["value"]))
+    if not diffs:
+        return _status_only("no_data", "no image has a CLIP score in both cells")
+    return bootstrap_mean(per_prompt_means(diffs))
+
+
+def _distribution_summary(
+    book: ScoreBook, cell_id: str, metric: str, ref_id: str | None
+) -> tuple[Interval, dict[str, Any]]:
+    rows = [
+        row
+        for key, row in book.dist_rows.items()
+        if key[0] == cell_id and key[1] == metric and key[2] == ref_id
+    ]
+    if not rows:
+        return _status_only("not_scored", f"no {metric} row in {SCORES}"), {}
+    row = max(rows, key=lambda r: r.get("time", ""))
+    extra = {
+        k: row[k] for k in ("features", "n_reference", "minimum", "std") if row.get(k) is not None
+    }
+    interval = Interval(
+        row["value"],
+        None,
+        None,
+        int(row["n"]),
+        "point estimate (no interval)",
+        row["status"],
+        row.get("note"),
+    )
+    return interval, extra
+
+
+def _figure(row: dict[str, Any]) -> str:
+    if row["mean"] is None:
+        return row["status"]
+    if row["ci_low"] is None:
+        return (
+            f"{row['mean']:.4g} ({row['status']})"
+            if row["status"] != "ok"
+            else f"{row['mean']:.4g}"
+        )
+    return f"{row['mean']:.4g} [{row['ci_low']:.4g}, {row['ci_high']:.4g}]"
+
+
+def print_summary(summary_path: Path) -> None:
+    """Cells × metrics on stdout (mean [95% CI]); each distinct reason for a gap listed once."""
+    from rich.console import Console
+    from rich.table import Table
+
+    data = json.loads(summary_path.read_text(encoding="utf-8"))
+    metrics = list(dict.fromkeys(row["metric"] for row in data["cells"]))
+    cells = list(dict.fromkeys(row["cell_id"] for row in data["cells"]))
+    by_key = {(row["cell_id"], row["metric"]): row for row in data["cells"]}
+    table = Table(title=f"scores {data.get('run_id')} (mean [95% CI])", title_justify="left")
+    table.add_column("cell")
+    for metric in metrics:
+        arrow = (
+            "↑" if by_key[next(k for k in by_key if k[1] == metric)]["higher_is_better"] else "↓"
+        )
+        table.add_column(f"{metric} {arrow}")
+    reasons: dict[str, str] = {}
+    for cell_id in cells:
+        figures = []
+        for metric in metrics:
+            row = by_key.get((cell_id, metric))
+            figures.append(_figure(row) if row else "")
+            if row and row["status"] not in ("ok", "reference") and row.get("note"):
+                reasons.setdefault(f"{metric}: {row['status']}", row["note"])
+        table.add_row(cell_id, *figures)
+    console = Console()
+    console.print(table)
+    for what, note in reasons.items():
+        console.print(f"  {what}: {note}", highlight=False)
+    console.print(f"wrote {summary_path.parent / SCORES} and {summary_path}", highlight=False)

@@ -1,0 +1,345 @@
+"""`bench score`: quality of every cell of a run, from its images, without regenerating any.
+
+Reads the run folder (manifest, records, images) and appends one row per (image, metric) to
+`scores.jsonl`; distribution metrics add one row per (cell, metric). Scoring is resumable: a
+row that exists with status ok is never recomputed, and a failed one is retried but appended
+again only if its outcome changed. Per-cell summaries (mean with a bootstrap interval over
+prompts) are derived data, rewritten whole into `scores_summary.json` on every call, so re-runs
+never duplicate them. Schema: docs/scores.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from PIL import Image
+
+from bench.errors import UserInputError
+from bench.metrics.clip import ClipBundle, ClipUnavailable, clip_scores, load_clip
+from bench.metrics.contracts import METRICS, parse_metrics
+from bench.metrics.distribution import (
+    MIN_SAMPLES,
+    DistributionResult,
+    FeaturesUnavailable,
+    clip_features,
+    distribution_metric,
+    inception_features,
+)
+from bench.metrics.fidelity import PAIRED_FUNCTIONS, PairScore
+from bench.metrics.images import LoadedImage
+from bench.metrics.lpips import MetricUnavailable, load_lpips
+from bench.metrics.run_view import RunView, read_run
+from bench.metrics.scorebook import SCHEMA, ScoreBook, image_row
+from bench.metrics.summary import print_summary, summarize
+from bench.results import SCORES, utc_now, write_json_atomic
+
+SCORES_SUMMARY = "scores_summary.json"
+INCEPTION_ENV = "BENCH_INCEPTION_WEIGHTS"
+
+
+def _progress(items: list[Any], description: str, enabled: bool) -> Iterable[Any]:
+    if not enabled or not items:
+        return items
+    from rich.progress import track
+
+    return track(items, description=description, transient=True)
+
+
+def score_paired(
+    view: RunView,
+    book: ScoreBook,
+    metrics: list[str],
+    functions: dict[str, Callable[[Any, Any], PairScore]],
+    progress: bool,
+) -> None:
+    """Fidelity of each image against the reference image of the same prompt, repeat, seed."""
+    work = []
+    for cell in view.cells:
+        ref = view.references[cell["cell_id"]]
+        if ref.role == "reference" or ref.cell_id is None:
+            continue
+        if view.cell_status.get(cell["cell_id"]) != "ok":
+            continue
+        for image in view.images:
+            todo = [
+                m
+                for m in metrics
+                if m in functions
+                and not book.done(
+                    (cell["cell_id"], image["prompt_id"], image["repeat"], m, ref.cell_id, None)
+                )
+            ]
+            if todo and (cell["cell_id"], image["prompt_id"], image["repeat"]) in view.image_status:
+                work.append((cell, image, ref.cell_id, todo))
+    # Image-major order: each reference image is decoded once for all the cells paired with it.
+    work.sort(key=lambda item: (item[1]["prompt_id"], item[1]["repeat"], item[2]))
+    last: tuple[tuple[str, str, int], LoadedImage, Any] | None = None
+    for cell, image, ref_id, todo in _progress(work, "fidelity", progress):
+        ref_key = (ref_id, image["prompt_id"], image["repeat"])
+        if last is None or last[0] != ref_key:
+            want = view.load(*ref_key)
+            last = (ref_key, want, want.tensor)
+        _, want, want_tensor = last
+        got = view.load(cell["cell_id"], image["prompt_id"], image["repeat"])
+        got_tensor = got.tensor
+        rows = []
+        for metric in todo:
+            if not got.ok:
+                score = PairScore(None, got.status, got.note)
+            elif not want.ok:
+                score = PairScore(None, f"reference_{want.status}", f"reference: {want.note}")
+            else:
+                score = functions[metric](got_tensor, want_tensor)
+            rows.append(image_row(cell, image, metric, score, ref_id))
+        book.add_image_rows(rows)
+
+
+def score_clip(view: RunView, book: ScoreBook, bundle: ClipBundle, progress: bool) -> None:
+    """CLIP score of every image of every ok cell with its own prompt."""
+    work = []
+    for cell in view.cells:
+        if view.cell_status.get(cell["cell_id"]) != "ok":
+            continue
+        for image in view.images:
+            key = (cell["cell_id"], image["prompt_id"], image["repeat"])
+            if key not in view.image_status:
+                continue
+            if not book.done((*key, "clip_score", None, bundle.name)):
+                work.append((cell, image))
+    batch_size = 16
+    batches = [work[i : i + batch_size] for i in range(0, len(work), batch_size)]
+    for batch in _progress(batches, "clip score", progress):
+        rows: list[dict[str, Any]] = []
+        ready = []
+        pils: list[Image.Image] = []
+        for cell, image in batch:
+            loaded = view.load(cell["cell_id"], image["prompt_id"], image["repeat"])
+            if loaded.image is None:
+                score = PairScore(None, loaded.status, loaded.note)
+                rows.append(image_row(cell, image, "clip_score", score, None, bundle.name))
+            else:
+                ready.append((cell, image))
+                pils.append(loaded.image)
+        texts = [view.prompts.get(i["prompt_id"], "") for _, i in ready]
+        values, truncated = clip_scores(bundle, pils, texts)
+        for (cell, image), value, cut in zip(ready, values, truncated, strict=True):
+            note = f"prompt truncated to {bundle.max_text_tokens} tokens" if cut else None
+            score = PairScore(value, "ok", note)
+            rows.append(image_row(cell, image, "clip_score", score, None, bundle.name))
+        book.add_image_rows(rows)
+
+
+def _ok_images(view: RunView, cell_id: str) -> list[tuple[str, int]]:
+    return [
+        (i["prompt_id"], i["repeat"])
+        for i in view.images
+        if view.readable(cell_id, i["prompt_id"], i["repeat"])
+    ]
+
+
+FeatureFn = Callable[[list[Image.Image]], np.ndarray]
+
+
+def score_distribution(
+    view: RunView,
+    book: ScoreBook,
+    metrics: list[str],
+    spaces: dict[str, tuple[str, FeatureFn]],
+    progress: bool,
+) -> None:
+    """FID / KID / CMMD of each cell's image set against its reference cell's image set.
+
+    `spaces[metric]` is the (name, extractor) of the feature space the metric uses. Features
+    are extracted only when both sets are large enough for the metric to mean anything.
+    """
+    cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def feats(space: tuple[str, FeatureFn], cell_id: str) -> np.ndarray:
+        name, extractor = space
+        if (name, cell_id) not in cache:
+            features = []
+            ok = _ok_images(view, cell_id)
+            for start in range(0, len(ok), 64):  # bounded memory: decode 64 images at a time
+                pils = [view.load(cell_id, p, r).image for p, r in ok[start : start + 64]]
+                features.append(extractor([im for im in pils if im is not None]))
+            cache[(name, cell_id)] = np.concatenate(features)
+        return cache[(name, cell_id)]
+
+    cells = [
+        c
+        for c in view.cells
+        if view.references[c["cell_id"]].role != "reference"
+        and view.references[c["cell_id"]].cell_id is not None
+        and view.cell_status.get(c["cell_id"]) == "ok"
+    ]
+    for cell in _progress(cells, "distribution", progress):
+        ref_id = view.references[cell["cell_id"]].cell_id
+        assert ref_id is not None
+        n, n_ref = len(_ok_images(view, cell["cell_id"])), len(_ok_images(view, ref_id))
+        for metric in metrics:
+            space = spaces[metric]
+            key = (cell["cell_id"], metric, ref_id, space[0], n, n_ref)
+            old = book.dist_rows.get(key)
+            if old is not None and old.get("status") in ("ok", "too_few_samples"):
+                continue
+            if min(n, n_ref) < MIN_SAMPLES[metric]:
+                result = DistributionResult(
+                    None,
+                    "too_few_samples",
+                    n,
+                    n_ref,
+                    MIN_SAMPLES[metric],
+                    f"{metric} needs at least {MIN_SAMPLES[metric]} images per set, "
+                    f"got {n} vs {n_ref} reference",
+                )
+            else:
+                x, y = feats(space, cell["cell_id"]), feats(space, ref_id)
+                result = distribution_metric(metric, x, y)
+            book.add_dist_row(
+                {
+                    "schema": SCHEMA,
+                    "kind": "distribution_score",
+                    "cell_id": cell["cell_id"],
+                    "variant": cell["variant"],
+                    "offload": cell["offload"],
+                    "height": cell["height"],
+                    "width": cell["width"],
+                    "metric": metric,
+                    "value": result.value,
+                    "higher_is_better": METRICS[metric].higher_is_better,
+                    "reference_cell_id": ref_id,
+                    "features": space[0],
+                    "n": n,
+                    "n_reference": n_ref,
+                    "minimum": result.minimum,
+                    "status": result.status,
+                    "note": result.note,
+                    **result.extra,
+                    "time": utc_now(),
+                }
+            )
+
+
+def _feature_spaces(
+    metrics: list[str],
+    clip: ClipBundle | str,
+    features: str,
+    inception_weights: Path | None,
+    unavailable: dict[str, str],
+) -> dict[str, tuple[str, FeatureFn]]:
+    """The feature space of each distribution metric; reasons for those that cannot run."""
+    if features not in ("clip", "inception"):
+        raise UserInputError(f"--features: expected clip or inception, got {features!r}")
+    clip_space: tuple[str, FeatureFn] | str = (
+        clip if isinstance(clip, str) else (f"clip:{clip.name}", clip_features(clip))
+    )
+    primary: tuple[str, FeatureFn] | str = clip_space
+    if features == "inception":
+        try:
+            primary = (f"inception:{inception_weights}", inception_features(inception_weights))
+        except FeaturesUnavailable as exc:
+            primary = str(exc)
+    spaces: dict[str, tuple[str, FeatureFn]] = {}
+    for metric in metrics:
+        space = clip_space if metric == "cmmd" else primary
+        if isinstance(space, str):
+            unavailable[metric] = space
+        else:
+            spaces[metric] = space
+    return spaces
+
+
+def score_run(
+    run_dir: Path,
+    metrics: list[str] | None = None,
+    progress: bool = True,
+    *,
+    clip_model: str | None = None,
+    features: str = "clip",
+    inception_weights: Path | None = None,
+) -> Path:
+    """Score a run folder into `scores.jsonl` and `scores_summary.json`; returns the scores path.
+
+    `metrics` defaults to all of them. `clip_model` overrides the manifest's `config.clip_model`.
+    `features` picks FID/KID's feature space (`clip`, or `inception` with `inception_weights`,
+    default from $BENCH_INCEPTION_WEIGHTS). Raises UserInputError for bad input.
+    """
+    run_dir = Path(run_dir)
+    names = parse_metrics(metrics)
+    view = read_run(run_dir)
+    book = ScoreBook(run_dir / SCORES)
+    unavailable: dict[str, str] = {}
+
+    functions: dict[str, Callable[[Any, Any], PairScore]] = {
+        m: PAIRED_FUNCTIONS[m] for m in names if m in PAIRED_FUNCTIONS
+    }
+    if "lpips" in names:
+        try:
+            functions["lpips"] = load_lpips()
+        except MetricUnavailable as exc:
+            unavailable["lpips"] = str(exc)
+    score_paired(view, book, names, functions, progress)
+
+    needs_clip = [m for m in names if m == "clip_score" or METRICS[m].scope == "distribution"]
+    clip: ClipBundle | str = "not needed"
+    if needs_clip:
+        name = clip_model or (view.manifest.get("config") or {}).get("clip_model")
+        try:
+            clip = load_clip(name)
+        except ClipUnavailable as exc:
+            clip = str(exc)
+    if "clip_score" in names:
+        if isinstance(clip, str):
+            unavailable["clip_score"] = clip  # kept only where no earlier rows exist
+        elif clip.tokenizer is None:
+            unavailable["clip_score"] = f"{clip.name}: the CLIP folder has no tokenizer"
+        else:
+            score_clip(view, book, clip, progress)
+    dist = [m for m in names if METRICS[m].scope == "distribution"]
+    if dist:
+        if inception_weights is None and os.environ.get(INCEPTION_ENV):
+            inception_weights = Path(os.environ[INCEPTION_ENV])
+        spaces = _feature_spaces(dist, clip, features, inception_weights, unavailable)
+        score_distribution(view, book, list(spaces), spaces, progress)
+
+    rows = summarize(view, book, names, unavailable)
+    write_json_atomic(
+        run_dir / SCORES_SUMMARY,
+        {
+            "schema": SCHEMA,
+            "kind": "scores_summary",
+            "run_id": view.manifest.get("run_id"),
+            "created_at": utc_now(),
+            "references": {
+                cid: {"reference_cell_id": r.cell_id, "role": r.role, "note": r.note}
+                for cid, r in view.references.items()
+            },
+            "cells": rows,
+        },
+    )
+    return run_dir / SCORES
+
+
+def score_command(
+    run_dir: Annotated[Path, typer.Argument(help="run folder (results/<run-id>)")],
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics",
+            help=f"metrics to compute, repeated or comma-separated (default all: "
+            f"{', '.join(METRICS)})",
+        ),
+    ] = None,
+) -> None:
+    """Score a run's images (fidelity to full precision, CLIP score, FID/KID/CMMD)."""
+    try:
+        path = score_run(run_dir, metrics)
+    except UserInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    print_summary(path.parent / SCORES_SUMMARY)
