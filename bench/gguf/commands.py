@@ -1,0 +1,124 @@
+"""``bench quantize`` and ``bench inspect``: typer command functions (registered in bench/cli.py).
+
+Errors a user can fix (missing source, unknown type, corrupt GGUF) print one line to stderr that
+names the file or value and what was expected, and exit with code 2; the converter writes under a
+temporary name, so nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.gguf.convert import quantize_checkpoint
+from bench.gguf.errors import ConversionError, GGUFFileError
+from bench.gguf.inspect import inspect_gguf
+from bench.gguf.qtypes import file_quant_type, supported_quant_types
+
+_KEY_NAMES = ("auto", "bfl", "diffusers")
+
+
+def _fail(message: str) -> typer.Exit:
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(2)
+
+
+def split_types(values: list[str]) -> list[str]:
+    """Accept ``--type Q8_0 --type Q6_K`` as well as ``--type Q8_0,Q6_K`` or ``"Q8_0 Q6_K"``."""
+    out: list[str] = []
+    for v in values:
+        out += [p for p in v.replace(",", " ").split() if p]
+    return list(dict.fromkeys(p.upper() for p in out))
+
+
+def output_stem(src: Path) -> str:
+    """``flux1-dev.safetensors`` -> ``flux1-dev``; a diffusers folder -> its folder name
+    (``transformer`` folders take the pipeline folder's name, which says more)."""
+    if src.is_dir():
+        if src.name == "transformer" and src.parent.name:
+            return src.parent.name
+        return src.name
+    return src.stem
+
+
+def quantize_command(
+    src: Annotated[
+        Path,
+        typer.Argument(help="diffusers FluxTransformer2DModel folder or a .safetensors file"),
+    ],
+    type: Annotated[
+        list[str],
+        typer.Option(
+            "--type",
+            "-t",
+            help=(
+                "Output type(s): repeat the option or separate with commas, e.g. "
+                f"--type Q8_0,Q4_K_M. Choices: {', '.join(supported_quant_types())}"
+            ),
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for <stem>-<TYPE>.gguf")],
+    key_names: Annotated[
+        str,
+        typer.Option(help="Tensor names: auto (BFL for 3072-wide FLUX.1), bfl or diffusers"),
+    ] = "auto",
+) -> None:
+    """Quantize a FLUX transformer checkpoint to GGUF files, one per type."""
+    types = split_types(type)
+    if not types:
+        raise _fail("--type: expected at least one type")
+    for t in types:
+        try:
+            file_quant_type(t)
+        except ValueError as exc:
+            raise _fail(f"--type: {exc}") from None
+    if key_names not in _KEY_NAMES:
+        raise _fail(f"--key-names: expected one of {', '.join(_KEY_NAMES)}, got {key_names!r}")
+    if not src.exists():
+        raise _fail(
+            f"{src}: no such file or directory (expected a diffusers folder or .safetensors)"
+        )
+    if out.exists() and not out.is_dir():
+        raise _fail(f"{out}: --out must be a folder, found a file")
+    stem = output_stem(src)
+    for t in types:
+        target = out / f"{stem}-{t}.gguf"
+        try:
+            s = quantize_checkpoint(
+                src, target, t, key_names=key_names, progress=sys.stderr.isatty()
+            )  # type: ignore[arg-type]
+        except (ConversionError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(s.tensor_counts.items()))
+        print(
+            f"{s.out}  {s.file_bytes / 2**30:.3f} GiB  {s.bits_per_weight:.2f} bpw  "
+            f"{s.parameters / 1e6:.1f} M weights  [{counts}]  {s.key_names} names  "
+            f"{s.seconds:.1f} s"
+        )
+
+
+def inspect_command(
+    file: Annotated[Path, typer.Argument(help="A .gguf file")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+) -> None:
+    """Show a GGUF file's metadata, tensor types, size and bits per weight."""
+    try:
+        r = inspect_gguf(file)
+    except GGUFFileError as exc:
+        raise _fail(str(exc)) from None
+    if json_out:
+        print(json.dumps(r.to_json(), indent=2, default=str))
+        return
+    print(f"{r.path}  ({r.file_bytes:,} bytes, GGUF v{r.version}, {r.key_names} key names)")
+    for k, v in r.metadata.items():
+        print(f"  {k} = {v}")
+    print(
+        f"  tensors: {r.tensor_count}, weights: {r.parameters:,}, "
+        f"{r.bits_per_weight:.3f} bits/weight"
+    )
+    for t, n in sorted(r.tensors_per_type.items()):
+        print(f"    {t:6s} {n:5d} tensors  {r.bytes_per_type[t]:>14,} bytes")
