@@ -70,16 +70,10 @@ def print_run_table(run_dir: Path, console: Console) -> None:
 
     frame = summarize_run(run_dir)
     table = Table(title=f"run {run_dir.name}", title_justify="left")
-    for column in (
-        "variant",
-        "offload",
-        "resolution",
-        "status",
-        "peak memory",
-        "s/image",
-        "load s",
-    ):
-        table.add_column(column, justify="right" if column.endswith(("s", "memory")) else "left")
+    for column in ("variant", "offload", "resolution", "status"):
+        table.add_column(column)
+    for column in ("peak memory", "median s/image", "load s"):
+        table.add_column(column, justify="right")
     for _, row in frame.iterrows():
         row = row.astype(object).where(row.notna(), None)
         gib, counter = headline_memory(row)
@@ -130,7 +124,8 @@ def run(
         raise fail(str(exc)) from None
     if score:
         _score_if_available(run_dir, console)
-    print_run_table(run_dir, Console())
+    stdout = Console()
+    print_run_table(run_dir, stdout if stdout.is_terminal else Console(width=160))
 
 
 def _score_if_available(run_dir: Path, console: Console) -> None:

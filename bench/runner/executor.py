@@ -163,7 +163,15 @@ def _run_cells(run_dir: Path, manifest: dict[str, Any], plan: RunPlan, console: 
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    # Without a terminal (CI logs, pipes) a live display shows nothing until the end: then each
+    # event is one plain line instead.
+    plain = not console.is_terminal
+
+    def say(message: str) -> None:
+        if plain:
+            console.print(message, highlight=False)
+
+    with Progress(*columns, console=console, transient=False, disable=plain) as progress:
         overall = progress.add_task("all images", total=total_images)
         for cell in manifest["cells"]:
             cell_id = cell["cell_id"]
@@ -178,6 +186,7 @@ def _run_cells(run_dir: Path, manifest: dict[str, Any], plan: RunPlan, console: 
                         [_cell_stub(manifest, cell, "unavailable", prepared.unavailable)],
                     )
                 progress.advance(overall, len(owed))
+                say(f"{cell_id}: unavailable ({prepared.unavailable['message']})")
                 continue
             task = progress.add_task(f"{cell_id}: loading", total=len(owed))
             job = CellJob(
@@ -209,15 +218,19 @@ def _run_cells(run_dir: Path, manifest: dict[str, Any], plan: RunPlan, console: 
                     continue
                 if event["kind"] == "loaded":
                     progress.update(task, description=f"{cell_id}: warming up")
+                    say(f"{cell_id}: loaded in {event['load_s']:.2f} s")
                 elif event["kind"] == "warm":
                     progress.update(task, description=f"{cell_id}: generating")
                 elif event["kind"] == "image":
                     done += 1
                     progress.advance(task)
                     progress.advance(overall)
+                    wall = f"{event['wall_s']:.2f} s" if event.get("wall_s") else event["status"]
+                    say(f"{cell_id}: image {done}/{len(owed)} {wall}")
                 elif event["kind"] == "cell_failed":
                     error = event["error"]
                     progress.update(task, description=f"{cell_id}: {error['type']}")
+                    say(f"{cell_id}: failed in {error['phase']}: {error['type']}")
             process.join()
             _after_cell(run_dir, manifest, cell, owed, process.exitcode)
             progress.update(task, completed=len(owed))
