@@ -22,6 +22,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("bench.gguf.commands", "quantize_command"),
     "inspect": ("bench.gguf.commands", "inspect_command"),
     "score": ("bench.score", "score_command"),
+    "report": ("bench.report.command", "report_command"),
+    "compare": ("bench.compare.command", "compare_command"),
+    "matrix": ("bench.compare.matrix", "matrix_command"),
+    "size": ("bench.size.command", "size_command"),
 }
 
 

@@ -1,0 +1,99 @@
+"""Are two runs comparable at all? Every manifest difference that would make a verdict meaningless.
+
+A time ratio between an H100 and an A10, or between 512 px and 1024 px, is not a regression; a
+PSNR change between two prompt sets is not a quality change. Those differences *block* the
+comparison (exit 2 unless `--force`). Library versions are what a comparison is for, so they
+are listed but never block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Keys of the config that say nothing about the measurement.
+CONFIG_IGNORED = ("name", "description")
+
+
+@dataclass(frozen=True)
+class Difference:
+    field: str
+    base: Any
+    cand: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    """Nested dicts and lists as `a.b[0].c` paths, so a difference names exactly what changed."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out or {prefix: {}}
+    if isinstance(value, list):
+        out = {}
+        for index, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}[{index}]"))
+        return out or {prefix: []}
+    return {prefix: value}
+
+
+def _diff(prefix: str, base: Any, cand: Any) -> list[Difference]:
+    flat_base, flat_cand = _flatten(base, prefix), _flatten(cand, prefix)
+    return [
+        Difference(key, flat_base.get(key), flat_cand.get(key))
+        for key in sorted(set(flat_base) | set(flat_cand))
+        if flat_base.get(key) != flat_cand.get(key)
+    ]
+
+
+def _hardware(environment: dict[str, Any]) -> dict[str, Any]:
+    """GPU names in index order; on a machine without GPUs, the CPU model and core count."""
+    gpus = environment.get("gpus") or []
+    if gpus:
+        return {"gpus": [gpu.get("name") for gpu in gpus]}
+    cpu = environment.get("cpu") or {}
+    return {
+        "gpus": [],
+        "cpu": {"model": cpu.get("model"), "logical_cores": cpu.get("logical_cores")},
+    }
+
+
+def blocking_differences(base: dict[str, Any], cand: dict[str, Any]) -> list[Difference]:
+    """Differences of hardware, prompts, images (seeds), settings and config hash."""
+    out: list[Difference] = []
+    if base.get("config_hash") != cand.get("config_hash"):
+        out.append(Difference("config_hash", base.get("config_hash"), cand.get("config_hash")))
+    config_base = {k: v for k, v in (base.get("config") or {}).items() if k not in CONFIG_IGNORED}
+    config_cand = {k: v for k, v in (cand.get("config") or {}).items() if k not in CONFIG_IGNORED}
+    out += _diff("config", config_base, config_cand)
+    prompts_base = {p["id"]: p.get("text") for p in base.get("prompts") or []}
+    prompts_cand = {p["id"]: p.get("text") for p in cand.get("prompts") or []}
+    out += _diff("prompts", prompts_base, prompts_cand)
+    images_base = {f"{i['prompt_id']}__r{i['repeat']}": i.get("seed") for i in base["images"]}
+    images_cand = {f"{i['prompt_id']}__r{i['repeat']}": i.get("seed") for i in cand["images"]}
+    out += _diff("images", images_base, images_cand)
+    out += _diff(
+        "environment",
+        _hardware(base.get("environment") or {}),
+        _hardware(cand.get("environment") or {}),
+    )
+    return out
+
+
+def version_changes(base: dict[str, Any], cand: dict[str, Any]) -> list[Difference]:
+    """Package, Python and driver versions that differ: what the comparison is about."""
+    env_base, env_cand = base.get("environment") or {}, cand.get("environment") or {}
+    out = _diff("packages", env_base.get("packages") or {}, env_cand.get("packages") or {})
+    out += _diff("python", env_base.get("python"), env_cand.get("python"))
+    out += _diff(
+        "cuda",
+        (env_base.get("cuda") or {}).get("torch_cuda"),
+        (env_cand.get("cuda") or {}).get("torch_cuda"),
+    )
+    drivers_base = [g.get("driver") for g in env_base.get("gpus") or []]
+    drivers_cand = [g.get("driver") for g in env_cand.get("gpus") or []]
+    out += _diff("driver", drivers_base, drivers_cand)
+    return out

@@ -1,0 +1,179 @@
+"""A run folder reduced to what a comparison needs, per cell: status, raw samples, peaks, scores.
+
+Only the run folder is read (manifest, records.jsonl, scores.jsonl), through `bench.results` and
+`bench.summary`, so a run copied from another machine compares the same as one made here.
+Raw values are kept in measurement order: the stability warnings need to know which image came
+first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import UserInputError
+from bench.results import MANIFEST, SCORES, iter_jsonl, read_manifest, read_records
+from bench.summary import MEMORY_COUNTERS, summarize_run
+
+REQUIRED_MANIFEST_KEYS = ("cells", "images", "prompts")
+# Image-level metrics only: distribution metrics have one value per cell, nothing to pair.
+SCORE_KIND = "image_score"
+
+
+@dataclass
+class PromptScores:
+    """One metric of one cell: the mean over repeats per prompt, and which prompts were identical.
+
+    PSNR of an image equal to its reference is +inf and stored as null with `identical: true`
+    (docs/scores.md); those prompts are kept apart rather than given an invented value.
+    """
+
+    metric: str
+    higher_is_better: bool
+    values: dict[str, float] = field(default_factory=dict)
+    identical: set[str] = field(default_factory=set)
+
+
+@dataclass
+class CellData:
+    cell_id: str
+    variant: str
+    offload: str
+    resolution: str
+    status: str
+    error: str | None
+    wall_s: list[float]
+    energy_j: list[float] | None
+    memory: dict[str, int]
+    scores: dict[str, PromptScores]
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    manifest: dict[str, Any]
+    cells: dict[str, CellData]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id", self.run_dir.name))
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _memory_peaks(row: pd.Series, cell_record: dict[str, Any]) -> dict[str, int]:
+    """Peak of each counter over loading and generation; NVML net of the cell's baseline.
+
+    NVML reports the whole device, other processes included, so the baseline read before the
+    cell loaded anything is subtracted: what is left is what the cell itself added.
+    """
+    baseline = ((cell_record.get("memory") or {}).get("baseline") or {}).get("nvml_used_bytes")
+    peaks: dict[str, int] = {}
+    for key, _label in MEMORY_COUNTERS:
+        values = [row.get(f"{phase}_{key}") for phase in ("load", "generate")]
+        values = [int(v) for v in values if _present(v)]
+        if not values:
+            continue
+        peak = max(values)
+        if key == "nvml_used_peak_bytes" and baseline is not None:
+            peak -= int(baseline)
+        peaks[key] = peak
+    return peaks
+
+
+def _read_scores(run_dir: Path) -> dict[str, dict[str, PromptScores]]:
+    """Latest ok row per (cell, prompt, repeat, metric), repeats averaged per prompt."""
+    latest: dict[tuple[str, str, int, str], dict[str, Any]] = {}
+    for row in iter_jsonl(run_dir / SCORES):
+        if row.get("kind") != SCORE_KIND:
+            continue
+        key = (row["cell_id"], row["prompt_id"], int(row["repeat"]), row["metric"])
+        latest[key] = row  # later rows supersede earlier ones (docs/scores.md: latest per key)
+    grouped: dict[tuple[str, str], dict[str, list[float]]] = {}
+    identical: dict[tuple[str, str], set[str]] = {}
+    higher: dict[str, bool] = {}
+    for (cell_id, prompt_id, _repeat, metric), row in latest.items():
+        if row.get("status") != "ok":
+            continue
+        higher[metric] = bool(row.get("higher_is_better", True))
+        if row.get("identical"):
+            identical.setdefault((cell_id, metric), set()).add(prompt_id)
+            continue
+        if row.get("value") is None:
+            continue
+        grouped.setdefault((cell_id, metric), {}).setdefault(prompt_id, []).append(
+            float(row["value"])
+        )
+    out: dict[str, dict[str, PromptScores]] = {}
+    for key in set(grouped) | set(identical):
+        cell_id, metric = key
+        values = {p: float(np.mean(v)) for p, v in grouped.get(key, {}).items()}
+        same = identical.get(key, set())
+        # A prompt with any finite repeat keeps its finite mean; only all-identical prompts
+        # count as identical.
+        same = same - set(values)
+        out.setdefault(cell_id, {})[metric] = PromptScores(metric, higher[metric], values, same)
+    return out
+
+
+def _ok_images(records: list[dict[str, Any]], cell_id: str) -> list[dict[str, Any]]:
+    """The cell's ok image records in measurement order, the first record per image only."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for record in records:
+        if record.get("kind") != "image" or record.get("cell_id") != cell_id:
+            continue
+        key = (str(record.get("prompt_id")), int(record.get("repeat", 0)))
+        if key in seen:
+            continue
+        seen.add(key)
+        if record.get("status") == "ok":
+            out.append(record)
+    return out
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read one run folder; raises UserInputError (one line) when it is not one."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    missing = [key for key in REQUIRED_MANIFEST_KEYS if not isinstance(manifest.get(key), list)]
+    if missing:
+        raise UserInputError(
+            f"{run_dir / MANIFEST}: missing or not a list: {', '.join(missing)} "
+            f"(docs/run-folder.md)"
+        )
+    records = read_records(run_dir)
+    summary = summarize_run(run_dir)
+    cell_recs = {r["cell_id"]: r for r in records if r.get("kind") == "cell"}
+    scores = _read_scores(run_dir)
+    cells: dict[str, CellData] = {}
+    for _, row in summary.iterrows():
+        cell_id = str(row["cell_id"])
+        images = _ok_images(records, cell_id)
+        walls = [float(r["wall_s"]) for r in images if _present(r.get("wall_s"))]
+        energies = [r.get("energy_j") for r in images]
+        measured = bool(energies) and all(_present(e) for e in energies)
+        energy = [float(e) for e in energies] if measured else None
+        error = None
+        if _present(row.get("error_type")):
+            error = f"{row['error_type']}: {row.get('error_message') or ''}".rstrip(": ")
+        cells[cell_id] = CellData(
+            cell_id=cell_id,
+            variant=str(row["variant"]),
+            offload=str(row["offload"]),
+            resolution=str(row["resolution"]),
+            status=str(row["status"]),
+            error=error,
+            wall_s=walls,
+            energy_j=energy,
+            memory=_memory_peaks(row, cell_recs.get(cell_id, {})),
+            scores=scores.get(cell_id, {}),
+        )
+    return RunData(run_dir, manifest, cells)

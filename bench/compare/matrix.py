@@ -1,0 +1,213 @@
+"""`bench matrix CONFIG --diffusers 0.41.0,0.42.1`: one config, one run per version set, and
+a comparison of each consecutive pair.
+
+This answers "did the new release make anything slower, bigger, worse or broken?" on one
+machine in one command: the environments differ only in the pinned packages (bench.compare.envs),
+the runs share config, prompts, seeds and hardware, so every pair is comparable by
+construction and its verdicts are the release's doing (plus noise, which the statistics
+bound).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.compare.command import check_factor
+from bench.compare.envs import LayeredEnv, ensure_env, pins_label
+from bench.compare.render import clean_json, print_comparison, to_markdown
+from bench.compare.verdicts import Comparison, Thresholds, compare_runs
+from bench.errors import UserInputError
+from bench.results import MANIFEST, read_manifest
+
+PACKAGES = ("diffusers", "transformers", "torch")
+
+
+def version_sets(options: dict[str, list[str] | None]) -> list[dict[str, str]]:
+    """Zip the per-package version lists; a single version is used in every set.
+
+    `--diffusers 0.41.0,0.42.1 --transformers 5.24.0` gives two sets, both with transformers
+    5.24.0. Lists of different lengths (both > 1) are ambiguous and rejected.
+    """
+    lists = {
+        name: [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+        for name, values in options.items()
+    }
+    lists = {name: versions for name, versions in lists.items() if versions}
+    if not lists:
+        raise UserInputError("give at least one version list, e.g. --diffusers 0.41.0,0.42.1")
+    lengths = {len(v) for v in lists.values() if len(v) > 1}
+    if len(lengths) > 1:
+        detail = ", ".join(f"--{n}: {len(v)}" for n, v in lists.items())
+        raise UserInputError(f"version lists of different lengths ({detail}); give equal lengths")
+    count = max(len(v) for v in lists.values())
+    if count < 2:
+        raise UserInputError("a matrix needs at least two version sets to compare")
+    return [
+        {
+            name: versions[i] if len(versions) > 1 else versions[0]
+            for name, versions in lists.items()
+        }
+        for i in range(count)
+    ]
+
+
+@dataclass
+class MatrixEntry:
+    env: LayeredEnv
+    run_dir: Path | None = None
+
+
+def run_in_env(env: LayeredEnv, config: Path, out: Path, log: Path) -> Path:
+    """`<env>/bin/python -m bench run CONFIG --out OUT --no-score`; returns the new run folder.
+
+    OUT is a fresh folder per version set, so the run folder is its only subfolder with a
+    manifest; the output goes to LOG rather than being parsed.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    before = {p for p in out.iterdir() if p.is_dir()}
+    command = [str(env.python), "-m", "bench", "run", str(config), "--out", str(out), "--no-score"]
+    with log.open("w", encoding="utf-8") as handle:
+        result = subprocess.run(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=os.environ.copy(), check=False
+        )
+    created = [
+        p for p in out.iterdir() if p.is_dir() and p not in before and (p / MANIFEST).is_file()
+    ]
+    if result.returncode != 0 or len(created) != 1:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+        raise UserInputError(
+            f"bench run in {env.label} failed (exit {result.returncode}, log {log}): "
+            + " | ".join(tail)
+        )
+    return created[0]
+
+
+def check_labels(env: LayeredEnv, run_dir: Path) -> None:
+    """The manifest must record the pinned versions: the label is the manifest's, not ours."""
+    packages = (read_manifest(run_dir).get("environment") or {}).get("packages") or {}
+    for name, version in env.pins.items():
+        recorded = (packages.get(name) or "").split("+", 1)[0]
+        if recorded != version.split("+", 1)[0]:
+            raise UserInputError(
+                f"{run_dir}: manifest records {name} {packages.get(name)}, expected {version}"
+            )
+
+
+def run_matrix(
+    config: Path,
+    sets: list[dict[str, str]],
+    out: Path,
+    thresholds: Thresholds | None = None,
+    console: Console | None = None,
+) -> tuple[list[MatrixEntry], list[Comparison]]:
+    """Build every environment, run the config in each, compare consecutive pairs."""
+    console = console or Console(stderr=True)
+    if not config.is_file():
+        raise UserInputError(f"{config}: config file not found")
+    entries: list[MatrixEntry] = []
+    for pins in sets:
+        console.print(f"environment {pins_label(pins)} ...")
+        entries.append(MatrixEntry(ensure_env(pins)))
+    for entry in entries:
+        label = entry.env.label
+        console.print(f"running {config} with {label} ...")
+        target = out / label
+        entry.run_dir = run_in_env(entry.env, config.resolve(), target, target / "run.log")
+        check_labels(entry.env, entry.run_dir)
+    runs = [e.run_dir for e in entries if e.run_dir is not None]
+    comparisons = [
+        compare_runs(before, after, thresholds) for before, after in itertools.pairwise(runs)
+    ]
+    return entries, comparisons
+
+
+def matrix_summary(entries: list[MatrixEntry], comparisons: list[Comparison]) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "kind": "matrix",
+        "environments": [
+            {
+                "label": e.env.label,
+                "pins": e.env.pins,
+                "packages": e.env.packages,
+                "extra_installed": e.env.extra_installed,
+                "path": str(e.env.path),
+                "run_dir": str(e.run_dir) if e.run_dir else None,
+            }
+            for e in entries
+        ],
+        "comparisons": [c.as_dict() for c in comparisons],
+        "exit_code": max([c.exit_code for c in comparisons], default=0),
+    }
+
+
+def matrix_command(
+    config: Annotated[Path, typer.Argument(help="YAML config run in every environment")],
+    diffusers: Annotated[
+        list[str] | None,
+        typer.Option("--diffusers", help="versions, comma-separated or repeated, in order"),
+    ] = None,
+    transformers: Annotated[
+        list[str] | None, typer.Option("--transformers", help="versions, zipped with the others")
+    ] = None,
+    torch: Annotated[
+        list[str] | None,
+        typer.Option("--torch", help="versions (installs torch builds: large downloads)"),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="folder receiving <versions>/<run-id>/ and matrix.json")
+    ] = Path("results/matrix"),
+    time_factor: Annotated[float, typer.Option(help="as in `bench compare`")] = 1.10,
+    memory_factor: Annotated[float, typer.Option(help="as in `bench compare`")] = 1.05,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="also write the summary JSON here")
+    ] = None,
+    markdown_out: Annotated[
+        Path | None, typer.Option("--markdown", help="write every pair's Markdown here")
+    ] = None,
+) -> None:
+    """Run CONFIG once per version set and compare consecutive sets; exit 1 on a regression."""
+    try:
+        sets = version_sets({"diffusers": diffusers, "transformers": transformers, "torch": torch})
+        check_factor("time-factor", time_factor)
+        check_factor("memory-factor", memory_factor)
+        thresholds = Thresholds(time_factor=time_factor, memory_factor=memory_factor)
+        entries, comparisons = run_matrix(config, sets, out, thresholds)
+    except UserInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    console = Console() if Console().is_terminal else Console(width=160)
+    for comparison in comparisons:
+        print_comparison(comparison, console)
+        console.print()
+    table = Table(title="matrix", title_justify="left")
+    for column in ("from", "to", "regressions", "improvements", "exit"):
+        table.add_column(column)
+    for (before, after), comparison in zip(itertools.pairwise(entries), comparisons, strict=False):
+        table.add_row(
+            before.env.label,
+            after.env.label,
+            ", ".join(f"{c} {a}" for c, a in comparison.regressions) or "-",
+            str(len(comparison.improvements)),
+            str(comparison.exit_code),
+        )
+    console.print(table)
+    summary = clean_json(matrix_summary(entries, comparisons))
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+    (out / "matrix.json").write_text(text, encoding="utf-8")
+    if json_out is not None:
+        json_out.write_text(text, encoding="utf-8")
+    if markdown_out is not None:
+        markdown_out.write_text("\n".join(to_markdown(c) for c in comparisons), encoding="utf-8")
+    raise typer.Exit(summary["exit_code"])

@@ -1,0 +1,238 @@
+"""A Comparison as a terminal table, as Markdown (a CI job summary, a PR comment) and as JSON.
+
+All three read the same `Comparison`; none of them decides anything, so they can never disagree
+about a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.compare.stats import (
+    IMPROVEMENT_WORDS,
+    REGRESSION_WORDS,
+    MemoryVerdict,
+    QualityVerdict,
+    SampleVerdict,
+)
+from bench.compare.verdicts import NEWLY_FAILING, NEWLY_WORKING, CellComparison, Comparison
+
+GIB = float(1 << 30)
+MIB = float(1 << 20)
+
+
+def _style(verdict: str) -> str:
+    if verdict in REGRESSION_WORDS or verdict == NEWLY_FAILING:
+        return "bold red"
+    if verdict in IMPROVEMENT_WORDS or verdict == NEWLY_WORKING:
+        return "green"
+    return ""
+
+
+def _bytes(value: float) -> str:
+    return f"{value / GIB:.2f} GiB" if abs(value) >= GIB / 4 else f"{value / MIB:.0f} MiB"
+
+
+def sample_text(v: SampleVerdict | None, unit: str, sep: str = ": ") -> str:
+    """`verdict<sep>medians (ratio, p, n)`; the terminal puts the details on a second line."""
+    if v is None:
+        return "-"
+    if v.ratio is None or v.base_median is None or v.cand_median is None:
+        return v.verdict
+    p = f", p={v.p_value:.2g}" if v.p_value is not None else ""
+    return (
+        f"{v.verdict} ×{v.ratio:.3f}{sep}{v.base_median:.3g} → {v.cand_median:.3g} {unit} "
+        f"(n={v.n_base}/{v.n_cand}{p})"
+    )
+
+
+def memory_text(v: MemoryVerdict | None, sep: str = ": ") -> str:
+    if v is None:
+        return "-"
+    if v.base_bytes is None or v.cand_bytes is None:
+        return v.verdict
+    ratio = f" ×{v.ratio:.3f}" if v.ratio is not None else ""
+    return f"{v.verdict}{ratio}{sep}{_bytes(v.base_bytes)} → {_bytes(v.cand_bytes)} ({v.counter})"
+
+
+def quality_text(v: QualityVerdict, sep: str = ": ") -> str:
+    if v.diff_mean is None:
+        return f"{v.metric} {v.verdict}"
+    interval = (
+        f" [{v.ci_low:+.3g}, {v.ci_high:+.3g}]"
+        if v.ci_low is not None and v.ci_high is not None
+        else ""
+    )
+    p = f", p={v.p_value:.2g}" if v.p_value is not None else ""
+    return f"{v.metric} {v.verdict}{sep}Δ{v.diff_mean:+.3g}{interval} (n={v.n_prompts}{p})"
+
+
+def status_text(c: CellComparison) -> str:
+    if c.base_status == c.cand_status:
+        return c.cand_status
+    text = f"{c.base_status} → {c.cand_status}"
+    error = c.cand_error if c.cand_status != "ok" else c.base_error
+    return f"{text} ({error})" if error else text
+
+
+def print_comparison(comparison: Comparison, console: Console) -> None:
+    """The terminal view: what differs, then one row per cell, then the bottom line."""
+    _print_header(comparison, console)
+    if comparison.exit_code == 2:
+        # Not comparable and not forced: verdicts would mean nothing, so none are shown.
+        text, style = _bottom_line(comparison)
+        console.print(f"[{style}]{text}[/]", highlight=False)
+        return
+    table = Table(title="cells", title_justify="left", show_lines=True)
+    table.add_column("cell", no_wrap=True)
+    for column in ("status", "time (s/image)", "peak memory", "energy", "quality"):
+        table.add_column(column)
+    nl = "\n"
+    for c in comparison.cells:
+        table.add_row(
+            c.cell_id,
+            _styled(status_text(c), c.status_verdict),
+            _styled(sample_text(c.time, "s", nl), c.time.verdict if c.time else ""),
+            _styled(memory_text(c.memory, nl), c.memory.verdict if c.memory else ""),
+            _styled(sample_text(c.energy, "J", nl), c.energy.verdict if c.energy else ""),
+            nl.join(_styled(quality_text(q, nl), q.verdict) for q in c.quality) or "-",
+        )
+    console.print(table)
+    only = (("base", comparison.only_in_base), ("candidate", comparison.only_in_cand))
+    for run_label, ids in only:
+        if ids:
+            console.print(f"only in {run_label}: {', '.join(ids)}", markup=False)
+    for c in comparison.cells:
+        for run, w in c.warnings:
+            console.print(f"[yellow]warning[/] {c.cell_id} ({run}): {w.message}")
+    text, style = _bottom_line(comparison)
+    console.print(f"[{style}]{text}[/]", highlight=False)
+
+
+def _styled(text: str, verdict: str) -> str:
+    style = _style(verdict)
+    escaped = text.replace("[", r"\[")
+    return f"[{style}]{escaped}[/]" if style else escaped
+
+
+def _print_header(comparison: Comparison, console: Console) -> None:
+    console.print(
+        f"base      {comparison.base.run_id} ({comparison.base.run_dir})\n"
+        f"candidate {comparison.cand.run_id} ({comparison.cand.run_dir})"
+    )
+    for d in comparison.versions:
+        console.print(f"  {d.field}: {d.base} → {d.cand}", markup=False)
+    for line in unfinished_notes(comparison):
+        console.print(f"[yellow]warning[/] {line}")
+    if comparison.differences:
+        label = "forced despite" if comparison.forced else "NOT COMPARABLE:"
+        console.print(
+            f"[bold red]{label} {len(comparison.differences)} difference(s)[/]",
+        )
+        for d in comparison.differences:
+            console.print(f"  {d.field}: {d.base!r} ≠ {d.cand!r}", markup=False)
+
+
+def unfinished_notes(comparison: Comparison) -> list[str]:
+    """A run without `finished_at` was killed or is still running: its missing cells show as
+    `missing`, which reads as newly failing."""
+    return [
+        f"{label} run {run.run_id} has not finished (finished_at is null); "
+        f"complete it with `bench run --resume`"
+        for label, run in (("base", comparison.base), ("candidate", comparison.cand))
+        if not run.manifest.get("finished_at")
+    ]
+
+
+def _bottom_line(comparison: Comparison) -> tuple[str, str]:
+    """The one-line result and its style."""
+    if comparison.exit_code == 2:
+        return "not comparable (use --force to compare anyway)", "bold red"
+    regressions = comparison.regressions
+    text = f"{len(regressions)} regression(s), {len(comparison.improvements)} improvement(s)"
+    if regressions:
+        listed = "; ".join(f"{cell} {aspect}" for cell, aspect in regressions)
+        return f"{text}: {listed}", "bold red"
+    return text, "green"
+
+
+def to_markdown(comparison: Comparison) -> str:
+    """GitHub-flavoured Markdown: fits a job summary ($GITHUB_STEP_SUMMARY) or a PR comment."""
+    lines = [
+        f"## bench compare: `{comparison.base.run_id}` → `{comparison.cand.run_id}`",
+        "",
+    ]
+    if comparison.versions:
+        lines += ["| changed | base | candidate |", "|---|---|---|"]
+        lines += [f"| {d.field} | {d.base} | {d.cand} |" for d in comparison.versions]
+        lines.append("")
+    for line in unfinished_notes(comparison):
+        lines += [f"Warning: {line}", ""]
+    if comparison.differences:
+        head = "Forced despite" if comparison.forced else "**Not comparable**:"
+        lines += [f"{head} {len(comparison.differences)} difference(s)", ""]
+        lines += ["| field | base | candidate |", "|---|---|---|"]
+        lines += [f"| {d.field} | `{d.base!r}` | `{d.cand!r}` |" for d in comparison.differences]
+        lines.append("")
+    lines += [
+        "| cell | status | time (s/image) | peak memory | energy | quality |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in comparison.cells:
+        cells = [
+            c.cell_id,
+            status_text(c),
+            sample_text(c.time, "s"),
+            memory_text(c.memory),
+            sample_text(c.energy, "J"),
+            "<br>".join(quality_text(q) for q in c.quality) or "-",
+        ]
+        if c.regressions:
+            cells[0] = f"❌ {cells[0]}"
+        elif c.improvements:
+            cells[0] = f"✅ {cells[0]}"
+        lines.append("| " + " | ".join(x.replace("|", r"\|") for x in cells) + " |")
+    lines.append("")
+    for label, ids in (("base", comparison.only_in_base), ("candidate", comparison.only_in_cand)):
+        if ids:
+            lines.append(f"Only in {label}: {', '.join(f'`{i}`' for i in ids)}")
+            lines.append("")
+    warnings = [(c.cell_id, run, w) for c in comparison.cells for run, w in c.warnings]
+    if warnings:
+        lines += ["Stability warnings:", ""]
+        lines += [f"- `{cell}` ({run}): {w.message}" for cell, run, w in warnings]
+        lines.append("")
+    t = comparison.thresholds
+    lines.append(
+        f"Thresholds: time ×{t.time_factor:g}, memory ×{t.memory_factor:g} and "
+        f"+{t.memory_min_bytes / MIB:.0f} MiB, energy ×{t.energy_factor:g}, alpha {t.alpha:g} "
+        f"(Mann-Whitney U), quality: 95% paired bootstrap over prompts beyond "
+        + ", ".join(f"{m} {v:g}" for m, v in sorted(t.quality_margins.items()))
+    )
+    lines.append("")
+    bottom, _style_name = _bottom_line(comparison)
+    lines.append(f"**Result: exit {comparison.exit_code}**. {bottom}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(comparison: Comparison) -> str:
+    """Strict JSON: a non-finite number (never expected) becomes null rather than `NaN`."""
+    return json.dumps(clean_json(comparison.as_dict()), indent=2, allow_nan=False) + "\n"
+
+
+def clean_json(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become null, unknown objects their str()."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [clean_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

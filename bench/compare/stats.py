@@ -1,0 +1,309 @@
+"""The statistics behind a verdict: a change must be significant *and* larger than a factor.
+
+This follows asv (`asv continuous`): a p-value alone flags 1% changes that nobody cares about
+once n is large, and a ratio alone flags noise once n is small; requiring both keeps the false
+positive rate below `alpha` and ignores changes too small to matter. The functions here take
+plain arrays and return small frozen records, so tests can call them thousands of times over
+synthetic draws and measure the false-positive rate and power directly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from bench.metrics.stats import bootstrap_mean
+
+# Verdict words, one vocabulary for every aspect so renderers and CI scripts can match on them.
+NO_CHANGE = "no change"
+INSUFFICIENT = "insufficient data"
+NOT_MEASURED = "not measured"
+SLOWER, FASTER = "slower", "faster"
+BIGGER, SMALLER = "bigger", "smaller"
+WORSE, BETTER = "worse", "better"
+REGRESSION_WORDS = frozenset({SLOWER, BIGGER, WORSE})
+IMPROVEMENT_WORDS = frozenset({FASTER, SMALLER, BETTER})
+
+# Below five values per side the Mann-Whitney test has next to no power (3 + 3 can never reach
+# p < 0.05, 4 + 4 only when the samples do not overlap at all); say so instead of "no change".
+MIN_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class SampleVerdict:
+    """Verdict on two independent samples (per-image wall times or energies) of one cell."""
+
+    verdict: str
+    base_median: float | None
+    cand_median: float | None
+    ratio: float | None
+    p_value: float | None
+    n_base: int
+    n_cand: int
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    data = np.asarray(values, dtype=float)
+    return data[np.isfinite(data)]
+
+
+def ratio_and_p(base: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median ratio (candidate / base) and two-sided Mann-Whitney U p-value along the last axis.
+
+    Vectorised so the tests can measure the level and power over thousands of draws in one call;
+    `sample_verdict` applies the same function to one cell's two samples.
+    """
+    base, cand = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
+    ratio = np.median(cand, axis=-1) / np.median(base, axis=-1)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")
+        p_value = stats.mannwhitneyu(cand, base, alternative="two-sided", axis=-1).pvalue
+    # All values tied (identical constant samples): no evidence of any difference.
+    return ratio, np.where(np.isnan(p_value), 1.0, p_value)
+
+
+def classify(
+    ratio: np.ndarray,
+    p_value: np.ndarray,
+    factor: float,
+    alpha: float = 0.05,
+    worse: str = SLOWER,
+    better: str = FASTER,
+) -> np.ndarray:
+    """`worse` where p < alpha and ratio > factor, `better` where p < alpha and ratio <
+    1/factor, "no change" elsewhere: the asv rule, significance *and* size."""
+    significant = np.asarray(p_value) < alpha
+    out = np.full(np.shape(ratio), NO_CHANGE, dtype=object)
+    out[significant & (np.asarray(ratio) > factor)] = worse
+    out[significant & (np.asarray(ratio) < 1.0 / factor)] = better
+    return out
+
+
+def sample_verdict(
+    base: Sequence[float] | np.ndarray,
+    cand: Sequence[float] | np.ndarray,
+    factor: float,
+    alpha: float = 0.05,
+    min_samples: int = MIN_SAMPLES,
+    worse: str = SLOWER,
+    better: str = FASTER,
+) -> SampleVerdict:
+    """Mann-Whitney U (two-sided) and the ratio of medians, candidate over base.
+
+    `worse` when p < alpha and the ratio exceeds `factor`, `better` when p < alpha and the ratio
+    is below 1/factor, otherwise "no change". Mann-Whitney rather than a t-test because image
+    times are skewed (a straggler image, a GC pause) and a rank test is not moved by them.
+    """
+    b, c = finite(base), finite(cand)
+    base_median = float(np.median(b)) if b.size else None
+    cand_median = float(np.median(c)) if c.size else None
+    ratio = cand_median / base_median if base_median and cand_median is not None else None
+    if b.size < min_samples or c.size < min_samples or ratio is None:
+        return SampleVerdict(
+            INSUFFICIENT,
+            base_median,
+            cand_median,
+            ratio,
+            None,
+            int(b.size),
+            int(c.size),
+            f"needs at least {min_samples} values per run (base {b.size}, candidate {c.size})",
+        )
+    _ratio, p = ratio_and_p(b, c)
+    p_value = float(p)
+    verdict = str(classify(np.array(ratio), np.array(p_value), factor, alpha, worse, better))
+    note = None
+    if verdict == NO_CHANGE and p_value < alpha:
+        note = f"significant (p={p_value:.2g}) but within the factor {factor:g}"
+    return SampleVerdict(
+        verdict, base_median, cand_median, ratio, p_value, int(b.size), int(c.size), note
+    )
+
+
+@dataclass(frozen=True)
+class MemoryVerdict:
+    """Verdict on one peak-memory counter: near-deterministic, so a threshold and no test."""
+
+    verdict: str
+    counter: str | None
+    base_bytes: int | None
+    cand_bytes: int | None
+    ratio: float | None
+    diff_bytes: int | None
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def memory_verdict(
+    base_bytes: int | None,
+    cand_bytes: int | None,
+    counter: str | None,
+    factor: float,
+    min_bytes: int,
+) -> MemoryVerdict:
+    """`bigger` when the ratio exceeds `factor` *and* the difference exceeds `min_bytes`.
+
+    The absolute floor stops a few MiB of allocator jitter on a small cell from reading as a
+    10% regression; the ratio stops a large cell's normal variation from doing the same.
+    """
+    if base_bytes is None or cand_bytes is None or counter is None:
+        return MemoryVerdict(
+            NOT_MEASURED,
+            counter,
+            base_bytes,
+            cand_bytes,
+            None,
+            None,
+            "no memory counter present in both runs",
+        )
+    diff = int(cand_bytes) - int(base_bytes)
+    # A zero base (a counter net of its baseline can be 0) has no ratio; the difference decides.
+    ratio = cand_bytes / base_bytes if base_bytes > 0 else None
+    verdict = NO_CHANGE
+    if (ratio is None or ratio > factor) and diff > min_bytes:
+        verdict = BIGGER
+    elif (ratio is None or ratio < 1.0 / factor) and -diff > min_bytes:
+        verdict = SMALLER
+    return MemoryVerdict(verdict, counter, int(base_bytes), int(cand_bytes), ratio, diff)
+
+
+@dataclass(frozen=True)
+class QualityVerdict:
+    """Verdict on one per-image metric, paired over prompts between the two runs."""
+
+    verdict: str
+    metric: str
+    higher_is_better: bool
+    base_mean: float | None
+    cand_mean: float | None
+    diff_mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    margin: float
+    n_prompts: int
+    method: str
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# A two-sided sign-flip test over n prompts cannot go below p = 2 / 2^n: n = 5 gives 0.0625, so
+# below 6 prompts no quality change can ever be significant at 0.05; say "insufficient data".
+MIN_PROMPTS = 6
+PERMUTATIONS = 9999
+PERMUTATION_SEED = 20240602
+
+
+def paired_permutation_p(base: np.ndarray, cand: np.ndarray) -> float:
+    """Two-sided sign-flip permutation test of the mean paired difference.
+
+    Exact (all 2^n sign patterns) up to n = 13 prompts, Monte Carlo with a fixed seed above.
+    Used next to the bootstrap interval because a bootstrap interval over 5-10 prompts is too
+    narrow: it excludes 0 in ~10% (n=10) to ~17% (n=5) of null draws instead of 5%
+    (tests/compare/test_stats.py measures this), while the permutation test holds its level.
+    Written with numpy rather than `scipy.stats.permutation_test` because it is the same test
+    and 10-50x faster, which lets the tests measure its level over hundreds of draws.
+    """
+    d = np.asarray(cand, dtype=float) - np.asarray(base, dtype=float)
+    n = int(d.size)
+    if n == 0 or not np.any(d):
+        return 1.0
+    observed = abs(float(d.mean()))
+    tolerance = 1e-12 * float(np.abs(d).max())
+    if 2**n <= PERMUTATIONS + 1:
+        patterns = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+        flipped = np.abs((2 * patterns - 1) @ d) / n
+        return float(np.mean(flipped >= observed - tolerance))
+    rng = np.random.default_rng(PERMUTATION_SEED)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(PERMUTATIONS, n))
+    flipped = np.abs(signs @ d) / n
+    return float((1 + np.sum(flipped >= observed - tolerance)) / (PERMUTATIONS + 1))
+
+
+def quality_verdict(
+    base: Mapping[str, float],
+    cand: Mapping[str, float],
+    metric: str,
+    higher_is_better: bool,
+    margin: float,
+    alpha: float = 0.05,
+    min_prompts: int = MIN_PROMPTS,
+) -> QualityVerdict:
+    """Paired comparison over prompts of the per-prompt score, candidate minus base.
+
+    `base` and `cand` map prompt ids to the prompt's score (repeats already averaged). Every
+    prompt was generated with the same seed in both runs, so the difference per prompt removes
+    the prompt's own difficulty. `worse` needs all three: the 95% paired bootstrap interval of
+    the mean difference excludes 0 on the bad side, the sign-flip permutation test gives
+    p < alpha (the interval alone is anti-conservative at these n), and the mean change exceeds
+    `margin` (in the metric's units).
+    """
+    prompts = [p for p in base if p in cand]
+    b = np.array([base[p] for p in prompts], dtype=float)
+    c = np.array([cand[p] for p in prompts], dtype=float)
+    keep = np.isfinite(b) & np.isfinite(c)
+    b, c = b[keep], c[keep]
+    n = int(b.size)
+    base_mean = float(b.mean()) if n else None
+    cand_mean = float(c.mean()) if n else None
+    diff = float((c - b).mean()) if n else None
+    if n < min_prompts or diff is None:
+        return QualityVerdict(
+            INSUFFICIENT,
+            metric,
+            higher_is_better,
+            base_mean,
+            cand_mean,
+            diff,
+            None,
+            None,
+            None,
+            margin,
+            n,
+            "none",
+            f"needs at least {min_prompts} prompts scored in both runs (has {n})",
+        )
+    interval = bootstrap_mean(c - b)
+    # Constant differences (status "constant"): the interval is the point itself.
+    low = interval.ci_low if interval.ci_low is not None else diff
+    high = interval.ci_high if interval.ci_high is not None else diff
+    p_value = paired_permutation_p(b, c)
+    sign = 1.0 if higher_is_better else -1.0
+    gain, gain_low, gain_high = sign * diff, *sorted((sign * low, sign * high))
+    significant = p_value < alpha and (gain_high < 0 or gain_low > 0)
+    verdict = NO_CHANGE
+    note = interval.note
+    if significant and gain_high < 0 and -gain > margin:
+        verdict = WORSE
+    elif significant and gain_low > 0 and gain > margin:
+        verdict = BETTER
+    elif significant:
+        note = f"significant (p={p_value:.2g}) but within the margin {margin:g}"
+    return QualityVerdict(
+        verdict,
+        metric,
+        higher_is_better,
+        base_mean,
+        cand_mean,
+        diff,
+        low,
+        high,
+        p_value,
+        margin,
+        n,
+        f"{interval.method}; sign-flip permutation test",
+        note,
+    )

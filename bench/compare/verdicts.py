@@ -1,0 +1,360 @@
+"""Join two runs cell by cell and give each cell a verdict per aspect: status, time, memory,
+energy, quality.
+
+The regressions a CI job must fail on are: a cell that ran and now fails, a cell significantly
+slower (or hungrier for energy) by more than a factor, a bigger memory peak, and a significant
+loss of fidelity beyond a margin. Everything else is reported but passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.compare.comparability import Difference, blocking_differences, version_changes
+from bench.compare.load import CellData, RunData, load_run
+from bench.compare.stability import StabilityWarning, stability_warnings
+from bench.compare.stats import (
+    BETTER,
+    IMPROVEMENT_WORDS,
+    INSUFFICIENT,
+    MIN_PROMPTS,
+    MIN_SAMPLES,
+    NO_CHANGE,
+    NOT_MEASURED,
+    REGRESSION_WORDS,
+    WORSE,
+    MemoryVerdict,
+    QualityVerdict,
+    SampleVerdict,
+    memory_verdict,
+    quality_verdict,
+    sample_verdict,
+)
+from bench.summary import MEMORY_COUNTERS
+
+SCHEMA_VERSION = 1
+MIB = 1 << 20
+
+# Per metric, the smallest mean change (in the metric's units) worth failing a build for.
+DEFAULT_QUALITY_MARGINS: dict[str, float] = {
+    "psnr": 0.5,
+    "ssim": 0.005,
+    "ms_ssim": 0.005,
+    "lpips": 0.01,
+    "clip_score": 0.5,
+}
+FALLBACK_QUALITY_MARGIN = 0.0
+
+NEWLY_FAILING = "newly failing"
+NEWLY_WORKING = "newly working"
+STILL_FAILING = "still failing"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every knob of a verdict, recorded in the JSON so a CI log says what was applied."""
+
+    time_factor: float = 1.10
+    memory_factor: float = 1.05
+    memory_min_bytes: int = 32 * MIB
+    energy_factor: float = 1.10
+    alpha: float = 0.05
+    min_samples: int = MIN_SAMPLES
+    min_prompts: int = MIN_PROMPTS
+    quality_margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUALITY_MARGINS))
+    quality_metrics: tuple[str, ...] | None = None
+
+    def margin(self, metric: str) -> float:
+        return self.quality_margins.get(metric, FALLBACK_QUALITY_MARGIN)
+
+
+@dataclass
+class CellComparison:
+    cell_id: str
+    variant: str
+    offload: str
+    resolution: str
+    base_status: str
+    cand_status: str
+    status_verdict: str
+    base_error: str | None
+    cand_error: str | None
+    time: SampleVerdict | None = None
+    energy: SampleVerdict | None = None
+    memory: MemoryVerdict | None = None
+    quality: list[QualityVerdict] = field(default_factory=list)
+    warnings: list[tuple[str, StabilityWarning]] = field(default_factory=list)
+
+    def findings(self) -> list[tuple[str, str]]:
+        """(aspect, verdict) of every aspect that changed in either direction."""
+        out = []
+        if self.status_verdict in (NEWLY_FAILING, NEWLY_WORKING):
+            out.append(("status", self.status_verdict))
+        for aspect, verdict in (("time", self.time), ("energy", self.energy)):
+            if verdict is not None:
+                out.append((aspect, verdict.verdict))
+        if self.memory is not None:
+            out.append(("memory", self.memory.verdict))
+        out += [(f"quality:{q.metric}", q.verdict) for q in self.quality]
+        return out
+
+    @property
+    def regressions(self) -> list[str]:
+        return [
+            aspect
+            for aspect, verdict in self.findings()
+            if verdict in REGRESSION_WORDS or verdict == NEWLY_FAILING
+        ]
+
+    @property
+    def improvements(self) -> list[str]:
+        return [
+            aspect
+            for aspect, verdict in self.findings()
+            if verdict in IMPROVEMENT_WORDS or verdict == NEWLY_WORKING
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cell_id": self.cell_id,
+            "variant": self.variant,
+            "offload": self.offload,
+            "resolution": self.resolution,
+            "status": {
+                "base": self.base_status,
+                "cand": self.cand_status,
+                "verdict": self.status_verdict,
+                "base_error": self.base_error,
+                "cand_error": self.cand_error,
+            },
+            "time": self.time.as_dict() if self.time else None,
+            "energy": self.energy.as_dict() if self.energy else None,
+            "memory": self.memory.as_dict() if self.memory else None,
+            "quality": [q.as_dict() for q in self.quality],
+            "warnings": [{"run": run, **w.as_dict()} for run, w in self.warnings],
+            "regressions": self.regressions,
+            "improvements": self.improvements,
+        }
+
+
+@dataclass
+class Comparison:
+    base: RunData
+    cand: RunData
+    thresholds: Thresholds
+    differences: list[Difference]
+    versions: list[Difference]
+    cells: list[CellComparison]
+    only_in_base: list[str]
+    only_in_cand: list[str]
+    forced: bool = False
+
+    @property
+    def comparable(self) -> bool:
+        return not self.differences
+
+    @property
+    def regressions(self) -> list[tuple[str, str]]:
+        return [(c.cell_id, aspect) for c in self.cells for aspect in c.regressions]
+
+    @property
+    def improvements(self) -> list[tuple[str, str]]:
+        return [(c.cell_id, aspect) for c in self.cells for aspect in c.improvements]
+
+    @property
+    def exit_code(self) -> int:
+        """0: no regression; 1: a regression; 2: not comparable (and not forced)."""
+        if not self.comparable and not self.forced:
+            return 2
+        return 1 if self.regressions else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        thresholds = dict(self.thresholds.__dict__)
+        thresholds["quality_metrics"] = (
+            list(self.thresholds.quality_metrics) if self.thresholds.quality_metrics else None
+        )
+        return {
+            "schema": SCHEMA_VERSION,
+            "kind": "comparison",
+            "base": _run_info(self.base),
+            "cand": _run_info(self.cand),
+            "comparable": self.comparable,
+            "forced": self.forced,
+            "differences": [d.as_dict() for d in self.differences],
+            "versions": [d.as_dict() for d in self.versions],
+            "thresholds": thresholds,
+            "cells": [c.as_dict() for c in self.cells],
+            "only_in_base": self.only_in_base,
+            "only_in_cand": self.only_in_cand,
+            "regressions": [{"cell_id": c, "aspect": a} for c, a in self.regressions],
+            "improvements": [{"cell_id": c, "aspect": a} for c, a in self.improvements],
+            "exit_code": self.exit_code,
+        }
+
+
+def _run_info(run: RunData) -> dict[str, Any]:
+    env = run.manifest.get("environment") or {}
+    return {
+        "run_dir": str(run.run_dir),
+        "run_id": run.run_id,
+        "config_hash": run.manifest.get("config_hash"),
+        "created_at": run.manifest.get("created_at"),
+        "finished_at": run.manifest.get("finished_at"),
+        "packages": env.get("packages") or {},
+        "gpus": [g.get("name") for g in env.get("gpus") or []],
+    }
+
+
+def _status_verdict(base: str, cand: str) -> str:
+    if base == "ok" and cand != "ok":
+        return NEWLY_FAILING
+    if base != "ok" and cand == "ok":
+        return NEWLY_WORKING
+    if base != "ok" and cand != "ok":
+        return STILL_FAILING
+    return NO_CHANGE
+
+
+def _memory(base: CellData, cand: CellData, t: Thresholds) -> MemoryVerdict:
+    """The most device-relevant counter that both runs measured (bench.summary's order)."""
+    for key, label in MEMORY_COUNTERS:
+        if key in base.memory and key in cand.memory:
+            name = f"{label} above baseline" if key == "nvml_used_peak_bytes" else label
+            return memory_verdict(
+                base.memory[key], cand.memory[key], name, t.memory_factor, t.memory_min_bytes
+            )
+    return memory_verdict(None, None, None, t.memory_factor, t.memory_min_bytes)
+
+
+def _quality(base: CellData, cand: CellData, t: Thresholds) -> list[QualityVerdict]:
+    metrics = [m for m in base.scores if m in cand.scores]
+    if t.quality_metrics is not None:
+        metrics = [m for m in metrics if m in t.quality_metrics]
+    out = []
+    for metric in sorted(metrics):
+        b, c = base.scores[metric], cand.scores[metric]
+        verdict = quality_verdict(
+            b.values,
+            c.values,
+            metric,
+            b.higher_is_better,
+            t.margin(metric),
+            t.alpha,
+            t.min_prompts,
+        )
+        lost = sorted(p for p in b.identical if p in c.values)
+        gained = sorted(p for p in c.identical if p in b.values)
+        if lost or gained:
+            # An image that was pixel-identical to full precision and no longer is (or the
+            # reverse) is an exact, noise-free change: no interval needed.
+            word = WORSE if lost else BETTER
+            note = (
+                f"identical to the reference in base, not in candidate: {', '.join(lost)}"
+                if lost
+                else f"identical to the reference in candidate only: {', '.join(gained)}"
+            )
+            verdict = QualityVerdict(
+                word,
+                metric,
+                b.higher_is_better,
+                verdict.base_mean,
+                verdict.cand_mean,
+                verdict.diff_mean,
+                verdict.ci_low,
+                verdict.ci_high,
+                verdict.p_value,
+                verdict.margin,
+                verdict.n_prompts,
+                verdict.method,
+                note,
+            )
+        out.append(verdict)
+    return out
+
+
+def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparison:
+    """Every aspect of one cell present in both runs."""
+    result = CellComparison(
+        cell_id=base.cell_id,
+        variant=base.variant,
+        offload=base.offload,
+        resolution=base.resolution,
+        base_status=base.status,
+        cand_status=cand.status,
+        status_verdict=_status_verdict(base.status, cand.status),
+        base_error=base.error,
+        cand_error=cand.error,
+    )
+    if base.status != "ok" or cand.status != "ok":
+        # A failed side has no samples worth testing; the status verdict says it all.
+        return result
+    result.time = sample_verdict(base.wall_s, cand.wall_s, t.time_factor, t.alpha, t.min_samples)
+    if base.energy_j is not None and cand.energy_j is not None:
+        result.energy = sample_verdict(
+            base.energy_j, cand.energy_j, t.energy_factor, t.alpha, t.min_samples
+        )
+    else:
+        result.energy = SampleVerdict(
+            NOT_MEASURED,
+            None,
+            None,
+            None,
+            None,
+            len(base.energy_j or []),
+            len(cand.energy_j or []),
+            "energy counter not available in both runs",
+        )
+    result.memory = _memory(base, cand, t)
+    result.quality = _quality(base, cand, t)
+    for run, data in (("base", base), ("cand", cand)):
+        result.warnings += [(run, w) for w in stability_warnings(data.wall_s, "wall time")]
+        if result.energy.verdict != NOT_MEASURED and data.energy_j is not None:
+            result.warnings += [(run, w) for w in stability_warnings(data.energy_j, "energy")]
+    return result
+
+
+def compare_loaded(
+    base: RunData, cand: RunData, thresholds: Thresholds | None = None, force: bool = False
+) -> Comparison:
+    t = thresholds or Thresholds()
+    cells = [
+        compare_cells(base.cells[cell_id], cand.cells[cell_id], t)
+        for cell_id in base.cells
+        if cell_id in cand.cells
+    ]
+    return Comparison(
+        base=base,
+        cand=cand,
+        thresholds=t,
+        differences=blocking_differences(base.manifest, cand.manifest),
+        versions=version_changes(base.manifest, cand.manifest),
+        cells=cells,
+        only_in_base=[c for c in base.cells if c not in cand.cells],
+        only_in_cand=[c for c in cand.cells if c not in base.cells],
+        forced=force,
+    )
+
+
+def compare_runs(
+    base_dir: Path,
+    cand_dir: Path,
+    thresholds: Thresholds | None = None,
+    force: bool = False,
+) -> Comparison:
+    """Compare two run folders; raises UserInputError (one line) when either is not one."""
+    return compare_loaded(load_run(Path(base_dir)), load_run(Path(cand_dir)), thresholds, force)
+
+
+__all__ = [
+    "INSUFFICIENT",
+    "NEWLY_FAILING",
+    "NEWLY_WORKING",
+    "NO_CHANGE",
+    "STILL_FAILING",
+    "CellComparison",
+    "Comparison",
+    "Thresholds",
+    "compare_runs",
+]

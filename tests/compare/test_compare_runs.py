@@ -1,0 +1,345 @@
+"""`compare_runs` and `bench compare` on hand-written run folders with planted changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from bench.compare import compare_runs
+from bench.compare.command import compare_command
+from bench.compare.render import to_markdown
+from bench.compare.verdicts import Thresholds
+from tests.compare.rundir import (
+    CPU_ENV,
+    GIB,
+    PROMPTS,
+    CellPlan,
+    cell_id,
+    lognormal_times,
+    write_run,
+)
+
+FULL = cell_id("full", "none")
+Q8 = cell_id("Q8_0", "none")
+MIB = 1 << 20
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(compare_command)
+    return app
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(_app(), [str(a) for a in args])
+
+
+def psnr(shift: float = 0.0) -> dict[str, float]:
+    return {p["id"]: 40.0 + 0.1 * i + shift for i, p in enumerate(PROMPTS)}
+
+
+def pair(
+    tmp_path: Path,
+    *,
+    q8_slowdown: float = 1.0,
+    q8_memory: float = 1.0,
+    q8_psnr_shift: float = 0.0,
+    cand_status: str = "ok",
+    n: int = 20,
+    seed: int = 0,
+    **cand_kwargs: Any,
+) -> tuple[Path, Path]:
+    """Two runs of a full and a Q8_0 cell (10 prompts x n/10 repeats); the candidate's Q8_0
+    cell slowed down, grew or lost PSNR by the given amounts, or has another status."""
+    rng = np.random.default_rng(seed)
+    prompts = PROMPTS
+    repeats = n // len(prompts)
+
+    def cells(slow: float, memory: float, shift: float, status: str) -> list[CellPlan]:
+        return [
+            CellPlan("full", wall_s=lognormal_times(rng, n, 2.0, 0.03), nvml_peak=30 * GIB),
+            CellPlan(
+                "Q8_0",
+                status=status,
+                wall_s=lognormal_times(rng, n, 2.2 * slow, 0.03),
+                nvml_peak=int(1 * GIB + 16 * GIB * memory),
+                energy_j=lognormal_times(rng, n, 600.0 * slow, 0.03),
+                scores={"psnr": {k: v + rng.normal(0, 0.05) for k, v in psnr(shift).items()}},
+            ),
+        ]
+
+    base = write_run(tmp_path, "base", cells(1.0, 1.0, 0.0, "ok"), prompts, repeats)
+    cand = write_run(
+        tmp_path,
+        "cand",
+        cells(q8_slowdown, q8_memory, q8_psnr_shift, cand_status),
+        prompts,
+        repeats,
+        **cand_kwargs,
+    )
+    return base, cand
+
+
+def test_identical_settings_no_change_exit_0(tmp_path: Path) -> None:
+    base, cand = pair(tmp_path)
+    comparison = compare_runs(base, cand)
+    assert comparison.comparable and comparison.exit_code == 0
+    q8 = next(c for c in comparison.cells if c.cell_id == Q8)
+    assert q8.time is not None and q8.time.verdict == "no change"
+    assert q8.time.n_base == q8.time.n_cand == 20
+    assert q8.memory is not None and q8.memory.verdict == "no change"
+    assert q8.memory.counter == "NVML device used above baseline"
+    assert q8.memory.base_bytes == 16 * GIB  # peak 17 GiB minus the 1 GiB baseline
+    assert q8.energy is not None and q8.energy.verdict == "no change"
+    assert [q.verdict for q in q8.quality] == ["no change"]
+    result = invoke(base, cand)
+    assert result.exit_code == 0, result.output
+    assert "0 regression(s)" in result.output
+
+
+def test_planted_slowdown_memory_energy_and_quality_regressions_exit_1(tmp_path: Path) -> None:
+    base, cand = pair(tmp_path, q8_slowdown=1.25, q8_memory=1.2, q8_psnr_shift=-2.0)
+    json_path, md_path = tmp_path / "cmp.json", tmp_path / "cmp.md"
+    result = invoke(base, cand, "--json", json_path, "--markdown", md_path)
+    assert result.exit_code == 1, result.output
+    payload = json.loads(json_path.read_text())
+    assert payload["exit_code"] == 1 and payload["comparable"] is True
+    regressions = {(r["cell_id"], r["aspect"]) for r in payload["regressions"]}
+    assert regressions == {(Q8, "time"), (Q8, "energy"), (Q8, "memory"), (Q8, "quality:psnr")}
+    q8 = next(c for c in payload["cells"] if c["cell_id"] == Q8)
+    assert q8["time"]["verdict"] == "slower" and q8["time"]["ratio"] == pytest.approx(1.25, 0.05)
+    assert q8["memory"]["verdict"] == "bigger"
+    assert q8["quality"][0]["verdict"] == "worse"
+    assert q8["quality"][0]["diff_mean"] == pytest.approx(-2.0, abs=0.1)
+    assert q8["quality"][0]["ci_high"] < 0
+    full = next(c for c in payload["cells"] if c["cell_id"] == FULL)
+    assert full["regressions"] == [] and full["time"]["verdict"] == "no change"
+    markdown = md_path.read_text()
+    assert f"❌ {Q8}" in markdown and "**Result: exit 1**" in markdown
+
+
+def test_speedup_is_an_improvement_not_a_failure(tmp_path: Path) -> None:
+    base, cand = pair(tmp_path, q8_slowdown=0.8, q8_memory=0.7)
+    comparison = compare_runs(base, cand)
+    assert comparison.exit_code == 0
+    assert set(comparison.improvements) == {(Q8, "time"), (Q8, "energy"), (Q8, "memory")}
+
+
+def test_time_factor_option_changes_the_verdict(tmp_path: Path) -> None:
+    base, cand = pair(tmp_path, q8_slowdown=1.07)
+    assert invoke(base, cand).exit_code == 0
+    strict = invoke(base, cand, "--time-factor", "1.03", "--energy-factor", "1.5")
+    assert strict.exit_code == 1, strict.output
+    assert f"{Q8} time" in strict.output.replace("\n", " ")
+
+
+def test_newly_failing_and_newly_working_cells(tmp_path: Path) -> None:
+    base, cand = pair(tmp_path, cand_status="failed")
+    comparison = compare_runs(base, cand)
+    assert comparison.regressions == [(Q8, "status")]
+    q8 = next(c for c in comparison.cells if c.cell_id == Q8)
+    assert q8.status_verdict == "newly failing"
+    assert q8.cand_error is not None and "OutOfMemoryError" in q8.cand_error
+    assert comparison.exit_code == 1
+    reverse = compare_runs(cand, base, force=False)
+    assert reverse.improvements == [(Q8, "status")] and reverse.exit_code == 0
+
+
+def test_cells_in_one_run_only_are_listed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    times = lognormal_times(rng, 10, 2.0, 0.03)
+    base = write_run(
+        tmp_path, "base", [CellPlan("full", wall_s=times), CellPlan("Q4_K", wall_s=times)]
+    )
+    cand = write_run(
+        tmp_path, "cand", [CellPlan("full", wall_s=times), CellPlan("Q6_K", wall_s=times)]
+    )
+    comparison = compare_runs(base, cand, force=True)
+    assert comparison.only_in_base == [cell_id("Q4_K", "none")]
+    assert comparison.only_in_cand == [cell_id("Q6_K", "none")]
+    assert [c.cell_id for c in comparison.cells] == [FULL]
+
+
+def test_not_comparable_lists_every_difference_and_exits_2(tmp_path: Path) -> None:
+    env = json.loads(json.dumps(CPU_ENV))
+    env["gpus"][0]["name"] = "NVIDIA A10"
+    env["packages"]["diffusers"] = "0.42.1"
+    prompts = [dict(p) for p in PROMPTS]
+    prompts[3]["text"] = "a different prompt"
+
+    def more_steps(config: dict[str, Any]) -> None:
+        config["steps"] = 28
+
+    base, cand = pair(
+        tmp_path,
+        environment=env,
+        config_hash="ffff000011112222",
+        config_changes=more_steps,
+    )
+    # Rewrite the candidate's prompts (the same ids, one text changed).
+    manifest = json.loads((cand / "manifest.json").read_text())
+    manifest["prompts"] = prompts
+    (cand / "manifest.json").write_text(json.dumps(manifest))
+    comparison = compare_runs(base, cand)
+    fields = {d.field for d in comparison.differences}
+    assert fields == {
+        "config_hash",
+        "config.steps",
+        "prompts.p03",
+        "environment.gpus[0]",
+    }
+    assert [(v.field, v.base, v.cand) for v in comparison.versions] == [
+        ("packages.diffusers", "0.41.0", "0.42.1")
+    ]
+    result = invoke(base, cand)
+    assert result.exit_code == 2
+    for name in fields:
+        assert name in result.output
+    assert "not comparable" in result.output
+    forced = invoke(base, cand, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "forced despite 4 difference(s)" in forced.output
+    assert "environment.gpus[0]" in forced.output
+
+
+def test_bad_input_is_one_stderr_line_exit_2(tmp_path: Path) -> None:
+    base, _cand = pair(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for other in (empty, tmp_path / "missing"):
+        result = invoke(base, other)
+        assert result.exit_code == 2
+        assert result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and str(other) in lines[0]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text(json.dumps({"schema": 1, "run_id": "x"}))
+    result = invoke(base, broken)
+    assert (
+        result.exit_code == 2 and "missing or not a list: cells, images, prompts" in result.stderr
+    )
+    (broken / "manifest.json").write_text("{not json")
+    assert "not valid JSON" in invoke(broken, base).stderr
+    bad = invoke(base, base, "--time-factor", "0.9")
+    assert bad.exit_code == 2 and "--time-factor" in bad.stderr
+    margin = invoke(base, base, "--quality-margin", "psnr")
+    assert margin.exit_code == 2 and "METRIC=VALUE" in margin.stderr
+
+
+def test_quality_margin_option_and_metric_filter(tmp_path: Path) -> None:
+    base, cand = pair(tmp_path, q8_psnr_shift=-0.3)
+    assert compare_runs(base, cand).exit_code == 0  # within the 0.5 dB default margin
+    result = invoke(base, cand, "--quality-margin", "psnr=0.1", "--json", tmp_path / "o.json")
+    assert result.exit_code == 1
+    payload = json.loads((tmp_path / "o.json").read_text())
+    assert payload["thresholds"]["quality_margins"]["psnr"] == 0.1
+    only_ssim = compare_runs(base, cand, Thresholds(quality_metrics=("ssim",)))
+    assert all(c.quality == [] for c in only_ssim.cells)
+
+
+def test_identity_lost_is_a_quality_regression(tmp_path: Path) -> None:
+    """PSNR of identical images is null + identical (docs/scores.md): losing identity is worse."""
+    rng = np.random.default_rng(3)
+    times = lognormal_times(rng, 10, 2.0, 0.03)
+    same = {p["id"]: None for p in PROMPTS}
+    differs = {p["id"]: 60.0 for p in PROMPTS}
+    base = write_run(tmp_path, "base", [CellPlan("noise", wall_s=times, scores={"psnr": same})])
+    cand = write_run(tmp_path, "cand", [CellPlan("noise", wall_s=times, scores={"psnr": differs})])
+    comparison = compare_runs(base, cand)
+    quality = comparison.cells[0].quality[0]
+    assert quality.verdict == "worse" and "identical" in (quality.note or "")
+    both_same = compare_runs(base, base).cells[0].quality[0]
+    assert both_same.verdict == "insufficient data"
+
+
+def test_stability_warnings_reach_the_outputs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    times = lognormal_times(rng, 10, 2.0, 0.03)
+    times[0] = 6.0  # the first image paid for lazy initialisation
+    base = write_run(tmp_path, "base", [CellPlan("full", wall_s=times)])
+    comparison = compare_runs(base, base)
+    kinds = {(run, w.kind) for run, w in comparison.cells[0].warnings}
+    assert ("base", "warmup") in kinds and ("cand", "warmup") in kinds
+    assert "first image 3.0x slower" in to_markdown(comparison)
+
+
+def test_json_schema(tmp_path: Path) -> None:
+    base, cand = pair(tmp_path)
+    payload = json.loads(json.dumps(compare_runs(base, cand).as_dict()))
+    assert set(payload) == {
+        "schema",
+        "kind",
+        "base",
+        "cand",
+        "comparable",
+        "forced",
+        "differences",
+        "versions",
+        "thresholds",
+        "cells",
+        "only_in_base",
+        "only_in_cand",
+        "regressions",
+        "improvements",
+        "exit_code",
+    }
+    cell = payload["cells"][1]
+    assert set(cell) == {
+        "cell_id",
+        "variant",
+        "offload",
+        "resolution",
+        "status",
+        "time",
+        "energy",
+        "memory",
+        "quality",
+        "warnings",
+        "regressions",
+        "improvements",
+    }
+    assert set(cell["time"]) == {
+        "verdict",
+        "base_median",
+        "cand_median",
+        "ratio",
+        "p_value",
+        "n_base",
+        "n_cand",
+        "note",
+    }
+
+
+def test_unfinished_candidate_is_flagged_and_its_missing_cells_fail(tmp_path: Path) -> None:
+    base, cand = pair(tmp_path)
+    manifest = json.loads((cand / "manifest.json").read_text())
+    manifest["finished_at"] = None
+    (cand / "manifest.json").write_text(json.dumps(manifest))
+    records = (cand / "records.jsonl").read_text().splitlines()
+    kept = [r for r in records if json.loads(r)["cell_id"] != Q8]  # killed before Q8_0 ran
+    (cand / "records.jsonl").write_text("\n".join(kept) + "\n")
+    comparison = compare_runs(base, cand)
+    assert comparison.regressions == [(Q8, "status")]
+    q8 = next(c for c in comparison.cells if c.cell_id == Q8)
+    assert q8.cand_status == "missing"
+    result = invoke(base, cand)
+    assert result.exit_code == 1
+    assert "has not finished" in result.output
+    assert "has not finished" in to_markdown(comparison)
+
+
+def test_energy_spread_is_warned_about(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    times = lognormal_times(rng, 10, 2.0, 0.03)
+    energy = lognormal_times(rng, 10, 600.0, 0.3)
+    run = write_run(tmp_path, "base", [CellPlan("full", wall_s=times, energy_j=energy)])
+    warnings = compare_runs(run, run).cells[0].warnings
+    assert any(w.kind == "high_spread" and w.message.startswith("energy") for _, w in warnings)
+    assert not any(w.message.startswith("wall time") for _, w in warnings)
