@@ -1,0 +1,66 @@
+"""`build_report`: run folder in, report folder out, all or nothing.
+
+Everything is written into a hidden temporary folder beside the destination and renamed into
+place at the end, so a failure (bad input, a plot that raises, a full disk) leaves neither a
+half-written report nor a damaged earlier one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from bench.report.data import load_run
+from bench.report.document import TABLE_CSV, build_document
+from bench.report.html import render_html
+from bench.report.markdown import render_markdown
+from bench.report.tables import raw_table
+
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+
+
+def default_out_dir(run_dir: Path) -> Path:
+    """reports/<run-id>, relative to the working directory (the project's layout)."""
+    return Path("reports") / Path(run_dir).resolve().name
+
+
+def build_report(run_dir: Path, out_dir: Path) -> Path:
+    """Write report.md, report.html, table.csv and the PNGs into `out_dir`; returns `out_dir`.
+
+    Raises UserInputError (before anything is written) when `run_dir` is not a run folder.
+    An existing `out_dir` is replaced whole once the new report is complete.
+    """
+    run = load_run(Path(run_dir))
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        raw_table(run).to_csv(tmp / TABLE_CSV, index=False)
+        report = build_document(run, tmp)
+        (tmp / REPORT_MD).write_text(render_markdown(report), encoding="utf-8")
+        (tmp / REPORT_HTML).write_text(render_html(report, tmp), encoding="utf-8")
+        _replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace(new: Path, dest: Path) -> None:
+    """Move `new` to `dest`; an old `dest` is moved aside first and removed only afterwards."""
+    os.chmod(new, 0o755)
+    if not dest.exists():
+        os.replace(new, dest)
+        return
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(dest, old)
+    try:
+        os.replace(new, dest)
+    except BaseException:
+        os.replace(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,30 @@
+"""`bench report RUN_DIR [--out DIR]`: the CLI shell over `build_report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.errors import UserInputError
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="run folder (results/<run-id>)")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="report folder (default: reports/<run-id>)"),
+    ] = None,
+) -> None:
+    """Write report.md, a self-contained report.html and table.csv for a run folder."""
+    from bench.report.build import build_report, default_out_dir
+
+    try:
+        path = build_report(run_dir, out if out is not None else default_out_dir(run_dir))
+    except UserInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"report: {path / 'report.html'}")
+    typer.echo(f"        {path / 'report.md'}")
+    typer.echo(f"        {path / 'table.csv'}")

@@ -1,0 +1,214 @@
+"""Image grids: per prompt, every variant side by side at the same seed, with a difference map
+against full precision, so "barely a difference" can be checked by eye rather than taken from a
+PSNR figure.
+
+The difference map is |variant − full| averaged over RGB, in 8-bit levels, drawn on a fixed
+colour scale clipped at `DIFF_CLIP` levels (an amplification of 255 / DIFF_CLIP), the same for
+every panel and every prompt so maps can be compared with each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from bench.report.artifacts import Picture
+from bench.report.data import RunData, offload_order, reference_variant, variant_order
+
+DIFF_CLIP = 32  # 8-bit levels at the top of the colour scale
+AMPLIFY = round(256 / DIFF_CLIP)  # the colour scale spans 1/AMPLIFY of the full range
+DPI = 110
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One column of a grid: the variant, the cell its image comes from, or why there is none."""
+
+    variant: str
+    cell_id: str | None
+    image: np.ndarray | None
+    note: str = ""
+
+
+def _load(run: RunData, cell_id: str, prompt_id: str, repeat: int) -> np.ndarray | None:
+    record = run.images.get((cell_id, prompt_id, repeat))
+    if not record or record.get("status") != "ok" or not record.get("image"):
+        return None
+    path = run.run_dir / record["image"]
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.int16)
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
+def _cells_of(run: RunData, variant: str, resolution: tuple[int, int]) -> list[dict]:
+    return [
+        c
+        for c in run.manifest["cells"]
+        if c["variant"] == variant and (c["height"], c["width"]) == resolution
+    ]
+
+
+def _pick_mode(run: RunData, prompt_id: str, repeat: int, resolution: tuple[int, int]) -> str:
+    """The offload mode in which most variants have this image (first in config order on ties)."""
+    counts = {mode: 0 for mode in offload_order(run)}
+    for cell in run.manifest["cells"]:
+        if (cell["height"], cell["width"]) != resolution:
+            continue
+        record = run.images.get((cell["cell_id"], prompt_id, repeat)) or {}
+        if record.get("status") == "ok":
+            counts[cell["offload"]] += 1
+    return max(counts, key=lambda m: counts[m]) if counts else "none"
+
+
+def _slot(
+    run: RunData, variant: str, mode: str, prompt_id: str, repeat: int, res: tuple[int, int]
+) -> Slot:
+    """The variant's image in `mode`, else from any of its cells that produced it."""
+    cells = _cells_of(run, variant, res)
+    cells.sort(key=lambda c: c["offload"] != mode)
+    for cell in cells:
+        image = _load(run, cell["cell_id"], prompt_id, repeat)
+        if image is not None:
+            return Slot(variant, cell["cell_id"], image)
+    statuses = sorted({str(r) for r in run.summary[run.summary["variant"] == variant]["status"]})
+    errors = run.summary[run.summary["variant"] == variant]["error_type"].dropna().unique()
+    note = "no image: " + ", ".join(statuses)
+    if len(errors):
+        note += f" ({', '.join(map(str, errors))})"
+    return Slot(variant, None, None, note)
+
+
+def _draw(
+    run: RunData,
+    slots: list[Slot],
+    reference: Slot | None,
+    prompt_text: str,
+    title: str,
+    path: Path,
+) -> list[str]:
+    """Draw one grid; returns per-variant difference statistics for the caption."""
+    n = len(slots)
+    fig, axes = plt.subplots(
+        2, n, figsize=(2.3 * n + 1.2, 5.6), squeeze=False, layout="constrained"
+    )
+    stats = []
+    heat = None
+    for i, slot in enumerate(slots):
+        top, bottom = axes[0][i], axes[1][i]
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        offload = run.cells[slot.cell_id]["offload"] if slot.cell_id else ""
+        top.set_title(f"{slot.variant}\n{offload}", fontsize=9)
+        if slot.image is None:
+            top.text(0.5, 0.5, slot.note, ha="center", va="center", wrap=True, fontsize=7)
+            bottom.axis("off")
+            continue
+        top.imshow(slot.image.astype(np.uint8), interpolation="nearest")
+        if reference is None or reference.image is None:
+            bottom.text(0.5, 0.5, "no full-precision image", ha="center", va="center", fontsize=7)
+            continue
+        if slot.cell_id == reference.cell_id:
+            bottom.text(
+                0.5, 0.5, "reference\n(full precision)", ha="center", va="center", fontsize=8
+            )
+            continue
+        if slot.image.shape != reference.image.shape:
+            bottom.text(
+                0.5, 0.5, "size differs from reference", ha="center", va="center", fontsize=7
+            )
+            continue
+        diff = np.abs(slot.image - reference.image).mean(axis=2)
+        heat = bottom.imshow(diff, cmap="inferno", vmin=0, vmax=DIFF_CLIP, interpolation="nearest")
+        bottom.set_xlabel(f"mean {diff.mean():.2f}, max {diff.max():.0f}", fontsize=8)
+        stats.append(f"{slot.variant}: mean {diff.mean():.2f}, max {diff.max():.0f} levels")
+    axes[0][0].set_ylabel("image", fontsize=9)
+    axes[1][0].set_ylabel("|diff| to full", fontsize=9)
+    if heat is not None:
+        bar = fig.colorbar(heat, ax=axes.ravel().tolist(), shrink=0.45, anchor=(0.0, 0.1))
+        bar.set_label(
+            f"|difference| (8-bit levels),\nclipped at {DIFF_CLIP} (×{AMPLIFY})",
+            fontsize=8,
+        )
+    short = prompt_text if len(prompt_text) <= 90 else prompt_text[:87] + "..."
+    fig.suptitle(f"{title}\n“{short}”", fontsize=9)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return stats
+
+
+def image_grids(run: RunData, out_dir: Path) -> list[Picture]:
+    """One grid per (prompt, resolution), first repeat that has any image."""
+    prompts = {p["id"]: p.get("text", "") for p in run.manifest["prompts"]}
+    resolutions = list(dict.fromkeys((c["height"], c["width"]) for c in run.manifest["cells"]))
+    variants = variant_order(run)
+    ref_variant = reference_variant(run)
+    pictures = []
+    for res in resolutions:
+        for prompt_id, text in prompts.items():
+            key = f"grid-{prompt_id}-{res[0]}x{res[1]}"
+            title = f"Prompt {prompt_id}, {res[0]}×{res[1]}"
+            repeats = sorted(
+                {i["repeat"] for i in run.manifest["images"] if i["prompt_id"] == prompt_id}
+            )
+            repeat = next(
+                (
+                    r
+                    for r in repeats
+                    if any(
+                        (rec.get("status") == "ok")
+                        for (cid, pid, rr), rec in run.images.items()
+                        if pid == prompt_id
+                        and rr == r
+                        and (run.cells.get(cid) or {}).get("height") == res[0]
+                    )
+                ),
+                None,
+            )
+            if repeat is None:
+                pictures.append(
+                    Picture(key, title, reason="no cell produced an image for this prompt")
+                )
+                continue
+            mode = _pick_mode(run, prompt_id, repeat, res)
+            slots = [_slot(run, v, mode, prompt_id, repeat, res) for v in variants]
+            slots = [s for s in slots if _cells_of(run, s.variant, res)]
+            reference = next((s for s in slots if s.variant == ref_variant), None)
+            seed = next(
+                (
+                    i["seed"]
+                    for i in run.manifest["images"]
+                    if i["prompt_id"] == prompt_id and i["repeat"] == repeat
+                ),
+                None,
+            )
+            filename = f"{key}.png"
+            stats = _draw(
+                run,
+                slots,
+                reference,
+                text,
+                f"{title}, repeat {repeat}, seed {seed}",
+                out_dir / filename,
+            )
+            caption = (
+                f"Same seed ({seed}) for every variant, offload mode {mode} where it ran. "
+                "Bottom row: |variant − full precision| averaged over RGB, colour scale "
+                f"clipped at {DIFF_CLIP} of 255 levels (×{AMPLIFY}). "
+            )
+            if stats:
+                caption += "Differences: " + "; ".join(stats) + "."
+            if reference is None or reference.image is None:
+                caption += " No full-precision image for this prompt: no difference maps."
+            pictures.append(Picture(key, title, filename, caption.strip()))
+    return pictures

@@ -1,0 +1,153 @@
+"""The report's opening: what was run, where, and the warnings a reader must see before any
+number (random weights, an unfinished run, a CPU-only machine, scores missing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.report.data import RunData
+from bench.report.fmt import GIB, missing, num
+from bench.report.published import TABLES, differences, matches
+from bench.report.tables import memory_columns, peak_bytes
+
+
+@dataclass(frozen=True)
+class PublishedSection:
+    """Published rows beside measured cells, or a note on why they are not comparable."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str
+
+
+def facts(run: RunData) -> list[tuple[str, str]]:
+    """(label, value) lines describing the run."""
+    m = run.manifest
+    config = m.get("config") or {}
+    env = m.get("environment") or {}
+    packages = env.get("packages") or {}
+    base = m.get("base_model") or {}
+    gpus = run.gpus
+    gpu = ", ".join(
+        f"{g.get('name')} ({num((g.get('total_memory_bytes') or 0) / GIB)} GiB)" for g in gpus
+    )
+    resolutions = ", ".join(dict.fromkeys(f"{c['height']}×{c['width']}" for c in m["cells"]))
+    model = base.get("path") or base.get("preset") or base.get("source")
+    if base.get("synthetic"):
+        model = f"synthetic {base.get('preset')!r} (random weights)"
+    return [
+        ("run", run.run_id),
+        ("config", f"{config.get('name')}: {config.get('description') or ''}".strip(": ")),
+        ("config hash", str(m.get("config_hash"))),
+        ("started / finished", f"{m.get('created_at')} / {m.get('finished_at') or 'not finished'}"),
+        ("model", str(model)),
+        (
+            "settings",
+            f"{resolutions}, {config.get('steps')} steps, guidance {config.get('guidance')}, "
+            f"{len(m['prompts'])} prompts × {config.get('repeats')} repeats, "
+            f"warm-up {config.get('warmup')}",
+        ),
+        ("device", f"{', '.join(run.devices) or 'none recorded'}; GPU: {gpu or 'none'}"),
+        (
+            "versions",
+            ", ".join(
+                f"{k} {packages.get(k)}" for k in ("torch", "diffusers", "gguf") if packages.get(k)
+            ),
+        ),
+        ("scores", "from scores_summary.json" if run.scores else str(run.scores_note)),
+    ]
+
+
+def warnings(run: RunData) -> list[str]:
+    """What changes how every number below is read."""
+    out = []
+    if run.synthetic:
+        out.append(
+            "Synthetic run: the images come from random weights. Timings and memory show the "
+            "harness and the model's shape, not FLUX.1-dev; fidelity figures (PSNR, SSIM, LPIPS) "
+            "measure quantization error only, and the CLIP score means nothing."
+        )
+    if not run.finished:
+        have = {r["cell_id"] for r in run.records if r.get("kind") == "cell"}
+        out.append(
+            f"Unfinished run (finished_at is null): {len(have)} of {len(run.manifest['cells'])} "
+            "cells have a record. The run is still going or was killed; "
+            f"`bench run --resume {run.run_dir}` completes it."
+        )
+    if not run.on_gpu:
+        out.append(
+            "No GPU: memory is the host process's RSS, not VRAM; offload modes that need an "
+            "accelerator are recorded as failed; energy is not measured."
+        )
+    if run.scores is None:
+        out.append(f"Quality: {run.scores_note}.")
+    return out
+
+
+def memory_note(run: RunData) -> str:
+    columns = memory_columns(run)
+    if not columns:
+        return "No memory counter was recorded."
+    parts = {
+        "nvml_used_peak_bytes": "NVML device used = all memory in use on the GPU (every process), "
+        "sampled every 5 ms",
+        "torch_max_allocated_bytes": "torch allocated = torch.cuda.max_memory_allocated",
+        "host_rss_peak_bytes": "host RSS = resident memory of the cell's process",
+    }
+    return (
+        "Memory: peak over loading and generation, GiB = 2^30 bytes; "
+        + "; ".join(parts[c] for c, _ in columns)
+        + "."
+    )
+
+
+def published_sections(run: RunData) -> list[PublishedSection]:
+    sections = []
+    headline = memory_columns(run)[0] if memory_columns(run) else None
+    for table in TABLES:
+        title = (
+            f"{table.source} ({table.hardware}, {table.height}×{table.width}, {table.steps} steps)"
+        )
+        pairs = matches(run, table)
+        if not pairs:
+            diff = differences(run, table)
+            sections.append(
+                PublishedSection(
+                    title,
+                    [],
+                    [],
+                    "A published table exists for this setup but is not shown beside this run: "
+                    + ("; ".join(diff) if diff else "no cell has a matching variant and offload")
+                    + ".",
+                )
+            )
+            continue
+        rows = []
+        for cell, pub in pairs:
+            row = run.summary[run.summary["cell_id"] == cell["cell_id"]].iloc[0]
+            memory = "–"
+            if headline is not None:
+                peak = peak_bytes(row, headline[0])
+                memory = "–" if peak is None else f"{num(peak / GIB)} GiB ({headline[1]})"
+            seconds = "–" if missing(row["median_s"]) else f"{num(row['median_s'])} s"
+            rows.append(
+                [cell["variant"], cell["offload"], memory, pub.memory, seconds, pub.seconds]
+            )
+        sections.append(
+            PublishedSection(
+                title,
+                [
+                    "variant",
+                    "offload",
+                    "measured memory",
+                    f"*published* {table.memory_label}",
+                    "measured s/image",
+                    "*published* s/image",
+                ],
+                rows,
+                "Published figures are quoted, never measured here; hardware may differ "
+                f"(published: {table.hardware}).",
+            )
+        )
+    return sections

@@ -1,0 +1,348 @@
+"""The report's plots (matplotlib, Agg, PNG): sizing, quality against size, step latency, load
+time, energy.
+
+Each function returns a `Picture`; where the run has nothing to draw it returns the reason
+instead of an empty axis, because an empty plot reads as "zero" and a sentence reads as "not
+measured".
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from bench.report.artifacts import Picture
+from bench.report.data import (
+    RunData,
+    energy_reason,
+    is_noise_floor,
+    offload_order,
+    quality_rows,
+    variant_order,
+)
+from bench.report.fmt import GIB, missing
+from bench.report.tables import (
+    COUNTER_LABEL,
+    memory_columns,
+    peak_bytes,
+    status_text,
+    transformer_size,
+)
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+DPI = 110
+
+
+def _style(run: RunData) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+    """Marker per variant; colour and line style per offload mode (stable across plots)."""
+    colors = plt.get_cmap("tab10").colors
+    variants = variant_order(run)
+    offloads = offload_order(run)
+    marker = {v: MARKERS[i % len(MARKERS)] for i, v in enumerate(variants)}
+    color = {o: colors[i % len(colors)] for i, o in enumerate(offloads)}
+    line = {o: LINESTYLES[i % len(LINESTYLES)] for i, o in enumerate(offloads)}
+    return marker, color, line
+
+
+def _save(fig: Figure, out_dir: Path, filename: str, extra: list[Any] | None = None) -> str:
+    fig.savefig(out_dir / filename, dpi=DPI, bbox_inches="tight", bbox_extra_artists=extra)
+    plt.close(fig)
+    return filename
+
+
+def _cell_label(run: RunData, row: Any) -> str:
+    label = f"{row['variant']}\n{row['offload']}"
+    if run.summary["resolution"].nunique() > 1:
+        label += f"\n{row['resolution']}"
+    return label
+
+
+def _ok_walls(run: RunData, cell_id: str) -> list[float]:
+    return [
+        float(r["wall_s"])
+        for (cid, _, _), r in run.images.items()
+        if cid == cell_id and r.get("status") == "ok" and r.get("wall_s") is not None
+    ]
+
+
+def _not_shown(run: RunData, shown: set[str]) -> str:
+    """Caption text naming the cells left out of a plot, grouped by why."""
+    groups: dict[str, list[str]] = {}
+    for _, row in run.summary.iterrows():
+        if row["cell_id"] not in shown:
+            reason = status_text(run, row)
+            groups.setdefault(reason, []).append(f"{row['variant']}/{row['offload']}")
+    if not groups:
+        return ""
+    return "Not shown: " + "; ".join(f"{why}: {', '.join(c)}" for why, c in groups.items()) + "."
+
+
+def sizing_plot(run: RunData, out_dir: Path) -> Picture:
+    """Peak memory against median seconds per image: which variant and offload fits, how fast."""
+    key, title = "sizing", "Peak memory against time per image"
+    columns = memory_columns(run)
+    if not columns:
+        return Picture(key, title, reason="no memory counter was recorded in this run")
+    counter, header = columns[0]
+    marker, color, line = _style(run)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    # (right end of the IQR bar, memory) per offload mode, for the axis limits and legend
+    shown: set[str] = set()
+    by_offload: dict[str, list[tuple[float, float]]] = {}
+    for _, row in run.summary.iterrows():
+        peak = peak_bytes(row, counter)
+        walls = _ok_walls(run, row["cell_id"])
+        if peak is None or not walls:
+            continue
+        x, y = float(np.median(walls)), peak / GIB
+        q25, q75 = np.percentile(walls, [25, 75])
+        bars = ax.errorbar(
+            x,
+            y,
+            xerr=[[x - q25], [q75 - x]],
+            fmt=marker[row["variant"]],
+            color=color[row["offload"]],
+            markersize=9,
+            capsize=3,
+        )
+        bars[2][0].set_linestyle(line[row["offload"]])
+        by_offload.setdefault(row["offload"], []).append((float(q75), y))
+        shown.add(row["cell_id"])
+    if not shown:
+        plt.close(fig)
+        return Picture(
+            key, title, reason="no cell produced a timed image with a memory reading to plot"
+        )
+    ax.set_xlabel("median time per image (s); bars: interquartile range, styled by offload")
+    ax.set_ylabel(header.replace(" (GiB)", "") + " (GiB)")
+    ax.set_title(f"{title} ({run.run_id})")
+    ax.grid(True, alpha=0.3)
+    top = max(y for points in by_offload.values() for _, y in points)
+    right = max(x for points in by_offload.values() for x, _ in points)
+    ax.set_ylim(0, top * 1.15)
+    ax.set_xlim(0, right * 1.1)
+    drawn = {run.cells[c]["variant"] for c in shown}
+    variants = [v for v in variant_order(run) if v in drawn]
+    offloads = [o for o in offload_order(run) if o in by_offload]
+    first = ax.legend(
+        handles=[
+            Line2D([], [], marker=marker[v], color="0.25", linestyle="none", markersize=8, label=v)
+            for v in variants
+        ],
+        title="variant",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
+    ax.add_artist(first)
+    second = ax.legend(
+        handles=[Line2D([], [], color=color[o], linestyle=line[o], label=o) for o in offloads],
+        title="offload",
+        loc="lower left",
+        bbox_to_anchor=(1.01, 0.0),
+    )
+    caption = (
+        f"Each point is one cell: peak {COUNTER_LABEL[counter]} over loading and generation "
+        f"against the median wall time per image. {_not_shown(run, shown)}"
+    )
+    return Picture(key, title, _save(fig, out_dir, "sizing.png", [first, second]), caption.strip())
+
+
+def _finite_score(row: dict[str, Any] | None) -> bool:
+    return row is not None and not missing(row.get("mean")) and math.isfinite(float(row["mean"]))
+
+
+def quality_plot(run: RunData, out_dir: Path) -> Picture:
+    """PSNR, SSIM (and LPIPS where computed) against full precision over bits per weight, with
+    95% intervals: how much fidelity each bit buys."""
+    key, title = "quality", "Fidelity to full precision against bits per weight"
+    if run.scores is None:
+        return Picture(key, title, reason=run.scores_note or "not scored")
+    scores = quality_rows(run)
+    marker, color, _ = _style(run)
+    metrics = [("psnr", "PSNR vs full precision (dB), higher = closer")]
+    metrics.append(("ssim", "SSIM vs full precision, higher = closer"))
+    if any(m == "lpips" and _finite_score(row) for (_, m), row in scores.items()):
+        metrics.append(("lpips", "LPIPS vs full precision, lower = closer"))
+    points = []
+    floors: list[tuple[str, str, float]] = []  # (metric, variant, value): drawn as lines
+    notes = []
+    for _, row in run.summary.iterrows():
+        _size, bpw, _source = transformer_size(run, row["cell_id"])
+        noise = is_noise_floor(run.cells[row["cell_id"]])
+        for metric, _label in metrics:
+            score = scores.get((row["cell_id"], metric))
+            if noise and _finite_score(score):
+                floors.append((metric, row["variant"], float(score["mean"])))
+            elif _finite_score(score) and bpw is not None:
+                points.append((metric, row, float(bpw), score))
+            elif score is not None and score.get("status") == "identical":
+                notes.append(f"{row['variant']}/{row['offload']}: {metric} identical to full")
+    if not points:
+        return Picture(
+            key,
+            title,
+            reason="no quantized cell has a finite PSNR, SSIM or LPIPS against full precision "
+            "(no quantized cell ran, or no full-precision reference ran)",
+        )
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.2), squeeze=False)
+    axes = axes[0]
+    for ax, (metric, label) in zip(axes, metrics, strict=True):
+        for m, row, bpw, score in points:
+            if m != metric:
+                continue
+            mean = float(score["mean"])
+            low = score.get("ci_low")
+            high = score.get("ci_high")
+            yerr = None
+            if not missing(low) and not missing(high):
+                yerr = [[mean - float(low)], [float(high) - mean]]
+            ax.errorbar(
+                bpw,
+                mean,
+                yerr=yerr,
+                fmt=marker[row["variant"]],
+                color=color[row["offload"]],
+                markersize=8,
+                capsize=4,
+            )
+            ax.annotate(
+                f"{row['variant']}\n{row['offload']}",
+                (bpw, mean),
+                textcoords="offset points",
+                xytext=(6, 2),
+                fontsize=7,
+            )
+        for m, variant, value in floors:
+            if m == metric:
+                ax.axhline(value, color="0.4", linestyle="--", linewidth=1)
+                ax.annotate(
+                    f"noise floor ({variant}): {value:.4g}",
+                    (0.02, value),
+                    xycoords=("axes fraction", "data"),
+                    textcoords="offset points",
+                    xytext=(0, -10),
+                    fontsize=7,
+                    color="0.3",
+                )
+        ax.set_xlabel("transformer bits per weight")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"{title} ({run.run_id}); bars: 95% bootstrap interval over prompts")
+    fig.tight_layout()
+    caption = "Paired against the full-precision image of the same prompt and seed. " + (
+        "; ".join(notes) + "." if notes else ""
+    )
+    if run.synthetic:
+        caption += " Random weights: this measures quantization error only, not image quality."
+    return Picture(key, title, _save(fig, out_dir, "quality.png"), caption.strip())
+
+
+def step_latency_plot(run: RunData, out_dir: Path) -> Picture:
+    """Distribution of per-step wall times of each cell (box plot over every step of every
+    ok image), which shows offload stalls and warm-up stragglers a median hides."""
+    key, title = "steps", "Denoising step latency per cell"
+    _, color, _ = _style(run)
+    data, labels, colors, shown = [], [], [], set()
+    for _, row in run.summary.iterrows():
+        steps = [
+            float(s)
+            for (cid, _, _), r in run.images.items()
+            if cid == row["cell_id"] and r.get("status") == "ok"
+            for s in (r.get("step_s") or [])
+        ]
+        if steps:
+            data.append(steps)
+            labels.append(_cell_label(run, row))
+            colors.append(color[row["offload"]])
+            shown.add(row["cell_id"])
+    if not data:
+        return Picture(key, title, reason="no image record with per-step times (no cell ran ok)")
+    fig, ax = plt.subplots(figsize=(min(16.0, max(5.0, 1.0 * len(data) + 2)), 4.2))
+    boxes = ax.boxplot(data, showfliers=True, patch_artist=True)
+    for box, face in zip(boxes["boxes"], colors, strict=True):
+        box.set_facecolor((*face[:3], 0.35))
+    ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    ax.set_ylabel("time per denoising step (s)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{title} ({run.run_id})")
+    ax.grid(True, axis="y", alpha=0.3)
+    caption = (
+        "Every step of every ok image (steps × images per box), coloured by offload mode. "
+        f"{_not_shown(run, shown)}"
+    )
+    return Picture(key, title, _save(fig, out_dir, "steps.png"), caption.strip())
+
+
+def _bar_plot(
+    run: RunData,
+    out_dir: Path,
+    values: list[tuple[Any, float]],
+    key: str,
+    title: str,
+    xlabel: str,
+) -> str:
+    _, color, _ = _style(run)
+    fig, ax = plt.subplots(figsize=(7.0, max(2.0, 0.45 * len(values) + 1.2)))
+    names = [f"{row['variant']} / {row['offload']}" for row, _ in values]
+    ax.barh(names, [v for _, v in values], color=[color[row["offload"]] for row, _ in values])
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(f"{title} ({run.run_id})")
+    ax.grid(True, axis="x", alpha=0.3)
+    return _save(fig, out_dir, f"{key}.png")
+
+
+def load_plot(run: RunData, out_dir: Path) -> Picture:
+    """Load time per cell: from the first from_pretrained/from_single_file to ready."""
+    key, title = "load", "Load time per cell"
+    values = [
+        (row, float(row["load_s"]))
+        for _, row in run.summary.iterrows()
+        if not missing(row["load_s"])
+    ]
+    if not values:
+        return Picture(key, title, reason="no cell recorded a load time (no cell loaded)")
+    shown = {row["cell_id"] for row, _ in values}
+    filename = _bar_plot(run, out_dir, values, key, title, "load time (s)")
+    caption = (
+        "From the first from_pretrained/from_single_file call until the pipeline is ready with "
+        f"offload applied. {_not_shown(run, shown)}"
+    )
+    return Picture(key, title, filename, caption.strip())
+
+
+def energy_plot(run: RunData, out_dir: Path) -> Picture:
+    """Median energy per image (NVML total-energy difference over the pipeline call)."""
+    key, title = "energy", "Energy per image"
+    values = [
+        (row, float(row["median_energy_j"]))
+        for _, row in run.summary.iterrows()
+        if not missing(row["median_energy_j"])
+    ]
+    if not values:
+        return Picture(key, title, reason=energy_reason(run))
+    shown = {row["cell_id"] for row, _ in values}
+    filename = _bar_plot(run, out_dir, values, key, title, "median energy per image (J)")
+    caption = f"NVML total-energy difference over each pipeline call. {_not_shown(run, shown)}"
+    return Picture(key, title, filename, caption.strip())
+
+
+def all_plots(run: RunData, out_dir: Path) -> list[Picture]:
+    return [
+        sizing_plot(run, out_dir),
+        quality_plot(run, out_dir),
+        step_latency_plot(run, out_dir),
+        load_plot(run, out_dir),
+        energy_plot(run, out_dir),
+    ]
