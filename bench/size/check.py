@@ -1,0 +1,154 @@
+"""Predicted against measured, for every cell of a run folder (`bench size --check RUN_DIR`).
+
+The run folder is the only input (DESIGN.md): the manifest says what each cell loaded and where,
+the cell and image records what it measured. On a GPU run two peaks are compared: NVML device
+used minus the cell's baseline (what the whole process added, CUDA context included) against the
+predicted total, and torch's max reserved against the prediction without the context. On any run
+the weights term is compared with the bytes the cell really loaded (record `weights`), which must
+match exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.results import cell_records, read_manifest, read_records
+from bench.size.predict import Scenario, parse_offload, predict
+from bench.size.sources import Base, cell_variant, run_base
+from bench.size.terms import Prediction
+
+
+@dataclass
+class CellCheck:
+    cell_id: str
+    variant: str
+    offload: str
+    resolution: str
+    status: str
+    prediction: Prediction | None = None
+    weights_predicted: dict[str, int] = field(default_factory=dict)
+    weights_loaded: dict[str, int] = field(default_factory=dict)
+    nvml_measured: int | None = None  # NVML used peak minus baseline
+    reserved_measured: int | None = None  # torch max reserved
+    host_rss_measured: int | None = None
+    note: str | None = None
+
+    @property
+    def weights_match(self) -> bool | None:
+        if not self.weights_loaded:
+            return None
+        return all(self.weights_predicted.get(k) == v for k, v in self.weights_loaded.items())
+
+    @property
+    def nvml_error(self) -> float | None:
+        return _rel(self.prediction.total_bytes if self.prediction else None, self.nvml_measured)
+
+    @property
+    def reserved_error(self) -> float | None:
+        pred = self.prediction.reserved_bytes if self.prediction else None
+        return _rel(pred, self.reserved_measured)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cell_id": self.cell_id,
+            "variant": self.variant,
+            "offload": self.offload,
+            "resolution": self.resolution,
+            "status": self.status,
+            "predicted_total_bytes": self.prediction.total_bytes if self.prediction else None,
+            "predicted_reserved_bytes": (
+                self.prediction.reserved_bytes if self.prediction else None
+            ),
+            "nvml_used_minus_baseline_bytes": self.nvml_measured,
+            "torch_max_reserved_bytes": self.reserved_measured,
+            "host_rss_peak_bytes": self.host_rss_measured,
+            "nvml_relative_error": self.nvml_error,
+            "reserved_relative_error": self.reserved_error,
+            "weights_predicted": self.weights_predicted,
+            "weights_loaded": self.weights_loaded,
+            "weights_match": self.weights_match,
+            "prediction": self.prediction.to_json() if self.prediction else None,
+            "note": self.note,
+        }
+
+
+def _rel(predicted: int | None, measured: int | None) -> float | None:
+    if predicted is None or not measured:
+        return None
+    return (predicted - measured) / measured
+
+
+def _peak(record: dict[str, Any], images: list[dict[str, Any]], key: str) -> int | None:
+    """Largest value of a memory counter over load, warm-up and every image of the cell."""
+    memory = record.get("memory") or {}
+    phases = [memory.get("load") or {}, memory.get("warmup") or {}]
+    phases += [img.get("memory") or {} for img in images]
+    values = [int(p[key]) for p in phases if p.get(key) is not None]
+    return max(values) if values else None
+
+
+def measured_peaks(record: dict[str, Any], images: list[dict[str, Any]]) -> dict[str, int | None]:
+    baseline = ((record.get("memory") or {}).get("baseline") or {}).get("nvml_used_bytes")
+    nvml = _peak(record, images, "nvml_used_peak_bytes")
+    return {
+        "nvml": nvml - int(baseline) if nvml is not None and baseline is not None else None,
+        "reserved": _peak(record, images, "torch_max_reserved_bytes"),
+        "host_rss": _peak(record, images, "host_rss_peak_bytes"),
+    }
+
+
+def check_run(run_dir: Path, base: Base | None = None) -> list[CellCheck]:
+    """One CellCheck per manifest cell; cells that did not run say so in `status`."""
+    manifest = read_manifest(run_dir)
+    records = read_records(run_dir)
+    cells = cell_records(records)
+    config = manifest.get("config") or {}
+    seq_len = int(config.get("max_sequence_length", 512))
+    base = base or run_base(manifest)
+    variants: dict[str, Any] = {}
+    out: list[CellCheck] = []
+    for cell in manifest["cells"]:
+        record = cells.get(cell["cell_id"], {})
+        check = CellCheck(
+            cell_id=cell["cell_id"],
+            variant=cell["variant"],
+            offload=cell["offload"],
+            resolution=f"{cell['height']}x{cell['width']}",
+            status=record.get("status", "missing"),
+        )
+        out.append(check)
+        if cell["variant"] not in variants:
+            variants[cell["variant"]] = cell_variant(base, cell)
+        variant = variants[cell["variant"]]
+        offload = cell.get("offload_spec")
+        spec = parse_offload(cell["offload"]) if offload is None else _offload(offload)
+        scenario = Scenario(spec, cell["height"], cell["width"], 1, seq_len)
+        check.prediction = predict(variant.pipe, scenario)
+        check.weights_predicted = {k: c.bytes for k, c in variant.pipe.components.items()}
+        if check.status != "ok":
+            error = record.get("error") or {}
+            check.note = error.get("message")
+            continue
+        check.weights_loaded = {
+            k: int(v["bytes"]) for k, v in (record.get("weights") or {}).items()
+        }
+        images = [
+            r
+            for r in records
+            if r.get("kind") == "image" and r["cell_id"] == cell["cell_id"] and r["status"] == "ok"
+        ]
+        peaks = measured_peaks(record, images)
+        check.nvml_measured = peaks["nvml"]
+        check.reserved_measured = peaks["reserved"]
+        check.host_rss_measured = peaks["host_rss"]
+        if str(record.get("device", "")).startswith("cpu"):
+            check.note = "CPU cell: no VRAM to compare; weights checked against the loaded bytes"
+    return out
+
+
+def _offload(spec: dict[str, Any]) -> Any:
+    from bench.config import OffloadSpec
+
+    return OffloadSpec.model_validate(spec)

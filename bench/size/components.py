@@ -1,0 +1,420 @@
+"""What each pipeline component weighs on the device, computed from configs, never from weights.
+
+Models are built on the meta device (`accelerate.init_empty_weights`) from their config files
+(a diffusers folder's model_index.json + component config.json) or from a built-in architecture
+(`bench.models.synthetic.FLUX_DEV`), so FLUX.1-dev's 17 billion weights are sized on any laptop
+in seconds. Bytes are counted the way `bench.models.loading.component_weights` counts what was
+really loaded (parameters and buffers, tied tensors once), with the dtype each tensor would get:
+the pipeline dtype for floating tensors, float32 where transformers keeps modules in float32
+(`_keep_in_fp32_modules` for float16), and for a GGUF transformer the packed size of every
+quantized tensor, while F32/F16 tensors from the file are cast to the compute dtype by diffusers'
+loader (`load_model_dict_into_meta`), exactly as `from_single_file` does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserInputError
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+#: ggml types diffusers' GGUF loader turns into plain torch tensors (then cast to compute dtype).
+TORCH_NATIVE_GGUF_TYPES = ("F32", "F16")
+#: Bytes per weight that diffusers' dequantize functions hold at once while unpacking one
+#: tensor (quantizers/gguf/utils.py): Q8_0 multiplies a float16 scale by an int8 view (2 B);
+#: K-quants shift and mask uint8 nibbles and then compute `d * q - m` in float16 (about 5 B);
+#: BF16 widens to int32 and shifts (8 B). The cast to the compute dtype adds its own bytes.
+DEQUANT_INTERMEDIATE_BYTES = {"Q8_0": 2, "BF16": 8}
+DEFAULT_DEQUANT_INTERMEDIATE = 5
+
+
+@dataclass(frozen=True)
+class Component:
+    """One model component as it sits on the device."""
+
+    name: str
+    class_name: str
+    dtype: str  # what floating tensors are loaded as (GGUF: the compute dtype)
+    parameters: int  # parameters and buffers, numel (as component_weights counts them)
+    bytes: int
+    leaf_bytes: int  # the largest module's own tensors: sequential and leaf group offload
+    leaf_name: str
+    block_bytes: int  # the largest offload block (an entry of a top-level ModuleList)
+    outside_blocks_bytes: int  # what block-level group offload keeps on the device meanwhile
+    n_blocks: int
+    dequant_bytes: int = 0  # GGUF: scratch to dequantise the largest quantized tensor once
+    dequant_tensor: str | None = None
+    weights_format: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PipelineComponents:
+    """The components of one pipeline variant, and the order model offload moves them in."""
+
+    label: str
+    components: dict[str, Component]
+    offload_order: tuple[str, ...]
+    transformer_format: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def bytes(self) -> int:
+        return sum(c.bytes for c in self.components.values())
+
+
+@dataclass(frozen=True)
+class GGUFLayout:
+    """ggml type of every transformer parameter (diffusers names), and the file's exact total.
+
+    `types` is exact when the file uses diffusers names; for BFL-named files (fused qkv) and for
+    `--model` predictions without a file it follows the community recipe
+    (`bench.gguf.plan.choose_tensor_type`), which only the per-module split depends on: the
+    component total always comes from the file header when there is a file.
+    """
+
+    label: str
+    quant: str
+    types: dict[str, str]
+    loaded_bytes: int | None = None  # exact, from the file header
+    file_bytes: int | None = None
+    parameters: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Meta-device models
+
+
+def _diffusers_meta(class_name: str, config: dict[str, Any]) -> Any:
+    import diffusers
+    from accelerate import init_empty_weights
+
+    cls = getattr(diffusers, class_name)
+    with init_empty_weights():
+        return cls.from_config(config)
+
+
+def _transformers_meta(class_name: str, config: Any) -> Any:
+    import transformers
+    from accelerate import init_empty_weights
+
+    cls = getattr(transformers, class_name)
+    with init_empty_weights():
+        model = cls(config)
+    if hasattr(model, "tie_weights"):  # T5's shared/embed_tokens: one tensor, as when loaded
+        model.tie_weights()
+    return model
+
+
+def meta_modules_from_folder(folder: Path) -> tuple[dict[str, Any], str]:
+    """Meta-device modules of every model component a diffusers folder names, and its class."""
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise UserInputError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
+    index = json.loads(index_path.read_text())
+    modules: dict[str, Any] = {}
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
+            continue
+        library, class_name = entry
+        sub = folder / name
+        if not (sub / "config.json").is_file():
+            continue  # tokenizers, schedulers: nothing on the device
+        if library == "diffusers":
+            import diffusers
+
+            cls = getattr(diffusers, class_name)
+            modules[name] = _diffusers_meta(class_name, dict(cls.load_config(sub)))
+        elif library == "transformers":
+            import transformers
+
+            cls = getattr(transformers, class_name)
+            modules[name] = _transformers_meta(class_name, cls.config_class.from_pretrained(sub))
+    return modules, index.get("_class_name", "DiffusionPipeline")
+
+
+def meta_modules_from_spec(spec: Any) -> dict[str, Any]:
+    """Meta-device modules of a `SyntheticSpec` (same constructor arguments as its builder).
+
+    The vocabulary sizes must be in the spec (FLUX_DEV has them; the tiny preset takes them
+    from its tokenizers, so size it from its built folder instead).
+    """
+    from transformers import CLIPTextConfig, T5Config
+
+    if "vocab_size" not in spec.clip or "vocab_size" not in spec.t5:
+        raise ValueError("spec without vocab sizes: size its built folder instead")
+    levels = len(spec.vae["block_out_channels"])
+    vae_config = {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ["DownEncoderBlock2D"] * levels,
+        "up_block_types": ["UpDecoderBlock2D"] * levels,
+        "use_quant_conv": False,
+        "use_post_quant_conv": False,
+        **spec.vae,
+    }
+    # CLIP-L's and T5-XXL's special token ids (openai/clip-vit-large-patch14, google/t5-v1_1-xxl)
+    return {
+        "text_encoder": _transformers_meta(
+            "CLIPTextModel",
+            CLIPTextConfig(**spec.clip, bos_token_id=49406, eos_token_id=49407, pad_token_id=1),
+        ),
+        "text_encoder_2": _transformers_meta(
+            "T5EncoderModel", T5Config(**spec.t5, pad_token_id=0, eos_token_id=1)
+        ),
+        "transformer": _diffusers_meta("FluxTransformer2DModel", dict(spec.transformer)),
+        "vae": _diffusers_meta("AutoencoderKL", vae_config),
+    }
+
+
+def offload_order(pipeline_class: str, names: list[str]) -> tuple[str, ...]:
+    """`model_cpu_offload_seq` of the pipeline class (the order model offload moves models)."""
+    import diffusers
+
+    cls = getattr(diffusers, pipeline_class, None)
+    seq = getattr(cls, "model_cpu_offload_seq", None) or "->".join(names)
+    ordered = [n for n in seq.split("->") if n in names]
+    return tuple(ordered + [n for n in names if n not in ordered])
+
+
+# ---------------------------------------------------------------------------------------------
+# GGUF layouts
+
+
+def _file_quant_type(quant: str) -> Any:
+    """The converter's FileQuantType, or a pure one for ggml types it cannot make (Q4_0, Q2_K)."""
+    from gguf import GGML_QUANT_SIZES
+    from gguf import GGMLQuantizationType as T
+
+    from bench.gguf.qtypes import FileQuantType, file_quant_type
+
+    try:
+        return file_quant_type(quant)
+    except ValueError:
+        pass
+    base = quant.upper().removesuffix("_S")
+    try:
+        qtype = T[base]
+    except KeyError:
+        raise UserInputError(f"quant type {quant!r}: not a ggml type") from None
+    if qtype not in GGML_QUANT_SIZES:
+        raise UserInputError(f"quant type {quant!r}: no block size known")
+    return FileQuantType(quant.upper(), qtype, qtype, 0)
+
+
+def rule_types(transformer: Any, quant: str, source_dtype: str = "BF16") -> dict[str, str]:
+    """ggml type of every parameter under the community FLUX recipe (gguf-kquants.md §4)."""
+    from bench.gguf.plan import choose_tensor_type
+
+    ft = _file_quant_type(quant)
+    return {
+        name: choose_tensor_type(name, tuple(p.shape), source_dtype, ft).name
+        for name, p in transformer.named_parameters()
+    }
+
+
+def gguf_layout_from_rules(transformer: Any, quant: str, source_dtype: str = "BF16") -> GGUFLayout:
+    return GGUFLayout(
+        label=f"GGUF {quant.upper()} (from type layouts)",
+        quant=quant.upper(),
+        types=rule_types(transformer, quant, source_dtype),
+    )
+
+
+def gguf_layout_from_file(path: Path, transformer: Any, compute_dtype: str) -> GGUFLayout:
+    """Exact loaded bytes from the header: packed quantized tensors, F32/F16 cast to compute."""
+    from gguf import GGUFReader
+
+    from bench.gguf.errors import GGUFFileError
+    from bench.gguf.inspect import inspect_gguf
+
+    try:
+        info = inspect_gguf(path)
+    except GGUFFileError as exc:
+        raise UserInputError(str(exc)) from exc
+    c = DTYPE_BYTES[compute_dtype]
+    loaded = 0
+    for t in GGUFReader(path).tensors:
+        if t.tensor_type.name in TORCH_NATIVE_GGUF_TYPES:
+            loaded += int(t.n_elements) * c
+        else:
+            loaded += int(t.n_bytes)
+    params = dict(transformer.named_parameters())
+    if set(info.tensor_types) == set(params):
+        types = dict(info.tensor_types)
+    else:  # BFL names (fused qkv): per-module split from the recipe, totals from the file
+        codes = {7: "Q8_0", 18: "Q6_K", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M"}
+        quant = codes.get(int(info.metadata.get("general.file_type") or -1))
+        if quant is None:
+            quantized = {k: v for k, v in info.bytes_per_type.items() if k not in ("F32", "F16")}
+            quant = max(quantized, key=lambda k: quantized[k]) if quantized else "BF16"
+        source = "BF16" if "BF16" in info.tensors_per_type else "F16"
+        types = rule_types(transformer, quant, source)
+    counts = sorted(info.tensors_per_type.items(), key=lambda kv: -info.bytes_per_type[kv[0]])
+    mix = "+".join(k for k, _ in counts)
+    return GGUFLayout(
+        label=f"GGUF {path.name} ({mix})",
+        quant=mix,
+        types=types,
+        loaded_bytes=loaded,
+        file_bytes=info.file_bytes,
+        parameters=info.parameters,
+    )
+
+
+def _packed_bytes(numel: int, ggml_type: str) -> int:
+    from gguf import GGML_QUANT_SIZES
+    from gguf import GGMLQuantizationType as T
+
+    block, size = GGML_QUANT_SIZES[T[ggml_type]]
+    return numel // block * size
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring a meta module
+
+
+def _fp32_names(module: Any, dtype: str) -> tuple[str, ...]:
+    """Module names transformers keeps in float32 at this dtype (T5's `wo` under float16)."""
+    names: list[str] = []
+    if dtype == "float16":
+        names += list(getattr(module, "_keep_in_fp32_modules", None) or [])
+    if dtype in ("float16", "bfloat16"):
+        names += list(getattr(module, "_keep_in_fp32_modules_strict", None) or [])
+    return tuple(names)
+
+
+def _own_tensors(module: Any) -> Iterator[tuple[str, str, Any, bool]]:
+    """(module name, qualified tensor name, tensor, is_parameter), each tensor object once."""
+    seen: set[int] = set()
+    for mod_name, mod in module.named_modules():
+        for kind, items in (
+            (True, mod.named_parameters(recurse=False)),
+            (False, mod.named_buffers(recurse=False)),
+        ):
+            for t_name, tensor in items:
+                if tensor is None or id(tensor) in seen:
+                    continue
+                seen.add(id(tensor))
+                full = f"{mod_name}.{t_name}" if mod_name else t_name
+                yield mod_name, full, tensor, kind
+
+
+def _block_roots(module: Any, prefix: str = "") -> list[str]:
+    """Name prefixes of the blocks block-level group offload moves one at a time.
+
+    diffusers' `_apply_group_offloading_block_level`: every entry of a top-level ModuleList or
+    Sequential is a block; children named in `_group_offload_block_modules` are recursed into;
+    everything else is one group that stays on the device while the model runs.
+    """
+    import torch
+
+    roots: list[str] = []
+    recurse_into = set(getattr(module, "_group_offload_block_modules", None) or [])
+    for name, child in module.named_children():
+        if name in recurse_into:
+            roots += _block_roots(child, f"{prefix}{name}.")
+        elif isinstance(child, torch.nn.ModuleList | torch.nn.Sequential):
+            roots += [f"{prefix}{name}.{i}." for i in range(len(child))]
+    return roots
+
+
+def measure(
+    name: str,
+    module: Any,
+    dtype: str,
+    layout: GGUFLayout | None = None,
+    weights_format: str = "",
+) -> Component:
+    """Size one meta module as it would be loaded at `dtype` (GGUF: `dtype` is compute dtype)."""
+    c = DTYPE_BYTES[dtype]
+    fp32 = _fp32_names(module, dtype)
+    roots = _block_roots(module)
+    per_module: dict[str, int] = {}
+    per_block: dict[str, int] = {}
+    total = params = 0
+    dequant = 0
+    dequant_tensor: str | None = None
+    for mod_name, full, tensor, _is_param in _own_tensors(module):
+        numel = tensor.numel()
+        if layout is not None and full in layout.types:
+            ggml = layout.types[full]
+            if ggml in TORCH_NATIVE_GGUF_TYPES:
+                nbytes = numel * c
+            else:
+                nbytes = _packed_bytes(numel, ggml)
+                per_weight = DEQUANT_INTERMEDIATE_BYTES.get(ggml, DEFAULT_DEQUANT_INTERMEDIATE)
+                scratch = numel * max(per_weight, 2 + c)
+                if scratch > dequant:
+                    dequant, dequant_tensor = scratch, f"{full} ({ggml})"
+        elif tensor.is_floating_point():
+            keep32 = any(part in fp32 for part in full.split("."))
+            nbytes = numel * (4 if keep32 else c)
+        else:
+            nbytes = numel * tensor.element_size()
+        total += nbytes
+        params += numel
+        per_module[mod_name] = per_module.get(mod_name, 0) + nbytes
+        root = next((r for r in roots if full.startswith(r)), None)
+        if root is not None:
+            per_block[root] = per_block.get(root, 0) + nbytes
+    if layout is not None and layout.loaded_bytes is not None:
+        total = layout.loaded_bytes  # the file header is exact; the split above is the recipe's
+    inside = sum(per_block.values())
+    return Component(
+        name=name,
+        class_name=type(module).__name__,
+        dtype=dtype,
+        parameters=params,
+        bytes=total,
+        leaf_bytes=max(per_module.values(), default=0),
+        leaf_name=max(per_module, key=lambda k: per_module[k], default=""),
+        block_bytes=max(per_block.values(), default=0),
+        outside_blocks_bytes=max(total - inside, 0),
+        n_blocks=len(per_block),
+        dequant_bytes=dequant,
+        dequant_tensor=dequant_tensor,
+        weights_format=weights_format or (layout.label if layout else dtype),
+        config=_plain_config(module),
+    )
+
+
+def _plain_config(module: Any) -> dict[str, Any]:
+    config = getattr(module, "config", None)
+    if config is None:
+        return {}
+    if hasattr(config, "to_dict"):
+        return dict(config.to_dict())
+    return dict(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole pipelines
+
+
+def pipeline_components(
+    modules: dict[str, Any],
+    pipeline_class: str,
+    label: str,
+    dtype: str,
+    compute_dtype: str | None = None,
+    layout: GGUFLayout | None = None,
+) -> PipelineComponents:
+    """Size every component: the transformer from `layout` when it is GGUF, the rest at dtype."""
+    out: dict[str, Component] = {}
+    for name, module in modules.items():
+        if name == "transformer" and layout is not None:
+            out[name] = measure(name, module, compute_dtype or dtype, layout)
+        else:
+            out[name] = measure(name, module, dtype)
+    fmt = layout.label if layout is not None else dtype
+    return PipelineComponents(
+        label=label,
+        components=out,
+        offload_order=offload_order(pipeline_class, list(out)),
+        transformer_format=fmt,
+    )

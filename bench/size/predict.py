@@ -1,0 +1,255 @@
+"""Predict peak VRAM of one configuration as a sum of named terms, without a GPU.
+
+A generation runs its components one after another (CLIP, T5, the transformer's denoising
+loop, the VAE decode), so the peak is the largest of those phases: what stays resident under the
+offload mode, plus that phase's working memory. The formulas are in docs/size.md; each term's
+explanation repeats the essentials so a printed prediction stands on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bench.config import OffloadSpec
+from bench.errors import UserInputError
+from bench.size.components import DTYPE_BYTES, Component, PipelineComponents
+from bench.size.terms import ALLOCATOR_FACTOR, CUDA_CONTEXT_BYTES, Phase, Prediction, Term
+from bench.size.units import fmt_bytes
+
+#: Live (N tokens × hidden) tensors at the peak of a FLUX single-stream block, in units of one
+#: such tensor at the compute dtype: the block's input and its residual (2), the normed input
+#: (1), the MLP branch held across attention (4), q, k, v (3), and the rotary embedding's
+#: float32 temporaries for one of q/k (7 at 16-bit: x.float()·cos, x_rotated.float()·sin,
+#: their sum, x_rotated). Float32 compute skips the up-casts: 4 instead of 7. See docs/size.md.
+LIVE_UNITS_HALF = 17
+LIVE_UNITS_FLOAT32 = 14
+
+SEQUENTIAL_GGUF_NOTE = (
+    "sequential offload fails with GGUF transformers (KeyError: None, diffusers issue #14691)"
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The settings a peak depends on besides the weights."""
+
+    offload: OffloadSpec
+    height: int = 1024
+    width: int = 1024
+    batch: int = 1
+    max_sequence_length: int = 512
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "offload": self.offload.label,
+            "height": self.height,
+            "width": self.width,
+            "batch": self.batch,
+            "max_sequence_length": self.max_sequence_length,
+        }
+
+
+_GROUP = re.compile(r"^group-(leaf|block(\d*))(-stream)?$")
+
+
+def parse_offload(label: str) -> OffloadSpec:
+    """OffloadSpec of a cell label: none, model, sequential, group-leaf, group-block2-stream."""
+    if label in ("none", "model", "sequential"):
+        return OffloadSpec(mode=label)
+    match = _GROUP.match(label)
+    if match is None:
+        raise UserInputError(
+            f"offload {label!r}: expected none, model, sequential, group-leaf or group-blockN"
+        )
+    level = "leaf" if match.group(1) == "leaf" else "block"
+    blocks = int(match.group(2) or 1)
+    return OffloadSpec(
+        mode="group", level=level, blocks_per_group=blocks, use_stream=bool(match.group(3))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Working memory of each component
+
+
+def image_tokens(vae: Component, height: int, width: int, patch: int = 2) -> int:
+    """FLUX latent tokens: the VAE divides by 2^(levels-1), the transformer packs 2×2 patches."""
+    factor = 2 ** (len(vae.config.get("block_out_channels", [0, 0, 0, 0])) - 1) * patch
+    return (height // factor) * (width // factor)
+
+
+def transformer_activations(
+    transformer: Component, tokens: int, batch: int, dtype: str
+) -> tuple[int, str]:
+    cfg = transformer.config
+    hidden = int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
+    units = LIVE_UNITS_FLOAT32 if dtype == "float32" else LIVE_UNITS_HALF
+    nbytes = units * batch * tokens * hidden * DTYPE_BYTES[dtype]
+    why = (
+        f"{units} live tensors of tokens×hidden = {units}×{batch}×{tokens}×{hidden}×"
+        f"{DTYPE_BYTES[dtype]} B at the peak of a single-stream block (SDPA: no score matrix)"
+    )
+    return nbytes, why
+
+
+def text_encoder_activations(
+    encoder: Component, tokens: int, batch: int, dtype: str
+) -> tuple[int, str]:
+    """T5: eager attention keeps heads×L² scores (position bias, scores, float32 softmax).
+
+    CLIP-style encoders use SDPA at 77 tokens; their MLP intermediate dominates.
+    """
+    cfg = encoder.config
+    b = DTYPE_BYTES[dtype]
+    if "d_ff" in cfg:  # T5
+        heads, d_ff, d_model = int(cfg["num_heads"]), int(cfg["d_ff"]), int(cfg["d_model"])
+        attention = heads * tokens * tokens * (b + b + 4 + 4)
+        mlp = 4 * tokens * d_ff * b
+        work = batch * (max(attention, mlp) + 3 * tokens * d_model * b)
+        why = (
+            f"T5 at {tokens} tokens: eager attention {heads} heads × {tokens}² × (2×{b}+2×4) B "
+            "(position bias, scores, float32 softmax) or gated MLP 4×tokens×d_ff, the larger"
+        )
+        return work, why
+    tokens = int(cfg.get("max_position_embeddings", 77))
+    hidden = int(cfg.get("hidden_size", 768))
+    inter = int(cfg.get("intermediate_size", 4 * hidden))
+    work = batch * tokens * (2 * inter + 6 * hidden) * b
+    return work, f"{tokens} tokens × (2 MLP intermediates + 6 hidden) × {b} B"
+
+
+def vae_decode_activations(vae: Component, height: int, width: int, batch: int) -> tuple[int, str]:
+    """Largest set of live conv activations in the decoder (AutoencoderKL's UpDecoderBlock2D).
+
+    At each up block the first resnet holds its input, the GroupNorm output and the SiLU output
+    (3 × C_in × pixels); an upsampler holds its input and the interpolated and convolved
+    outputs at twice the resolution; the mid-block attention ~6 × C × latent pixels.
+    """
+    cfg = vae.config
+    channels = list(reversed(cfg["block_out_channels"]))
+    levels = len(channels)
+    b = DTYPE_BYTES[vae.dtype]
+    h0, w0 = height // 2 ** (levels - 1), width // 2 ** (levels - 1)
+    candidates: list[tuple[int, str]] = [(6 * channels[0] * h0 * w0, "mid-block attention")]
+    for i, out_ch in enumerate(channels):
+        pixels = (h0 << i) * (w0 << i)
+        c_in = channels[i - 1] if i else channels[0]
+        candidates.append((3 * c_in * pixels, f"up block {i} first resnet ({c_in} ch)"))
+        if i < levels - 1:
+            candidates.append(
+                (out_ch * pixels + 2 * out_ch * pixels * 4, f"up block {i} upsampler ({out_ch} ch)")
+            )
+    elements, where = max(candidates)
+    why = f"{where} at {height}×{width}: {elements:,} values × {b} B × batch {batch}"
+    return elements * b * batch, why
+
+
+# ---------------------------------------------------------------------------------------------
+# Residency under each offload mode
+
+
+def resident(
+    pipe: PipelineComponents, running: str, offload: OffloadSpec
+) -> list[tuple[Component, int, str]]:
+    """(component, bytes on the device, why) while `running` computes."""
+    comps = pipe.components
+    comp = comps[running]
+    if offload.mode == "none":
+        return [(c, c.bytes, f"{c.weights_format}, all of it (no offload)") for c in comps.values()]
+    if offload.mode == "model":
+        return [(comp, comp.bytes, "model offload keeps only the running component on the device")]
+    copies = 2 if offload.use_stream else 1
+    stream = " ×2 (use_stream prefetches the next group)" if copies == 2 else ""
+    if offload.mode == "sequential" or offload.level == "leaf":
+        how = "sequential offload" if offload.mode == "sequential" else "leaf group offload"
+        why = f"{how}: one leaf module at a time, the largest is {comp.leaf_name!r}{stream}"
+        return [(comp, min(comp.leaf_bytes * copies, comp.bytes), why)]
+    k = offload.blocks_per_group
+    onloaded = comp.outside_blocks_bytes + k * comp.block_bytes * copies
+    why = (
+        f"block group offload: {k} of {comp.n_blocks} blocks at a time{stream} plus "
+        f"{fmt_bytes(comp.outside_blocks_bytes)} outside the blocks"
+    )
+    if comp.n_blocks == 0:
+        why = "block group offload: no top-level block list, the whole model moves at once"
+    return [(comp, min(onloaded, comp.bytes), why)]
+
+
+def _phase(pipe: PipelineComponents, running: str, scenario: Scenario, compute_dtype: str) -> Phase:
+    comp = pipe.components[running]
+    terms: list[Term] = []
+    for c, nbytes, why in resident(pipe, running, scenario.offload):
+        terms.append(Term(f"weights: {c.name}", nbytes, why, "weights", c.name))
+    work = 0
+    if comp.name == "transformer":
+        if comp.dequant_bytes:
+            terms.append(
+                Term(
+                    "GGUF dequantisation scratch",
+                    comp.dequant_bytes,
+                    f"one weight dequantised at a time, the largest: {comp.dequant_tensor} "
+                    f"(float16 intermediates, then cast to {compute_dtype})",
+                    "scratch",
+                    comp.name,
+                )
+            )
+        tokens = image_tokens(pipe.components["vae"], scenario.height, scenario.width)
+        text = scenario.max_sequence_length
+        work, why = transformer_activations(comp, tokens + text, scenario.batch, compute_dtype)
+        terms.append(
+            Term(
+                "transformer activations",
+                work,
+                f"{tokens} image + {text} text tokens; {why}",
+                "activations",
+                comp.name,
+            )
+        )
+    elif "block_out_channels" in comp.config:
+        work, why = vae_decode_activations(comp, scenario.height, scenario.width, scenario.batch)
+        terms.append(Term("VAE decode activations", work, why, "activations", comp.name))
+    else:
+        tokens = scenario.max_sequence_length
+        work, why = text_encoder_activations(comp, tokens, scenario.batch, comp.dtype)
+        terms.append(Term(f"{comp.name} activations", work, why, "activations", comp.name))
+    terms.append(
+        Term(
+            "allocator overhead",
+            int((ALLOCATOR_FACTOR - 1) * work),
+            f"caching allocator and unnamed temporaries: ({ALLOCATOR_FACTOR} - 1) × activations "
+            "(factor fitted to published H100 figures, docs/size.md)",
+            "allocator",
+        )
+    )
+    terms.append(
+        Term(
+            "CUDA context",
+            CUDA_CONTEXT_BYTES,
+            "driver context and kernels with lazy loading (PyTorch PR #86509, issue #109888)",
+            "context",
+        )
+    )
+    return Phase(running, tuple(terms))
+
+
+def predict(
+    pipe: PipelineComponents, scenario: Scenario, compute_dtype: str | None = None
+) -> Prediction:
+    """Peak VRAM of `pipe` under `scenario`: the terms of the largest phase."""
+    transformer = pipe.components.get("transformer")
+    dtype = compute_dtype or (transformer.dtype if transformer else "bfloat16")
+    phases = tuple(_phase(pipe, name, scenario, dtype) for name in pipe.offload_order)
+    peak = max(phases, key=lambda p: p.bytes)
+    notes: list[str] = []
+    if pipe.transformer_format.startswith("GGUF") and scenario.offload.mode == "sequential":
+        notes.append(SEQUENTIAL_GGUF_NOTE)
+    return Prediction(
+        label=f"{pipe.label} · {pipe.transformer_format} · {scenario.offload.label}",
+        settings={**scenario.to_json(), "compute_dtype": dtype},
+        peak_phase=peak.name,
+        terms=peak.terms,
+        phases=phases,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,183 @@
+"""Which pipelines to size: a built-in architecture, a diffusers folder, or a run's variants.
+
+Building meta models costs a second or two per pipeline (mostly imports), so each base is built
+once and every variant of it (full precision, each GGUF file or quant type) reuses the modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserInputError
+from bench.size.components import (
+    GGUFLayout,
+    PipelineComponents,
+    gguf_layout_from_file,
+    gguf_layout_from_rules,
+    meta_modules_from_folder,
+    meta_modules_from_spec,
+    pipeline_components,
+)
+
+#: Built-in architectures `--model` accepts, and the GGUF types shown for them by default: the
+#: four the harness quantizes (and city96 publishes) in the community's _S form.
+BUILTIN_MODELS = {"flux-dev": "FLUX.1-dev"}
+DEFAULT_GGUF_TYPES = ("Q8_0", "Q6_K", "Q5_K_S", "Q4_K_S")
+
+#: city96/FLUX.1-dev-gguf file sizes in GB (published-figures.md), shown beside predictions.
+PUBLISHED_GGUF_GB = {
+    "F16": 23.8,
+    "Q8_0": 12.7,
+    "Q6_K": 9.86,
+    "Q5_1": 9.01,
+    "Q5_K_S": 8.29,
+    "Q5_0": 8.27,
+    "Q4_1": 7.53,
+    "Q4_K_S": 6.81,
+    "Q4_0": 6.79,
+    "Q3_K_S": 5.23,
+    "Q2_K": 4.03,
+}
+
+
+@dataclass(frozen=True)
+class Base:
+    """Meta modules of one base pipeline and how to name it."""
+
+    label: str
+    modules: dict[str, Any]
+    pipeline_class: str
+    dtype: str  # the dtype its full-precision variant loads in by default
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One thing a user can load: full precision or a GGUF transformer, sized."""
+
+    name: str
+    pipe: PipelineComponents
+    kind: str  # "full" or "gguf"
+    quant: str | None = None
+    published_file_gb: float | None = None
+
+
+def builtin_base(name: str) -> Base:
+    from bench.models.synthetic import PRESETS
+
+    if name not in BUILTIN_MODELS:
+        raise UserInputError(
+            f"--model {name!r}: expected one of {', '.join(BUILTIN_MODELS)} or a diffusers folder"
+        )
+    spec = PRESETS[name]
+    return Base(BUILTIN_MODELS[name], meta_modules_from_spec(spec), "FluxPipeline", spec.dtype)
+
+
+def folder_base(folder: Path) -> Base:
+    modules, pipeline_class = meta_modules_from_folder(folder)
+    transformer = folder / "transformer" / "config.json"
+    dtype = "bfloat16"
+    if transformer.is_file():
+        import json
+
+        dtype = json.loads(transformer.read_text()).get("torch_dtype") or dtype
+    if dtype not in ("float32", "bfloat16", "float16"):
+        dtype = "bfloat16"
+    return Base(folder.name, modules, pipeline_class, dtype)
+
+
+def resolve_base(model: str) -> Base:
+    if model in BUILTIN_MODELS:
+        return builtin_base(model)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return folder_base(path)
+    raise UserInputError(
+        f"--model {model!r}: not a built-in model ({', '.join(BUILTIN_MODELS)}) "
+        "and not a diffusers folder"
+    )
+
+
+def full_variant(base: Base, dtype: str | None = None) -> Variant:
+    dtype = dtype or base.dtype
+    pipe = pipeline_components(base.modules, base.pipeline_class, base.label, dtype)
+    return Variant(f"full-{dtype}", pipe, "full")
+
+
+def gguf_variant(
+    base: Base,
+    quant: str | None = None,
+    file: Path | None = None,
+    compute_dtype: str = "bfloat16",
+    dtype: str | None = None,
+    name: str | None = None,
+) -> Variant:
+    """A GGUF variant from its file header (exact) or from a quant type's layout (predicted)."""
+    transformer = base.modules["transformer"]
+    layout: GGUFLayout
+    if file is not None:
+        layout = gguf_layout_from_file(file, transformer, compute_dtype)
+    elif quant is not None:
+        layout = gguf_layout_from_rules(transformer, quant)
+    else:  # pragma: no cover - callers pass one of them
+        raise ValueError("a GGUF variant needs a file or a quant type")
+    pipe = pipeline_components(
+        base.modules,
+        base.pipeline_class,
+        base.label,
+        dtype or compute_dtype,
+        compute_dtype=compute_dtype,
+        layout=layout,
+    )
+    label = name or (quant.upper() if quant else file.stem if file else "gguf")
+    published = PUBLISHED_GGUF_GB.get(layout.quant) if base.label == "FLUX.1-dev" else None
+    return Variant(label, pipe, "gguf", layout.quant, published)
+
+
+def builtin_variants(base: Base, quants: list[str] | None = None) -> list[Variant]:
+    """Full precision and the default (or named) GGUF types of a base."""
+    out = [full_variant(base)]
+    for quant in quants or list(DEFAULT_GGUF_TYPES):
+        out.append(gguf_variant(base, quant=quant, compute_dtype=base.dtype))
+    return out
+
+
+def run_base(manifest: dict[str, Any]) -> Base:
+    """The base of a run folder: its pipeline folder if present here, else its preset spec."""
+    base = manifest.get("base_model") or {}
+    resolved = base.get("resolved_path")
+    if resolved and Path(resolved).is_dir():
+        return folder_base(Path(resolved))
+    preset = base.get("preset")
+    if base.get("synthetic") and preset:
+        from bench.models.synthetic import PRESETS, ensure_synthetic_pipeline
+
+        if preset in BUILTIN_MODELS:
+            return builtin_base(preset)
+        if preset in PRESETS:  # tiny: vocab sizes come from its tokenizers, so build the folder
+            seed = int((manifest.get("config") or {}).get("model", {}).get("seed", 0))
+            return folder_base(ensure_synthetic_pipeline(preset, seed))
+    raise UserInputError(
+        f"run {manifest.get('run_id')}: its base pipeline {resolved!r} is not on this machine"
+    )
+
+
+def cell_variant(base: Base, cell: dict[str, Any]) -> Variant:
+    """The variant a run cell loaded, sized as the runner would load it."""
+    spec = cell.get("variant_spec") or {}
+    if spec.get("kind") == "gguf":
+        compute = spec.get("compute_dtype") or "bfloat16"
+        info = cell.get("transformer_file") or {}
+        path = Path(info["path"]) if info.get("path") else None
+        file = path if path is not None and path.is_file() else None
+        return gguf_variant(
+            base,
+            quant=None if file else spec.get("quant"),
+            file=file,
+            compute_dtype=compute,
+            dtype=spec.get("dtype") or compute,
+            name=cell["variant"],
+        )
+    variant = full_variant(base, spec.get("dtype") or base.dtype)
+    return Variant(cell["variant"], variant.pipe, "full")
