@@ -192,50 +192,77 @@ def _fill(module: Any, seed: int, prefix: str, dtype: Any, setter: Any) -> None:
         setter(module, name, "cpu", value=values.to(dtype))
 
 
+# Special-token ids of the real CLIP-L and T5 tokenizers (openai/clip-vit-large-patch14,
+# google/t5-v1_1-xxl): used when a spec is sized without building its local tokenizers.
+REAL_CLIP_TOKEN_IDS = {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1}
+REAL_T5_TOKEN_IDS = {"pad_token_id": 0, "eos_token_id": 1}
+
+
+def meta_components(
+    spec: SyntheticSpec,
+    clip_token_ids: dict[str, int] | None = None,
+    t5_token_ids: dict[str, int] | None = None,
+    clip_vocab: int | None = None,
+    t5_vocab: int | None = None,
+) -> dict[str, Any]:
+    """The four model components of a spec on the meta device: shapes without memory.
+
+    The builder fills them with random weights; the VRAM predictor only counts their bytes.
+    Vocabulary sizes come from the spec when it names them, else from the arguments.
+    """
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    clip_cfg = {"vocab_size": clip_vocab, **spec.clip, **(clip_token_ids or REAL_CLIP_TOKEN_IDS)}
+    t5_cfg = {"vocab_size": t5_vocab, **spec.t5, **(t5_token_ids or REAL_T5_TOKEN_IDS)}
+    if clip_cfg["vocab_size"] is None or t5_cfg["vocab_size"] is None:
+        raise ValueError("the spec names no vocabulary sizes: pass clip_vocab and t5_vocab")
+    levels = len(spec.vae["block_out_channels"])
+    with init_empty_weights():
+        components = {
+            "transformer": FluxTransformer2DModel(**spec.transformer),
+            "text_encoder": CLIPTextModel(CLIPTextConfig(**clip_cfg)),
+            "text_encoder_2": T5EncoderModel(T5Config(**t5_cfg)),
+            "vae": AutoencoderKL(
+                in_channels=3,
+                out_channels=3,
+                down_block_types=["DownEncoderBlock2D"] * levels,
+                up_block_types=["UpDecoderBlock2D"] * levels,
+                use_quant_conv=False,
+                use_post_quant_conv=False,
+                **spec.vae,
+            ),
+        }
+    components["text_encoder_2"].tie_weights()  # T5 shares its input embedding table
+    return components
+
+
 def _build_components(spec: SyntheticSpec, seed: int) -> dict[str, Any]:
     import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from diffusers import FlowMatchEulerDiscreteScheduler
 
     from bench.models.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 
     dtype = getattr(torch, spec.dtype)
     clip_tokenizer = build_clip_tokenizer()
     t5_tokenizer = build_t5_tokenizer()
-
-    from accelerate import init_empty_weights
-
-    with init_empty_weights():
-        transformer = FluxTransformer2DModel(**spec.transformer)
-        clip_cfg = dict(spec.clip)
-        clip_cfg.setdefault("vocab_size", len(clip_tokenizer))
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                **clip_cfg,
-                bos_token_id=clip_tokenizer.bos_token_id,
-                eos_token_id=clip_tokenizer.eos_token_id,
-                pad_token_id=clip_tokenizer.pad_token_id,
-            )
-        )
-        t5_cfg = dict(spec.t5)
-        t5_cfg.setdefault("vocab_size", len(t5_tokenizer))
-        text_encoder_2 = T5EncoderModel(
-            T5Config(
-                **t5_cfg,
-                pad_token_id=t5_tokenizer.pad_token_id,
-                eos_token_id=t5_tokenizer.eos_token_id,
-            )
-        )
-        levels = len(spec.vae["block_out_channels"])
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=["DownEncoderBlock2D"] * levels,
-            up_block_types=["UpDecoderBlock2D"] * levels,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-            **spec.vae,
-        )
+    modules = meta_components(
+        spec,
+        clip_token_ids={
+            "bos_token_id": clip_tokenizer.bos_token_id,
+            "eos_token_id": clip_tokenizer.eos_token_id,
+            "pad_token_id": clip_tokenizer.pad_token_id,
+        },
+        t5_token_ids={
+            "pad_token_id": t5_tokenizer.pad_token_id,
+            "eos_token_id": t5_tokenizer.eos_token_id,
+        },
+        clip_vocab=len(clip_tokenizer),
+        t5_vocab=len(t5_tokenizer),
+    )
+    transformer, text_encoder = modules["transformer"], modules["text_encoder"]
+    text_encoder_2, vae = modules["text_encoder_2"], modules["vae"]
 
     for prefix, module in (
         ("transformer", transformer),

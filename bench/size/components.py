@@ -138,37 +138,16 @@ def meta_modules_from_folder(folder: Path) -> tuple[dict[str, Any], str]:
 
 
 def meta_modules_from_spec(spec: Any) -> dict[str, Any]:
-    """Meta-device modules of a `SyntheticSpec` (same constructor arguments as its builder).
+    """Meta-device modules of a `SyntheticSpec`, built exactly as the synthetic builder does.
 
     The vocabulary sizes must be in the spec (FLUX_DEV has them; the tiny preset takes them
     from its tokenizers, so size it from its built folder instead).
     """
-    from transformers import CLIPTextConfig, T5Config
+    from bench.models.synthetic import meta_components
 
     if "vocab_size" not in spec.clip or "vocab_size" not in spec.t5:
         raise ValueError("spec without vocab sizes: size its built folder instead")
-    levels = len(spec.vae["block_out_channels"])
-    vae_config = {
-        "in_channels": 3,
-        "out_channels": 3,
-        "down_block_types": ["DownEncoderBlock2D"] * levels,
-        "up_block_types": ["UpDecoderBlock2D"] * levels,
-        "use_quant_conv": False,
-        "use_post_quant_conv": False,
-        **spec.vae,
-    }
-    # CLIP-L's and T5-XXL's special token ids (openai/clip-vit-large-patch14, google/t5-v1_1-xxl)
-    return {
-        "text_encoder": _transformers_meta(
-            "CLIPTextModel",
-            CLIPTextConfig(**spec.clip, bos_token_id=49406, eos_token_id=49407, pad_token_id=1),
-        ),
-        "text_encoder_2": _transformers_meta(
-            "T5EncoderModel", T5Config(**spec.t5, pad_token_id=0, eos_token_id=1)
-        ),
-        "transformer": _diffusers_meta("FluxTransformer2DModel", dict(spec.transformer)),
-        "vae": _diffusers_meta("AutoencoderKL", vae_config),
-    }
+    return meta_components(spec)
 
 
 def offload_order(pipeline_class: str, names: list[str]) -> tuple[str, ...]:
