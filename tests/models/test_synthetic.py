@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
 
 from bench.models.synthetic import build_synthetic_pipeline, ensure_synthetic_pipeline
 
+# Configs record the library version that wrote them; the cache may have been written by
+# another diffusers release (bench matrix shares it), so those keys are not part of the build.
+WRITER_VERSION_KEYS = {"_diffusers_version", "transformers_version"}
+
 
 def folder_digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.relative_to(folder).parts[0] != "gguf"  # variants made later
-    }
+    digests = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if not path.is_file() or relative.parts[0] == "gguf":  # variants are made later
+            continue
+        data = path.read_bytes()
+        if path.name.endswith("config.json") or path.name == "model_index.json":
+            content = {k: v for k, v in json.loads(data).items() if k not in WRITER_VERSION_KEYS}
+            data = json.dumps(content, sort_keys=True).encode()
+        digests[str(relative)] = hashlib.sha256(data).hexdigest()
+    return digests
 
 
 def test_build_is_deterministic(tmp_path: Path, tiny_pipeline: Path) -> None:
