@@ -6,16 +6,66 @@ group down a column, ``N`` independent groups across. Reductions go down axis 0 
 (numpy's reduction along a contiguous last axis is pairwise and would differ). Every product is
 materialised as float32 before it is rounded or accumulated, which matches ggml built without
 fused multiply-add. Where C keeps the codes of the best candidate, we keep the best candidate's
-inverse scale and recompute the codes once at the end (same integers, far fewer array writes).
+inverse scale and recompute the codes on demand, only for the groups that need them.
+Chunk-sized work arrays come from ``scratch`` (see docs/gguf.md, "Speed").
 """
 
 from __future__ import annotations
+
+import functools
+import threading
+from math import prod
 
 import numpy as np
 
 from bench.gguf._fp import F32
 
 GROUP_MAX_EPS = F32(1e-15)
+#: Values per block of the candidate-scale loops: their half-dozen work arrays of this size
+#: (256 KiB each) stay in the L2 cache. The per-group bookkeeping runs on whole chunks.
+BLOCK_WEIGHTS = 1 << 16
+
+_local = threading.local()
+#: ndarray.clip without the np.clip wrapper (measurably cheaper on these array sizes)
+_clip = np.ndarray.clip
+
+
+_HUGE = 2 << 20  # transparent huge page size on x86-64 Linux
+
+
+def _blocks(g: int, n: int) -> list[slice]:
+    """Column blocks of about ``BLOCK_WEIGHTS`` values, near-equal so none has a single column
+    (numpy reduces a lone column pairwise, not in index order)."""
+    k = max(1, -(-g * n // BLOCK_WEIGHTS))
+    return [slice(g * i // k, g * (i + 1) // k) for i in range(k)]
+
+
+def scratch(key: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+    """A per-thread work array (contents undefined), reused from call to call.
+
+    The searches need several chunk-sized temporaries. Allocating them afresh each chunk made
+    glibc hand the memory back to the kernel and page-fault it in again (~30 % of Q6_K's time),
+    and separately allocated 4 KiB pages land in L2 cache sets by chance (run-to-run swings of
+    ~20 %). So all of them are carved, page-aligned, from one per-thread arena of at least
+    16 MiB aligned to 2 MiB, which numpy asks the kernel to back with huge pages.
+    Each ``key`` names one live buffer; callers must not keep the result past their chunk.
+    """
+    arena = getattr(_local, "arena", None)
+    if arena is None:
+        arena = _local.arena = {"buf": np.empty(0, np.uint8), "top": 0, "slots": {}}
+    nbytes = prod(shape) * np.dtype(dtype).itemsize
+    slot = arena["slots"].get(key)
+    if slot is None or slot[1] < nbytes:
+        need = -(-nbytes // 4096) * 4096
+        if arena["top"] + need > arena["buf"].size:  # start a new, larger arena
+            size = max(16 << 20, 2 * (arena["top"] + need))
+            raw = np.empty(size + _HUGE, np.uint8)
+            start = -raw.ctypes.data % _HUGE
+            arena.update(buf=raw[start : start + size], top=0, slots={})
+        slot = arena["slots"][key] = (arena["top"], need)
+        arena["top"] += need
+    off = slot[0]
+    return arena["buf"][off : off + nbytes].view(dtype).reshape(shape)
 
 
 def seqsum(a: np.ndarray) -> np.ndarray:
@@ -28,6 +78,47 @@ def seqsum(a: np.ndarray) -> np.ndarray:
     return s
 
 
+class Codes:
+    """Codes of a finished search, computed on demand for the groups that need them.
+
+    The quantizers re-derive the codes from the stored (fp16/6-bit) scales and only fall back to
+    the search's own codes where a stored scale is zero, so these are rarely needed in full.
+    ``offset`` is subtracted before scaling (Q4_K/Q5_K ``min``), ``shift`` added after clamping.
+    ``iscale`` may be a (table, row) pair, gathered only for the requested groups; the table
+    can be a ``scratch`` array, so call before the next chunk's search.
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        iscale: np.ndarray | tuple[np.ndarray, np.ndarray],
+        offset: np.ndarray | None,
+        lo: float,
+        hi: float,
+        shift: float,
+        zero: np.ndarray,
+    ) -> None:
+        self.x, self.iscale, self.offset, self.zero = x, iscale, offset, zero
+        self.lo, self.hi, self.shift = F32(lo), F32(hi), F32(shift)
+
+    def __call__(self, cols: np.ndarray) -> np.ndarray:
+        """uint8 codes (n, len(cols)) of the groups ``cols``."""
+        v = self.x[:, cols]
+        with np.errstate(invalid="ignore", over="ignore"):
+            if self.offset is not None:
+                v = v - self.offset[cols]
+            if isinstance(self.iscale, tuple):  # (per-candidate table, winning row): gather
+                table, row = self.iscale
+                v = v * table[row[cols], cols]
+            else:
+                v = v * self.iscale[cols]
+            np.rint(v, out=v)
+            np.clip(v, self.lo, self.hi, out=v)
+            v += self.shift
+        v[:, self.zero[cols]] = 0
+        return v.astype(np.uint8)
+
+
 def make_qkx(
     x: np.ndarray,
     w: np.ndarray,
@@ -36,158 +127,223 @@ def make_qkx(
     rdelta: float,
     nstep: int,
     le_test: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[Codes, np.ndarray, np.ndarray]:
     """Asymmetric fit ``x ~ scale*L + min`` (``make_qkx2_quants``; ``make_qkx3_quants`` if le_test).
 
-    Returns codes ``L`` (uint8, shape of x), ``scale`` and ``the_min`` (= -min >= 0) per group.
+    Returns the codes ``L`` (a ``Codes``), ``scale`` and ``the_min`` (= -min >= 0) per group.
+    The search runs on blocks of about ``BLOCK_WEIGHTS`` values so its work arrays stay in cache.
     """
-    fmax = F32(nmax)
+    n, g = x.shape
+    blocks = _blocks(g, n)
+    if len(blocks) == 1:
+        return _make_qkx_block(x, w, nmax, rmin, rdelta, nstep, le_test)
+    scale = np.empty(g, np.float32)
+    the_min = np.empty(g, np.float32)
+    iscale = np.empty(g, np.float32)
+    base = np.empty(g, np.float32)
+    degenerate = np.empty(g, bool)
+    for c in blocks:
+        codes, scale[c], the_min[c] = _make_qkx_block(
+            x[:, c], w[:, c], nmax, rmin, rdelta, nstep, le_test
+        )
+        iscale[c], base[c], degenerate[c] = codes.iscale, codes.offset, codes.zero
+    return Codes(x, iscale, base, 0, nmax, 0, degenerate), scale, the_min
+
+
+def _make_qkx_block(
+    x: np.ndarray,
+    w: np.ndarray,
+    nmax: int,
+    rmin: float,
+    rdelta: float,
+    nstep: int,
+    le_test: bool,
+) -> tuple[Codes, np.ndarray, np.ndarray]:
+    n, g = x.shape
+    fmax, zero = F32(nmax), F32(0)
     mn = x.min(axis=0)
     mx = x.max(axis=0)
     sum_w = seqsum(w)
-    sum_x = seqsum(w * x)
-    mn = np.where(mn > 0, F32(0), mn)
+    buf = scratch("qkx_buf", x.shape)
+    np.multiply(w, x, out=buf)
+    sum_x = seqsum(buf)
+    mn = np.where(mn > 0, zero, mn)
     degenerate = (mx <= mn) if le_test else (mx == mn)
     # C reuses one ``min`` variable: once a candidate wins, later candidates are computed from
-    # ``x - this_min`` and ``max - this_min``. So the offset is tracked per group (``cur_min``)
-    # and the codes are recomputed at the end from the winning (iscale, offset) pair.
-    cur_min = mn
-    xm = x - cur_min
-    buf = np.empty_like(x)
-    wl = np.empty_like(x)
-    tmp = np.empty_like(x)
-    zero = F32(0)
+    # ``x - this_min`` and ``max - this_min``. Only the running (min, best error) pair is
+    # updated inside the loop; each candidate's values go to ``hist`` and the winner's are
+    # picked out at the end (codes recomputed on demand from its iscale and offset).
+    # hist rows per candidate (0 = C's initial guess): this_scale, this_min, error, iscale, offset
+    ncand = nstep + 2
+    hist = np.empty((ncand, 5, g), np.float32)
+    won = np.zeros((ncand, g), bool)
+    won[0] = True
+    run = np.empty((2, g), np.float32)  # current min, best error (pairs with hist rows 1, 2)
+    cur_min = run[0]
+    cur_min[:] = mn
+    prods = scratch("qkx_prods", (2, n, g))  # w*l (then w*l*x), w*l*l
+    sums = np.empty((4, g), np.float32)  # sum_x, sum_l, sum_xl, sum_l2
+    sums[0] = sum_x
+    sw = np.stack([sum_w, sum_w, sum_x])
+    a = np.empty((3, g), np.float32)
+    b = np.empty((3, g), np.float32)
+    rng = np.empty(g, np.float32)
+    dpos = np.empty(g, bool)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rng = np.where(degenerate, F32(1), mx - cur_min)
-        iscale0 = fmax / rng
-        scale0 = F32(1) / iscale0
-        np.multiply(xm, iscale0, out=buf)
+        h = hist[0]
+        np.subtract(mx, cur_min, out=rng)
+        rng[degenerate] = 1
+        np.divide(fmax, rng, out=h[3])
+        np.divide(F32(1), h[3], out=h[0])
+        h[1] = cur_min
+        h[4] = cur_min
+        np.subtract(x, cur_min, out=buf)
+        buf *= h[3]
         np.rint(buf, out=buf)
-        np.minimum(buf, fmax, out=buf)
-        np.multiply(buf, scale0, out=buf)
+        _clip(buf, zero, fmax, out=buf)
+        buf *= h[0]
         buf += cur_min
         buf -= x
-        np.multiply(buf, buf, out=buf)
+        np.square(buf, out=buf)
         buf *= w
-        best_err = seqsum(buf)
-        best_iscale = iscale0
-        best_base = cur_min
-        best_scale = scale0
+        np.add.reduce(buf, axis=0, out=h[2])
+        run[1] = h[2]
         frmin, frdelta = F32(rmin), F32(rdelta)
-        clamp_low = False  # x - cur_min can go negative once cur_min moved above min(x)
-        for step in range(nstep + 1):
-            iscale = ((frmin + frdelta * F32(step)) + fmax) / (mx - cur_min)
-            np.multiply(xm, iscale, out=buf)
+        wl, wll = prods
+        for k in range(1, ncand):
+            h = hist[k]
+            h[4] = cur_min
+            np.subtract(mx, cur_min, out=rng)
+            np.divide((frmin + frdelta * F32(k - 1)) + fmax, rng, out=h[3])
+            np.subtract(x, cur_min, out=buf)  # C: iscale*(x - min)
+            buf *= h[3]
             np.rint(buf, out=buf)
-            if clamp_low:
-                np.clip(buf, zero, fmax, out=buf)
-            else:
-                np.minimum(buf, fmax, out=buf)  # buf = l
+            _clip(buf, zero, fmax, out=buf)  # l (x - min may be < 0 once min moved)
             np.multiply(w, buf, out=wl)
-            sum_l = seqsum(wl)
-            np.multiply(wl, buf, out=tmp)
-            sum_l2 = seqsum(tmp)
-            np.multiply(wl, x, out=tmp)
-            sum_xl = seqsum(tmp)
-            d = sum_w * sum_l2 - sum_l * sum_l
-            this_scale = (sum_w * sum_xl - sum_x * sum_l) / d
-            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d
+            np.multiply(wl, buf, out=wll)
+            np.add.reduce(wl, axis=0, out=sums[1])  # index order down each group
+            wl *= x  # now w*l*x
+            np.add.reduce(prods, axis=1, out=sums[2:4])
+            # b = [sum_l*sum_x, sum_l*sum_l, sum_l*sum_xl]
+            # a = [sum_w*sum_xl, sum_w*sum_l2, sum_x*sum_l2]; a - b = [num_scale, D, num_min]
+            np.multiply(sums[1], sums[0:3], out=b)
+            np.multiply(sw, sums[_A_ROWS], out=a)
+            a -= b
+            np.divide(a[0::2], a[1], out=h[0:2])  # this_scale, this_min
+            this_scale, this_min = h[0], h[1]
             pos = this_min > 0
             if pos.any():
-                this_min = np.where(pos, zero, this_min)
-                this_scale = np.where(pos, sum_xl / sum_l2, this_scale)
-            np.multiply(buf, this_scale, out=buf)
+                np.copyto(this_min, zero, where=pos)
+                np.copyto(this_scale, sums[2] / sums[3], where=pos)
+            buf *= this_scale
             buf += this_min
             buf -= x
-            np.multiply(buf, buf, out=buf)
+            np.square(buf, out=buf)
             buf *= w
-            cur = seqsum(buf)
-            better = (d > 0) & (cur < best_err)
-            if better.any():
-                best_err = np.where(better, cur, best_err)
-                best_iscale = np.where(better, iscale, best_iscale)
-                best_base = np.where(better, cur_min, best_base)
-                best_scale = np.where(better, this_scale, best_scale)
-                cur_min = np.where(better, this_min, cur_min)
-                np.subtract(x, cur_min, out=xm)
-                clamp_low = True
-        np.subtract(x, best_base, out=buf)
-        buf *= best_iscale
-        np.rint(buf, out=buf)
-        np.clip(buf, zero, fmax, out=buf)
-    codes = buf.astype(np.uint8)
+            np.add.reduce(buf, axis=0, out=h[2])
+            better = won[k]
+            np.less(h[2], run[1], out=better)
+            np.greater(a[1], zero, out=dpos)
+            better &= dpos
+            np.putmask(cur_min, better, h[1])  # cheaper than where/copyto here
+            np.putmask(run[1], better, h[2])
+    last = np.multiply(won, _CAND_INDEX[:ncand], dtype=np.uint8).max(axis=0)  # last winner
+    col = np.arange(g)
+    scale = hist[last, 0, col]
+    the_min = -cur_min
     if degenerate.any():
-        codes[:, degenerate] = 0
-        best_scale = np.where(degenerate, zero, best_scale)
-        cur_min = np.where(degenerate, mn, cur_min)
-    return codes, best_scale.astype(np.float32), (-cur_min).astype(np.float32)
+        scale[degenerate] = 0
+        the_min[degenerate] = -mn[degenerate]
+    codes = Codes(x, hist[last, 3, col], hist[last, 4, col], 0, nmax, 0, degenerate)
+    return codes, scale, the_min
 
 
-def _first_absmax_value(x: np.ndarray, amax: np.ndarray) -> np.ndarray:
-    """Signed value of the first entry with the largest |x| per column (C's strict '>' scan).
+_A_ROWS = np.array([2, 3, 3])
+_CAND_INDEX = np.arange(64, dtype=np.uint8)[:, None]
 
-    Only the sign is in question; it is ambiguous just where both +amax and -amax occur, so
-    argmax (slow on short axes) runs only on those rare columns.
+
+def _first_absmax_value(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(max |x|, signed value of the first entry with that |x|) per column (C's strict '>' scan).
+
+    The sign is ambiguous only where both +amax and -amax occur; argmax (slow on short axes)
+    runs only on those rare columns.
     """
-    has_pos = (x == amax).any(axis=0)
-    has_neg = (x == -amax).any(axis=0)
-    mx = np.where(has_pos, amax, -amax)
-    both = np.flatnonzero(has_pos & has_neg)
+    hi = x.max(axis=0)
+    neg_lo = -x.min(axis=0)
+    amax = np.maximum(hi, neg_lo)
+    mx = np.where(hi >= neg_lo, hi, -neg_lo)
+    both = np.flatnonzero((hi == neg_lo) & (amax > 0))
     if both.size:
         sub = x[:, both]
         mx[both] = sub[np.abs(sub).argmax(axis=0), np.arange(both.size)]
-    return mx
+    return amax, mx
 
 
-def make_qx(x: np.ndarray, w: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
+@functools.cache
+def _qx_numerators(nmax: int) -> np.ndarray:
+    """Candidate 0 is C's first guess -nmax/max, then is = -9..9 (not 0): -(nmax + 0.1*is)/max."""
+    fmax = F32(nmax)
+    num = [F32(-nmax)] + [-(fmax + F32(0.1) * F32(s)) for s in range(-9, 10) if s]
+    return np.array(num, np.float32)[:, None]
+
+
+def make_qx(x: np.ndarray, w: np.ndarray, nmax: int) -> tuple[Codes, np.ndarray]:
     """Symmetric signed fit (``make_qx_quants`` with rmse_type 1, weights ``w``).
 
-    Returns codes ``L`` in 0..2*nmax-1 (uint8, offset by nmax; 0 for all-zero groups) and the
-    signed scale per group.
+    Returns the codes ``L`` in 0..2*nmax-1 (a ``Codes``, offset by nmax; 0 for all-zero groups)
+    and the signed scale per group.
     """
-    fmax = F32(nmax)
-    amax = np.abs(x).max(axis=0)
+    n, g = x.shape
+    amax, mx = _first_absmax_value(x)
     zero = amax < GROUP_MAX_EPS
-    mx = np.where(zero, F32(1), _first_absmax_value(x, amax))
-    wx = w * x
-    buf = np.empty_like(x)
-    tmp = np.empty_like(x)
-    lo, hi = F32(-nmax), F32(nmax - 1)
-
-    def sums(iscale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        np.multiply(x, iscale, out=buf)
-        np.rint(buf, out=buf)
-        np.clip(buf, lo, hi, out=buf)
-        np.multiply(wx, buf, out=tmp)
-        sumlx = seqsum(tmp)
-        np.multiply(w, buf, out=tmp)
-        np.multiply(tmp, buf, out=tmp)
-        return sumlx, seqsum(tmp)
-
+    mx[zero] = 1
+    num = _qx_numerators(nmax)
+    ncand = len(num)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        best_iscale = F32(-nmax) / mx
-        sumlx, suml2 = sums(best_iscale)
-        scale = np.where(suml2 != 0, sumlx / suml2, F32(0))
-        best = scale * sumlx
-        for step in range(-9, 10):
-            if step == 0:
-                continue
-            iscale = -(fmax + F32(0.1) * F32(step)) / mx
-            sumlx, suml2 = sums(iscale)
-            better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
-            if better.any():
-                scale = np.where(better, sumlx / suml2, scale)
-                best = np.where(better, scale * sumlx, best)
-                best_iscale = np.where(better, iscale, best_iscale)
-        np.multiply(x, best_iscale, out=buf)
-        np.rint(buf, out=buf)
-        np.clip(buf, lo, hi, out=buf)
-        buf += fmax
-    codes = buf.astype(np.uint8)
-    if zero.any():
-        codes[:, zero] = 0
-        scale = np.where(zero, F32(0), scale)
-    return codes, scale.astype(np.float32)
+        iscales = scratch("qx_iscales", (ncand, g))
+        np.divide(num, mx, out=iscales)
+        sums = scratch("qx_sums", (2, ncand, g))  # sumlx, suml2 per candidate
+        lo, hi = F32(-nmax), F32(nmax - 1)
+        for c in _blocks(g, n):
+            xc, wc = x[:, c], w[:, c]
+            wx = scratch("qx_wx", xc.shape)
+            np.multiply(wc, xc, out=wx)
+            prods = scratch("qx_prods", (2, *xc.shape))  # w*x*l, w*l*l
+            lx, l2 = prods
+            for isk, out in zip(iscales[:, c], sums[:, :, c].transpose(1, 0, 2), strict=True):
+                np.multiply(xc, isk, out=lx)
+                np.rint(lx, out=lx)
+                _clip(lx, lo, hi, out=lx)  # l
+                np.multiply(wc, lx, out=l2)
+                l2 *= lx
+                lx *= wx
+                np.add.reduce(prods, axis=1, out=out)  # index order down each group
+        sumlx, suml2 = sums
+        scales = scratch("qx_scales", (ncand, g))
+        np.divide(sumlx, suml2, out=scales)
+        scales[0][suml2[0] == 0] = 0
+        bests = scratch("qx_bests", (ncand, g))
+        np.multiply(scales, sumlx, out=bests)
+        # candidate k wins if suml2 > 0 and sumlx^2 > best*suml2 (best: the last winner's)
+        sq = scratch("qx_sq", (ncand, g))
+        np.multiply(sumlx, sumlx, out=sq)
+        valid = suml2 > 0
+        if not valid.all():
+            np.copyto(sq, -np.inf, where=~valid)
+        won = scratch("qx_won", (ncand, g), np.bool_)
+        won[0] = True
+        best = bests[0].copy()
+        t = np.empty(g, np.float32)
+        for k in range(1, ncand):
+            np.multiply(best, suml2[k], out=t)
+            np.greater(sq[k], t, out=won[k])
+            np.putmask(best, won[k], bests[k])  # cheaper than where/copyto here
+    last = np.multiply(won, _CAND_INDEX[:ncand], dtype=np.uint8).max(axis=0)  # last winner
+    col = np.arange(g)
+    scale = scales[last, col]
+    scale[zero] = 0
+    codes = Codes(x, (iscales, last), None, -nmax, nmax - 1, nmax, zero)
+    return codes, scale
 
 
 def make_qp(x: np.ndarray, w: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:

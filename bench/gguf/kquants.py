@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.gguf._fit import make_qkx, make_qp, make_qx, seqsum
+from bench.gguf._fit import make_qkx, make_qp, make_qx, scratch, seqsum
 from bench.gguf._fp import F32, fp16_round_trip
 
 QK_K = 256
 
 
-def _sub_major(x: np.ndarray, size: int) -> np.ndarray:
-    """(nb, 256) -> (size, nb*256/size): one sub-block per column, values down axis 0."""
-    return np.ascontiguousarray(x.reshape(-1, size).T)
+def _sub_major(x: np.ndarray, size: int, key: str) -> np.ndarray:
+    """(nb, 256) -> (size, nb*256/size): one sub-block per column, values down axis 0.
+
+    The result is the per-thread work array ``key`` (see ``scratch``).
+    """
+    out = scratch(key, (size, x.size // size))
+    np.copyto(out, x.reshape(-1, size).T)
+    return out
 
 
 def _pack_scales(ls: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -46,15 +51,19 @@ def _unpack_scales(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _q45_k(x: np.ndarray, qw: np.ndarray | None, nmax: int) -> np.ndarray:
     """Shared body of Q4_K (nmax 15) and Q5_K (nmax 31); returns codes and packed header."""
     nb = x.shape[0]
-    xs = _sub_major(x, 32)  # (32, nb*8)
+    xs = _sub_major(x, 32, "k_xs")  # (32, nb*8)
     if qw is None:
         # ref: weights av_x + |x| with av_x the sub-block RMS; make_qkx2_quants
-        av_x = np.sqrt(seqsum(xs * xs) / F32(32))
-        w = av_x + np.abs(xs)
+        w = scratch("k_w", xs.shape)
+        np.multiply(xs, xs, out=w)
+        av_x = np.sqrt(seqsum(w) / F32(32))
+        np.abs(xs, out=w)
+        w += av_x
         if nmax == 15:
             codes, scales, mins = make_qkx(xs, w, 15, -1.0, 0.1, 20, le_test=False)
         else:
             codes, scales, mins = make_qkx(xs, w, 31, -0.5, 0.1, 15, le_test=False)
+        del w
         scales = scales.reshape(nb, 8)
         mins = mins.reshape(nb, 8)
         max_scale = np.maximum(scales.max(axis=1), F32(0))
@@ -71,7 +80,7 @@ def _q45_k(x: np.ndarray, qw: np.ndarray | None, nmax: int) -> np.ndarray:
         xt = np.ascontiguousarray(x.T)  # (256, nb)
         sigma2 = (F32(2) * seqsum(xt * xt)) / F32(QK_K)
         sig = np.repeat(sigma2, 8)[None, :]  # per sub-block column
-        w = _sub_major(qw, 32) * np.sqrt(sig + xs * xs)
+        w = _sub_major(qw, 32, "k_w") * np.sqrt(sig + xs * xs)
         sw = seqsum(w).reshape(nb, 8)
         codes, scales, mins = make_qkx(xs, w, nmax, -0.9, 0.05, 36, le_test=True)
         scales = scales.reshape(nb, 8)
@@ -89,14 +98,22 @@ def _q45_k(x: np.ndarray, qw: np.ndarray | None, nmax: int) -> np.ndarray:
 
     packed = _pack_scales(ls, lm)
     sc, m = _unpack_scales(packed)
-    dd = fp16_round_trip(d.astype(np.float32))[:, None] * sc.astype(np.float32)  # (nb, 8)
-    dm = fp16_round_trip(dmin.astype(np.float32))[:, None] * m.astype(np.float32)
-    L = codes.T.reshape(nb, 8, 32)
-    xb = x.reshape(nb, 8, 32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        req = np.rint((xb + dm[:, :, None]) / dd[:, :, None])
-    req = np.clip(np.nan_to_num(req), 0, nmax).astype(np.uint8)
-    L = np.where((dd != 0)[:, :, None], req, L).reshape(nb, 256)
+    # Re-quantize with the stored scales (sub-major layout: one sub-block per column); where a
+    # stored scale is 0, C keeps the search's codes.
+    dd = (fp16_round_trip(d.astype(np.float32))[:, None] * sc.astype(np.float32)).reshape(-1)
+    dm = (fp16_round_trip(dmin.astype(np.float32))[:, None] * m.astype(np.float32)).reshape(-1)
+    kept = np.flatnonzero(dd == 0)
+    fallback = codes(kept) if kept.size else None  # before xs is overwritten below
+    dd[kept] = 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.add(xs, dm, out=xs)  # x + dm, then / dd: C's order
+        np.divide(xs, dd, out=xs)
+        np.rint(xs, out=xs)
+        np.clip(xs, F32(0), F32(nmax), out=xs)
+    L = xs.astype(np.uint8)
+    if fallback is not None:
+        L[:, kept] = fallback
+    L = L.T.reshape(nb, 256)
 
     header = np.empty((nb, 16), dtype=np.uint8)
     header[:, 0:2] = d.reshape(nb, 1).view(np.uint8)
@@ -105,20 +122,38 @@ def _q45_k(x: np.ndarray, qw: np.ndarray | None, nmax: int) -> np.ndarray:
     return np.concatenate([header, _pack_codes(L, nmax)], axis=1)
 
 
+_LOW4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_BIT0 = np.uint64(0x0101010101010101)
+_LOW2 = np.uint64(0x0303030303030303)
+
+
+def _words(L: np.ndarray) -> np.ndarray:
+    """(nb, 256) uint8 codes as (nb, 32) little-endian uint64 words, 8 codes per word.
+
+    The packing below only masks and shifts by less than 8 bits values that stay inside their
+    byte, so it can work on 8 codes at once.
+    """
+    return np.ascontiguousarray(L).view(np.uint64)
+
+
 def _pack_codes(L: np.ndarray, nmax: int) -> np.ndarray:
     """Q4_K: 128 nibble bytes. Q5_K: 32 high-bit bytes (qh) followed by 128 nibble bytes."""
     nb = L.shape[0]
-    q = L.reshape(nb, 4, 2, 32)
-    low = q & 0xF
-    qs = (low[:, :, 0, :] | (low[:, :, 1, :] << 4)).reshape(nb, 128)
+    q = _words(L).reshape(nb, 4, 2, 4)  # chunk c, half, 32 codes
     if nmax == 15:
-        return qs
-    hi = (q >> 4).astype(np.uint8)  # 0/1
-    qh = np.zeros((nb, 32), dtype=np.uint8)
-    for c in range(4):
-        qh |= hi[:, c, 0, :] << (2 * c)
-        qh |= hi[:, c, 1, :] << (2 * c + 1)
-    return np.concatenate([qh, qs], axis=1)
+        qs = q[:, :, 0] | (q[:, :, 1] << np.uint64(4))
+        return qs.view(np.uint8).reshape(nb, 128)
+    low = q & _LOW4
+    qs = low[:, :, 0] | (low[:, :, 1] << np.uint64(4))
+    hi = (q >> np.uint64(4)) & _BIT0  # 0/1 per byte
+    qh = hi[:, 0, 0] | (hi[:, 0, 1] << np.uint64(1))
+    for c in range(1, 4):
+        qh |= hi[:, c, 0] << np.uint64(2 * c)
+        qh |= hi[:, c, 1] << np.uint64(2 * c + 1)
+    out = np.empty((nb, 160), dtype=np.uint8)
+    out[:, :32] = qh.view(np.uint8).reshape(nb, 32)
+    out[:, 32:] = qs.view(np.uint8).reshape(nb, 128)
+    return out
 
 
 def quantize_q4_k(x: np.ndarray, qw: np.ndarray | None = None) -> np.ndarray:
@@ -134,9 +169,14 @@ def quantize_q5_k(x: np.ndarray, qw: np.ndarray | None = None) -> np.ndarray:
 def quantize_q6_k(x: np.ndarray, qw: np.ndarray | None = None) -> np.ndarray:
     """Q6_K blocks: 128 ql bytes, 64 qh bytes, 16 int8 scales, fp16 d (210 bytes)."""
     nb = x.shape[0]
-    xs = _sub_major(x, 16)  # (16, nb*16)
-    w = xs * xs if qw is None else _sub_major(qw, 16)
+    xs = _sub_major(x, 16, "k_xs")  # (16, nb*16)
+    if qw is None:
+        w = scratch("k_w", xs.shape)
+        np.multiply(xs, xs, out=w)
+    else:
+        w = _sub_major(qw, 16, "k_w")
     codes, scales = make_qx(xs, w, 32)
+    del w
     scales = scales.reshape(nb, 16)
     abs_s = np.abs(scales)
     idx = abs_s.argmax(axis=1)
@@ -147,24 +187,34 @@ def quantize_q6_k(x: np.ndarray, qw: np.ndarray | None = None) -> np.ndarray:
     max_scale = np.where(zero_block, F32(1), max_scale)
     iscale = (F32(-128) / max_scale)[:, None]
     d = (F32(1) / iscale[:, 0]).astype(np.float16)
-    sc = np.minimum(127, np.rint(iscale * scales).astype(np.int64)).astype(np.int8)
-    dd = fp16_round_trip(d.astype(np.float32))[:, None] * sc.astype(np.float32)  # (nb, 16)
-    L = codes.T.reshape(nb, 16, 16)
-    xb = x.reshape(nb, 16, 16)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        req = np.rint(xb / dd[:, :, None])
-    req = (np.clip(np.nan_to_num(req), -32, 31) + 32).astype(np.uint8)
-    L = np.where((dd != 0)[:, :, None], req, L).reshape(nb, 2, 4, 32)
+    sc = np.minimum(np.rint(iscale * scales), F32(127)).astype(np.int8)  # >= -128 by design
+    dd = (fp16_round_trip(d.astype(np.float32))[:, None] * sc.astype(np.float32)).reshape(-1)
+    # Re-quantize with the stored scales in sub-major layout; where a stored scale is 0, C keeps
+    # the search's codes.
+    kept = np.flatnonzero(dd == 0)
+    fallback = codes(kept) if kept.size else None  # before xs is overwritten below
+    dd[kept] = 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.divide(xs, dd, out=xs)
+        np.rint(xs, out=xs)
+        xs.clip(F32(-32), F32(31), out=xs)
+    L = xs.astype(np.int8).view(np.uint8)
+    L += 32
+    if fallback is not None:
+        L[:, kept] = fallback
+    q = _words(L.T.reshape(nb, 256)).reshape(nb, 2, 4, 4)  # half, quarter, 32 codes
 
-    out = np.zeros((nb, 210), dtype=np.uint8)
-    low = L & 0xF
-    hi = L >> 4
-    ql = np.concatenate(
-        [low[:, :, 0] | (low[:, :, 2] << 4), low[:, :, 1] | (low[:, :, 3] << 4)], axis=2
-    )  # (nb, 2, 64)
-    qh = hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6)
-    out[:, 0:128] = ql.reshape(nb, 128)
-    out[:, 128:192] = qh.reshape(nb, 64)
+    out = np.empty((nb, 210), dtype=np.uint8)
+    low = q & _LOW4
+    hi = (q >> np.uint64(4)) & _LOW2
+    ql = np.empty((nb, 2, 2, 4), dtype=np.uint64)
+    ql[:, :, 0] = low[:, :, 0] | (low[:, :, 2] << np.uint64(4))
+    ql[:, :, 1] = low[:, :, 1] | (low[:, :, 3] << np.uint64(4))
+    qh = hi[:, :, 0] | (hi[:, :, 1] << np.uint64(2))
+    qh |= hi[:, :, 2] << np.uint64(4)
+    qh |= hi[:, :, 3] << np.uint64(6)
+    out[:, 0:128] = ql.view(np.uint8).reshape(nb, 128)
+    out[:, 128:192] = qh.view(np.uint8).reshape(nb, 64)
     out[:, 192:208] = sc.view(np.uint8)
     out[:, 208:210] = d.reshape(nb, 1).view(np.uint8)
     out[zero_block] = 0

@@ -20,9 +20,10 @@ from gguf.quants import dequantize as _gguf_dequantize
 from bench.gguf import q8_0
 from bench.gguf.qtypes import tensor_type
 
-#: Roughly how many weights one chunk holds. The K-quant search makes a dozen passes over a few
-#: float32 arrays of this size per candidate scale; 64 Ki weights (256 KiB per array) keeps them in
-#: the CPU's L2 cache, which measured ~1.5x faster than 1 Mi-weight chunks (see docs/gguf.md).
+#: Roughly how many weights one chunk holds. The K-quant search makes several passes over a few
+#: float32 arrays of this size per candidate scale; at 64 Ki weights (256 KiB per array) they stay
+#: in L2 cache. 16 Ki-512 Ki were measured, 64 Ki is fastest (larger chunks would be cut into
+#: ``_fit.BLOCK_WEIGHTS`` blocks by the searches, which still was slower; see docs/gguf.md).
 CHUNK_WEIGHTS = 1 << 16
 
 
