@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UserInputError
+from bench.metrics import run_view
 from bench.results import image_records, read_manifest, read_records
 from bench.summary import summarize_run
 
@@ -119,16 +120,7 @@ def quality_rows(run: RunData) -> dict[tuple[str, str], dict[str, Any]]:
 
 def reference_variant(run: RunData) -> str | None:
     """The full-precision variant fidelity is measured against (as `bench score` picks it)."""
-    for cell in run.manifest["cells"]:
-        spec = cell.get("variant_spec") or {}
-        if spec.get("kind") == "full" and not is_noise_floor(cell):
-            return str(cell["variant"])
-    return None
-
-
-def is_noise_floor(cell: dict[str, Any]) -> bool:
-    spec = cell.get("variant_spec") or {}
-    return str(cell.get("variant", "")).endswith("__noise") or bool(spec.get("noise_floor"))
+    return run_view.reference_variant(run.manifest["cells"])
 
 
 def variant_order(run: RunData) -> list[str]:

@@ -21,11 +21,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bench.metrics.noise_floor import is_noise_floor
 from bench.report.artifacts import Picture
 from bench.report.data import (
     RunData,
     energy_reason,
-    is_noise_floor,
     offload_order,
     quality_rows,
     variant_order,

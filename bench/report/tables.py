@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
+from bench.metrics.noise_floor import is_noise_floor
 from bench.report.data import (
     RunData,
     energy_reason,
-    is_noise_floor,
     quality_rows,
     reference_variant,
 )
