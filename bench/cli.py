@@ -73,10 +73,11 @@ def print_run_table(run_dir: Path, console: Console) -> None:
     from bench.summary import headline_memory, summarize_run
 
     frame = summarize_run(run_dir)
+    psnr = _psnr_by_cell(run_dir)
     table = Table(title=f"run {run_dir.name}", title_justify="left")
     for column in ("variant", "offload", "resolution", "status"):
         table.add_column(column)
-    for column in ("peak memory", "median s/image", "load s"):
+    for column in ("peak memory", "median s/image", "load s", "PSNR vs full, dB [95% CI]"):
         table.add_column(column, justify="right")
     for _, row in frame.iterrows():
         row = row.astype(object).where(row.notna(), None)
@@ -91,10 +92,37 @@ def print_run_table(run_dir: Path, console: Console) -> None:
             status += f": {row['error_type']}"
         load = f"{row['load_s']:.2f}" if row["load_s"] is not None else "-"
         table.add_row(
-            row["variant"], row["offload"], row["resolution"], status, memory, speed, load
+            row["variant"],
+            row["offload"],
+            row["resolution"],
+            status,
+            memory,
+            speed,
+            load,
+            psnr.get(row["cell_id"], "-"),
         )
     console.print(table)
     console.print(f"run folder: {run_dir}")
+
+
+def _psnr_by_cell(run_dir: Path) -> dict[str, str]:
+    """PSNR against full precision per cell from `bench score`'s summary, as table text."""
+    path = run_dir / "scores_summary.json"
+    if not path.is_file():
+        return {}
+    rows = json.loads(path.read_text()).get("cells", [])
+    out: dict[str, str] = {}
+    for row in rows:
+        if row.get("metric") != "psnr":
+            continue
+        if row.get("mean") is None:
+            status = str(row.get("status", "-"))
+            out[row["cell_id"]] = "-" if status == "cell_failed" else status
+        elif row.get("ci_low") is None:
+            out[row["cell_id"]] = f"{row['mean']:.1f} (n={row.get('n')})"
+        else:
+            out[row["cell_id"]] = f"{row['mean']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
+    return out
 
 
 @app.command()
