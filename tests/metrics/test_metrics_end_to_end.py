@@ -14,6 +14,7 @@ import yaml
 
 from bench.results import cell_records, read_records
 from bench.score import SCORES_SUMMARY, score_run
+from tests.runner.sample_config import BASE_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -26,25 +27,13 @@ def quant_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("quant-run")
     config = {
+        **BASE_CONFIG,
         "name": "quant-order",
-        "model": {"source": "synthetic", "preset": "tiny", "seed": 0},
         "variants": [
             {"name": "full", "kind": "full", "dtype": "float32"},
             *({"name": q, "kind": "gguf", "quant": q, "compute_dtype": "float32"} for q in ORDER),
         ],
-        "offload": ["none"],
-        "prompts": [
-            {"id": "city", "text": "a futuristic city at sunset with neon lights"},
-            {"id": "chip", "text": "macro photo of a chip with blue light"},
-        ],
-        "repeats": 1,
-        "seed": 42,
-        "height": 64,
-        "width": 64,
-        "steps": 3,
-        "max_sequence_length": 32,
         "warmup": 0,
-        "device": "cpu",
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
