@@ -19,7 +19,11 @@ import torch
 
 
 class NvmlDevice:
-    """NVML handle of the CUDA device torch uses, matched by UUID (CUDA_VISIBLE_DEVICES-safe)."""
+    """NVML handle of the CUDA device a cell uses, found without touching CUDA.
+
+    The baseline must be read before the process creates its CUDA context, so the device is
+    matched through CUDA_VISIBLE_DEVICES (ordinals or UUIDs) instead of asking torch.
+    """
 
     def __init__(self, torch_device: torch.device) -> None:
         import pynvml
@@ -27,17 +31,13 @@ class NvmlDevice:
         self._nvml = pynvml
         pynvml.nvmlInit()
         index = torch_device.index if torch_device.index is not None else 0
-        uuid = str(torch.cuda.get_device_properties(index).uuid)
-        self.handle = None
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            nvml_uuid = pynvml.nvmlDeviceGetUUID(handle)
-            nvml_uuid = nvml_uuid.decode() if isinstance(nvml_uuid, bytes) else nvml_uuid
-            if nvml_uuid.removeprefix("GPU-") == uuid.removeprefix("GPU-"):
-                self.handle = handle
-                break
-        if self.handle is None:  # MIG or an unusual driver: fall back to the ordinal
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+        visible = [v for v in visible if v]
+        target = visible[index] if index < len(visible) else str(index)
+        if target.isdigit():
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(int(target))
+        else:
+            self.handle = pynvml.nvmlDeviceGetHandleByUUID(target)
 
     def used_bytes(self) -> int:
         return int(self._nvml.nvmlDeviceGetMemoryInfo(self.handle).used)
