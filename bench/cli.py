@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -155,12 +154,12 @@ def run(
     except UserInputError as exc:
         raise fail(str(exc)) from None
     if score:
-        _score_if_available(run_dir, console)
+        _score(run_dir)
     stdout = Console()
     print_run_table(run_dir, stdout if stdout.is_terminal else Console(width=160))
 
 
-def _score_if_available(run_dir: Path, console: Console) -> None:
+def _score(run_dir: Path) -> None:
     from bench.score import score_run
 
     score_run(run_dir, progress=True)
@@ -198,11 +197,9 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = Fa
 
 
 def main() -> None:
-    # Library chatter (progress bars, optional-backend notices) would bury the harness's own
-    # output; users who want it can set the variables themselves.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from bench.environment import quiet_library_environment
+
+    quiet_library_environment()
     try:
         app()
     except UserInputError as exc:

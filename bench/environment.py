@@ -104,3 +104,28 @@ def collect_environment() -> dict[str, Any]:
         "gpus": gpu_info(),
         "env": {k: os.environ[k] for k in SAFE_ENV_VARS if k in os.environ},
     }
+
+
+def quiet_library_environment() -> None:
+    """Library chatter (info logs, hub progress bars) would bury the harness's own output.
+
+    Set as defaults only, so a user who wants it can set the variables; child processes inherit.
+    """
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def quiet_library_output() -> None:
+    """The environment defaults plus the progress bars and deprecation notices the libraries
+    print while loading and saving (for processes that import them anyway)."""
+    import warnings
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    quiet_library_environment()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()

@@ -27,10 +27,10 @@ from bench.config import (
 from bench.errors import ConfigError
 
 
-class _PromptEntry(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    text: str
+class _PromptEntry(Prompt):
+    """A prompt-file entry: a Prompt, plus descriptive keys (category, language) it ignores."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class _PromptFileModel(BaseModel):
@@ -55,7 +55,7 @@ def load_prompt_file(path: Path) -> list[Prompt]:
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise ConfigError(f"{path}: duplicate prompt ids {duplicates}")
-    return [Prompt(id=p.id, text=p.text) for p in parsed.prompts]
+    return list(parsed.prompts)
 
 
 def resolve_prompts(config: BenchConfig, config_dir: Path) -> list[Prompt]:

@@ -13,8 +13,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from bench.errors import UserInputError
 
 SCHEMA_VERSION = 1
@@ -34,6 +32,19 @@ def new_run_id(config_name: str) -> str:
 
 def image_relpath(cell_id: str, prompt_id: str, repeat: int) -> str:
     return f"{IMAGES}/{cell_id}/{prompt_id}__r{repeat}.png"
+
+
+def record_header(run_id: str, cell: dict[str, Any]) -> dict[str, Any]:
+    """Fields every record of a cell starts with (docs/run-folder.md)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "run_id": run_id,
+        "cell_id": cell["cell_id"],
+        "variant": cell["variant"],
+        "offload": cell["offload"],
+        "height": cell["height"],
+        "width": cell["width"],
+    }
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -144,13 +155,3 @@ def missing_work(manifest: dict[str, Any], records: list[dict[str, Any]]) -> dic
         if record is None or owed:
             todo[cell_id] = owed
     return todo
-
-
-def images_frame(run_dir: Path) -> pd.DataFrame:
-    """One row per image record, the step list kept as a column (raw values, never summarised)."""
-    rows = [r for r in read_records(run_dir) if r.get("kind") == "image"]
-    return pd.DataFrame(rows)
-
-
-def cells_frame(run_dir: Path) -> pd.DataFrame:
-    return pd.DataFrame(list(cell_records(read_records(run_dir)).values()))

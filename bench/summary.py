@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.results import cell_records, read_manifest, read_records
+from bench.results import cell_records, image_records, read_manifest, read_records
 
 GIB = float(1 << 30)
 
@@ -48,11 +48,14 @@ def summarize_run(run_dir: Path) -> pd.DataFrame:
     manifest = read_manifest(run_dir)
     records = read_records(run_dir)
     cells = cell_records(records)
+    images_by_cell: dict[str, list[dict[str, Any]]] = {}
+    for image in image_records(records).values():
+        images_by_cell.setdefault(image["cell_id"], []).append(image)
     rows = []
     for cell in manifest["cells"]:
         cell_id = cell["cell_id"]
         record = cells.get(cell_id, {})
-        images = [r for r in records if r.get("kind") == "image" and r["cell_id"] == cell_id]
+        images = images_by_cell.get(cell_id, [])
         ok = [r for r in images if r["status"] == "ok"]
         walls = np.array([r["wall_s"] for r in ok], dtype=float)
         steps = np.array([s for r in ok for s in r.get("step_s", [])], dtype=float)

@@ -289,11 +289,10 @@ def _build_components(spec: SyntheticSpec, seed: int) -> dict[str, Any]:
 def build_synthetic_pipeline(preset: str, seed: int, out_dir: Path) -> Path:
     """Build the pipeline and save it as an ordinary diffusers folder at `out_dir`."""
     from diffusers import FluxPipeline
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
 
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
+    from bench.environment import quiet_library_output
+
+    quiet_library_output()
     pipe = FluxPipeline(**_build_components(PRESETS[preset], seed))
     pipe.save_pretrained(out_dir, safe_serialization=True, max_shard_size="10GB")
     (out_dir / "synthetic.json").write_text(

@@ -40,10 +40,11 @@ def check_local_files(config: BenchConfig, config_dir: Path) -> None:
     """Config-time check: every local path the config names exists (URLs are checked at load)."""
     if config.model.source == "pretrained":
         path = config.model.path or ""
+        folder = _local(path, config_dir)
         looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
-        if looks_local and not _local(path, config_dir).is_dir():
+        if looks_local and not folder.is_dir():
             raise ConfigError(f"model.path: folder {path!r} not found")
-        if looks_local and not (_local(path, config_dir) / "model_index.json").is_file():
+        if looks_local and not (folder / "model_index.json").is_file():
             raise ConfigError(
                 f"model.path: {path!r} is not a diffusers pipeline (no model_index.json)"
             )
@@ -96,7 +97,9 @@ def make_gguf_from_base(base_dir: Path, quant: str) -> Path:
     return out
 
 
-def prepare_variant(variant: Any, base: str, config_dir: Path, synthetic: bool) -> PreparedVariant:
+def prepare_variant(variant: Any, base: str, config_dir: Path) -> PreparedVariant:
+    """A GGUF variant without a file is made from the base; the config validator admits that
+    only for synthetic bases, whose folder is local."""
     if not isinstance(variant, GGUFVariant):
         return PreparedVariant()
     if variant.file is not None:
@@ -109,23 +112,16 @@ def prepare_variant(variant: Any, base: str, config_dir: Path, synthetic: bool) 
             return PreparedVariant(gguf_file=str(path), file_info=describe_gguf(path))
         except GGUFFileError as exc:
             raise ConfigError(f"variants.{variant.name}.file: {exc}") from exc
-    if not synthetic:  # the config validator already refuses this; kept for library callers
-        raise ConfigError(f"variants.{variant.name}.file: required for a pretrained base")
     from bench.gguf import supported_quant_types
 
     if variant.quant not in supported_quant_types():
         return PreparedVariant(
             unavailable={
                 "type": "QuantTypeUnavailable",
-                "message": f"the harness cannot make {variant.quant} files yet "
+                "message": f"the harness cannot make {variant.quant} files "
                 f"(it makes {', '.join(supported_quant_types())})",
                 "phase": "prepare",
             }
         )
-    try:
-        path = make_gguf_from_base(Path(base), variant.quant)
-    except NotImplementedError as exc:
-        return PreparedVariant(
-            unavailable={"type": type(exc).__name__, "message": str(exc), "phase": "prepare"}
-        )
+    path = make_gguf_from_base(Path(base), variant.quant)
     return PreparedVariant(gguf_file=str(path), file_info=describe_gguf(path))

@@ -9,7 +9,6 @@ sweep always goes on to the next cell.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import queue
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from rich.progress import (
 )
 
 from bench.config import BenchConfig, GGUFVariant, config_hash, load_config
-from bench.environment import collect_environment
+from bench.environment import collect_environment, quiet_library_environment
 from bench.errors import ConfigError
 from bench.matrix import expand_cells, expand_images, resolve_prompts
 from bench.models.variants import PreparedVariant, check_local_files, prepare_variant, resolve_base
@@ -41,6 +40,7 @@ from bench.results import (
     new_run_id,
     read_manifest,
     read_records,
+    record_header,
     repair_torn_tail,
     utc_now,
     write_json_atomic,
@@ -103,9 +103,7 @@ def _prepare(plan: RunPlan, config_dir: Path, console: Console) -> None:
         if isinstance(variant, GGUFVariant) and variant.file is None:
             label += f" (quantizing the transformer to {variant.quant})"
         with console.status(label):
-            plan.prepared[variant.name] = prepare_variant(
-                variant, plan.base, config_dir, synthetic=config.model.source == "synthetic"
-            )
+            plan.prepared[variant.name] = prepare_variant(variant, plan.base, config_dir)
 
 
 def _manifest(plan: RunPlan, run_id: str) -> dict[str, Any]:
@@ -137,14 +135,6 @@ def _manifest(plan: RunPlan, run_id: str) -> dict[str, Any]:
     }
 
 
-def _child_environment() -> None:
-    """Quiet the libraries' own progress bars and info logs in cell processes."""
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 def _run_cells(run_dir: Path, manifest: dict[str, Any], plan: RunPlan, console: Console) -> None:
     config = plan.config
     prompt_text = {p["id"]: p["text"] for p in manifest["prompts"]}
@@ -153,7 +143,7 @@ def _run_cells(run_dir: Path, manifest: dict[str, Any], plan: RunPlan, console: 
     have_cell_record = set(cell_records(records))
     total_images = sum(len(v) for v in todo.values())
     ctx = mp.get_context("spawn")
-    _child_environment()
+    quiet_library_environment()
 
     columns = (
         TextColumn("{task.description}"),
@@ -205,50 +195,67 @@ def _run_cells(run_dir: Path, manifest: dict[str, Any], plan: RunPlan, console: 
                 warmup=config.warmup,
                 warmup_prompt=manifest["prompts"][0]["text"],
             )
-            events: Any = ctx.Queue()
-            process = ctx.Process(target=run_cell, args=(job, events), name=f"cell-{cell_id}")
-            process.start()
-            done = 0
-            while True:
-                try:
-                    event = events.get(timeout=0.2)
-                except queue.Empty:
-                    if not process.is_alive():
-                        break
-                    continue
-                if event["kind"] == "loaded":
-                    progress.update(task, description=f"{cell_id}: warming up")
-                    say(f"{cell_id}: loaded in {event['load_s']:.2f} s")
-                elif event["kind"] == "warm":
-                    progress.update(task, description=f"{cell_id}: generating")
-                elif event["kind"] == "image":
-                    done += 1
-                    progress.advance(task)
-                    progress.advance(overall)
-                    wall = f"{event['wall_s']:.2f} s" if event.get("wall_s") else event["status"]
-                    say(f"{cell_id}: image {done}/{len(owed)} {wall}")
-                elif event["kind"] == "cell_failed":
-                    error = event["error"]
-                    progress.update(task, description=f"{cell_id}: {error['type']}")
-                    say(f"{cell_id}: failed in {error['phase']}: {error['type']}")
-            process.join()
-            _after_cell(run_dir, manifest, cell, owed, process.exitcode)
-            progress.update(task, completed=len(owed))
-            progress.advance(overall, len(owed) - done)
+            _follow_cell(ctx, job, run_dir, manifest, cell, owed, progress, task, overall, say)
+
+
+def _follow_cell(
+    ctx: Any,
+    job: CellJob,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    cell: dict[str, Any],
+    owed: list[dict],
+    progress: Progress,
+    task: Any,
+    overall: Any,
+    say: Any,
+) -> None:
+    """Start the cell's process, show its events, and record it if it dies.
+
+    The last event tells which phase a crashed process was in: no event yet means loading.
+    """
+    cell_id = cell["cell_id"]
+    events: Any = ctx.Queue()
+    process = ctx.Process(target=run_cell, args=(job, events), name=f"cell-{cell_id}")
+    process.start()
+    done = 0
+    phase = "load"
+    while True:
+        try:
+            event = events.get(timeout=0.2)
+        except queue.Empty:
+            if not process.is_alive():
+                break
+            continue
+        if event["kind"] == "loaded":
+            phase = "warmup"
+            progress.update(task, description=f"{cell_id}: warming up")
+            say(f"{cell_id}: loaded in {event['load_s']:.2f} s")
+        elif event["kind"] == "warm":
+            phase = "generate"
+            progress.update(task, description=f"{cell_id}: generating")
+        elif event["kind"] == "image":
+            done += 1
+            progress.advance(task)
+            progress.advance(overall)
+            wall = f"{event['wall_s']:.2f} s" if event.get("wall_s") else event["status"]
+            say(f"{cell_id}: image {done}/{len(owed)} {wall}")
+        elif event["kind"] == "cell_failed":
+            error = event["error"]
+            progress.update(task, description=f"{cell_id}: {error['type']}")
+            say(f"{cell_id}: failed in {error['phase']}: {error['type']}")
+    process.join()
+    _after_cell(run_dir, manifest, cell, owed, process.exitcode, phase)
+    progress.update(task, completed=len(owed))
+    progress.advance(overall, len(owed) - done)
 
 
 def _cell_stub(
     manifest: dict[str, Any], cell: dict[str, Any], status: str, error: dict[str, str]
 ) -> dict[str, Any]:
     return {
-        "schema": SCHEMA_VERSION,
+        **record_header(manifest["run_id"], cell),
         "kind": "cell",
-        "run_id": manifest["run_id"],
-        "cell_id": cell["cell_id"],
-        "variant": cell["variant"],
-        "offload": cell["offload"],
-        "height": cell["height"],
-        "width": cell["width"],
         "status": status,
         "error": error,
         "time": utc_now(),
@@ -256,29 +263,29 @@ def _cell_stub(
 
 
 def _after_cell(
-    run_dir: Path, manifest: dict[str, Any], cell: dict[str, Any], owed: list[dict], exitcode: int
+    run_dir: Path,
+    manifest: dict[str, Any],
+    cell: dict[str, Any],
+    owed: list[dict],
+    exitcode: int,
+    phase: str,
 ) -> None:
     """A cell process that died leaves records saying so, instead of silent gaps."""
     if exitcode == 0:
         return
     how = f"signal {-exitcode}" if exitcode < 0 else f"exit code {exitcode}"
-    error = {
-        "type": "ProcessCrashed",
-        "message": f"cell process ended with {how}",
-        "phase": "load",
-    }
+    error = {"type": "ProcessCrashed", "message": f"cell process ended with {how}", "phase": phase}
     records = read_records(run_dir)
     cell_id = cell["cell_id"]
     if cell_id not in cell_records(records):
         append_jsonl(run_dir / RECORDS, [_cell_stub(manifest, cell, "crashed", error)])
         return
     done = image_records(records)
-    lost = []
-    for image in owed:
-        if (cell_id, image["prompt_id"], image["repeat"]) in done:
-            continue
-        stub = _cell_stub(manifest, cell, "failed", {**error, "phase": "generate"})
-        lost.append({**stub, "kind": "image", **image, "image": None})
+    lost = [
+        {**_cell_stub(manifest, cell, "failed", error), "kind": "image", **image, "image": None}
+        for image in owed
+        if (cell_id, image["prompt_id"], image["repeat"]) not in done
+    ]
     append_jsonl(run_dir / RECORDS, lost)
 
 

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.results import RECORDS, append_jsonl, image_relpath, utc_now
+from bench.results import RECORDS, append_jsonl, image_relpath, record_header, utc_now
 
 
 @dataclass(frozen=True)
@@ -60,15 +60,11 @@ def _exit_with_parent() -> None:
 def run_cell(job: CellJob, events: Any) -> None:
     """Entry point of the child process. Never raises: failures become records."""
     _exit_with_parent()
-    import warnings
-
-    import diffusers
     import torch
-    import transformers
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
+    from bench.environment import quiet_library_output
+
+    quiet_library_output()
 
     from bench.config import FullVariant, GGUFVariant, OffloadSpec
     from bench.models.loading import (
@@ -84,15 +80,7 @@ def run_cell(job: CellJob, events: Any) -> None:
     run_dir = Path(job.run_dir)
     records_path = run_dir / RECORDS
     cell = job.cell
-    common = {
-        "schema": 1,
-        "run_id": job.run_id,
-        "cell_id": cell["cell_id"],
-        "variant": cell["variant"],
-        "offload": cell["offload"],
-        "height": cell["height"],
-        "width": cell["width"],
-    }
+    common = record_header(job.run_id, cell)
     spec = cell["variant_spec"]
     variant = GGUFVariant(**spec) if spec["kind"] == "gguf" else FullVariant(**spec)
     offload = OffloadSpec(**cell["offload_spec"])
