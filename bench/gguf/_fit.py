@@ -135,31 +135,18 @@ def make_qkx(
     """
     n, g = x.shape
     blocks = _blocks(g, n)
-    if len(blocks) == 1:
-        return _make_qkx_block(x, w, nmax, rmin, rdelta, nstep, le_test)
-    scale = np.empty(g, np.float32)
-    the_min = np.empty(g, np.float32)
-    iscale = np.empty(g, np.float32)
-    base = np.empty(g, np.float32)
-    degenerate = np.empty(g, bool)
-    for c in blocks:
-        codes, scale[c], the_min[c] = _make_qkx_block(
-            x[:, c], w[:, c], nmax, rmin, rdelta, nstep, le_test
-        )
-        iscale[c], base[c], degenerate[c] = codes.iscale, codes.offset, codes.zero
-    return Codes(x, iscale, base, 0, nmax, 0, degenerate), scale, the_min
-
-
-def _make_qkx_block(
-    x: np.ndarray,
-    w: np.ndarray,
-    nmax: int,
-    rmin: float,
-    rdelta: float,
-    nstep: int,
-    le_test: bool,
-) -> tuple[Codes, np.ndarray, np.ndarray]:
-    n, g = x.shape
+    if len(blocks) > 1:  # each block is a single-block search (at most BLOCK_WEIGHTS values)
+        scale = np.empty(g, np.float32)
+        the_min = np.empty(g, np.float32)
+        iscale = np.empty(g, np.float32)
+        base = np.empty(g, np.float32)
+        degenerate = np.empty(g, bool)
+        for c in blocks:
+            codes, scale[c], the_min[c] = make_qkx(
+                x[:, c], w[:, c], nmax, rmin, rdelta, nstep, le_test
+            )
+            iscale[c], base[c], degenerate[c] = codes.iscale, codes.offset, codes.zero
+        return Codes(x, iscale, base, 0, nmax, 0, degenerate), scale, the_min
     fmax, zero = F32(nmax), F32(0)
     mn = x.min(axis=0)
     mx = x.max(axis=0)

@@ -12,11 +12,6 @@ import numpy as np
 F32 = np.float32
 
 
-def nearest_int(v: np.ndarray) -> np.ndarray:
-    """ggml ``nearest_int``: round half to even of a float32 value, as int32."""
-    return np.rint(v).astype(np.int32)
-
-
 def roundf(v: np.ndarray) -> np.ndarray:
     """C ``roundf``: round half away from zero (``np.rint`` alone rounds half to even).
 
@@ -39,8 +34,3 @@ def absmax_rows(x: np.ndarray) -> np.ndarray:
         h = m.shape[-1] // 2
         m = np.maximum(m[..., :h], m[..., h:])
     return m
-
-
-def fp16_round_trip(v: np.ndarray) -> np.ndarray:
-    """Value a float32 takes after being stored as fp16 and read back (RNE, exact read)."""
-    return v.astype(np.float16).astype(np.float32)

@@ -10,21 +10,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
+from bench.cli import fail
 from bench.gguf.convert import quantize_checkpoint
-from bench.gguf.errors import ConversionError, GGUFFileError
+from bench.gguf.errors import GGUFFileError
 from bench.gguf.inspect import inspect_gguf
+from bench.gguf.plan import KeyNames
 from bench.gguf.qtypes import file_quant_type, supported_quant_types
 
-_KEY_NAMES = ("auto", "bfl", "diffusers")
-
-
-def _fail(message: str) -> typer.Exit:
-    print(f"error: {message}", file=sys.stderr)
-    return typer.Exit(2)
+_KEY_NAMES = get_args(KeyNames)
 
 
 def split_types(values: list[str]) -> list[str]:
@@ -70,20 +67,20 @@ def quantize_command(
     """Quantize a FLUX transformer checkpoint to GGUF files, one per type."""
     types = split_types(type)
     if not types:
-        raise _fail("--type: expected at least one type")
+        raise fail("--type: expected at least one type")
     for t in types:
         try:
             file_quant_type(t)
         except ValueError as exc:
-            raise _fail(f"--type: {exc}") from None
+            raise fail(f"--type: {exc}") from None
     if key_names not in _KEY_NAMES:
-        raise _fail(f"--key-names: expected one of {', '.join(_KEY_NAMES)}, got {key_names!r}")
+        raise fail(f"--key-names: expected one of {', '.join(_KEY_NAMES)}, got {key_names!r}")
     if not src.exists():
-        raise _fail(
+        raise fail(
             f"{src}: no such file or directory (expected a diffusers folder or .safetensors)"
         )
     if out.exists() and not out.is_dir():
-        raise _fail(f"{out}: --out must be a folder, found a file")
+        raise fail(f"{out}: --out must be a folder, found a file")
     stem = output_stem(src)
     for t in types:
         target = out / f"{stem}-{t}.gguf"
@@ -91,8 +88,8 @@ def quantize_command(
             s = quantize_checkpoint(
                 src, target, t, key_names=key_names, progress=sys.stderr.isatty()
             )  # type: ignore[arg-type]
-        except (ConversionError, ValueError) as exc:
-            raise _fail(str(exc)) from None
+        except ValueError as exc:  # ConversionError included
+            raise fail(str(exc)) from None
         counts = ", ".join(f"{k}={v}" for k, v in sorted(s.tensor_counts.items()))
         print(
             f"{s.out}  {s.file_bytes / 2**30:.3f} GiB  {s.bits_per_weight:.2f} bpw  "
@@ -109,7 +106,7 @@ def inspect_command(
     try:
         r = inspect_gguf(file)
     except GGUFFileError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if json_out:
         print(json.dumps(r.to_json(), indent=2, default=str))
         return

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from math import prod
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from gguf import GGUFWriter
 
 from bench.gguf import quants
 from bench.gguf.errors import ConversionError
+from bench.gguf.names import key_scheme
 from bench.gguf.plan import KeyNames, OutputTensor, build_plan, load
 from bench.gguf.qtypes import file_quant_type, supported_quant_types
 from bench.gguf.source import Checkpoint
@@ -69,20 +71,17 @@ def quantize_checkpoint(
     src, out = Path(src), Path(out)
     with Checkpoint(src) as ckpt:
         plan = build_plan(ckpt, ft, key_names)
-        used_names = (
-            "bfl" if any(t.name.startswith("double_blocks.") for t in plan) else "diffusers"
-        )
+        used_names = "bfl" if key_scheme(t.name for t in plan) == "bfl" else "diffusers"
         majority = Counter(t.source_dtype for t in plan).most_common(1)[0][0]
         with _atomic_path(out) as tmp:
             writer = GGUFWriter(tmp, arch="flux")
             writer.add_quantization_version(2)
             writer.add_file_type(ft.file_type)
             writer.add_string("bench.source_dtype", majority)
-            for t in plan:
-                rows = t.shape[0] if len(t.shape) > 1 else 1
+            for t in plan:  # byte shape: the last dimension counted in bytes
                 writer.add_tensor_info(
                     t.name,
-                    (*t.shape[:-1], t.nbytes // rows) if len(t.shape) > 1 else (t.nbytes,),
+                    (*t.shape[:-1], t.nbytes // prod(t.shape[:-1])),
                     np.dtype(np.uint8),
                     t.nbytes,
                     raw_dtype=t.qtype,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gguf.errors import GGUFFileError
+from bench.gguf.names import key_scheme
 
 GGUF_MAGIC = b"GGUF"
 _MAX_LISTED_ITEMS = 8  # long array metadata values are summarised, not dumped
@@ -83,13 +84,6 @@ def inspect_gguf(path: Path) -> InspectResult:
         per_type[tname] += int(t.n_bytes)
         tensor_types[t.name] = tname
         params += int(t.n_elements)
-    names = list(tensor_types)
-    if any(n.startswith(("double_blocks.", "single_blocks.")) for n in names):
-        key_names = "bfl"
-    elif any(n.startswith(("transformer_blocks.", "single_transformer_blocks.")) for n in names):
-        key_names = "diffusers"
-    else:
-        key_names = "unknown"
     version_field = reader.fields.get("GGUF.version")
     version = int(version_field.parts[-1][0]) if version_field is not None else 0
     return InspectResult(
@@ -102,7 +96,7 @@ def inspect_gguf(path: Path) -> InspectResult:
         bytes_per_type=dict(per_type),
         parameters=params,
         bits_per_weight=8 * sum(per_type.values()) / params if params else 0.0,
-        key_names=key_names,
+        key_names=key_scheme(tensor_types),
         tensor_types=tensor_types,
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.gguf._fit import make_qkx, make_qp, make_qx, scratch, seqsum
-from bench.gguf._fp import F32, fp16_round_trip
+from bench.gguf._fp import F32
 
 QK_K = 256
 
@@ -59,10 +59,8 @@ def _q45_k(x: np.ndarray, qw: np.ndarray | None, nmax: int) -> np.ndarray:
         av_x = np.sqrt(seqsum(w) / F32(32))
         np.abs(xs, out=w)
         w += av_x
-        if nmax == 15:
-            codes, scales, mins = make_qkx(xs, w, 15, -1.0, 0.1, 20, le_test=False)
-        else:
-            codes, scales, mins = make_qkx(xs, w, 31, -0.5, 0.1, 15, le_test=False)
+        rmin, nstep = (-1.0, 20) if nmax == 15 else (-0.5, 15)
+        codes, scales, mins = make_qkx(xs, w, nmax, rmin, 0.1, nstep, le_test=False)
         del w
         scales = scales.reshape(nb, 8)
         mins = mins.reshape(nb, 8)
@@ -100,8 +98,9 @@ def _q45_k(x: np.ndarray, qw: np.ndarray | None, nmax: int) -> np.ndarray:
     sc, m = _unpack_scales(packed)
     # Re-quantize with the stored scales (sub-major layout: one sub-block per column); where a
     # stored scale is 0, C keeps the search's codes.
-    dd = (fp16_round_trip(d.astype(np.float32))[:, None] * sc.astype(np.float32)).reshape(-1)
-    dm = (fp16_round_trip(dmin.astype(np.float32))[:, None] * m.astype(np.float32)).reshape(-1)
+    # d and dmin are fp16, so their float32 values are exactly what the decoder reads
+    dd = (d.astype(np.float32)[:, None] * sc.astype(np.float32)).reshape(-1)
+    dm = (dmin.astype(np.float32)[:, None] * m.astype(np.float32)).reshape(-1)
     kept = np.flatnonzero(dd == 0)
     fallback = codes(kept) if kept.size else None  # before xs is overwritten below
     dd[kept] = 1
@@ -188,7 +187,7 @@ def quantize_q6_k(x: np.ndarray, qw: np.ndarray | None = None) -> np.ndarray:
     iscale = (F32(-128) / max_scale)[:, None]
     d = (F32(1) / iscale[:, 0]).astype(np.float16)
     sc = np.minimum(np.rint(iscale * scales), F32(127)).astype(np.int8)  # >= -128 by design
-    dd = (fp16_round_trip(d.astype(np.float32))[:, None] * sc.astype(np.float32)).reshape(-1)
+    dd = (d.astype(np.float32)[:, None] * sc.astype(np.float32)).reshape(-1)  # d: fp16 as read
     # Re-quantize with the stored scales in sub-major layout; where a stored scale is 0, C keeps
     # the search's codes.
     kept = np.flatnonzero(dd == 0)

@@ -15,10 +15,14 @@ are stacked along dim 0.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 FLUX1_WIDTH = 3072
 BFL_PREFIX = "model.diffusion_model."
+BFL_BLOCK_PREFIXES = ("double_blocks.", "single_blocks.")
+DIFFUSERS_BLOCK_PREFIXES = ("transformer_blocks.", "single_transformer_blocks.")
 
 
 @dataclass(frozen=True)
@@ -53,47 +57,50 @@ def _top_level(has_guidance: bool) -> list[Group]:
     return groups
 
 
-def _double_block(i: int) -> list[Group]:
-    b, d = f"double_blocks.{i}.", f"transformer_blocks.{i}."
-    groups: list[Group] = []
-    for s in ("weight", "bias"):
-        groups += [
-            Group(f"{b}img_mod.lin.{s}", (f"{d}norm1.linear.{s}",)),
-            Group(f"{b}txt_mod.lin.{s}", (f"{d}norm1_context.linear.{s}",)),
-            Group(f"{b}img_attn.qkv.{s}", tuple(f"{d}attn.to_{p}.{s}" for p in "qkv")),
-            Group(f"{b}txt_attn.qkv.{s}", tuple(f"{d}attn.add_{p}_proj.{s}" for p in "qkv")),
-            Group(f"{b}img_mlp.0.{s}", (f"{d}ff.net.0.proj.{s}",)),
-            Group(f"{b}img_mlp.2.{s}", (f"{d}ff.net.2.{s}",)),
-            Group(f"{b}txt_mlp.0.{s}", (f"{d}ff_context.net.0.proj.{s}",)),
-            Group(f"{b}txt_mlp.2.{s}", (f"{d}ff_context.net.2.{s}",)),
-            Group(f"{b}img_attn.proj.{s}", (f"{d}attn.to_out.0.{s}",)),
-            Group(f"{b}txt_attn.proj.{s}", (f"{d}attn.to_add_out.{s}",)),
-        ]
-    groups += [
-        Group(f"{b}img_attn.norm.query_norm.scale", (f"{d}attn.norm_q.weight",)),
-        Group(f"{b}img_attn.norm.key_norm.scale", (f"{d}attn.norm_k.weight",)),
-        Group(f"{b}txt_attn.norm.query_norm.scale", (f"{d}attn.norm_added_q.weight",)),
-        Group(f"{b}txt_attn.norm.key_norm.scale", (f"{d}attn.norm_added_k.weight",)),
-    ]
-    return groups
+#: Per block kind: (BFL, diffusers) prefixes, linear layers (BFL name, diffusers parts; each has
+#: a weight and a bias) and RMS-norm scales (BFL name, diffusers name).
+_DOUBLE_LINEARS = (
+    ("img_mod.lin", ("norm1.linear",)),
+    ("txt_mod.lin", ("norm1_context.linear",)),
+    ("img_attn.qkv", tuple(f"attn.to_{p}" for p in "qkv")),
+    ("txt_attn.qkv", tuple(f"attn.add_{p}_proj" for p in "qkv")),
+    ("img_mlp.0", ("ff.net.0.proj",)),
+    ("img_mlp.2", ("ff.net.2",)),
+    ("txt_mlp.0", ("ff_context.net.0.proj",)),
+    ("txt_mlp.2", ("ff_context.net.2",)),
+    ("img_attn.proj", ("attn.to_out.0",)),
+    ("txt_attn.proj", ("attn.to_add_out",)),
+)
+_DOUBLE_NORMS = (
+    ("img_attn.norm.query_norm", "attn.norm_q"),
+    ("img_attn.norm.key_norm", "attn.norm_k"),
+    ("txt_attn.norm.query_norm", "attn.norm_added_q"),
+    ("txt_attn.norm.key_norm", "attn.norm_added_k"),
+)
+_SINGLE_LINEARS = (
+    ("modulation.lin", ("norm.linear",)),
+    ("linear1", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
+    ("linear2", ("proj_out",)),
+)
+_SINGLE_NORMS = (
+    ("norm.query_norm", "attn.norm_q"),
+    ("norm.key_norm", "attn.norm_k"),
+)
 
 
-def _single_block(i: int) -> list[Group]:
-    b, d = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
-    groups: list[Group] = []
-    for s in ("weight", "bias"):
-        groups += [
-            Group(f"{b}modulation.lin.{s}", (f"{d}norm.linear.{s}",)),
-            Group(
-                f"{b}linear1.{s}",
-                (f"{d}attn.to_q.{s}", f"{d}attn.to_k.{s}", f"{d}attn.to_v.{s}", f"{d}proj_mlp.{s}"),
-            ),
-            Group(f"{b}linear2.{s}", (f"{d}proj_out.{s}",)),
-        ]
-    groups += [
-        Group(f"{b}norm.query_norm.scale", (f"{d}attn.norm_q.weight",)),
-        Group(f"{b}norm.key_norm.scale", (f"{d}attn.norm_k.weight",)),
+def _block(
+    b: str,
+    d: str,
+    linears: tuple[tuple[str, tuple[str, ...]], ...],
+    norms: tuple[tuple[str, str], ...],
+) -> list[Group]:
+    """Groups of one block: all linear weights, then all biases, then the norm scales."""
+    groups = [
+        Group(f"{b}{bfl}.{s}", tuple(f"{d}{p}.{s}" for p in parts))
+        for s in ("weight", "bias")
+        for bfl, parts in linears
     ]
+    groups += [Group(f"{b}{bfl}.scale", (f"{d}{dif}.weight",)) for bfl, dif in norms]
     return groups
 
 
@@ -118,6 +125,16 @@ def is_diffusers_flux(keys: list[str]) -> bool:
     return "x_embedder.weight" in keys and "context_embedder.weight" in keys
 
 
+def key_scheme(keys: Iterable[str]) -> Literal["bfl", "diffusers", "unknown"]:
+    """Naming scheme of a tensor list, told by its transformer-block names."""
+    keys = list(keys)
+    if any(k.startswith(BFL_BLOCK_PREFIXES) for k in keys):
+        return "bfl"
+    if any(k.startswith(DIFFUSERS_BLOCK_PREFIXES) for k in keys):
+        return "diffusers"
+    return "unknown"
+
+
 def flux_groups(keys: list[str]) -> list[Group]:
     """All groups for a FLUX model whose key set is ``keys`` (either naming scheme).
 
@@ -129,9 +146,13 @@ def flux_groups(keys: list[str]) -> list[Group]:
     has_guidance = any(("guidance_in." if bfl else "guidance_embedder.") in k for k in keys)
     groups = _top_level(has_guidance)
     for i in range(n_double):
-        groups += _double_block(i)
+        groups += _block(
+            f"double_blocks.{i}.", f"transformer_blocks.{i}.", _DOUBLE_LINEARS, _DOUBLE_NORMS
+        )
     for i in range(n_single):
-        groups += _single_block(i)
+        groups += _block(
+            f"single_blocks.{i}.", f"single_transformer_blocks.{i}.", _SINGLE_LINEARS, _SINGLE_NORMS
+        )
     return groups
 
 

@@ -7,6 +7,7 @@ final shape and type can be written before any data is streamed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 from typing import Literal
 
 import torch
@@ -20,12 +21,7 @@ from bench.gguf.source import Checkpoint
 
 KeyNames = Literal["auto", "bfl", "diffusers"]
 
-BLOCK_PREFIXES = (
-    "double_blocks.",
-    "single_blocks.",
-    "transformer_blocks.",
-    "single_transformer_blocks.",
-)
+BLOCK_PREFIXES = names.BFL_BLOCK_PREFIXES + names.DIFFUSERS_BLOCK_PREFIXES
 #: Names ComfyUI-GGUF / stable-diffusion.cpp never quantize (embedders and the final layer).
 KEEP_PRECISION_MARKERS = (
     "txt_in.",
@@ -59,10 +55,7 @@ class OutputTensor:
 
     @property
     def n_params(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return prod(self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -85,21 +78,18 @@ def load(ckpt: Checkpoint, t: OutputTensor) -> torch.Tensor:
     return x
 
 
-def model_width(ckpt: Checkpoint, keys: list[str]) -> int | None:
-    """Hidden size of a FLUX transformer (3072 for FLUX.1), from config or weights."""
+def model_width(ckpt: Checkpoint, stripped: dict[str, str]) -> int | None:
+    """Hidden size of a FLUX transformer (3072 for FLUX.1), from config or weights.
+
+    ``stripped`` maps prefix-stripped key names to the checkpoint's own keys.
+    """
     cfg = ckpt.config
     if "num_attention_heads" in cfg and "attention_head_dim" in cfg:
         return int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])  # type: ignore[call-overload]
     for k in ("x_embedder.weight", "img_in.weight"):
-        if k in keys:
-            return ckpt.tensors[_src_key(ckpt, k)].shape[0]
+        if k in stripped:
+            return ckpt.tensors[stripped[k]].shape[0]
     return None
-
-
-def _src_key(ckpt: Checkpoint, stripped: str) -> str:
-    if stripped in ckpt.tensors:
-        return stripped
-    return names.BFL_PREFIX + stripped
 
 
 def choose_tensor_type(
@@ -112,10 +102,7 @@ def choose_tensor_type(
     type (fused attention qkv one level higher for the ``_M`` mixes); K types need rows that are a
     multiple of 256 and fall back to F16 otherwise (Q8_0: 32).
     """
-    n = 1
-    for s in shape:
-        n *= s
-    if len(shape) <= 1 or n <= 1024:
+    if len(shape) <= 1 or prod(shape) <= 1024:
         return T.F32
     input_precision = T.BF16 if source_dtype == "BF16" else T.F16
     if ft.base in (T.F16, T.BF16):
@@ -155,7 +142,7 @@ def build_plan(ckpt: Checkpoint, ft: FileQuantType, key_names: KeyNames) -> list
     keys = list(stripped)
     src_bfl = names.is_bfl_flux(keys)
     src_diffusers = names.is_diffusers_flux(keys)
-    want = resolve_key_names(key_names, model_width(ckpt, keys))
+    want = resolve_key_names(key_names, model_width(ckpt, stripped))
     items: list[tuple[str, tuple[Part, ...], bool, tuple[int, ...], str]] = []
 
     def info(k: str) -> tuple[tuple[int, ...], str]:

@@ -17,10 +17,10 @@ def quantize_blocks(x: np.ndarray) -> np.ndarray:
     float32 ``d`` while the stored scale is its fp16 rounding. ggml's Q8_0 ignores an imatrix.
     """
     amax = absmax_rows(x)  # (n_blocks, 1)
-    d = (amax / F32(127)).astype(np.float32)
+    d = amax / F32(127)
     with np.errstate(divide="ignore"):
-        inv = np.where(d != 0, F32(1) / d, F32(0)).astype(np.float32)
-    q = roundf((x * inv).astype(np.float32)).astype(np.int8)
+        inv = np.where(d != 0, F32(1) / d, F32(0))
+    q = roundf(x * inv).astype(np.int8)
     out = np.empty((x.shape[0], TYPE_SIZE), dtype=np.uint8)
     out[:, :2] = d.astype(np.float16).view(np.uint8)
     out[:, 2:] = q.view(np.uint8)

@@ -12,11 +12,6 @@ from dataclasses import dataclass
 
 from gguf import GGMLQuantizationType as T
 
-#: ggml tensor types our quantizer implements (besides the float pass-through types).
-QUANTIZED_TENSOR_TYPES: tuple[T, ...] = (T.Q8_0, T.Q6_K, T.Q5_K, T.Q4_K)
-FLOAT_TENSOR_TYPES: tuple[T, ...] = (T.F32, T.F16, T.BF16)
-K_TYPES: frozenset[T] = frozenset({T.Q6_K, T.Q5_K, T.Q4_K})
-
 
 @dataclass(frozen=True)
 class FileQuantType:
@@ -62,8 +57,10 @@ def file_quant_type(name: str) -> FileQuantType:
         raise ValueError(f"unknown quantization type {name!r}; expected one of: {valid}") from None
 
 
-def tensor_type(name: str) -> T:
-    """ggml tensor type from its name (``"Q4_K"`` -> ``GGMLQuantizationType.Q4_K``)."""
+def tensor_type(name: T | str) -> T:
+    """ggml tensor type from its name (``"Q4_K"`` -> ``GGMLQuantizationType.Q4_K``) or value."""
+    if not isinstance(name, str):
+        return T(name)
     try:
         return T[name.strip().upper()]
     except KeyError:

@@ -54,7 +54,7 @@ def _block_fn(qtype: T) -> BlockFn:
 
 def row_bytes(qtype: T | str, n_cols: int) -> int:
     """Bytes one row of ``n_cols`` weights takes in ``qtype`` (raises if not a whole block)."""
-    qt = tensor_type(qtype) if isinstance(qtype, str) else qtype
+    qt = tensor_type(qtype)
     block, size = GGML_QUANT_SIZES[qt]
     if n_cols % block:
         raise ValueError(f"{qt.name} needs a multiple of {block} columns, got {n_cols}")
@@ -74,7 +74,7 @@ def quantize(
     ggml does. F32/F16/BF16 are plain conversions. ``threads`` > 1 (or None: all usable CPUs)
     quantizes row chunks in parallel; chunks are independent, so the bytes do not change.
     """
-    qt = tensor_type(qtype) if isinstance(qtype, str) else T(qtype)
+    qt = tensor_type(qtype)
     x = np.asarray(array)
     if x.ndim != 2:
         raise ValueError(f"quantize expects a 2-D array, got shape {x.shape}")
@@ -121,7 +121,7 @@ def quantize(
 
 def dequantize(data: np.ndarray, qtype: T | str, n_cols: int | None = None) -> np.ndarray:
     """Decode ggml bytes (rows, row_bytes) back to float32 (rows, cols) with the gguf package."""
-    qt = tensor_type(qtype) if isinstance(qtype, str) else T(qtype)
+    qt = tensor_type(qtype)
     raw = np.ascontiguousarray(data, dtype=np.uint8)
     out = _gguf_dequantize(raw, qt).astype(np.float32, copy=False)
     if n_cols is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,15 +150,3 @@ class Checkpoint:
         if n != stop - start:
             raise ConversionError(f"{st.file}: truncated data for tensor {key!r}")
         return buf.view(dtype).reshape(st.shape)
-
-    def keys(self) -> Iterator[str]:
-        return iter(self.tensors)
-
-    def parameter_count(self) -> int:
-        total = 0
-        for st in self.tensors.values():
-            n = 1
-            for s in st.shape:
-                n *= s
-            total += n
-        return total

@@ -11,6 +11,7 @@ from gguf import GGUFReader
 from safetensors.torch import load_file, save_file
 
 from bench.gguf.convert import quantize_checkpoint
+from bench.gguf.errors import ConversionError
 from bench.gguf.names import diffusers_to_bfl_name
 from bench.gguf.plan import build_plan, load
 from bench.gguf.qtypes import file_quant_type
@@ -147,8 +148,6 @@ def test_unmapped_key_is_rejected(tiny_flux_pipeline: Path, tmp_path: Path) -> N
     sd["extra.lora_A.weight"] = torch.zeros(4, 4)
     src = tmp_path / "extra.safetensors"
     save_file(sd, str(src))
-    from bench.gguf.errors import ConversionError
-
     with pytest.raises(ConversionError, match=r"extra\.lora_A\.weight"):
         quantize_checkpoint(src, tmp_path / "o.gguf", "Q8_0", key_names="bfl")
     assert not (tmp_path / "o.gguf").exists()
