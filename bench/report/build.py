@@ -16,7 +16,6 @@ from bench.report.data import load_run
 from bench.report.document import TABLE_CSV, build_document
 from bench.report.html import render_html
 from bench.report.markdown import render_markdown
-from bench.report.tables import raw_table
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -38,8 +37,8 @@ def build_report(run_dir: Path, out_dir: Path) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        raw_table(run).to_csv(tmp / TABLE_CSV, index=False)
         report = build_document(run, tmp)
+        report.raw_table.to_csv(tmp / TABLE_CSV, index=False)
         (tmp / REPORT_MD).write_text(render_markdown(report), encoding="utf-8")
         (tmp / REPORT_HTML).write_text(render_html(report, tmp), encoding="utf-8")
         _replace(tmp, out_dir)

@@ -16,11 +16,11 @@ import pandas as pd
 from bench.report.data import (
     RunData,
     energy_reason,
-    quality_rows,
+    offload_order,
     quant_of,
     reference_variant,
 )
-from bench.report.fmt import GIB, missing, num
+from bench.report.fmt import gib, missing, num
 from bench.report.tables import memory_columns, peak_bytes
 
 SUPPORTED = "supported"
@@ -88,10 +88,6 @@ def _quantized_variants(run: RunData) -> list[str]:
     return list(dict.fromkeys(c["variant"] for c in run.manifest["cells"] if quant_of(c)))
 
 
-def _offloads(run: RunData) -> list[str]:
-    return list(dict.fromkeys(c["offload"] for c in run.manifest["cells"]))
-
-
 def claim_vram(run: RunData) -> Claim:
     claim = "Quantized (Q8_0) transformer about halves VRAM (24 → 12 GB)"
     full = reference_variant(run)
@@ -106,7 +102,7 @@ def claim_vram(run: RunData) -> Claim:
             if qa and qb:
                 host = (
                     f" For information only, host RSS peak without offload: {q8} "
-                    f"{num(qa / GIB)} GiB vs {full} {num(qb / GIB)} GiB (×{num(qa / qb, 2)}); "
+                    f"{gib(qa)} GiB vs {full} {gib(qb)} GiB (×{num(qa / qb, 2)}); "
                     "host memory of a CPU run is not VRAM."
                 )
         return Claim(
@@ -119,7 +115,7 @@ def claim_vram(run: RunData) -> Claim:
     counter, header = device_cols[0]
     label = header.replace(" (GiB)", "")
     parts, ratios, gaps = [], [], []
-    for offload in _offloads(run):
+    for offload in offload_order(run):
         ref = _row(run, full, offload)
         for variant in quants:
             row = _row(run, variant, offload)
@@ -130,7 +126,7 @@ def claim_vram(run: RunData) -> Claim:
                 continue
             if not _ok(ref):
                 parts.append(
-                    f"{variant}/{offload} {num(peak_bytes(row, counter) / GIB)} GiB, "
+                    f"{variant}/{offload} {gib(peak_bytes(row, counter))} GiB, "
                     f"full precision has no figure ({_why_not(ref, f'{full}/{offload}')})"
                 )
                 continue
@@ -139,8 +135,7 @@ def claim_vram(run: RunData) -> Claim:
                 continue
             ratios.append((variant, a / b))
             parts.append(
-                f"{variant}/{offload}: {num(a / GIB)} GiB vs full {num(b / GIB)} GiB "
-                f"(×{num(a / b, 2)})"
+                f"{variant}/{offload}: {gib(a)} GiB vs full {gib(b)} GiB (×{num(a / b, 2)})"
             )
     if not ratios:
         return Claim(
@@ -173,7 +168,7 @@ def claim_quality(run: RunData) -> Claim:
     )
     if run.scores is None:
         return Claim("quality", claim, f"{run.scores_note}.", NOT_MEASURED)
-    scores = quality_rows(run)
+    scores = run.quality
     q8 = _variant_with_quant(run, "Q8_0") or next(iter(_quantized_variants(run)), None)
     if q8 is None:
         return Claim("quality", claim, "no quantized variant in this run", NOT_MEASURED)
@@ -238,7 +233,7 @@ def claim_load(run: RunData) -> Claim:
     claim = "Quantized files load faster"
     full = reference_variant(run)
     parts, faster, slower, gaps = [], 0, 0, []
-    for offload in _offloads(run):
+    for offload in offload_order(run):
         ref = _row(run, full, offload)
         for variant in _quantized_variants(run):
             row = _row(run, variant, offload)
@@ -274,7 +269,7 @@ def claim_power(run: RunData) -> Claim:
     if not measured:
         return Claim("power", claim, energy_reason(run) + ".", NOT_MEASURED)
     parts, lower, higher = [], 0, 0
-    for offload in _offloads(run):
+    for offload in offload_order(run):
         ref = _row(run, full, offload)
         for variant in _quantized_variants(run):
             row = _row(run, variant, offload)
@@ -306,11 +301,8 @@ def claim_power(run: RunData) -> Claim:
 def claim_sequential(run: RunData) -> Claim:
     claim = "enable_sequential_cpu_offload() fails with GGUF (KeyError: None)"
     version = ((run.manifest.get("environment") or {}).get("packages") or {}).get("diffusers")
-    rows = [
-        (v, _row(run, v, "sequential"))
-        for v in _quantized_variants(run)
-        if _row(run, v, "sequential") is not None
-    ]
+    found = [(v, _row(run, v, "sequential")) for v in _quantized_variants(run)]
+    rows = [(v, r) for v, r in found if r is not None]
     if not rows:
         return Claim(
             "sequential",

@@ -16,10 +16,10 @@ import pandas as pd
 
 from bench.errors import UserInputError
 from bench.metrics import run_view
-from bench.results import image_records, read_manifest, read_records
+from bench.results import cell_records, image_records, read_manifest, read_records
+from bench.score import SCORES_SUMMARY
 from bench.summary import summarize_run
 
-SCORES_SUMMARY = "scores_summary.json"
 CELL_KEYS = ("cell_id", "variant", "offload", "height", "width")
 
 
@@ -29,12 +29,14 @@ class RunData:
 
     run_dir: Path
     manifest: dict[str, Any]
-    records: list[dict[str, Any]]
     summary: pd.DataFrame
     images: dict[tuple[str, str, int], dict[str, Any]]
     scores: dict[str, Any] | None
     scores_note: str | None = None
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cell_records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # scores_summary rows keyed by (cell_id, metric); empty when not scored
+    quality: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -55,19 +57,14 @@ class RunData:
     @property
     def devices(self) -> list[str]:
         """Devices the cells ran on (from cell records), e.g. ['cpu'] or ['cuda:0']."""
-        return sorted(
-            {r["device"] for r in self.records if r.get("kind") == "cell" and r.get("device")}
-        )
+        return sorted({r["device"] for r in self.cell_records.values() if r.get("device")})
 
     @property
     def on_gpu(self) -> bool:
         return any(d.startswith("cuda") for d in self.devices) or bool(self.gpus)
 
     def cell_record(self, cell_id: str) -> dict[str, Any]:
-        for record in self.records:
-            if record.get("kind") == "cell" and record.get("cell_id") == cell_id:
-                return record
-        return {}
+        return self.cell_records.get(cell_id, {})
 
 
 def _read_scores(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -102,20 +99,19 @@ def load_run(run_dir: Path) -> RunData:
     return RunData(
         run_dir=run_dir,
         manifest=manifest,
-        records=records,
+        # summarize_run takes the folder, so it reads manifest and records a second time
         summary=summarize_run(run_dir),
         images=image_records(records),
         scores=scores,
         scores_note=note,
         cells={cell["cell_id"]: cell for cell in manifest["cells"]},
+        cell_records=cell_records(records),
+        quality={
+            (row["cell_id"], row["metric"]): row
+            for row in (scores or {}).get("cells", [])
+            if "metric" in row
+        },
     )
-
-
-def quality_rows(run: RunData) -> dict[tuple[str, str], dict[str, Any]]:
-    """scores_summary rows keyed by (cell_id, metric)."""
-    if run.scores is None:
-        return {}
-    return {(row["cell_id"], row["metric"]): row for row in run.scores["cells"] if "metric" in row}
 
 
 def reference_variant(run: RunData) -> str | None:
@@ -141,7 +137,7 @@ def quant_of(cell: dict[str, Any]) -> str | None:
 
 def energy_reason(run: RunData) -> str:
     """Why a run has no energy figures, in words."""
-    supported = [r.get("energy_supported") for r in run.records if r.get("kind") == "cell"]
+    supported = [r.get("energy_supported") for r in run.cell_records.values()]
     if not run.on_gpu:
         return (
             "energy not measured: no NVML on this machine (no GPU; cells ran on "

@@ -20,6 +20,7 @@ from bench.report.tables import (
     failure_notes,
     omitted_columns,
     quality_gaps,
+    raw_table,
 )
 
 TABLE_CSV = "table.csv"
@@ -30,6 +31,7 @@ class Report:
     title: str
     facts: list[tuple[str, str]]
     warnings: list[str]
+    raw_table: pd.DataFrame  # table.csv
     table: pd.DataFrame
     table_notes: list[str]
     failures: list[str]
@@ -62,11 +64,13 @@ def table_notes(run: RunData) -> list[str]:
 
 def build_document(run: RunData, out_dir: Path) -> Report:
     """Compute every section; pictures are written into `out_dir` as a side effect."""
+    raw = raw_table(run)
     return Report(
         title=f"Benchmark report: {run.run_id}",
         facts=facts(run),
         warnings=warnings(run),
-        table=display_table(run),
+        raw_table=raw,
+        table=display_table(run, raw),
         table_notes=table_notes(run),
         failures=failure_notes(run),
         plots=all_plots(run, out_dir),

@@ -47,9 +47,3 @@ def interval(mean: Any, low: Any, high: Any, digits: int = 3) -> str:
     if missing(low) or missing(high):
         return num(mean, digits)
     return f"{num(mean, digits)} [{num(low, digits)}, {num(high, digits)}]"
-
-
-def ratio(a: Any, b: Any) -> float | None:
-    if missing(a) or missing(b) or float(b) == 0:
-        return None
-    return float(a) / float(b)

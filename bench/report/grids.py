@@ -80,8 +80,9 @@ def _slot(
         image = _load(run, cell["cell_id"], prompt_id, repeat)
         if image is not None:
             return Slot(variant, cell["cell_id"], image)
-    statuses = sorted({str(r) for r in run.summary[run.summary["variant"] == variant]["status"]})
-    errors = run.summary[run.summary["variant"] == variant]["error_type"].dropna().unique()
+    rows = run.summary[run.summary["cell_id"].isin([c["cell_id"] for c in cells])]
+    statuses = sorted({str(r) for r in rows["status"]})
+    errors = rows["error_type"].dropna().unique()
     note = "no image: " + ", ".join(statuses)
     if len(errors):
         note += f" ({', '.join(map(str, errors))})"
@@ -150,7 +151,8 @@ def _draw(
 def image_grids(run: RunData, out_dir: Path) -> list[Picture]:
     """One grid per (prompt, resolution), first repeat that has any image."""
     prompts = {p["id"]: p.get("text", "") for p in run.manifest["prompts"]}
-    resolutions = list(dict.fromkeys((c["height"], c["width"]) for c in run.manifest["cells"]))
+    resolution_of = {cid: (c["height"], c["width"]) for cid, c in run.cells.items()}
+    resolutions = list(dict.fromkeys(resolution_of.values()))
     variants = variant_order(run)
     ref_variant = reference_variant(run)
     pictures = []
@@ -168,9 +170,7 @@ def image_grids(run: RunData, out_dir: Path) -> list[Picture]:
                     if any(
                         (rec.get("status") == "ok")
                         for (cid, pid, rr), rec in run.images.items()
-                        if pid == prompt_id
-                        and rr == r
-                        and (run.cells.get(cid) or {}).get("height") == res[0]
+                        if pid == prompt_id and rr == r and resolution_of.get(cid) == res
                     )
                 ),
                 None,
@@ -181,8 +181,11 @@ def image_grids(run: RunData, out_dir: Path) -> list[Picture]:
                 )
                 continue
             mode = _pick_mode(run, prompt_id, repeat, res)
-            slots = [_slot(run, v, mode, prompt_id, repeat, res) for v in variants]
-            slots = [s for s in slots if _cells_of(run, s.variant, res)]
+            slots = [
+                _slot(run, v, mode, prompt_id, repeat, res)
+                for v in variants
+                if _cells_of(run, v, res)
+            ]
             reference = next((s for s in slots if s.variant == ref_variant), None)
             seed = next(
                 (

@@ -59,7 +59,7 @@ def _data_uri(path: Path) -> str:
 def html_table(
     header: Sequence[str], rows: Sequence[Sequence[object]], row_classes: Sequence[str] = ()
 ) -> str:
-    numeric = [any(h.endswith(x) or x in h for x in NUMERIC_HINTS) for h in header]
+    numeric = [any(x in h for x in NUMERIC_HINTS) for h in header]
     out = ["<div class='scroll'><table>", "<thead><tr>"]
     out += [f"<th>{_em(escape(str(h)))}</th>" for h in header]
     out.append("</tr></thead><tbody>")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.report.data import RunData
-from bench.report.fmt import GIB, missing, num
+from bench.report.fmt import DASH, GIB, gib, missing, num
 from bench.report.published import TABLES, differences, matches
 from bench.report.tables import memory_columns, peak_bytes
 
@@ -69,10 +69,10 @@ def warnings(run: RunData) -> list[str]:
             "measure quantization error only, and the CLIP score means nothing."
         )
     if not run.finished:
-        have = {r["cell_id"] for r in run.records if r.get("kind") == "cell"}
         out.append(
-            f"Unfinished run (finished_at is null): {len(have)} of {len(run.manifest['cells'])} "
-            "cells have a record. The run is still going or was killed; "
+            f"Unfinished run (finished_at is null): {len(run.cell_records)} of "
+            f"{len(run.manifest['cells'])} cells have a record. "
+            "The run is still going or was killed; "
             f"`bench run --resume {run.run_dir}` completes it."
         )
     if not run.on_gpu:
@@ -104,7 +104,7 @@ def memory_note(run: RunData) -> str:
 
 def published_sections(run: RunData) -> list[PublishedSection]:
     sections = []
-    headline = memory_columns(run)[0] if memory_columns(run) else None
+    headline = next(iter(memory_columns(run)), None)
     for table in TABLES:
         title = (
             f"{table.source} ({table.hardware}, {table.height}×{table.width}, {table.steps} steps)"
@@ -126,11 +126,11 @@ def published_sections(run: RunData) -> list[PublishedSection]:
         rows = []
         for cell, pub in pairs:
             row = run.summary[run.summary["cell_id"] == cell["cell_id"]].iloc[0]
-            memory = "–"
+            memory = DASH
             if headline is not None:
                 peak = peak_bytes(row, headline[0])
-                memory = "–" if peak is None else f"{num(peak / GIB)} GiB ({headline[1]})"
-            seconds = "–" if missing(row["median_s"]) else f"{num(row['median_s'])} s"
+                memory = DASH if peak is None else f"{gib(peak)} GiB ({headline[1]})"
+            seconds = DASH if missing(row["median_s"]) else f"{num(row['median_s'])} s"
             rows.append(
                 [cell["variant"], cell["offload"], memory, pub.memory, seconds, pub.seconds]
             )

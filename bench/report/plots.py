@@ -23,13 +23,7 @@ from matplotlib.lines import Line2D
 
 from bench.metrics.noise_floor import is_noise_floor
 from bench.report.artifacts import Picture
-from bench.report.data import (
-    RunData,
-    energy_reason,
-    offload_order,
-    quality_rows,
-    variant_order,
-)
+from bench.report.data import RunData, energy_reason, offload_order, variant_order
 from bench.report.fmt import GIB, missing
 from bench.report.tables import (
     COUNTER_LABEL,
@@ -168,7 +162,7 @@ def quality_plot(run: RunData, out_dir: Path) -> Picture:
     key, title = "quality", "Fidelity to full precision against bits per weight"
     if run.scores is None:
         return Picture(key, title, reason=run.scores_note or "not scored")
-    scores = quality_rows(run)
+    scores = run.quality
     marker, color, _ = _style(run)
     metrics = [("psnr", "PSNR vs full precision (dB), higher = closer")]
     metrics.append(("ssim", "SSIM vs full precision, higher = closer"))
@@ -287,11 +281,19 @@ def step_latency_plot(run: RunData, out_dir: Path) -> Picture:
 def _bar_plot(
     run: RunData,
     out_dir: Path,
-    values: list[tuple[Any, float]],
+    column: str,
     key: str,
     title: str,
     xlabel: str,
-) -> str:
+    reason: str,
+    about: str,
+) -> Picture:
+    """One horizontal bar per cell with a value in summary `column`; `reason` when none has."""
+    values = [
+        (row, float(row[column])) for _, row in run.summary.iterrows() if not missing(row[column])
+    ]
+    if not values:
+        return Picture(key, title, reason=reason)
     _, color, _ = _style(run)
     fig, ax = plt.subplots(figsize=(7.0, max(2.0, 0.45 * len(values) + 1.2)))
     names = [f"{row['variant']} / {row['offload']}" for row, _ in values]
@@ -300,42 +302,38 @@ def _bar_plot(
     ax.set_xlabel(xlabel)
     ax.set_title(f"{title} ({run.run_id})")
     ax.grid(True, axis="x", alpha=0.3)
-    return _save(fig, out_dir, f"{key}.png")
+    shown = {row["cell_id"] for row, _ in values}
+    caption = f"{about} {_not_shown(run, shown)}"
+    return Picture(key, title, _save(fig, out_dir, f"{key}.png"), caption.strip())
 
 
 def load_plot(run: RunData, out_dir: Path) -> Picture:
     """Load time per cell: from the first from_pretrained/from_single_file to ready."""
-    key, title = "load", "Load time per cell"
-    values = [
-        (row, float(row["load_s"]))
-        for _, row in run.summary.iterrows()
-        if not missing(row["load_s"])
-    ]
-    if not values:
-        return Picture(key, title, reason="no cell recorded a load time (no cell loaded)")
-    shown = {row["cell_id"] for row, _ in values}
-    filename = _bar_plot(run, out_dir, values, key, title, "load time (s)")
-    caption = (
-        "From the first from_pretrained/from_single_file call until the pipeline is ready with "
-        f"offload applied. {_not_shown(run, shown)}"
+    return _bar_plot(
+        run,
+        out_dir,
+        "load_s",
+        "load",
+        "Load time per cell",
+        "load time (s)",
+        reason="no cell recorded a load time (no cell loaded)",
+        about="From the first from_pretrained/from_single_file call until the pipeline is ready "
+        "with offload applied.",
     )
-    return Picture(key, title, filename, caption.strip())
 
 
 def energy_plot(run: RunData, out_dir: Path) -> Picture:
     """Median energy per image (NVML total-energy difference over the pipeline call)."""
-    key, title = "energy", "Energy per image"
-    values = [
-        (row, float(row["median_energy_j"]))
-        for _, row in run.summary.iterrows()
-        if not missing(row["median_energy_j"])
-    ]
-    if not values:
-        return Picture(key, title, reason=energy_reason(run))
-    shown = {row["cell_id"] for row, _ in values}
-    filename = _bar_plot(run, out_dir, values, key, title, "median energy per image (J)")
-    caption = f"NVML total-energy difference over each pipeline call. {_not_shown(run, shown)}"
-    return Picture(key, title, filename, caption.strip())
+    return _bar_plot(
+        run,
+        out_dir,
+        "median_energy_j",
+        "energy",
+        "Energy per image",
+        "median energy per image (J)",
+        reason=energy_reason(run),
+        about="NVML total-energy difference over each pipeline call.",
+    )
 
 
 def all_plots(run: RunData, out_dir: Path) -> list[Picture]:

@@ -107,10 +107,6 @@ def differences(run: RunData, table: PublishedTable) -> list[str]:
     return out
 
 
-def variant_key(run: RunData, cell: dict) -> str:
-    return quant_of(cell) or "full"
-
-
 def comparable(run: RunData, table: PublishedTable) -> bool:
     """Same model (real FLUX.1-dev), a cell at the published resolution, same step count."""
     resolutions = {(c["height"], c["width"]) for c in run.manifest["cells"]}
@@ -130,6 +126,6 @@ def matches(run: RunData, table: PublishedTable) -> list[tuple[dict, PublishedRo
         if (cell["height"], cell["width"]) != (table.height, table.width):
             continue
         for row in table.rows:
-            if row.variant == variant_key(run, cell) and row.offload == cell["offload"]:
+            if row.variant == (quant_of(cell) or "full") and row.offload == cell["offload"]:
                 pairs.append((cell, row))
     return pairs

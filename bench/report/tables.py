@@ -13,12 +13,7 @@ from typing import Any
 import pandas as pd
 
 from bench.metrics.noise_floor import is_noise_floor
-from bench.report.data import (
-    RunData,
-    energy_reason,
-    quality_rows,
-    reference_variant,
-)
+from bench.report.data import RunData, energy_reason, reference_variant
 from bench.report.fmt import DASH, GIB, gib, interval, missing, num
 from bench.summary import MEMORY_COUNTERS
 
@@ -30,7 +25,6 @@ QUALITY_COLUMNS = (
     ("lpips", "LPIPS vs full [95% CI]"),
 )
 BEFORE_FAILURE = "†"  # marks a peak reached before the cell failed: not what it needs to run
-DEVICE_COUNTERS = ("nvml_used_peak_bytes", "torch_max_allocated_bytes")
 COUNTER_LABEL = dict(MEMORY_COUNTERS)
 
 
@@ -83,9 +77,7 @@ def status_text(run: RunData, row: pd.Series) -> str:
 
 def quality_text(run: RunData, cell_id: str, metric: str) -> str:
     """One score as `mean [95% CI]`, or why there is none."""
-    if run.scores is None:
-        return "not scored"
-    row = quality_rows(run).get((cell_id, metric))
+    row = run.quality.get((cell_id, metric))
     if row is None:
         return "not scored"
     status = row.get("status")
@@ -128,7 +120,7 @@ def memory_columns(run: RunData) -> list[tuple[str, str]]:
 
 def raw_table(run: RunData) -> pd.DataFrame:
     """Numbers as measured (bytes, seconds, joules) plus GiB, one row per cell: table.csv."""
-    scores = quality_rows(run)
+    scores = run.quality
     metrics = list(dict.fromkeys(metric for _, metric in scores))
     rows = []
     for _, row in run.summary.iterrows():
@@ -176,18 +168,19 @@ def _has_value(run: RunData, metric: str) -> bool:
     """Whether any cell has a figure for `metric` (a number, or 'identical')."""
     return any(
         not missing(row.get("mean")) or row.get("status") == "identical"
-        for (_, m), row in quality_rows(run).items()
+        for (_, m), row in run.quality.items()
         if m == metric
     )
 
 
-def display_table(run: RunData) -> pd.DataFrame:
-    """The table people read: strings with units in the headers, in manifest order.
+def display_table(run: RunData, raw: pd.DataFrame) -> pd.DataFrame:
+    """The table people read (from `raw_table`'s rows): strings with units in the headers, in
+    manifest order.
 
     Columns no cell has a value for (energy on a machine without NVML, a metric that could not
     be computed) are left out and explained by `omitted_columns`, so the table stays readable.
     """
-    raw = raw_table(run)
+    memory = memory_columns(run)
     energy_measured = raw["median_energy_j_per_image"].notna().any()
     resolutions = raw["resolution"].nunique() > 1
     if run.scores is None:
@@ -205,7 +198,7 @@ def display_table(run: RunData) -> pd.DataFrame:
             out["resolution"] = str(row["resolution"])
         out["status"] = status_text(run, summary)
         ran = row["status"] in ("ok", "partial")
-        for counter, header in memory_columns(run):
+        for counter, header in memory:
             value = gib(row[f"peak_{counter}"])
             out[header] = value if ran or value == DASH else f"{value} {BEFORE_FAILURE}"
         median, iqr, n = row["median_s_per_image"], row["iqr_s_per_image"], row["n_images"]
@@ -217,7 +210,7 @@ def display_table(run: RunData) -> pd.DataFrame:
         out["transformer size (GiB)"] = gib(row["transformer_bytes"])
         out["bits/weight"] = num(row["bits_per_weight"])
         for metric, header in quality:
-            text = "not scored" if run.scores is None else quality_text(run, row["cell_id"], metric)
+            text = quality_text(run, row["cell_id"], metric)
             out[header] = DASH if text == "cell failed" else text
         rows.append(out)
     return pd.DataFrame(rows)
@@ -233,7 +226,7 @@ def omitted_columns(run: RunData) -> list[str]:
             if not _has_value(run, metric):
                 reasons = {
                     f"{str(r.get('status')).replace('_', ' ')}: {r.get('note')}"
-                    for (_, m), r in quality_rows(run).items()
+                    for (_, m), r in run.quality.items()
                     if m == metric
                     and not str(r.get("status")).startswith("cell_")
                     and r.get("status") != "reference"
@@ -269,10 +262,10 @@ def quality_gaps(run: RunData) -> list[str]:
     """Each distinct reason a quality column has no figure (unavailable metric, too small ...),
     once per metric, so "unavailable" in the table is never left unexplained."""
     seen: dict[str, str] = {}
-    shown = {metric for metric, _ in QUALITY_COLUMNS}
-    for (_, metric), row in quality_rows(run).items():
+    shown = {metric for metric, _ in QUALITY_COLUMNS if _has_value(run, metric)}
+    for (_, metric), row in run.quality.items():
         status = str(row.get("status"))
-        if metric not in shown or not _has_value(run, metric):
+        if metric not in shown:
             continue
         if status in ("ok", "reference", "identical", "constant"):
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bench.report.fmt import DASH, gib, interval, missing, num, ratio
+from bench.report.fmt import DASH, gib, interval, missing, num
 
 
 def test_significant_figures() -> None:
@@ -25,4 +25,3 @@ def test_gib_and_interval() -> None:
     assert gib(3 * 2**30) == "3.00"
     assert interval(48.27, 47.61, 48.93) == "48.3 [47.6, 48.9]"
     assert interval(1.0, None, None) == "1.00"
-    assert ratio(1, 2) == 0.5 and ratio(1, 0) is None
