@@ -45,8 +45,11 @@ def _phase_peaks(cell: dict[str, Any], images: list[dict[str, Any]]) -> dict[str
 
 def summarize_run(run_dir: Path) -> pd.DataFrame:
     """One row per cell of the manifest, in manifest order, including cells with no records."""
-    manifest = read_manifest(run_dir)
-    records = read_records(run_dir)
+    return summarize(read_manifest(run_dir), read_records(run_dir))
+
+
+def summarize(manifest: dict[str, Any], records: list[dict[str, Any]]) -> pd.DataFrame:
+    """`summarize_run` for a manifest and records already read (one snapshot of a live run)."""
     cells = cell_records(records)
     images_by_cell: dict[str, list[dict[str, Any]]] = {}
     for image in image_records(records).values():

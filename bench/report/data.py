@@ -18,7 +18,7 @@ from bench.errors import UserInputError
 from bench.metrics import run_view
 from bench.results import cell_records, image_records, read_manifest, read_records
 from bench.score import SCORES_SUMMARY
-from bench.summary import summarize_run
+from bench.summary import summarize
 
 CELL_KEYS = ("cell_id", "variant", "offload", "height", "width")
 
@@ -99,8 +99,7 @@ def load_run(run_dir: Path) -> RunData:
     return RunData(
         run_dir=run_dir,
         manifest=manifest,
-        # summarize_run takes the folder, so it reads manifest and records a second time
-        summary=summarize_run(run_dir),
+        summary=summarize(manifest, records),
         images=image_records(records),
         scores=scores,
         scores_note=note,
