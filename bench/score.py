@@ -20,25 +20,26 @@ import typer
 from PIL import Image
 
 from bench.errors import UserInputError
+from bench.metrics.clip import BATCH_SIZE as CLIP_BATCH
 from bench.metrics.clip import ClipBundle, ClipUnavailable, clip_scores, load_clip
 from bench.metrics.contracts import METRICS, parse_metrics
 from bench.metrics.distribution import (
     MIN_SAMPLES,
-    DistributionResult,
+    FeatureFn,
     FeaturesUnavailable,
     clip_features,
     distribution_metric,
     inception_features,
+    too_few_samples,
 )
 from bench.metrics.fidelity import PAIRED_FUNCTIONS, PairScore
 from bench.metrics.images import LoadedImage
 from bench.metrics.lpips import MetricUnavailable, load_lpips
 from bench.metrics.run_view import RunView, read_run
-from bench.metrics.scorebook import SCHEMA, ScoreBook, image_row
-from bench.metrics.summary import print_summary, summarize
-from bench.results import SCORES, utc_now, write_json_atomic
+from bench.metrics.scorebook import ScoreBook, dist_row, image_row
+from bench.metrics.summary import SCORES_SUMMARY, print_summary, write_summary
+from bench.results import SCORES
 
-SCORES_SUMMARY = "scores_summary.json"
 INCEPTION_ENV = "BENCH_INCEPTION_WEIGHTS"
 
 
@@ -53,29 +54,20 @@ def _progress(items: list[Any], description: str, enabled: bool) -> Iterable[Any
 def score_paired(
     view: RunView,
     book: ScoreBook,
-    metrics: list[str],
     functions: dict[str, Callable[[Any, Any], PairScore]],
     progress: bool,
 ) -> None:
     """Fidelity of each image against the reference image of the same prompt, repeat, seed."""
     work = []
     for cell in view.cells:
-        ref = view.references[cell["cell_id"]]
-        if ref.role == "reference" or ref.cell_id is None:
-            continue
-        if view.cell_status.get(cell["cell_id"]) != "ok":
+        ref_id = view.references[cell["cell_id"]].compared_to
+        if ref_id is None or not view.cell_ok(cell["cell_id"]):
             continue
         for image in view.images:
-            todo = [
-                m
-                for m in metrics
-                if m in functions
-                and not book.done(
-                    (cell["cell_id"], image["prompt_id"], image["repeat"], m, ref.cell_id, None)
-                )
-            ]
-            if todo and (cell["cell_id"], image["prompt_id"], image["repeat"]) in view.image_status:
-                work.append((cell, image, ref.cell_id, todo))
+            key = (cell["cell_id"], image["prompt_id"], image["repeat"])
+            todo = [m for m in functions if not book.done((*key, m, ref_id, None))]
+            if todo and key in view.image_status:
+                work.append((cell, image, ref_id, todo))
     # Image-major order: each reference image is decoded once for all the cells paired with it.
     work.sort(key=lambda item: (item[1]["prompt_id"], item[1]["repeat"], item[2]))
     last: tuple[tuple[str, str, int], LoadedImage, Any] | None = None
@@ -103,7 +95,7 @@ def score_clip(view: RunView, book: ScoreBook, bundle: ClipBundle, progress: boo
     """CLIP score of every image of every ok cell with its own prompt."""
     work = []
     for cell in view.cells:
-        if view.cell_status.get(cell["cell_id"]) != "ok":
+        if not view.cell_ok(cell["cell_id"]):
             continue
         for image in view.images:
             key = (cell["cell_id"], image["prompt_id"], image["repeat"])
@@ -111,8 +103,7 @@ def score_clip(view: RunView, book: ScoreBook, bundle: ClipBundle, progress: boo
                 continue
             if not book.done((*key, "clip_score", None, bundle.name)):
                 work.append((cell, image))
-    batch_size = 16
-    batches = [work[i : i + batch_size] for i in range(0, len(work), batch_size)]
+    batches = [work[i : i + CLIP_BATCH] for i in range(0, len(work), CLIP_BATCH)]
     for batch in _progress(batches, "clip score", progress):
         rows: list[dict[str, Any]] = []
         ready = []
@@ -142,13 +133,9 @@ def _ok_images(view: RunView, cell_id: str) -> list[tuple[str, int]]:
     ]
 
 
-FeatureFn = Callable[[list[Image.Image]], np.ndarray]
-
-
 def score_distribution(
     view: RunView,
     book: ScoreBook,
-    metrics: list[str],
     spaces: dict[str, tuple[str, FeatureFn]],
     progress: bool,
 ) -> None:
@@ -171,58 +158,22 @@ def score_distribution(
         return cache[(name, cell_id)]
 
     cells = [
-        c
+        (c, ref_id)
         for c in view.cells
-        if view.references[c["cell_id"]].role != "reference"
-        and view.references[c["cell_id"]].cell_id is not None
-        and view.cell_status.get(c["cell_id"]) == "ok"
+        if (ref_id := view.references[c["cell_id"]].compared_to) is not None
+        and view.cell_ok(c["cell_id"])
     ]
-    for cell in _progress(cells, "distribution", progress):
-        ref_id = view.references[cell["cell_id"]].cell_id
-        assert ref_id is not None
+    for cell, ref_id in _progress(cells, "distribution", progress):
         n, n_ref = len(_ok_images(view, cell["cell_id"])), len(_ok_images(view, ref_id))
-        for metric in metrics:
-            space = spaces[metric]
-            key = (cell["cell_id"], metric, ref_id, space[0], n, n_ref)
-            old = book.dist_rows.get(key)
-            if old is not None and old.get("status") in ("ok", "too_few_samples"):
+        for metric, space in spaces.items():
+            if book.dist_done((cell["cell_id"], metric, ref_id, space[0], n, n_ref)):
                 continue
-            if min(n, n_ref) < MIN_SAMPLES[metric]:
-                result = DistributionResult(
-                    None,
-                    "too_few_samples",
-                    n,
-                    n_ref,
-                    MIN_SAMPLES[metric],
-                    f"{metric} needs at least {MIN_SAMPLES[metric]} images per set, "
-                    f"got {n} vs {n_ref} reference",
-                )
-            else:
+            # Checked before extracting features (FID's rank rule needs them: distribution_metric).
+            result = too_few_samples(metric, n, n_ref, MIN_SAMPLES[metric])
+            if result is None:
                 x, y = feats(space, cell["cell_id"]), feats(space, ref_id)
                 result = distribution_metric(metric, x, y)
-            book.add_dist_row(
-                {
-                    "schema": SCHEMA,
-                    "kind": "distribution_score",
-                    "cell_id": cell["cell_id"],
-                    "variant": cell["variant"],
-                    "offload": cell["offload"],
-                    "height": cell["height"],
-                    "width": cell["width"],
-                    "metric": metric,
-                    "value": result.value,
-                    "higher_is_better": METRICS[metric].higher_is_better,
-                    "reference_cell_id": ref_id,
-                    "features": space[0],
-                    "n": n,
-                    "n_reference": n_ref,
-                    "minimum": result.minimum,
-                    "status": result.status,
-                    "note": result.note,
-                    **result.extra,
-                    "time": utc_now(),
-                }
-            )
+            book.add_dist_row(dist_row(cell, metric, result, ref_id, space[0]))
 
 
 def _feature_spaces(
@@ -275,15 +226,16 @@ def score_run(
     book = ScoreBook(run_dir / SCORES)
     unavailable: dict[str, str] = {}
 
-    functions: dict[str, Callable[[Any, Any], PairScore]] = {
-        m: PAIRED_FUNCTIONS[m] for m in names if m in PAIRED_FUNCTIONS
-    }
-    if "lpips" in names:
-        try:
-            functions["lpips"] = load_lpips()
-        except MetricUnavailable as exc:
-            unavailable["lpips"] = str(exc)
-    score_paired(view, book, names, functions, progress)
+    functions: dict[str, Callable[[Any, Any], PairScore]] = {}
+    for m in names:
+        if m in PAIRED_FUNCTIONS:
+            functions[m] = PAIRED_FUNCTIONS[m]
+        elif m == "lpips":
+            try:
+                functions[m] = load_lpips()
+            except MetricUnavailable as exc:
+                unavailable[m] = str(exc)
+    score_paired(view, book, functions, progress)
 
     needs_clip = [m for m in names if m == "clip_score" or METRICS[m].scope == "distribution"]
     clip: ClipBundle | str = "not needed"
@@ -305,23 +257,9 @@ def score_run(
         if inception_weights is None and os.environ.get(INCEPTION_ENV):
             inception_weights = Path(os.environ[INCEPTION_ENV])
         spaces = _feature_spaces(dist, clip, features, inception_weights, unavailable)
-        score_distribution(view, book, list(spaces), spaces, progress)
+        score_distribution(view, book, spaces, progress)
 
-    rows = summarize(view, book, names, unavailable)
-    write_json_atomic(
-        run_dir / SCORES_SUMMARY,
-        {
-            "schema": SCHEMA,
-            "kind": "scores_summary",
-            "run_id": view.manifest.get("run_id"),
-            "created_at": utc_now(),
-            "references": {
-                cid: {"reference_cell_id": r.cell_id, "role": r.role, "note": r.note}
-                for cid, r in view.references.items()
-            },
-            "cells": rows,
-        },
-    )
+    write_summary(run_dir / SCORES_SUMMARY, view, book, names, unavailable)
     return run_dir / SCORES
 
 

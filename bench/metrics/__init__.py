@@ -4,6 +4,6 @@ Each metric declares its contract (direction, range, what it compares) in `contr
 as torchmetrics does, so reports never have to guess which way is better.
 """
 
-from bench.metrics.contracts import METRICS, MetricSpec, metric_names, parse_metrics
+from bench.metrics.contracts import METRICS, MetricSpec, parse_metrics
 
-__all__ = ["METRICS", "MetricSpec", "metric_names", "parse_metrics"]
+__all__ = ["METRICS", "MetricSpec", "parse_metrics"]

@@ -61,7 +61,8 @@ def load_clip(name: str | None, device: torch.device | None = None) -> ClipBundl
     if not name:
         raise ClipUnavailable("no CLIP model configured (config.clip_model is not set)")
     device = device or default_device()
-    if _looks_like_path(name):
+    is_path = _looks_like_path(name)
+    if is_path:
         path = Path(name).expanduser()
         if not path.is_dir():
             raise ClipUnavailable(f"{name}: CLIP model folder not found")
@@ -72,7 +73,7 @@ def load_clip(name: str | None, device: torch.device | None = None) -> ClipBundl
         model = CLIPModel.from_pretrained(source, local_files_only=True, use_safetensors=True)
         image_processor = CLIPImageProcessor.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as exc:
-        where = "folder" if _looks_like_path(name) else "local Hugging Face cache"
+        where = "folder" if is_path else "local Hugging Face cache"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClipUnavailable(
             f"{name}: cannot load a CLIP model (safetensors) from the {where}: {first}"

@@ -27,7 +27,6 @@ class MetricSpec:
     lower_bound: float | None
     upper_bound: float | None
     scope: Scope
-    needs_reference: bool
     description: str
 
 
@@ -40,7 +39,6 @@ METRICS: dict[str, MetricSpec] = {
             0.0,
             None,
             "paired",
-            True,
             "peak signal-to-noise ratio in dB (data range 1); +inf for identical images",
         ),
         MetricSpec(
@@ -49,7 +47,6 @@ METRICS: dict[str, MetricSpec] = {
             -1.0,
             1.0,
             "paired",
-            True,
             "structural similarity (Gaussian window 11, sigma 1.5); 1 for identical images",
         ),
         MetricSpec(
@@ -58,8 +55,7 @@ METRICS: dict[str, MetricSpec] = {
             0.0,
             1.0,
             "paired",
-            True,
-            "multi-scale SSIM, 5 scales; needs both sides larger than 160 px",
+            "multi-scale SSIM, 5 scales; needs both sides of at least 176 px",
         ),
         MetricSpec(
             "lpips",
@@ -67,8 +63,7 @@ METRICS: dict[str, MetricSpec] = {
             0.0,
             None,
             "paired",
-            True,
-            "learned perceptual distance; only when local backbone weights are configured",
+            "learned perceptual distance; only when torchvision and the backbone weights are local",
         ),
         MetricSpec(
             "clip_score",
@@ -76,7 +71,6 @@ METRICS: dict[str, MetricSpec] = {
             0.0,
             100.0,
             "image",
-            False,
             "100 * max(cos(image embedding, prompt embedding), 0), as torchmetrics defines it",
         ),
         MetricSpec(
@@ -85,7 +79,6 @@ METRICS: dict[str, MetricSpec] = {
             0.0,
             None,
             "distribution",
-            True,
             "Frechet distance between feature Gaussians of the cell and the reference images",
         ),
         MetricSpec(
@@ -94,7 +87,6 @@ METRICS: dict[str, MetricSpec] = {
             None,
             None,
             "distribution",
-            True,
             "kernel inception distance: unbiased MMD^2, cubic polynomial kernel, subset mean",
         ),
         MetricSpec(
@@ -103,21 +95,16 @@ METRICS: dict[str, MetricSpec] = {
             None,
             None,
             "distribution",
-            True,
             "MMD^2 over unit CLIP image embeddings, RBF kernel sigma=10, x1000",
         ),
     )
 }
 
 
-def metric_names() -> list[str]:
-    return list(METRICS)
-
-
 def parse_metrics(names: list[str] | None) -> list[str]:
     """Validate a user's metric list (None = all); unknown names are a user error."""
     if not names:
-        return metric_names()
+        return list(METRICS)
     flat = [part.strip().lower() for name in names for part in name.split(",") if part.strip()]
     unknown = [name for name in flat if name not in METRICS]
     if unknown:

@@ -33,7 +33,8 @@ class PairScore:
     identical: bool = False
 
 
-def _check_pair(image: torch.Tensor, reference: torch.Tensor) -> PairScore | None:
+def check_pair(image: torch.Tensor, reference: torch.Tensor) -> PairScore | None:
+    """`size_mismatch` when the two images differ in shape, else None."""
     if image.shape != reference.shape:
         return PairScore(
             None,
@@ -46,7 +47,7 @@ def _check_pair(image: torch.Tensor, reference: torch.Tensor) -> PairScore | Non
 def psnr(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
     """PSNR in dB with data range 1. Identical images have PSNR = +inf: reported as
     value None with identical=True, because JSON has no infinity and a cap would be invented."""
-    bad = _check_pair(image, reference)
+    bad = check_pair(image, reference)
     if bad:
         return bad
     if torch.equal(image, reference):
@@ -58,7 +59,7 @@ def psnr(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
 
 
 def ssim(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
-    bad = _check_pair(image, reference)
+    bad = check_pair(image, reference)
     if bad:
         return bad
     value = float(structural_similarity_index_measure(image, reference, data_range=1.0))
@@ -66,8 +67,8 @@ def ssim(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
 
 
 def ms_ssim(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
-    """MS-SSIM, or status `too_small` for images whose smaller side is 160 px or less."""
-    bad = _check_pair(image, reference)
+    """MS-SSIM, or status `too_small` for images whose smaller side is below 176 px."""
+    bad = check_pair(image, reference)
     if bad:
         return bad
     side = min(image.shape[-2:])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from bench.metrics.fidelity import PairScore
+from bench.metrics.fidelity import PairScore, check_pair
 
 # torchvision's AlexNet checkpoint, the backbone LPIPS uses by default.
 BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth"}
@@ -44,8 +44,9 @@ def load_lpips(net: str = "alex") -> Callable[[torch.Tensor, torch.Tensor], Pair
 
     @torch.inference_mode()
     def score(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
-        if image.shape != reference.shape:
-            return PairScore(None, "size_mismatch", "image and reference sizes differ")
+        bad = check_pair(image, reference)
+        if bad:
+            return bad
         return PairScore(float(metric(image, reference)), identical=torch.equal(image, reference))
 
     return score

@@ -22,12 +22,18 @@ class Reference:
     role: str  # reference | candidate | noise_floor
     note: str | None = None
 
+    @property
+    def compared_to(self) -> str | None:
+        """The cell this cell is scored against: None for the reference itself or when none."""
+        return None if self.role == "reference" else self.cell_id
+
 
 @dataclass
 class RunView:
     run_dir: Path
     manifest: dict[str, Any]
     cells: list[dict[str, Any]]
+    images: list[dict[str, Any]]
     cell_status: dict[str, str]
     image_paths: dict[tuple[str, str, int], str | None]
     image_status: dict[tuple[str, str, int], str]
@@ -35,9 +41,8 @@ class RunView:
     references: dict[str, Reference] = field(default_factory=dict)
     _status: dict[tuple[str, str, int], str] = field(default_factory=dict)
 
-    @property
-    def images(self) -> list[dict[str, Any]]:
-        return list(self.manifest.get("images", []))
+    def cell_ok(self, cell_id: str) -> bool:
+        return self.cell_status.get(cell_id) == "ok"
 
     def load(self, cell_id: str, prompt_id: str, repeat: int) -> LoadedImage:
         """The image of one (cell, prompt, repeat); failures are statuses.
@@ -72,6 +77,7 @@ def read_run(run_dir: Path) -> RunView:
         run_dir=run_dir,
         manifest=manifest,
         cells=list(manifest.get("cells", [])),
+        images=list(manifest.get("images", [])),
         cell_status={cid: rec.get("status", "?") for cid, rec in cell_records(records).items()},
         image_paths={key: rec.get("image") for key, rec in images.items()},
         image_status={key: rec.get("status", "?") for key, rec in images.items()},

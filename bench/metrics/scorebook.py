@@ -6,12 +6,16 @@ that is retried is written again only if its outcome changed. Schema: docs/score
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.metrics.contracts import METRICS
 from bench.metrics.fidelity import PairScore
 from bench.results import append_jsonl, iter_jsonl, utc_now
+
+if TYPE_CHECKING:
+    from bench.metrics.distribution import DistributionResult
 
 SCHEMA = 1
 
@@ -37,26 +41,34 @@ class ScoreBook:
         row = self.image_rows.get(key)
         return row is not None and row.get("status") == "ok"
 
+    def dist_done(self, key: DistKey) -> bool:
+        """A distribution row is final when ok, or too few samples for the same (n, n_ref)."""
+        row = self.dist_rows.get(key)
+        return row is not None and row.get("status") in ("ok", "too_few_samples")
+
     def add_image_rows(self, rows: list[dict[str, Any]]) -> None:
+        self._add(self.image_rows, image_key, rows)
+
+    def add_dist_row(self, row: dict[str, Any]) -> None:
+        self._add(self.dist_rows, dist_key, [row])
+
+    def _add(
+        self,
+        table: dict[Any, dict[str, Any]],
+        key_of: Callable[[dict[str, Any]], Any],
+        rows: list[dict[str, Any]],
+    ) -> None:
         """Append rows whose outcome is new; an unchanged failure is not written twice."""
         new = []
         for row in rows:
-            key = image_key(row)
-            old = self.image_rows.get(key)
+            key = key_of(row)
+            old = table.get(key)
             if old is not None and _outcome(old) == _outcome(row):
                 continue
-            self.image_rows[key] = row
+            table[key] = row
             new.append(row)
         if new:
             append_jsonl(self.path, new)
-
-    def add_dist_row(self, row: dict[str, Any]) -> None:
-        key = dist_key(row)
-        old = self.dist_rows.get(key)
-        if old is not None and _outcome(old) == _outcome(row):
-            return
-        self.dist_rows[key] = row
-        append_jsonl(self.path, [row])
 
 
 def image_key(row: dict[str, Any]) -> ImageKey:
@@ -85,6 +97,10 @@ def _outcome(row: dict[str, Any]) -> tuple[Any, ...]:
     return (row.get("status"), row.get("value"), row.get("note"))
 
 
+def _cell_fields(cell: dict[str, Any]) -> dict[str, Any]:
+    return {k: cell[k] for k in ("cell_id", "variant", "offload", "height", "width")}
+
+
 def image_row(
     cell: dict[str, Any],
     image: dict[str, Any],
@@ -96,11 +112,7 @@ def image_row(
     row: dict[str, Any] = {
         "schema": SCHEMA,
         "kind": "image_score",
-        "cell_id": cell["cell_id"],
-        "variant": cell["variant"],
-        "offload": cell["offload"],
-        "height": cell["height"],
-        "width": cell["width"],
+        **_cell_fields(cell),
         "prompt_id": image["prompt_id"],
         "repeat": image["repeat"],
         "seed": image.get("seed"),
@@ -117,3 +129,29 @@ def image_row(
     if model is not None:
         row["model"] = model
     return row
+
+
+def dist_row(
+    cell: dict[str, Any],
+    metric: str,
+    result: DistributionResult,
+    reference_cell_id: str,
+    features: str,
+) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "kind": "distribution_score",
+        **_cell_fields(cell),
+        "metric": metric,
+        "value": result.value,
+        "higher_is_better": METRICS[metric].higher_is_better,
+        "reference_cell_id": reference_cell_id,
+        "features": features,
+        "n": result.n,
+        "n_reference": result.n_reference,
+        "minimum": result.minimum,
+        "status": result.status,
+        "note": result.note,
+        **result.extra,
+        "time": utc_now(),
+    }

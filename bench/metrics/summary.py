@@ -7,14 +7,17 @@ Derived data: recomputed whole from `scores.jsonl` on every `bench score`, writt
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench.metrics.contracts import METRICS
 from bench.metrics.run_view import Reference, RunView
-from bench.metrics.scorebook import ScoreBook
+from bench.metrics.scorebook import SCHEMA, ScoreBook
 from bench.metrics.stats import Interval, bootstrap_mean, per_prompt_means
-from bench.results import SCORES
+from bench.results import SCORES, utc_now, write_json_atomic
+
+SCORES_SUMMARY = "scores_summary.json"
 
 
 def _summary_row(
@@ -40,6 +43,26 @@ def _status_only(status: str, note: str | None) -> Interval:
     return Interval(None, None, None, 0, "none", status, note)
 
 
+def write_summary(
+    path: Path, view: RunView, book: ScoreBook, metrics: list[str], unavailable: dict[str, str]
+) -> None:
+    """Rewrite `scores_summary.json` whole (atomically) from the rows in `book`."""
+    write_json_atomic(
+        path,
+        {
+            "schema": SCHEMA,
+            "kind": "scores_summary",
+            "run_id": view.manifest.get("run_id"),
+            "created_at": utc_now(),
+            "references": {
+                cid: {"reference_cell_id": r.cell_id, "role": r.role, "note": r.note}
+                for cid, r in view.references.items()
+            },
+            "cells": summarize(view, book, metrics, unavailable),
+        },
+    )
+
+
 def summarize(
     view: RunView, book: ScoreBook, metrics: list[str], unavailable: dict[str, str]
 ) -> list[dict[str, Any]]:
@@ -50,7 +73,7 @@ def summarize(
     for cell in view.cells:
         cell_id = cell["cell_id"]
         ref = view.references[cell_id]
-        cell_ok = view.cell_status.get(cell_id) == "ok"
+        cell_ok = view.cell_ok(cell_id)
         for metric in names:
             scope = METRICS[metric].scope if metric in METRICS else "image"
             ref_id = None if scope == "image" else ref.cell_id
@@ -74,17 +97,17 @@ def summarize(
             if interval.status == "not_scored" and metric in unavailable:
                 interval = _status_only("unavailable", unavailable[metric])
             rows.append(_summary_row(cell, ref, metric, interval, **extra))
-        if cell_ok and ref.cell_id and ref.role != "reference" and "clip_score" in names:
+        if cell_ok and ref.compared_to and "clip_score" in names:
             model = book_model(book, cell_id, "clip_score")
             if model is not None:
-                interval = _clip_delta(view, book, cell_id, ref.cell_id, model)
+                interval = _clip_delta(view, book, cell_id, ref.compared_to, model)
                 rows.append(
                     _summary_row(
                         cell,
                         ref,
                         "clip_score_delta",
                         interval,
-                        reference_cell_id=ref.cell_id,
+                        reference_cell_id=ref.compared_to,
                         model=model,
                     )
                 )
@@ -139,13 +162,13 @@ def _image_summary(
     if identical:
         notes.append(f"{identical} image(s) identical to the reference (PSNR +inf), not averaged")
         if not values:
-            interval = Interval(None, None, None, 0, "none", "identical", None)
+            interval = _status_only("identical", None)
     if failed and not values and not identical:
         notes.append(f"every image failed: {failed}")
-        interval = Interval(None, None, None, 0, "none", next(iter(failed)), None)
+        interval = _status_only(next(iter(failed)), None)
     elif failed:
         notes.append(f"image failures left out: {failed}")
-    return Interval(**{**interval.as_dict(), "note": "; ".join(notes) or None}), extra
+    return replace(interval, note="; ".join(notes) or None), extra
 
 
 def _clip_delta(view: RunView, book: ScoreBook, cell_id: str, ref_id: str, model: str) -> Interval:
@@ -205,20 +228,17 @@ def print_summary(summary_path: Path) -> None:
     from rich.table import Table
 
     data = json.loads(summary_path.read_text(encoding="utf-8"))
-    metrics = list(dict.fromkeys(row["metric"] for row in data["cells"]))
+    higher = {row["metric"]: row["higher_is_better"] for row in data["cells"]}
     cells = list(dict.fromkeys(row["cell_id"] for row in data["cells"]))
     by_key = {(row["cell_id"], row["metric"]): row for row in data["cells"]}
     table = Table(title=f"scores {data.get('run_id')} (mean [95% CI])", title_justify="left")
     table.add_column("cell")
-    for metric in metrics:
-        arrow = (
-            "↑" if by_key[next(k for k in by_key if k[1] == metric)]["higher_is_better"] else "↓"
-        )
-        table.add_column(f"{metric} {arrow}")
+    for metric, up in higher.items():
+        table.add_column(f"{metric} {'↑' if up else '↓'}")
     reasons: dict[str, str] = {}
     for cell_id in cells:
         figures = []
-        for metric in metrics:
+        for metric in higher:
             row = by_key.get((cell_id, metric))
             figures.append(_figure(row) if row else "")
             if row and row["status"] not in ("ok", "reference") and row.get("note"):
