@@ -106,22 +106,18 @@ def print_run_table(run_dir: Path, console: Console) -> None:
 
 def _psnr_by_cell(run_dir: Path) -> dict[str, str]:
     """PSNR against full precision per cell from `bench score`'s summary, as table text."""
-    path = run_dir / "scores_summary.json"
+    from bench.metrics.summary import figure
+    from bench.results import SCORES_SUMMARY
+
+    path = run_dir / SCORES_SUMMARY
     if not path.is_file():
         return {}
     rows = json.loads(path.read_text()).get("cells", [])
-    out: dict[str, str] = {}
-    for row in rows:
-        if row.get("metric") != "psnr":
-            continue
-        if row.get("mean") is None:
-            status = str(row.get("status", "-"))
-            out[row["cell_id"]] = "-" if status == "cell_failed" else status
-        elif row.get("ci_low") is None:
-            out[row["cell_id"]] = f"{row['mean']:.1f} (n={row.get('n')})"
-        else:
-            out[row["cell_id"]] = f"{row['mean']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
-    return out
+    return {
+        row["cell_id"]: "-" if row.get("status") == "cell_failed" else figure(row)
+        for row in rows
+        if row.get("metric") == "psnr"
+    }
 
 
 @app.command()

@@ -19,6 +19,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 RECORDS = "records.jsonl"
 SCORES = "scores.jsonl"
+SCORES_SUMMARY = "scores_summary.json"
 IMAGES = "images"
 
 

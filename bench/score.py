@@ -37,8 +37,8 @@ from bench.metrics.images import LoadedImage
 from bench.metrics.lpips import MetricUnavailable, load_lpips
 from bench.metrics.run_view import RunView, read_run
 from bench.metrics.scorebook import ScoreBook, dist_row, image_row
-from bench.metrics.summary import SCORES_SUMMARY, print_summary, write_summary
-from bench.results import SCORES
+from bench.metrics.summary import print_summary, write_summary
+from bench.results import SCORES, SCORES_SUMMARY
 
 INCEPTION_ENV = "BENCH_INCEPTION_WEIGHTS"
 

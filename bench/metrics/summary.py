@@ -17,8 +17,6 @@ from bench.metrics.scorebook import SCHEMA, ScoreBook
 from bench.metrics.stats import Interval, bootstrap_mean, per_prompt_means
 from bench.results import SCORES, utc_now, write_json_atomic
 
-SCORES_SUMMARY = "scores_summary.json"
-
 
 def _summary_row(
     cell: dict[str, Any], ref: Reference, metric: str, interval: Interval, **extra: Any
@@ -210,7 +208,8 @@ def _distribution_summary(
     return interval, extra
 
 
-def _figure(row: dict[str, Any]) -> str:
+def figure(row: dict[str, Any]) -> str:
+    """A summary row as text: mean [95% CI], or its status where there is no number."""
     if row["mean"] is None:
         return row["status"]
     if row["ci_low"] is None:
@@ -240,7 +239,7 @@ def print_summary(summary_path: Path) -> None:
         figures = []
         for metric in higher:
             row = by_key.get((cell_id, metric))
-            figures.append(_figure(row) if row else "")
+            figures.append(figure(row) if row else "")
             if row and row["status"] not in ("ok", "reference") and row.get("note"):
                 reasons.setdefault(f"{metric}: {row['status']}", row["note"])
         table.add_row(cell_id, *figures)

@@ -16,8 +16,7 @@ import pandas as pd
 
 from bench.errors import UserInputError
 from bench.metrics import run_view
-from bench.results import cell_records, image_records, read_manifest, read_records
-from bench.score import SCORES_SUMMARY
+from bench.results import SCORES_SUMMARY, cell_records, image_records, read_manifest, read_records
 from bench.summary import summarize
 
 CELL_KEYS = ("cell_id", "variant", "offload", "height", "width")

@@ -9,7 +9,7 @@ import yaml
 from bench.config import BenchConfig
 from bench.matrix import derive_seed, expand_images, load_prompt_file
 
-PROMPTS = Path(__file__).resolve().parents[2] / "configs" / "prompts"
+PROMPTS = Path(__file__).resolve().parents[1] / "configs" / "prompts"
 
 BLOG_ASIC = (
     "Eine futuristische Nahaufnahme eines Transformer-Inference-ASIC-Chips mit komplexer "
