@@ -92,6 +92,8 @@ def summarize(manifest: dict[str, Any], records: list[dict[str, Any]]) -> pd.Dat
             "file_bytes": file_info.get("bytes"),
             "bits_per_weight": file_info.get("bits_per_weight"),
         }
+        baseline = ((record.get("memory") or {}).get("baseline") or {}).get("nvml_used_bytes")
+        row["baseline_nvml_used_bytes"] = baseline
         for phase, values in peaks.items():
             for key, value in values.items():
                 row[f"{phase}_{key}"] = value
@@ -107,3 +109,30 @@ def headline_memory(row: pd.Series) -> tuple[float | None, str]:
         if values:
             return max(values) / GIB, label
     return None, ""
+
+
+def net_memory_peaks(row: pd.Series | dict[str, Any]) -> dict[str, int]:
+    """Peak of each counter over loading and generation, NVML net of the cell's baseline.
+
+    NVML reports the whole device, other processes included, so the baseline read before the
+    cell loaded anything is subtracted: what is left is what the cell itself added. Without a
+    baseline there is no such figure, and NVML is left out rather than reported gross.
+    """
+
+    def present(value: Any) -> bool:
+        return value is not None and not pd.isna(value)
+
+    baseline = row.get("baseline_nvml_used_bytes")
+    peaks: dict[str, int] = {}
+    for key, _label in MEMORY_COUNTERS:
+        phases = (row.get(f"{phase}_{key}") for phase in ("load", "generate"))
+        values = [int(v) for v in phases if present(v)]
+        if not values:
+            continue
+        if key == "nvml_used_peak_bytes":
+            if not present(baseline):
+                continue
+            peaks[key] = max(values) - int(baseline)
+        else:
+            peaks[key] = max(values)
+    return peaks

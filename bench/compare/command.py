@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from bench.compare.render import print_comparison, to_json, to_markdown
+from bench.compare.render import print_comparison, report_console, to_json, to_markdown
 from bench.compare.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds, compare_runs
 from bench.errors import UserInputError
-
-MIB = 1 << 20
+from bench.size.units import MIB
 
 
 def parse_margins(items: list[str] | None) -> dict[str, float]:
@@ -42,7 +40,7 @@ def check_factor(name: str, value: float) -> None:
         raise UserInputError(f"--{name} {value!r}: expected a factor above 1, e.g. 1.10")
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     """Whole file or nothing: written beside the target, then renamed."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -118,13 +116,10 @@ def compare_command(
     except UserInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    console = Console()
-    if not console.is_terminal:
-        # A CI log is not 80 columns wide; a narrow default would fold every verdict.
-        console = Console(width=160)
+    console = report_console()
     print_comparison(comparison, console)
     if json_out is not None:
-        _write_text(json_out, to_json(comparison))
+        write_text_atomic(json_out, to_json(comparison))
     if markdown_out is not None:
-        _write_text(markdown_out, to_markdown(comparison))
+        write_text_atomic(markdown_out, to_markdown(comparison))
     raise typer.Exit(comparison.exit_code)

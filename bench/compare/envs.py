@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from bench.errors import UserInputError
 from bench.models.synthetic import cache_root
+from bench.results import write_json_atomic
 
 MARKER = "bench-env.json"
 LAYER_PTH = "_bench_layer.pth"
@@ -126,7 +126,7 @@ def _create_venv(path: Path, uv: str | None) -> Path:
 
 
 def _install(python: Path, requirements: Sequence[str], uv: str | None) -> None:
-    """`--no-deps` always: dependencies are resolved by `_unmet` against the layered view."""
+    """`--no-deps` always: dependencies are resolved by `_check` against the layered view."""
     if uv:
         command = [uv, "pip", "install", "--quiet", "--python", str(python), "--no-deps"]
     else:
@@ -201,19 +201,9 @@ Unmet = tuple[str, str, "str | None"]
 
 
 def _check(python: Path | str) -> dict[str, list[Unmet]]:
+    """Unmet requirements as `python` sees them: "own" (installable) and "harness" (conflicts)."""
     out = _run([str(python), "-c", _UNMET_SCRIPT], "checking requirements")
     return {key: [tuple(row) for row in rows] for key, rows in json.loads(out).items()}
-
-
-def _unmet(python: Path) -> list[Unmet]:
-    return _check(python)["own"]
-
-
-def _conflicts(python: Path) -> list[Unmet]:
-    """Harness requirements broken by the layering (those already broken in the base env are
-    not this environment's doing and are left out)."""
-    before = set(_check(sys.executable)["harness"])
-    return [u for u in _check(python)["harness"] if u not in before]
 
 
 def _versions(python: Path, names: Sequence[str]) -> dict[str, str | None]:
@@ -221,7 +211,7 @@ def _versions(python: Path, names: Sequence[str]) -> dict[str, str | None]:
     return json.loads(out)
 
 
-def _strip_local(version: str | None) -> str | None:
+def strip_local(version: str | None) -> str | None:
     return version.split("+", 1)[0] if version else version
 
 
@@ -245,10 +235,17 @@ def ensure_env(pins: Mapping[str, str], root: Path | None = None) -> LayeredEnv:
     python = _create_venv(path, uv)
     _install(python, [f"{n}=={v}" for n, v in sorted(pins.items())], uv)
     extra: list[str] = []
-    for _round in range(MAX_DEPENDENCY_ROUNDS):
-        unmet = _unmet(python)
+    for round_ in range(MAX_DEPENDENCY_ROUNDS + 1):
+        checked = _check(python)
+        unmet = checked["own"]
         if not unmet:
             break
+        if round_ == MAX_DEPENDENCY_ROUNDS:
+            raise EnvironmentBuildError(
+                "requirements still unmet after "
+                f"{MAX_DEPENDENCY_ROUNDS} rounds: "
+                + "; ".join(f"{owner} needs {spec} (has {have})" for owner, spec, have in unmet)
+            )
         blocked = [u for u in unmet if _name(u[1]) in NEVER_IMPLICIT and _name(u[1]) not in pins]
         if blocked:
             owner, spec, have = blocked[0]
@@ -259,15 +256,10 @@ def ensure_env(pins: Mapping[str, str], root: Path | None = None) -> LayeredEnv:
         requirements = sorted({_plain(u[1]) for u in unmet})
         _install(python, requirements, uv)
         extra += requirements
-    else:
-        unmet = _unmet(python)
-        if unmet:
-            raise EnvironmentBuildError(
-                "requirements still unmet after "
-                f"{MAX_DEPENDENCY_ROUNDS} rounds: "
-                + "; ".join(f"{owner} needs {spec} (has {have})" for owner, spec, have in unmet)
-            )
-    conflicts = _conflicts(python)
+    # Harness requirements broken by the layering; those already broken in the base environment
+    # are not this environment's doing and are left out.
+    before = set(_check(sys.executable)["harness"])
+    conflicts = [u for u in checked["harness"] if u not in before]
     if conflicts:
         raise EnvironmentBuildError(
             "the pinned versions break the harness's own dependencies: "
@@ -277,7 +269,7 @@ def ensure_env(pins: Mapping[str, str], root: Path | None = None) -> LayeredEnv:
     names = sorted({*pins, "torch", "diffusers", "transformers"})
     packages = _versions(python, names)
     for name, version in pins.items():
-        if _strip_local(packages.get(name)) != _strip_local(version):
+        if strip_local(packages.get(name)) != strip_local(version):
             raise EnvironmentBuildError(
                 f"{path}: {name} reports {packages.get(name)}, expected {version}"
             )
@@ -289,12 +281,7 @@ def ensure_env(pins: Mapping[str, str], root: Path | None = None) -> LayeredEnv:
             raise EnvironmentBuildError(
                 f"{path}: torch is {packages.get('torch')}, expected the base build {base_torch}"
             )
-    tmp = marker.with_name(f".{MARKER}.tmp")
-    tmp.write_text(
-        json.dumps({"pins": pins, "packages": packages, "extra_installed": extra}, indent=2),
-        encoding="utf-8",
-    )
-    os.replace(tmp, marker)
+    write_json_atomic(marker, {"pins": pins, "packages": packages, "extra_installed": extra})
     return LayeredEnv(path, pins, packages, extra)
 
 

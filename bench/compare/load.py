@@ -14,11 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from bench.errors import UserInputError
-from bench.results import MANIFEST, SCORES, iter_jsonl, read_manifest, read_records
-from bench.summary import MEMORY_COUNTERS, summarize_run
+from bench.results import (
+    MANIFEST,
+    SCORES,
+    image_records,
+    iter_jsonl,
+    read_manifest,
+    read_records,
+)
+from bench.summary import net_memory_peaks, summarize
 
 REQUIRED_MANIFEST_KEYS = ("cells", "images", "prompts")
 # Image-level metrics only: distribution metrics have one value per cell, nothing to pair.
@@ -68,26 +74,6 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def _memory_peaks(row: pd.Series, cell_record: dict[str, Any]) -> dict[str, int]:
-    """Peak of each counter over loading and generation; NVML net of the cell's baseline.
-
-    NVML reports the whole device, other processes included, so the baseline read before the
-    cell loaded anything is subtracted: what is left is what the cell itself added.
-    """
-    baseline = ((cell_record.get("memory") or {}).get("baseline") or {}).get("nvml_used_bytes")
-    peaks: dict[str, int] = {}
-    for key, _label in MEMORY_COUNTERS:
-        values = [row.get(f"{phase}_{key}") for phase in ("load", "generate")]
-        values = [int(v) for v in values if _present(v)]
-        if not values:
-            continue
-        peak = max(values)
-        if key == "nvml_used_peak_bytes" and baseline is not None:
-            peak -= int(baseline)
-        peaks[key] = peak
-    return peaks
-
-
 def _read_scores(run_dir: Path) -> dict[str, dict[str, PromptScores]]:
     """Latest ok row per (cell, prompt, repeat, metric), repeats averaged per prompt."""
     latest: dict[tuple[str, str, int, str], dict[str, Any]] = {}
@@ -123,22 +109,6 @@ def _read_scores(run_dir: Path) -> dict[str, dict[str, PromptScores]]:
     return out
 
 
-def _ok_images(records: list[dict[str, Any]], cell_id: str) -> list[dict[str, Any]]:
-    """The cell's ok image records in measurement order, the first record per image only."""
-    seen: set[tuple[str, int]] = set()
-    out = []
-    for record in records:
-        if record.get("kind") != "image" or record.get("cell_id") != cell_id:
-            continue
-        key = (str(record.get("prompt_id")), int(record.get("repeat", 0)))
-        if key in seen:
-            continue
-        seen.add(key)
-        if record.get("status") == "ok":
-            out.append(record)
-    return out
-
-
 def load_run(run_dir: Path) -> RunData:
     """Read one run folder; raises UserInputError (one line) when it is not one."""
     run_dir = Path(run_dir)
@@ -150,13 +120,17 @@ def load_run(run_dir: Path) -> RunData:
             f"(docs/run-folder.md)"
         )
     records = read_records(run_dir)
-    summary = summarize_run(run_dir)
-    cell_recs = {r["cell_id"]: r for r in records if r.get("kind") == "cell"}
+    summary = summarize(manifest, records)
+    # The cell's ok image records in measurement order, the first record per image only.
+    ok_images: dict[str, list[dict[str, Any]]] = {}
+    for image in image_records(records).values():
+        if image.get("status") == "ok":
+            ok_images.setdefault(image["cell_id"], []).append(image)
     scores = _read_scores(run_dir)
     cells: dict[str, CellData] = {}
     for _, row in summary.iterrows():
         cell_id = str(row["cell_id"])
-        images = _ok_images(records, cell_id)
+        images = ok_images.get(cell_id, [])
         walls = [float(r["wall_s"]) for r in images if _present(r.get("wall_s"))]
         energies = [r.get("energy_j") for r in images]
         measured = bool(energies) and all(_present(e) for e in energies)
@@ -173,7 +147,7 @@ def load_run(run_dir: Path) -> RunData:
             error=error,
             wall_s=walls,
             energy_j=energy,
-            memory=_memory_peaks(row, cell_recs.get(cell_id, {})),
+            memory=net_memory_peaks(row),
             scores=scores.get(cell_id, {}),
         )
     return RunData(run_dir, manifest, cells)

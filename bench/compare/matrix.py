@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +21,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.compare.command import check_factor
-from bench.compare.envs import LayeredEnv, ensure_env, pins_label
-from bench.compare.render import clean_json, print_comparison, to_markdown
+from bench.compare.command import check_factor, write_text_atomic
+from bench.compare.envs import LayeredEnv, ensure_env, pins_label, strip_local
+from bench.compare.render import clean_json, print_comparison, report_console, to_markdown
 from bench.compare.verdicts import Comparison, Thresholds, compare_runs
 from bench.errors import UserInputError
 from bench.results import MANIFEST, read_manifest
-
-PACKAGES = ("diffusers", "transformers", "torch")
 
 
 def version_sets(options: dict[str, list[str] | None]) -> list[dict[str, str]]:
@@ -77,9 +74,7 @@ def run_in_env(env: LayeredEnv, config: Path, out: Path, log: Path) -> Path:
     before = {p for p in out.iterdir() if p.is_dir()}
     command = [str(env.python), "-m", "bench", "run", str(config), "--out", str(out), "--no-score"]
     with log.open("w", encoding="utf-8") as handle:
-        result = subprocess.run(
-            command, stdout=handle, stderr=subprocess.STDOUT, env=os.environ.copy(), check=False
-        )
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
     created = [
         p for p in out.iterdir() if p.is_dir() and p not in before and (p / MANIFEST).is_file()
     ]
@@ -96,8 +91,7 @@ def check_labels(env: LayeredEnv, run_dir: Path) -> None:
     """The manifest must record the pinned versions: the label is the manifest's, not ours."""
     packages = (read_manifest(run_dir).get("environment") or {}).get("packages") or {}
     for name, version in env.pins.items():
-        recorded = (packages.get(name) or "").split("+", 1)[0]
-        if recorded != version.split("+", 1)[0]:
+        if strip_local(packages.get(name)) != strip_local(version):
             raise UserInputError(
                 f"{run_dir}: manifest records {name} {packages.get(name)}, expected {version}"
             )
@@ -186,7 +180,7 @@ def matrix_command(
     except UserInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    console = Console() if Console().is_terminal else Console(width=160)
+    console = report_console()
     for comparison in comparisons:
         print_comparison(comparison, console)
         console.print()
@@ -205,9 +199,9 @@ def matrix_command(
     summary = clean_json(matrix_summary(entries, comparisons))
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
-    (out / "matrix.json").write_text(text, encoding="utf-8")
+    write_text_atomic(out / "matrix.json", text)
     if json_out is not None:
-        json_out.write_text(text, encoding="utf-8")
+        write_text_atomic(json_out, text)
     if markdown_out is not None:
-        markdown_out.write_text("\n".join(to_markdown(c) for c in comparisons), encoding="utf-8")
+        write_text_atomic(markdown_out, "\n".join(to_markdown(c) for c in comparisons))
     raise typer.Exit(summary["exit_code"])

@@ -21,9 +21,14 @@ from bench.compare.stats import (
     SampleVerdict,
 )
 from bench.compare.verdicts import NEWLY_FAILING, NEWLY_WORKING, CellComparison, Comparison
+from bench.size.units import MIB, fmt_bytes
 
-GIB = float(1 << 30)
-MIB = float(1 << 20)
+
+def report_console() -> Console:
+    """The terminal as it is, or 160 columns when output goes to a CI log or a file: a narrow
+    default would fold every verdict."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
 
 
 def _style(verdict: str) -> str:
@@ -32,10 +37,6 @@ def _style(verdict: str) -> str:
     if verdict in IMPROVEMENT_WORDS or verdict == NEWLY_WORKING:
         return "green"
     return ""
-
-
-def _bytes(value: float) -> str:
-    return f"{value / GIB:.2f} GiB" if abs(value) >= GIB / 4 else f"{value / MIB:.0f} MiB"
 
 
 def sample_text(v: SampleVerdict | None, unit: str, sep: str = ": ") -> str:
@@ -57,7 +58,8 @@ def memory_text(v: MemoryVerdict | None, sep: str = ": ") -> str:
     if v.base_bytes is None or v.cand_bytes is None:
         return v.verdict
     ratio = f" ×{v.ratio:.3f}" if v.ratio is not None else ""
-    return f"{v.verdict}{ratio}{sep}{_bytes(v.base_bytes)} → {_bytes(v.cand_bytes)} ({v.counter})"
+    change = f"{fmt_bytes(v.base_bytes)} → {fmt_bytes(v.cand_bytes)}"
+    return f"{v.verdict}{ratio}{sep}{change} ({v.counter})"
 
 
 def quality_text(v: QualityVerdict, sep: str = ": ") -> str:

@@ -211,9 +211,9 @@ def paired_permutation_p(base: np.ndarray, cand: np.ndarray) -> float:
     """Two-sided sign-flip permutation test of the mean paired difference.
 
     Exact (all 2^n sign patterns) up to n = 13 prompts, Monte Carlo with a fixed seed above.
-    Used next to the bootstrap interval because a bootstrap interval over 5-10 prompts is too
-    narrow: it excludes 0 in ~10% (n=10) to ~17% (n=5) of null draws instead of 5%
-    (tests/compare/test_stats.py measures this), while the permutation test holds its level.
+    Used next to the bootstrap interval because a bootstrap interval over 6-10 prompts is too
+    narrow: it excludes 0 in 11-12% of null draws at n = 10 instead of 5% (tests/compare/
+    simulate.py measures this; docs/compare.md), while the permutation test holds its level.
     Written with numpy rather than `scipy.stats.permutation_test` because it is the same test
     and 10-50x faster, which lets the tests measure its level over hundreds of draws.
     """

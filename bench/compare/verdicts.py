@@ -32,10 +32,10 @@ from bench.compare.stats import (
     quality_verdict,
     sample_verdict,
 )
+from bench.size.units import MIB
 from bench.summary import MEMORY_COUNTERS
 
 SCHEMA_VERSION = 1
-MIB = 1 << 20
 
 # Per metric, the smallest mean change (in the metric's units) worth failing a build for.
 DEFAULT_QUALITY_MARGINS: dict[str, float] = {

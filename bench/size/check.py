@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.config import OffloadSpec
 from bench.results import cell_records, read_manifest, read_records
 from bench.size.predict import Scenario, parse_offload, predict
-from bench.size.sources import Base, cell_variant, run_base
+from bench.size.sources import Variant, cell_variant, run_base
 from bench.size.terms import Prediction
+from bench.summary import net_memory_peaks, summarize
 
 
 @dataclass
@@ -80,34 +82,16 @@ def _rel(predicted: int | None, measured: int | None) -> float | None:
     return (predicted - measured) / measured
 
 
-def _peak(record: dict[str, Any], images: list[dict[str, Any]], key: str) -> int | None:
-    """Largest value of a memory counter over load, warm-up and every image of the cell."""
-    memory = record.get("memory") or {}
-    phases = [memory.get("load") or {}, memory.get("warmup") or {}]
-    phases += [img.get("memory") or {} for img in images]
-    values = [int(p[key]) for p in phases if p.get(key) is not None]
-    return max(values) if values else None
-
-
-def measured_peaks(record: dict[str, Any], images: list[dict[str, Any]]) -> dict[str, int | None]:
-    baseline = ((record.get("memory") or {}).get("baseline") or {}).get("nvml_used_bytes")
-    nvml = _peak(record, images, "nvml_used_peak_bytes")
-    return {
-        "nvml": nvml - int(baseline) if nvml is not None and baseline is not None else None,
-        "reserved": _peak(record, images, "torch_max_reserved_bytes"),
-        "host_rss": _peak(record, images, "host_rss_peak_bytes"),
-    }
-
-
-def check_run(run_dir: Path, base: Base | None = None) -> list[CellCheck]:
+def check_run(run_dir: Path) -> list[CellCheck]:
     """One CellCheck per manifest cell; cells that did not run say so in `status`."""
     manifest = read_manifest(run_dir)
     records = read_records(run_dir)
     cells = cell_records(records)
+    rows = {row["cell_id"]: row for _, row in summarize(manifest, records).iterrows()}
     config = manifest.get("config") or {}
     seq_len = int(config.get("max_sequence_length", 512))
-    base = base or run_base(manifest)
-    variants: dict[str, Any] = {}
+    base = run_base(manifest)
+    variants: dict[str, Variant] = {}
     out: list[CellCheck] = []
     for cell in manifest["cells"]:
         record = cells.get(cell["cell_id"], {})
@@ -123,7 +107,11 @@ def check_run(run_dir: Path, base: Base | None = None) -> list[CellCheck]:
             variants[cell["variant"]] = cell_variant(base, cell)
         variant = variants[cell["variant"]]
         offload = cell.get("offload_spec")
-        spec = parse_offload(cell["offload"]) if offload is None else _offload(offload)
+        spec = (
+            parse_offload(cell["offload"])
+            if offload is None
+            else OffloadSpec.model_validate(offload)
+        )
         scenario = Scenario(spec, cell["height"], cell["width"], 1, seq_len)
         check.prediction = predict(variant.pipe, scenario)
         check.weights_predicted = {k: c.bytes for k, c in variant.pipe.components.items()}
@@ -134,21 +122,10 @@ def check_run(run_dir: Path, base: Base | None = None) -> list[CellCheck]:
         check.weights_loaded = {
             k: int(v["bytes"]) for k, v in (record.get("weights") or {}).items()
         }
-        images = [
-            r
-            for r in records
-            if r.get("kind") == "image" and r["cell_id"] == cell["cell_id"] and r["status"] == "ok"
-        ]
-        peaks = measured_peaks(record, images)
-        check.nvml_measured = peaks["nvml"]
-        check.reserved_measured = peaks["reserved"]
-        check.host_rss_measured = peaks["host_rss"]
+        peaks = net_memory_peaks(rows[cell["cell_id"]])
+        check.nvml_measured = peaks.get("nvml_used_peak_bytes")
+        check.reserved_measured = peaks.get("torch_max_reserved_bytes")
+        check.host_rss_measured = peaks.get("host_rss_peak_bytes")
         if str(record.get("device", "")).startswith("cpu"):
             check.note = "CPU cell: no VRAM to compare; weights checked against the loaded bytes"
     return out
-
-
-def _offload(spec: dict[str, Any]) -> Any:
-    from bench.config import OffloadSpec
-
-    return OffloadSpec.model_validate(spec)

@@ -83,24 +83,32 @@ def size_command(
 
 
 def _variants(model: str, quant: list[str] | None, runs: list[Path] | None) -> tuple[list, dict]:
+    import json
+
+    from bench.results import read_manifest
     from bench.size.recommend import read_measurements
-    from bench.size.sources import builtin_variants, cell_variant, resolve_base, run_base
+    from bench.size.sources import Base, builtin_variants, cell_variant, resolve_base, run_base
 
     measured: dict[Any, Any] = {}
     if not runs:
         return builtin_variants(resolve_base(model), quant), measured
-    from bench.results import read_manifest
-
     variants = []
     seen: set[str] = set()
+    bases: dict[str, Base] = {}  # runs of one model share its meta modules (seconds to build)
     for run_dir in runs:
         manifest = read_manifest(run_dir)
-        base = run_base(manifest)
+        model_key = json.dumps(
+            [manifest.get("base_model"), (manifest.get("config") or {}).get("model")],
+            sort_keys=True,
+            default=str,
+        )
+        if model_key not in bases:
+            bases[model_key] = run_base(manifest)
         for cell in manifest["cells"]:
             if cell["variant"] not in seen:
                 seen.add(cell["variant"])
-                variants.append(cell_variant(base, cell))
-        measured.update(read_measurements(run_dir))
+                variants.append(cell_variant(bases[model_key], cell))
+        measured.update(read_measurements(run_dir, manifest))
     return variants, measured
 
 

@@ -60,7 +60,6 @@ class PipelineComponents:
     components: dict[str, Component]
     offload_order: tuple[str, ...]
     transformer_format: str
-    notes: tuple[str, ...] = ()
 
     @property
     def bytes(self) -> int:
@@ -206,30 +205,31 @@ def gguf_layout_from_rules(transformer: Any, quant: str, source_dtype: str = "BF
 
 def gguf_layout_from_file(path: Path, transformer: Any, compute_dtype: str) -> GGUFLayout:
     """Exact loaded bytes from the header: packed quantized tensors, F32/F16 cast to compute."""
-    from gguf import GGUFReader
-
     from bench.gguf.errors import GGUFFileError
     from bench.gguf.inspect import inspect_gguf
+    from bench.gguf.qtypes import file_quant_type, supported_quant_types
 
     try:
         info = inspect_gguf(path)
     except GGUFFileError as exc:
         raise UserInputError(str(exc)) from exc
     c = DTYPE_BYTES[compute_dtype]
-    loaded = 0
-    for t in GGUFReader(path).tensors:
-        if t.tensor_type.name in TORCH_NATIVE_GGUF_TYPES:
-            loaded += int(t.n_elements) * c
-        else:
-            loaded += int(t.n_bytes)
+    # F32/F16 tensors are loaded at the compute dtype; every other type stays packed.
+    loaded = sum(
+        _elements(nbytes, t) * c if t in TORCH_NATIVE_GGUF_TYPES else nbytes
+        for t, nbytes in info.bytes_per_type.items()
+    )
     params = dict(transformer.named_parameters())
     if set(info.tensor_types) == set(params):
         types = dict(info.tensor_types)
     else:  # BFL names (fused qkv): per-module split from the recipe, totals from the file
-        codes = {7: "Q8_0", 18: "Q6_K", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M"}
+        # general.file_type code -> type name (qtypes' table; the _S mix where codes coincide)
+        codes = {file_quant_type(n).file_type: n for n in supported_quant_types()}
         quant = codes.get(int(info.metadata.get("general.file_type") or -1))
         if quant is None:
-            quantized = {k: v for k, v in info.bytes_per_type.items() if k not in ("F32", "F16")}
+            quantized = {
+                k: v for k, v in info.bytes_per_type.items() if k not in TORCH_NATIVE_GGUF_TYPES
+            }
             quant = max(quantized, key=lambda k: quantized[k]) if quantized else "BF16"
         source = "BF16" if "BF16" in info.tensors_per_type else "F16"
         types = rule_types(transformer, quant, source)
@@ -251,6 +251,15 @@ def _packed_bytes(numel: int, ggml_type: str) -> int:
 
     block, size = GGML_QUANT_SIZES[T[ggml_type]]
     return numel // block * size
+
+
+def _elements(packed_bytes: int, ggml_type: str) -> int:
+    """Inverse of `_packed_bytes`: how many weights `packed_bytes` of a type hold."""
+    from gguf import GGML_QUANT_SIZES
+    from gguf import GGMLQuantizationType as T
+
+    block, size = GGML_QUANT_SIZES[T[ggml_type]]
+    return packed_bytes // size * block
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,7 +316,6 @@ def measure(
     module: Any,
     dtype: str,
     layout: GGUFLayout | None = None,
-    weights_format: str = "",
 ) -> Component:
     """Size one meta module as it would be loaded at `dtype` (GGUF: `dtype` is compute dtype)."""
     c = DTYPE_BYTES[dtype]
@@ -357,7 +365,7 @@ def measure(
         n_blocks=len(per_block),
         dequant_bytes=dequant,
         dequant_tensor=dequant_tensor,
-        weights_format=weights_format or (layout.label if layout else dtype),
+        weights_format=layout.label if layout else dtype,
         config=_plain_config(module),
     )
 

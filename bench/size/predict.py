@@ -234,12 +234,10 @@ def _phase(pipe: PipelineComponents, running: str, scenario: Scenario, compute_d
     return Phase(running, tuple(terms))
 
 
-def predict(
-    pipe: PipelineComponents, scenario: Scenario, compute_dtype: str | None = None
-) -> Prediction:
+def predict(pipe: PipelineComponents, scenario: Scenario) -> Prediction:
     """Peak VRAM of `pipe` under `scenario`: the terms of the largest phase."""
     transformer = pipe.components.get("transformer")
-    dtype = compute_dtype or (transformer.dtype if transformer else "bfloat16")
+    dtype = transformer.dtype if transformer else "bfloat16"
     phases = tuple(_phase(pipe, name, scenario, dtype) for name in pipe.offload_order)
     peak = max(phases, key=lambda p: p.bytes)
     notes: list[str] = []

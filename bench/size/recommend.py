@@ -116,32 +116,27 @@ def _speed_rank(offload: str) -> int:
     return len(_SPEED_RANK)
 
 
-def read_measurements(run_dir: Path) -> dict[tuple[str, str, str], Measured]:
+def read_measurements(
+    run_dir: Path, manifest: dict[str, Any] | None = None
+) -> dict[tuple[str, str, str], Measured]:
     """(variant, offload, HxW) -> what the run measured, with scores when the run was scored."""
     from bench.results import cell_records, read_manifest, read_records
-    from bench.size.check import measured_peaks
-    from bench.summary import summarize_run
+    from bench.summary import net_memory_peaks, summarize
 
-    frame = summarize_run(run_dir)
-
-    manifest = read_manifest(run_dir)
+    manifest = manifest or read_manifest(run_dir)
+    run_id = manifest["run_id"]
     records = read_records(run_dir)
     cells = cell_records(records)
     quality = _quality(run_dir)
     out: dict[tuple[str, str, str], Measured] = {}
-    for _, row in frame.iterrows():
+    for _, row in summarize(manifest, records).iterrows():
         row = row.astype(object).where(row.notna(), None)
         record = cells.get(row["cell_id"], {})
-        images = [
-            r
-            for r in records
-            if r.get("kind") == "image" and r["cell_id"] == row["cell_id"] and r["status"] == "ok"
-        ]
         on_gpu = str(record.get("device") or "").startswith("cuda")
-        peak = measured_peaks(record, images)["nvml"] if on_gpu else None
+        peak = net_memory_peaks(row).get("nvml_used_peak_bytes") if on_gpu else None
         out[(row["variant"], row["offload"], row["resolution"])] = Measured(
             cell_id=row["cell_id"],
-            run_id=manifest["run_id"],
+            run_id=run_id,
             status=row["status"],
             median_s=row["median_s"] if on_gpu else None,
             n=int(row["n"] or 0),
@@ -155,7 +150,9 @@ def read_measurements(run_dir: Path) -> dict[tuple[str, str, str], Measured]:
 
 def _quality(run_dir: Path) -> dict[str, dict[str, Any]]:
     """cell id -> {metric: mean or status} from scores_summary.json (docs/scores.md)."""
-    path = run_dir / "scores_summary.json"
+    from bench.results import SCORES_SUMMARY
+
+    path = run_dir / SCORES_SUMMARY
     if not path.is_file():
         return {}
     out: dict[str, dict[str, Any]] = {}

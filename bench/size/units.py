@@ -51,10 +51,6 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
-def gib(n_bytes: float) -> float:
-    return n_bytes / GIB
-
-
 def fmt_bytes(n_bytes: float) -> str:
     """GiB with two decimals above 1 GiB, MiB below: a term of 30 MiB should not read 0.03."""
     if abs(n_bytes) >= GIB:
