@@ -19,6 +19,7 @@ import numpy as np
 import typer
 from PIL import Image
 
+from bench.cli import fail
 from bench.errors import UserInputError
 from bench.metrics.clip import BATCH_SIZE as CLIP_BATCH
 from bench.metrics.clip import ClipBundle, ClipUnavailable, clip_scores, load_clip
@@ -278,6 +279,5 @@ def score_command(
     try:
         path = score_run(run_dir, metrics)
     except UserInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     print_summary(path.parent / SCORES_SUMMARY)

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from bench.cli import fail
 from bench.compare.render import print_comparison, report_console, to_json, to_markdown
 from bench.compare.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds, compare_runs
 from bench.errors import UserInputError
@@ -114,8 +115,7 @@ def compare_command(
         )
         comparison = compare_runs(base_run, cand_run, thresholds, force=force)
     except UserInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     console = report_console()
     print_comparison(comparison, console)
     if json_out is not None:

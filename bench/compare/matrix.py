@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.cli import fail
 from bench.compare.command import check_factor, write_text_atomic
 from bench.compare.envs import LayeredEnv, ensure_env, pins_label, strip_local
 from bench.compare.render import clean_json, print_comparison, report_console, to_markdown
@@ -178,8 +179,7 @@ def matrix_command(
         thresholds = Thresholds(time_factor=time_factor, memory_factor=memory_factor)
         entries, comparisons = run_matrix(config, sets, out, thresholds)
     except UserInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     console = report_console()
     for comparison in comparisons:
         print_comparison(comparison, console)

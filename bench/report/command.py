@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bench.cli import fail
 from bench.errors import UserInputError
 
 
@@ -23,8 +24,7 @@ def report_command(
     try:
         path = build_report(run_dir, out if out is not None else default_out_dir(run_dir))
     except UserInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     typer.echo(f"report: {path / 'report.html'}")
     typer.echo(f"        {path / 'report.md'}")
     typer.echo(f"        {path / 'table.csv'}")

@@ -14,14 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.cli import fail
 from bench.errors import UserInputError
 from bench.size.terms import Prediction
 from bench.size.units import fmt_bytes, parse_size
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def size_command(
@@ -71,7 +67,7 @@ def size_command(
                 max_sequence_length, margin, console,
             )  # fmt: skip
     except UserInputError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if json_out is not None:
         from bench.results import write_json_atomic
 
