@@ -1,4 +1,4 @@
-"""Published figures (from /work/shared/reference/published-figures.md) and when they may be
+"""Published figures (from the shared reference published-figures.md) and when they may be
 shown beside measured ones.
 
 A published number is only comparable with a cell run with the same model (the real FLUX.1-dev
