@@ -176,9 +176,15 @@ def fill_random_weights(
 
 
 def _fill(module: Any, seed: int, prefix: str, dtype: Any, setter: Any) -> None:
+    """Tensors are made on several threads: torch's CPU randn runs on one core per call, so a
+    full-size build one tensor at a time takes minutes. Each tensor has its own generator, so
+    the values are the same whatever the thread count or completion order."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
-    for name, tensor in list(module.named_parameters()):
+    def make(item: tuple[str, Any]) -> Any:
+        name, tensor = item
         gen = _seeded_generator(seed, f"{prefix}.{name}")
         if tensor.ndim >= 2:
             if "embed" in name and tensor.ndim == 2 and "linear" not in name:
@@ -189,7 +195,12 @@ def _fill(module: Any, seed: int, prefix: str, dtype: Any, setter: Any) -> None:
             values = torch.randn(tensor.shape, generator=gen) * 0.01
         else:  # norm scales and other vectors
             values = torch.ones(tensor.shape)
-        setter(module, name, "cpu", value=values.to(dtype))
+        return values.to(dtype)
+
+    params = list(module.named_parameters())
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+        for (name, _), values in zip(params, pool.map(make, params), strict=True):
+            setter(module, name, "cpu", value=values)
 
 
 # Special-token ids of the real CLIP-L and T5 tokenizers (openai/clip-vit-large-patch14,
