@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from bench import limits
 from bench.errors import ConfigError
+from bench.yamlfile import load_yaml_file
 
 # GGUF types a variant may name. Which of them can be *made* here depends on the quantizer
 # (bench.gguf); which can be *loaded* depends on diffusers. Both are checked later, per cell.
@@ -49,10 +55,76 @@ DTYPES = ("float32", "bfloat16", "float16")
 SYNTHETIC_PRESETS = ("tiny", "flux-dev")
 
 
-class _Strict(BaseModel):
-    """Unknown keys are errors: a misspelt key silently ignored would change what is measured."""
+# A validation context with this key set (True) reads a config recorded in a run folder: the
+# rules that only protect new runs (sizes the pipeline would round) are not re-applied to what
+# was already measured.
+RECORDED = "recorded"
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def _int_range(low: int, high: int) -> AfterValidator:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer from {low} to {high}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _float_range(low: float, high: float) -> AfterValidator:
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"expected a finite number from {low:g} to {high:g}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _side(value: int, info: ValidationInfo) -> int:
+    """An image side FluxPipeline uses as given: a multiple of 16 within the limits."""
+    low, high, step = limits.MIN_SIDE, limits.MAX_SIDE, limits.SIDE_MULTIPLE
+    if not low <= value <= high:
+        raise ValueError(f"expected a multiple of {step} from {low} to {high}")
+    if value % step and not (info.context or {}).get(RECORDED):
+        below, above = value // step * step, (value // step + 1) * step
+        nearest = " or ".join(str(v) for v in (below, above) if low <= v <= high)
+        raise ValueError(
+            f"expected a multiple of {step} (FLUX's VAE and 2x2 patches: the pipeline would "
+            f"silently make it {below}); nearest valid: {nearest}"
+        )
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    seen = [v for i, v in enumerate(values) if v in values[:i]]
+    if seen:
+        raise ValueError(f"duplicate entries {sorted(set(map(str, seen)))}")
+    return values
+
+
+Name = Annotated[str, Field(pattern=_NAME_PATTERN, max_length=limits.MAX_NAME_CHARS)]
+Text = Annotated[str, AfterValidator(_not_blank)]
+Seed = Annotated[int, _int_range(0, limits.MAX_SEED)]
+Side = Annotated[int, AfterValidator(_side)]
+OffloadMode = Literal["none", "model", "sequential", "group"]
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:(0|[1-9][0-9]{0,2}))?)$")
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a misspelt key silently ignored would change what is measured.
+
+    Strict types: YAML's `true` is not the integer 1, "4" is not 4 and 4.0 is not 4; NaN and
+    infinity are not numbers a setting can have.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ModelSource(_Strict):
@@ -64,11 +136,11 @@ class ModelSource(_Strict):
 
     source: Literal["synthetic", "pretrained"] = "synthetic"
     preset: Literal["tiny", "flux-dev"] = "tiny"
-    path: str | None = Field(
+    path: Text | None = Field(
         default=None, description="local diffusers folder or hub id (pretrained only)"
     )
-    revision: str | None = None
-    seed: int = Field(default=0, description="seed of the random weights (synthetic only)")
+    revision: Text | None = None
+    seed: Seed = Field(default=0, description="seed of the random weights (synthetic only)")
 
     @model_validator(mode="after")
     def _path_matches_source(self) -> ModelSource:
@@ -76,12 +148,21 @@ class ModelSource(_Strict):
             raise ValueError("model.path is required when model.source is 'pretrained'")
         if self.source == "synthetic" and self.path:
             raise ValueError("model.path is only allowed when model.source is 'pretrained'")
+        if self.source == "synthetic" and self.revision:
+            raise ValueError("model.revision is only allowed when model.source is 'pretrained'")
         return self
 
 
 class _VariantBase(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-    offload_modes: list[Literal["none", "model", "sequential", "group"]] | None = Field(
+    name: Name
+    offload_modes: (
+        Annotated[
+            list[OffloadMode],
+            Field(min_length=1, max_length=limits.MAX_OFFLOAD_MODES),
+            AfterValidator(_unique),
+        ]
+        | None
+    ) = Field(
         default=None,
         description="run this variant only under these offload modes (default: all of them)",
     )
@@ -108,7 +189,7 @@ class GGUFVariant(_VariantBase):
 
     kind: Literal["gguf"]
     quant: str
-    file: str | None = None
+    file: Text | None = None
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         default=None, description="dtype of the non-transformer components; default compute_dtype"
@@ -136,10 +217,27 @@ class OffloadSpec(_Strict):
     component; `level` and `use_stream` are passed through.
     """
 
-    mode: Literal["none", "model", "sequential", "group"]
+    mode: OffloadMode
     level: Literal["leaf", "block"] = "leaf"
-    blocks_per_group: int = Field(default=1, ge=1)
+    blocks_per_group: Annotated[int, _int_range(1, limits.MAX_BLOCKS_PER_GROUP)] = 1
     use_stream: bool = False
+
+    @model_validator(mode="after")
+    def _settings_that_apply(self) -> OffloadSpec:
+        """A setting the mode ignores would be recorded as if it had been used."""
+        ignored = []
+        if self.mode != "group":
+            ignored = [
+                key
+                for key, default in (("level", "leaf"), ("use_stream", False))
+                if getattr(self, key) != default
+            ]
+        if self.blocks_per_group != 1 and not (self.mode == "group" and self.level == "block"):
+            ignored.append("blocks_per_group")
+        if ignored:
+            where = "level leaf" if self.mode == "group" else f"mode {self.mode!r}"
+            raise ValueError(f"{', '.join(ignored)}: not used with {where}")
+        return self
 
     @property
     def label(self) -> str:
@@ -152,74 +250,121 @@ class OffloadSpec(_Strict):
 
 
 class Prompt(_Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    text: str
+    id: Name
+    text: Annotated[Text, Field(max_length=limits.MAX_PROMPT_CHARS)]
 
 
 class PromptFile(_Strict):
-    file: str
-    ids: list[str] | None = Field(default=None, description="subset of prompt ids to use")
-    limit: int | None = Field(default=None, ge=1)
+    file: Text
+    ids: (
+        Annotated[
+            list[str], Field(min_length=1, max_length=limits.MAX_PROMPTS), AfterValidator(_unique)
+        ]
+        | None
+    ) = Field(default=None, description="subset of prompt ids to use")
+    limit: Annotated[int, _int_range(1, limits.MAX_PROMPTS)] | None = None
 
 
 class Resolution(_Strict):
-    height: int = Field(ge=16)
-    width: int = Field(ge=16)
+    height: Side
+    width: Side
 
     @property
     def label(self) -> str:
         return f"{self.height}x{self.width}"
 
 
+def _prompts_tag(value: Any) -> str:
+    return "PromptFile" if isinstance(value, dict | PromptFile) else "list[Prompt]"
+
+
+def _offload_tag(value: Any) -> str:
+    return "Literal[str]" if isinstance(value, str) else "OffloadSpec"
+
+
+# A tag picks the member by the input's type, so an error names what is wrong with that member
+# (not that a mapping is not a list); _format_location leaves the tags out of the key path.
+Prompts = Annotated[
+    Annotated[list[Prompt], Field(min_length=1, max_length=limits.MAX_PROMPTS), Tag("list[Prompt]")]
+    | Annotated[PromptFile, Tag("PromptFile")],
+    Discriminator(_prompts_tag),
+]
+OffloadEntry = Annotated[
+    Annotated[Literal["none", "model", "sequential"], Tag("Literal[str]")]
+    | Annotated[OffloadSpec, Tag("OffloadSpec")],
+    Discriminator(_offload_tag),
+]
+
+
 class BenchConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    description: str = ""
+    name: Name
+    description: Annotated[str, Field(max_length=limits.MAX_PROMPT_CHARS)] = ""
     model: ModelSource = ModelSource()
-    variants: list[Variant] = Field(min_length=1)
-    offload: list[Literal["none", "model", "sequential"] | OffloadSpec] = Field(
-        default_factory=lambda: ["none"], min_length=1
+    variants: list[Variant] = Field(min_length=1, max_length=limits.MAX_VARIANTS)
+    offload: list[OffloadEntry] = Field(
+        default_factory=lambda: ["none"], min_length=1, max_length=limits.MAX_OFFLOAD_MODES
     )
-    prompts: list[Prompt] | PromptFile
-    repeats: int = Field(default=1, ge=1)
-    seed: int = 42
+    prompts: Prompts
+    repeats: Annotated[int, _int_range(1, limits.MAX_REPEATS)] = 1
+    seed: Seed = 42
     seed_strategy: Literal["hashed", "fixed"] = Field(
         default="hashed",
         description="hashed: one seed per (prompt id, repeat) derived from `seed`; "
         "fixed: `seed` + repeat for every prompt (the blog's setup)",
     )
-    height: int = Field(default=512, ge=16)
-    width: int = Field(default=512, ge=16)
+    height: Side = 512
+    width: Side = 512
     resolutions: list[Resolution] | None = Field(
-        default=None, description="several resolutions instead of height/width"
+        default=None,
+        min_length=1,
+        max_length=limits.MAX_RESOLUTIONS,
+        description="several resolutions instead of height/width",
     )
-    steps: int = Field(default=28, ge=1)
-    guidance: float = 3.5
-    max_sequence_length: int = Field(default=512, ge=1, le=512)
-    warmup: int = Field(default=1, ge=0)
-    device: Literal["auto", "cpu", "cuda"] | str = "auto"
-    clip_model: str | None = Field(
+    steps: Annotated[int, _int_range(1, limits.MAX_STEPS)] = 28
+    guidance: Annotated[float, _float_range(0.0, limits.MAX_GUIDANCE)] = 3.5
+    max_sequence_length: Annotated[int, _int_range(1, limits.MAX_SEQUENCE_LENGTH)] = 512
+    warmup: Annotated[int, _int_range(0, limits.MAX_WARMUP)] = 1
+    device: str = "auto"
+    clip_model: Text | None = Field(
         default=None, description="CLIP model for prompt alignment (local folder or hub id)"
     )
 
     @field_validator("device")
     @classmethod
     def _device_form(cls, value: str) -> str:
-        if value in ("auto", "cpu", "cuda") or value.startswith("cuda:"):
-            return value
-        raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+        """The devices the runner can use, spelt as torch.device parses them (no import here:
+        run folders are validated by stages that never load torch)."""
+        match = _DEVICE.match(value)
+        if match is None or int(match.group(3) or "0") > limits.MAX_DEVICE_INDEX:
+            raise ValueError(
+                f"expected auto, cpu, cuda or cuda:N with N from 0 to {limits.MAX_DEVICE_INDEX}"
+            )
+        return value
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> BenchConfig:
-        names = [v.name for v in self.variants]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"variants: duplicate names {duplicates}")
+    def _cross_checks(self, info: ValidationInfo) -> BenchConfig:
+        # Names become folder and file names, which differ only in case on some filesystems.
+        _no_duplicates("variants: duplicate names", [v.name for v in self.variants], fold=True)
         if isinstance(self.prompts, list):
-            ids = [p.id for p in self.prompts]
-            dup_ids = sorted({i for i in ids if ids.count(i) > 1})
-            if dup_ids:
-                raise ValueError(f"prompts: duplicate ids {dup_ids}")
+            _no_duplicates("prompts: duplicate ids", [p.id for p in self.prompts], fold=True)
+        # Equal entries would give two cells one id, and their records would mix.
+        _no_duplicates("offload: duplicate modes", [o.label for o in self.offload_specs])
+        if self.resolutions is not None:
+            _no_duplicates("resolutions: duplicate sizes", [r.label for r in self.resolutions])
+            defaults = (
+                BenchConfig.model_fields["height"].default,
+                BenchConfig.model_fields["width"].default,
+            )
+            if (self.height, self.width) != defaults and not (info.context or {}).get(RECORDED):
+                raise ValueError("height/width: not used when resolutions is given; drop them")
+        modes = {o.mode for o in self.offload_specs}
         for variant in self.variants:
+            absent = [m for m in variant.offload_modes or [] if m not in modes]
+            if absent:
+                raise ValueError(
+                    f"variants.{variant.name}.offload_modes: {absent} not among the config's "
+                    f"offload modes {sorted(modes)}"
+                )
             if (
                 isinstance(variant, GGUFVariant)
                 and variant.file is None
@@ -229,6 +374,13 @@ class BenchConfig(_Strict):
                     f"variants.{variant.name}.file: a GGUF file path or URL is required when "
                     "model.source is 'pretrained' (quantize it first with `bench quantize`)"
                 )
+        if self.seed_strategy == "fixed" and self.seed + self.repeats - 1 > limits.MAX_SEED:
+            raise ValueError(
+                f"seed: with seed_strategy fixed, seed + repeats - 1 must be at most "
+                f"{limits.MAX_SEED} (the generator's range)"
+            )
+        if isinstance(self.prompts, list):
+            check_run_size(self, len(self.prompts))
         return self
 
     @property
@@ -238,6 +390,58 @@ class BenchConfig(_Strict):
     @property
     def offload_specs(self) -> list[OffloadSpec]:
         return [o if isinstance(o, OffloadSpec) else OffloadSpec(mode=o) for o in self.offload]
+
+    def cell_count(self) -> int:
+        """Cells of the whole config (every variant, whatever `--only` selects)."""
+        specs = self.offload_specs
+        per_resolution = sum(
+            1
+            for v in self.variants
+            for o in specs
+            if v.offload_modes is None or o.mode in v.offload_modes
+        )
+        return per_resolution * len(self.resolution_list)
+
+
+def _no_duplicates(what: str, names: list[str], fold: bool = False) -> None:
+    """`fold`: names that differ only in case count as equal (they name files)."""
+    keys = [n.casefold() for n in names] if fold else names
+    dup = sorted({n for n, k in zip(names, keys, strict=True) if keys.count(k) > 1})
+    if not dup:
+        return
+    note = ""
+    if len({n.casefold() for n in dup}) < len(dup):
+        note = " (names that differ only in case are one file on some filesystems)"
+    raise ValueError(f"{what} {dup}{note}")
+
+
+def check_run_size(config: BenchConfig, n_prompts: int) -> None:
+    """Refuse a run larger than the documented limits, before any list of it is built.
+
+    Raises ValueError naming the key to change; the caller adds the file.
+    """
+    per_cell = n_prompts * config.repeats
+    if per_cell > limits.MAX_IMAGES_PER_CELL:
+        raise ValueError(
+            f"repeats: {n_prompts} prompts x {config.repeats} repeats = {per_cell} images per "
+            f"cell, more than the limit of {limits.MAX_IMAGES_PER_CELL} (docs/limits.md)"
+        )
+    cells = config.cell_count()
+    total = cells * per_cell
+    if total > limits.MAX_RUN_IMAGES:
+        raise ValueError(
+            f"variants/offload/resolutions: {cells} cells x {per_cell} images = {total} images, "
+            f"more than the limit of {limits.MAX_RUN_IMAGES} per run (docs/limits.md)"
+        )
+    resolutions = config.resolution_list
+    megapixels = sum(r.height * r.width for r in resolutions) / len(resolutions) / 1e6
+    work = total * config.steps * megapixels
+    if work > limits.MAX_RUN_MEGAPIXEL_STEPS:
+        raise ValueError(
+            f"steps: {total} images x {config.steps} steps x {megapixels:.3g} megapixels per "
+            f"image = {work:.3g} megapixel-steps, more than the limit of "
+            f"{limits.MAX_RUN_MEGAPIXEL_STEPS:g} per run (docs/limits.md)"
+        )
 
 
 def _format_location(loc: tuple[Any, ...], data: Any) -> str:
@@ -283,29 +487,32 @@ def _first_error(error: ValidationError, data: Any) -> str:
         and err["type"] not in ("model_type",)
         and not isinstance(err["input"], dict | list)
     ):
-        message += f" (got {err['input']!r})"
+        shown = repr(err["input"])
+        message += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
+    if not err["loc"]:  # a cross-check: its message starts with the key it is about
+        return message
     return f"{where}: {message}"
+
+
+def validate_config(data: Any, source: str, *, recorded: bool = False) -> BenchConfig:
+    """Validate config data; ConfigError naming `source` and the key at fault.
+
+    `recorded` validates a config stored in a run folder (see RECORDED).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        return BenchConfig.model_validate(data, context={RECORDED: recorded})
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc, data)}") from exc
 
 
 def load_config(path: Path) -> tuple[BenchConfig, Path]:
     """Read and validate a YAML config; returns the config and its folder (for relative paths)."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(
-            f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    try:
-        config = BenchConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {_first_error(exc, data)}") from exc
-    return config, path.parent.resolve()
+    data = load_yaml_file(path, limits.MAX_CONFIG_BYTES, "config file")
+    return validate_config(data, str(path)), path.parent.resolve()
 
 
 def config_hash(config: BenchConfig) -> str:

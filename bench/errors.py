@@ -9,3 +9,11 @@ class UserInputError(Exception):
 
 class ConfigError(UserInputError):
     """The config file is missing, not YAML, or fails validation."""
+
+
+class RunFolderError(UserInputError):
+    """A run folder's file is damaged or hand-edited past what the stages can read.
+
+    The message names the file and, for JSON Lines files, the line, so the user can repair or
+    remove exactly that line instead of reading a traceback.
+    """

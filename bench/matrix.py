@@ -12,9 +12,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bench import limits
 from bench.config import (
     BenchConfig,
     FullVariant,
@@ -23,8 +23,10 @@ from bench.config import (
     Prompt,
     PromptFile,
     Resolution,
+    check_run_size,
 )
 from bench.errors import ConfigError
+from bench.yamlfile import load_yaml_file
 
 
 class _PromptEntry(Prompt):
@@ -34,27 +36,30 @@ class _PromptEntry(Prompt):
 
 
 class _PromptFileModel(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    prompts: list[_PromptEntry] = Field(min_length=1)
+    model_config = ConfigDict(extra="allow", strict=True)
+    prompts: list[_PromptEntry] = Field(min_length=1, max_length=limits.MAX_PROMPTS)
 
 
 def load_prompt_file(path: Path) -> list[Prompt]:
     """Read a prompt set: YAML with a `prompts:` list of `{id, text, ...}` (extra keys kept out)."""
     if not path.is_file():
         raise ConfigError(f"prompts.file: {path} not found")
+    data = load_yaml_file(path, limits.MAX_PROMPT_FILE_BYTES, "prompt file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
         parsed = _PromptFileModel.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: {where}: {err['msg']}") from exc
+        where = ".".join(str(p) for p in err["loc"]) or "<top level>"
+        message = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path}: {where}: {message}") from exc
     ids = [p.id for p in parsed.prompts]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    folded = [i.casefold() for i in ids]
+    duplicates = sorted({i for i, f in zip(ids, folded, strict=True) if folded.count(f) > 1})
     if duplicates:
-        raise ConfigError(f"{path}: duplicate prompt ids {duplicates}")
+        raise ConfigError(
+            f"{path}: duplicate prompt ids {duplicates} (ids name image files, and ids that "
+            "differ only in case are one file on some filesystems)"
+        )
     return list(parsed.prompts)
 
 
@@ -77,6 +82,10 @@ def resolve_prompts(config: BenchConfig, config_dir: Path) -> list[Prompt]:
         prompts = [p for p in prompts if p.id in wanted]
     if spec.limit is not None:
         prompts = prompts[: spec.limit]
+    try:
+        check_run_size(config, len(prompts))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return prompts
 
 
@@ -130,7 +139,15 @@ def expand_cells(config: BenchConfig, only: list[str] | None = None) -> list[Cel
 
 
 def expand_images(config: BenchConfig, prompts: list[Prompt]) -> list[ImageSpec]:
-    """Measured images of every cell, repeat-major so a short run still covers every prompt."""
+    """Measured images of every cell, repeat-major so a short run still covers every prompt.
+
+    The run's size is checked against the documented limits before the list is built: prompts
+    from a file are only known here.
+    """
+    try:
+        check_run_size(config, len(prompts))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return [
         ImageSpec(
             prompt_id=p.id,

@@ -106,7 +106,7 @@ def test_shipped_configs_validate() -> None:
         config, _ = load_config(root / name)
         assert config.variants, name
     blog, _ = load_config(root / "flux-dev-gguf.yaml")
-    assert (blog.height, blog.width, blog.steps, blog.guidance) == (496, 680, 60, 3.5)
+    assert (blog.height, blog.width, blog.steps, blog.guidance) == (496, 672, 60, 3.5)
     assert blog.max_sequence_length == 512 and blog.seed == 42
     assert [v.name for v in blog.variants] == ["full-bf16", "Q8_0", "Q6_K", "Q4_K"]
     assert [o.mode for o in blog.offload_specs] == ["none", "model", "sequential"]
