@@ -3,14 +3,23 @@
 A regression check is only meaningful between runs on the same stack, so every manifest carries
 this. Environment variables are copied only from an allow-list: tokens and other secrets that
 live in the environment must never reach a file that is shared.
+
+A run may also happen outside the project's own environment (the GPU check runs under a bare
+machine's python3 with carried wheels first on PYTHONPATH and the checkout itself on it), where
+the project's pins do not apply: then the versions alone do not say what ran, so the manifest
+also names the interpreter, the folder each package was imported from, and the checkout's commit.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
+import subprocess
+import sys
 from contextlib import suppress
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -26,7 +35,12 @@ PACKAGES = (
     "numpy",
     "torchmetrics",
     "nvidia-ml-py",
+    "huggingface-hub",
+    "pydantic",
+    "tokenizers",
 )
+# Import names of the distributions above whose names differ from them.
+_MODULES = {"nvidia-ml-py": "pynvml", "huggingface-hub": "huggingface_hub"}
 SAFE_ENV_VARS = (
     "CUDA_VISIBLE_DEVICES",
     "PYTORCH_CUDA_ALLOC_CONF",
@@ -35,6 +49,8 @@ SAFE_ENV_VARS = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
     "BENCH_CACHE_DIR",
+    "PYTHONPATH",
+    "BENCH_SOURCE_COMMIT",
 )
 
 
@@ -43,6 +59,40 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _origin(package: str) -> str | None:
+    """The folder (or file) the package is imported from here, without importing it."""
+    with suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec(_MODULES.get(package, package.replace("-", "_")))
+        if spec is not None and spec.origin:
+            origin = Path(spec.origin)
+            return str(origin.parent if origin.name == "__init__.py" else origin)
+    return None
+
+
+def _source_checkout() -> dict[str, Any]:
+    """Where the bench package in use lives and, in a git checkout, its commit.
+
+    `bench` run from a checkout on PYTHONPATH has no installed version; the commit says which
+    code ran ("-dirty" when the tree had uncommitted changes). A copy without its .git (a
+    working tree sent to another machine) can be told its commit in BENCH_SOURCE_COMMIT.
+    """
+    root = Path(__file__).resolve().parents[1]
+    commit, told = None, os.environ.get("BENCH_SOURCE_COMMIT")
+    if (root / ".git").exists():
+        with suppress(OSError, subprocess.SubprocessError):
+            result = subprocess.run(
+                ["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=40"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+            commit = result.stdout.strip() or None
+    if commit is None and told:
+        return {"path": str(root), "git_commit": told, "commit_from": "BENCH_SOURCE_COMMIT"}
+    return {"path": str(root), "git_commit": commit, "commit_from": "git" if commit else None}
 
 
 def _cpu_model() -> str:
@@ -87,7 +137,10 @@ def collect_environment() -> dict[str, Any]:
 
     return {
         "python": platform.python_version(),
+        "python_executable": sys.executable,
         "packages": {name: _version(name) for name in PACKAGES},
+        "package_origins": {name: _origin(name) for name in PACKAGES},
+        "source": _source_checkout(),
         "os": f"{platform.system()} {platform.release()}",
         "platform": platform.platform(),
         "cpu": {
