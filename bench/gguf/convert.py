@@ -1,11 +1,12 @@
 """Convert a FLUX transformer checkpoint (diffusers folder or safetensors file) to GGUF.
 
 The header (metadata and every tensor's name, shape, type and offset) is written first from the
-plan, then each tensor is loaded, converted and appended one at a time; ``gguf.GGUFWriter``
-supports this when tensor infos are registered with ``add_tensor_info`` and data is passed to
-``write_tensor_data`` in the same order. Peak memory is therefore a few of the largest tensors,
-not the model. The file is written under a temporary name and renamed when complete, so a failed
-or interrupted conversion never leaves a half-written ``.gguf``.
+plan with ``gguf.GGUFWriter``; the file is then sized to its final length and the tensor data are
+converted in row chunks (``bench.gguf.chunks``), on all cores by default (``bench.gguf.pool``),
+each chunk written at its offset. The bytes are those of ``GGUFWriter.write_tensor_data`` called
+tensor by tensor (the tests check this against the writer itself). Peak memory is a few chunks per
+worker, not the model. The file is written under a temporary name and renamed when complete, so
+a failed or interrupted conversion never leaves a half-written ``.gguf``.
 """
 
 from __future__ import annotations
@@ -20,21 +21,16 @@ from math import prod
 from pathlib import Path
 
 import numpy as np
-import torch
-from gguf import GGMLQuantizationType as T
 from gguf import GGUFWriter
 
-from bench.gguf import quants
-from bench.gguf.errors import ConversionError
+from bench.gguf.chunks import plan_chunks
 from bench.gguf.names import key_scheme
-from bench.gguf.plan import KeyNames, OutputTensor, build_plan, load
-from bench.gguf.qtypes import file_quant_type, supported_quant_types
+from bench.gguf.plan import KeyNames, OutputTensor, build_plan
+from bench.gguf.pool import PoolKind, chunk_runner, resolve_jobs
+from bench.gguf.qtypes import FileQuantType, file_quant_type, supported_quant_types
 from bench.gguf.source import Checkpoint
 
 __all__ = ["QuantizeSummary", "quantize_checkpoint", "supported_quant_types"]
-
-#: Rows of a weight are widened to float32 this many weights at a time (16 MiB of float32).
-_CONVERT_CHUNK_WEIGHTS = 1 << 22
 
 
 @dataclass
@@ -50,6 +46,7 @@ class QuantizeSummary:
     qtype: str = ""
     key_names: str = ""
     bytes_per_type: dict[str, int] = field(default_factory=dict)
+    jobs: int = 1  # worker processes used (1: converted in the calling process)
 
 
 def quantize_checkpoint(
@@ -58,13 +55,19 @@ def quantize_checkpoint(
     qtype: str,
     key_names: KeyNames = "auto",
     progress: bool = False,
+    jobs: int | None = None,
+    pool: PoolKind = "process",
 ) -> QuantizeSummary:
     """Write ``src`` as a GGUF file ``out`` of quantization type ``qtype``.
 
     ``qtype`` is one of ``supported_quant_types()``. ``key_names="auto"`` writes original BFL
     names for FLUX.1-width (3072) models, which is what community files use and what diffusers'
     single-file converter expects, and diffusers names for narrower models (diffusers then loads
-    them without conversion). Raises ``ConversionError`` (a ``ValueError``) for bad input.
+    them without conversion). ``jobs`` worker processes share the work (None: every CPU this
+    process may use, or the calling process alone for models under ~16 M weights); the bytes
+    are the same for any ``jobs``. ``pool="thread"`` uses threads instead (slower, kept for the
+    comparison in benchmarks/quantize_speed.py). Raises ``ConversionError`` (a ``ValueError``)
+    for bad input.
     """
     t0 = time.perf_counter()
     ft = file_quant_type(qtype)
@@ -72,33 +75,17 @@ def quantize_checkpoint(
     with Checkpoint(src) as ckpt:
         plan = build_plan(ckpt, ft, key_names)
         used_names = "bfl" if key_scheme(t.name for t in plan) == "bfl" else "diffusers"
-        majority = Counter(t.source_dtype for t in plan).most_common(1)[0][0]
         with _atomic_path(out) as tmp:
-            writer = GGUFWriter(tmp, arch="flux")
-            writer.add_quantization_version(2)
-            writer.add_file_type(ft.file_type)
-            writer.add_string("bench.source_dtype", majority)
-            for t in plan:  # byte shape: the last dimension counted in bytes
-                writer.add_tensor_info(
-                    t.name,
-                    (*t.shape[:-1], t.nbytes // prod(t.shape[:-1])),
-                    np.dtype(np.uint8),
-                    t.nbytes,
-                    raw_dtype=t.qtype,
-                )
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            with _progress(progress, sum(t.n_params for t in plan), out.name) as advance:
-                for t in plan:
-                    data = convert_tensor(load(ckpt, t), t)
-                    if data.nbytes != t.nbytes:
-                        raise ConversionError(
-                            f"{t.name}: produced {data.nbytes} bytes, planned {t.nbytes}"
-                        )
-                    writer.write_tensor_data(data)
-                    advance(t.n_params)
-            writer.close()
+            data_start, end, alignment = _write_header(tmp, plan, ft)
+            chunks = plan_chunks(ckpt, plan, data_start, alignment)
+            n_jobs = resolve_jobs(jobs, chunks)
+            os.truncate(tmp, end)  # the padding between tensors reads as the writer's zeros
+            total = sum(t.n_params for t in plan)
+            with (
+                chunk_runner(n_jobs, pool) as run,
+                _progress(progress, total, out.name) as advance,
+            ):
+                run(str(tmp), chunks, advance)
     counts = Counter(t.qtype.name for t in plan)
     per_type: Counter[str] = Counter()
     for t in plan:
@@ -114,29 +101,36 @@ def quantize_checkpoint(
         qtype=ft.name,
         key_names=used_names,
         bytes_per_type=dict(per_type),
+        jobs=n_jobs,
     )
 
 
-def convert_tensor(x: torch.Tensor, t: OutputTensor) -> np.ndarray:
-    """Bytes of one tensor in its planned type, as a flat uint8 array."""
-    if not x.is_floating_point():
-        raise ConversionError(f"{t.name}: expected a floating-point tensor, got {x.dtype}")
-    if t.qtype == T.BF16:
-        return (
-            x.to(torch.bfloat16).contiguous().view(torch.int16).numpy().view(np.uint8).reshape(-1)
+def _write_header(path: Path, plan: list[OutputTensor], ft: FileQuantType) -> tuple[int, int, int]:
+    """Write metadata and tensor infos; return (data start, file end, alignment)."""
+    majority = Counter(t.source_dtype for t in plan).most_common(1)[0][0]
+    writer = GGUFWriter(path, arch="flux")
+    writer.add_quantization_version(2)
+    writer.add_file_type(ft.file_type)
+    writer.add_string("bench.source_dtype", majority)
+    for t in plan:  # byte shape: the last dimension counted in bytes
+        writer.add_tensor_info(
+            t.name,
+            (*t.shape[:-1], t.nbytes // prod(t.shape[:-1])),
+            np.dtype(np.uint8),
+            t.nbytes,
+            raw_dtype=t.qtype,
         )
-    if t.qtype == T.F16:
-        return x.to(torch.float32).numpy().astype(np.float16).view(np.uint8).reshape(-1)
-    if t.qtype == T.F32:
-        return np.ascontiguousarray(x.to(torch.float32).numpy()).view(np.uint8).reshape(-1)
-    cols = t.shape[-1]
-    rows = x.reshape(-1, cols)
-    out = np.empty((rows.shape[0], t.nbytes // rows.shape[0]), dtype=np.uint8)
-    step = max(1, _CONVERT_CHUNK_WEIGHTS // cols)
-    for r0 in range(0, rows.shape[0], step):  # float32 copies of a slab at a time, not the tensor
-        slab = rows[r0 : r0 + step].to(torch.float32).numpy()
-        out[r0 : r0 + step] = quants.quantize(slab, t.qtype)
-    return out.reshape(-1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    assert writer.fout is not None
+    fout = writer.fout[0]
+    writer.write_padding(fout, fout.tell())
+    data_start = fout.tell()
+    writer.close()
+    align = writer.data_alignment
+    end = data_start + sum(GGUFWriter.ggml_pad(t.nbytes, align) for t in plan)
+    return data_start, end, align
 
 
 @contextmanager

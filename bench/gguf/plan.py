@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from math import prod
 from typing import Literal
 
-import torch
+import numpy as np
 from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 
 from bench.gguf import names
 from bench.gguf.errors import ConversionError
 from bench.gguf.qtypes import FileQuantType
-from bench.gguf.source import Checkpoint
+from bench.gguf.source import Checkpoint, SourceTensor, read_rows, to_float32
 
 KeyNames = Literal["auto", "bfl", "diffusers"]
 
@@ -63,19 +63,56 @@ class OutputTensor:
         return self.n_params // block * size
 
 
-def load(ckpt: Checkpoint, t: OutputTensor) -> torch.Tensor:
-    """Assemble an output tensor's data from its source parts (stored dtype kept)."""
-    pieces = []
+@dataclass(frozen=True)
+class Run:
+    """Rows ``start:stop`` of one source tensor: a contiguous byte range of its file."""
+
+    src: SourceTensor
+    start: int
+    stop: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+def tensor_runs(ckpt: Checkpoint, t: OutputTensor) -> list[Run]:
+    """The output tensor's rows, in order, as runs of source rows.
+
+    Parts are concatenated along dim 0; ``swap_halves`` exchanges the halves the way
+    ``torch.cat(x.chunk(2)[::-1])`` does (the first chunk has the extra row of an odd count).
+    Any row range of the output is then a few contiguous reads (``take``), so a worker can read
+    exactly its chunk's rows and no process ever holds the whole tensor.
+    """
+    runs = []
     for p in t.parts:
-        x = ckpt.load(p.key)
-        if p.start is not None or p.stop is not None:
-            x = x[p.start : p.stop]
-        pieces.append(x)
-    x = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
+        st = ckpt.tensors[p.key]
+        start, stop, _ = slice(p.start, p.stop).indices(st.rows)
+        runs.append(Run(st, start, max(start, stop)))
     if t.swap_halves:
-        a, b = x.chunk(2, dim=0)
-        x = torch.cat([b, a], dim=0)
-    return x
+        n = sum(r.rows for r in runs)
+        first = -(-n // 2)
+        runs = take(runs, first, n) + take(runs, 0, first)
+    return runs
+
+
+def take(runs: list[Run], lo: int, hi: int) -> list[Run]:
+    """The runs covering rows ``lo:hi`` of the concatenation of ``runs``."""
+    out, base = [], 0
+    for r in runs:
+        a, b = max(lo, base), min(hi, base + r.rows)
+        if a < b:
+            out.append(Run(r.src, r.start + a - base, r.start + b - base))
+        base += r.rows
+    return out
+
+
+def load(ckpt: Checkpoint, t: OutputTensor) -> np.ndarray:
+    """An output tensor's data as float32 in its output shape (the converter's row mapping)."""
+    pieces = [
+        to_float32(read_rows(r.src, r.start, r.stop), r.src.dtype) for r in tensor_runs(ckpt, t)
+    ]
+    return np.concatenate(pieces).reshape(t.shape)
 
 
 def model_width(ckpt: Checkpoint, stripped: dict[str, str]) -> int | None:

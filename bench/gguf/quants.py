@@ -28,7 +28,8 @@ CHUNK_WEIGHTS = 1 << 16
 
 
 def default_threads() -> int:
-    """Worker threads for quantization: the CPUs this process may use (numpy releases the GIL)."""
+    """The CPUs this process may use (its affinity mask, which a container or ``taskset`` may
+    narrow): the default number of quantizer workers, processes or threads."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

@@ -181,23 +181,29 @@ def test_bad_inputs_raise_conversion_error(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.gguf"))
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_failure_leaves_no_output(
-    tiny_flux_pipeline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_flux_pipeline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
-    calls = {"n": 0}
-    real = convert_mod.convert_tensor
+    """The source shrinks after planning (a real failure inside the workers): the error is
+    the reader's, and neither the output nor its temporary file is left."""
+    src = tmp_path / "src.safetensors"
+    src.write_bytes(
+        (tiny_flux_pipeline / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+    )
+    real = convert_mod.plan_chunks
 
-    def failing(x, t):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise RuntimeError("disk full (simulated)")
-        return real(x, t)
+    def then_truncate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        chunks = real(*args, **kwargs)
+        with src.open("r+b") as fh:
+            fh.truncate(src.stat().st_size // 2)
+        return chunks
 
-    monkeypatch.setattr(convert_mod, "convert_tensor", failing)
-    out = tmp_path / "x.gguf"
-    with pytest.raises(RuntimeError, match="simulated"):
-        quantize_checkpoint(tiny_flux_pipeline / "transformer", out, "Q8_0")
-    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(convert_mod, "plan_chunks", then_truncate)
+    out = tmp_path / "out"
+    with pytest.raises(ConversionError, match="truncated data"):
+        quantize_checkpoint(src, out / "x.gguf", "Q8_0", jobs=jobs)
+    assert list(out.iterdir()) == []
 
 
 def test_progress_bar_runs(tiny_flux_pipeline: Path, tmp_path: Path) -> None:
