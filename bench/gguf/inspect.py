@@ -1,8 +1,10 @@
 """Summarise a GGUF file (metadata, tensor types, sizes, bits per weight) or say clearly why not.
 
-``gguf.GGUFReader`` fails on damaged files with assorted low-level errors (mmap, numpy, struct);
-this module turns those into one ``GGUFFileError`` line naming the file and the problem, and also
-checks that every tensor's data lies inside the file, which the reader does not do eagerly.
+``gguf.GGUFReader`` trusts the counts and lengths a file states and fails on damaged files with
+assorted low-level errors (mmap, numpy, struct), or loops until memory runs out. So the header is
+first walked by the bounded reader of bench/gguf/header.py, which checks every count, length and
+offset (tensor data inside the file included) and raises one ``GGUFFileError`` line naming the
+file and the field; only then does ``GGUFReader`` read the metadata values.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.gguf.errors import GGUFFileError
+from bench.gguf.header import read_header
 from bench.gguf.names import key_scheme
 
-GGUF_MAGIC = b"GGUF"
 _MAX_LISTED_ITEMS = 8  # long array metadata values are summarised, not dumped
 
 
@@ -45,15 +47,7 @@ class InspectResult:
 def inspect_gguf(path: Path) -> InspectResult:
     """Read ``path``'s header and tensor table; raise ``GGUFFileError`` if it is not valid GGUF."""
     path = Path(path)
-    if not path.is_file():
-        raise GGUFFileError(f"{path}: no such file")
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    if len(head) < 8:
-        raise GGUFFileError(f"{path}: file is {size} bytes, too short for a GGUF header")
-    if head[:4] != GGUF_MAGIC:
-        raise GGUFFileError(f"{path}: not a GGUF file (magic {head[:4]!r}, expected b'GGUF')")
+    header = read_header(path)
 
     from gguf import GGUFReader
 
@@ -73,25 +67,17 @@ def inspect_gguf(path: Path) -> InspectResult:
     per_type: Counter[str] = Counter()
     tensor_types: dict[str, str] = {}
     params = 0
-    for t in reader.tensors:
-        end = t.data_offset + t.n_bytes
-        if end > size:
-            raise GGUFFileError(
-                f"{path}: truncated: tensor {t.name!r} needs bytes up to {end}, file has {size}"
-            )
-        tname = t.tensor_type.name
-        counts[tname] += 1
-        per_type[tname] += int(t.n_bytes)
-        tensor_types[t.name] = tname
-        params += int(t.n_elements)
-    version_field = reader.fields.get("GGUF.version")
-    version = int(version_field.parts[-1][0]) if version_field is not None else 0
+    for t in header.tensors:  # sizes in Python integers: a dimension product cannot overflow
+        counts[t.ggml_type] += 1
+        per_type[t.ggml_type] += t.n_bytes
+        tensor_types[t.name] = t.ggml_type
+        params += t.n_elements
     return InspectResult(
         path=path,
-        file_bytes=size,
-        version=version,
+        file_bytes=header.file_bytes,
+        version=header.version,
         metadata=metadata,
-        tensor_count=len(reader.tensors),
+        tensor_count=len(header.tensors),
         tensors_per_type=dict(counts),
         bytes_per_type=dict(per_type),
         parameters=params,
