@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -125,34 +126,110 @@ def run(
     config: Annotated[
         Path | None, typer.Argument(help="YAML config (default: configs/tiny.yaml)")
     ] = None,
-    out: Annotated[Path, typer.Option(help="folder that receives the run folder")] = Path(
-        "results"
-    ),
+    out: Annotated[
+        Path | None, typer.Option(help="folder that receives the run folder [default: results]")
+    ] = None,
     only: Annotated[
         list[str] | None, typer.Option(help="run only these variants (repeatable)")
     ] = None,
-    resume: Annotated[Path | None, typer.Option(help="complete an interrupted run folder")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="complete an interrupted run folder (CONFIG, if given, must be its own)"),
+    ] = None,
     score: Annotated[bool, typer.Option(help="score the images when the sweep ends")] = True,
 ) -> None:
     """Sweep variants × offload modes; write results/<run-id>/ and print the table."""
+    from bench.results import RunFolderWriteError
     from bench.runner.executor import resume_run, run_config
+    from bench.runner.interrupt import RunInterrupted, StopRequests
 
     console = Console(stderr=True)
+    again = ResumeCommand(config, only, score)
+    # Installed for the rest of the process: a second Ctrl-C while Python exits is handled too.
+    stop = StopRequests(on_second=again.say_stopped_at_once).install()
     try:
         if resume is not None:
-            if config is not None or only:
-                raise UserInputError(
-                    "--resume takes the config from the run folder; drop CONFIG/--only"
-                )
-            run_dir = resume_run(resume, console=console)
+            if out is not None and out.resolve() != resume.resolve().parent:
+                raise UserInputError(f"--out {out}: the run folder {resume} is not in it")
+            run_dir = resume_run(resume, console=console, config_path=config, only=only, stop=stop)
         else:
-            run_dir = run_config(config or default_config(), out, only=only, console=console)
+            config_path = config or default_config()
+            run_dir = run_config(
+                config_path, out or Path("results"), only=only, console=console, stop=stop
+            )
+    except RunInterrupted as exc:
+        again.say_interrupted(exc)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted before the run folder existed; nothing to resume", err=True)
+        raise typer.Exit(130) from None
+    except RunFolderWriteError as exc:
+        hint = ""
+        if exc.run_dir is not None:
+            hint = f"; once it can be written, finish the run with: {again.command(exc.run_dir)}"
+        raise fail(f"{exc}{hint}") from None
     except UserInputError as exc:
+        stop.restore()
         raise fail(str(exc)) from None
-    if score:
-        _score(run_dir)
-    stdout = Console()
-    print_run_table(run_dir, stdout if stdout.is_terminal else Console(width=160))
+    try:
+        if score:
+            _score(run_dir)
+        stdout = Console()
+        print_run_table(run_dir, stdout if stdout.is_terminal else Console(width=160))
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted after the sweep; the run folder is complete: {run_dir} "
+            f"(score it with: {_program()} score {shlex.quote(str(run_dir))})",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    stop.restore()
+
+
+def _program() -> str:
+    """How the user started bench, for commands we tell them to type."""
+    if Path(sys.argv[0]).name in ("bench", "bench.exe"):
+        return shlex.quote(sys.argv[0])
+    return "python -m bench"
+
+
+class ResumeCommand:
+    """The command that finishes an interrupted run: the same one, plus `--resume RUN_DIR`."""
+
+    def __init__(self, config: Path | None, only: list[str] | None, score: bool) -> None:
+        words = [_program(), "run"]
+        if config is not None:
+            words.append(shlex.quote(str(config)))
+        for name in only or []:
+            words += ["--only", shlex.quote(name)]
+        if not score:
+            words.append("--no-score")
+        self.words = words
+
+    def command(self, run_dir: Path) -> str:
+        return " ".join([*self.words, "--resume", shlex.quote(str(run_dir))])
+
+    def say_interrupted(self, exc: Any) -> None:
+        if exc.run_dir is None:
+            typer.echo("interrupted before the run folder existed; nothing to resume", err=True)
+            return
+        missing = "" if exc.missing is None else f", {exc.missing} images still to make"
+        typer.echo(
+            f"interrupted ({exc.run_dir}{missing}); finish the run with: "
+            f"{self.command(exc.run_dir)}",
+            err=True,
+        )
+
+    def say_stopped_at_once(self, stop: Any) -> None:
+        """From the second signal's handler, just before the process leaves at once."""
+        show_cursor = "\x1b[?25h" if sys.stderr.isatty() else ""
+        where = (
+            f"; finish the run with: {self.command(stop.run_dir)}"
+            if stop.run_dir is not None
+            else ""
+        )
+        sys.stderr.write(f"{show_cursor}\nstopped at once{where}\n")
+        sys.stderr.flush()
 
 
 def _score(run_dir: Path) -> None:

@@ -6,12 +6,15 @@ Schema: docs/run-folder.md.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench.errors import UserInputError
 
@@ -48,20 +51,108 @@ def record_header(run_id: str, cell: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class RunFolderWriteError(UserInputError):
+    """A file of a run folder could not be written: full disk, quota, read-only, a size limit.
+
+    Raised after the failed write was undone (a temporary file removed, a half-appended line cut),
+    so the folder is left as it was before the write and `--resume` can finish it once the cause
+    is gone. The message names the file and the operating system's reason, on one line.
+    """
+
+    def __init__(self, message: str, run_dir: Path | None = None) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir  # the run folder to resume, where the writer knows it
+
+    @classmethod
+    def from_os_error(cls, path: Path, exc: OSError) -> RunFolderWriteError:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return cls(f"cannot write {path}: {reason} [errno {exc.errno}]")
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def write_file_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write `path` completely or not at all: a temporary file beside it, fsync, then rename.
+
+    A kill, a full disk or an exception in `write` leaves the previous file (or none) and no
+    temporary behind; after the rename the folder entry is synced too, so a record that names the
+    file is never durable before the file itself.
+    """
+    try:
+        descriptor, tmp_name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX
+        )
+    except OSError as exc:
+        raise RunFolderWriteError.from_os_error(path, exc) from exc
+    tmp = Path(tmp_name)
+    try:
+        os.fchmod(descriptor, 0o644)  # mkstemp's 0600 would hide shared results from others
+        with os.fdopen(descriptor, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RunFolderWriteError.from_os_error(path, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):  # no folder fsync there
+            raise
+    finally:
+        os.close(descriptor)
+
+
+def remove_temporary_files(run_dir: Path) -> list[Path]:
+    """Remove what `write_file_atomic` leaves when the process is killed mid-write."""
+    removed = []
+    for tmp in run_dir.rglob(f".*{TEMP_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
+    write_file_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    """Append and flush to disk: a killed run loses at most the record being written."""
-    with path.open("a", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append and flush to disk: a killed run loses at most the record being written.
+
+    A failed write (full disk) is cut back to where it started, so the file never holds half a
+    line in its middle that a later append would bury.
+    """
+    data = "".join(json.dumps(record, default=str) + "\n" for record in records).encode("utf-8")
+    try:
+        # Unbuffered, so that nothing is left in a buffer to be written after the cut.
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunFolderWriteError.from_os_error(path, exc) from exc
+    try:
+        start = os.fstat(descriptor).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        except OSError as exc:
+            os.ftruncate(descriptor, start)
+            raise RunFolderWriteError.from_os_error(path, exc) from exc
+    finally:
+        os.close(descriptor)
 
 
 def repair_torn_tail(path: Path) -> bool:
@@ -132,6 +223,33 @@ def image_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int
         if record.get("kind") == "image":
             images.setdefault((record["cell_id"], record["prompt_id"], record["repeat"]), record)
     return images
+
+
+def duplicate_records(records: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], int]:
+    """Cells and images recorded more than once, with their counts (empty for a sound folder).
+
+    A run writes exactly one cell record per cell and one image record per (cell, prompt,
+    repeat); more means two processes wrote the folder at once (before the run-folder lock
+    existed), and their timings were taken while they competed for the machine. Readers call this
+    to refuse or flag such a folder instead of silently keeping the first record of each pair.
+    Keys: `("cell", cell_id)` and `("image", cell_id, prompt_id, repeat)`.
+    """
+    counts: Counter[tuple[Any, ...]] = Counter()
+    for record in records:
+        if record.get("kind") == "cell":
+            counts[("cell", record.get("cell_id"))] += 1
+        elif record.get("kind") == "image":
+            key = ("image", record.get("cell_id"), record.get("prompt_id"), record.get("repeat"))
+            counts[key] += 1
+    return {key: count for key, count in counts.items() if count > 1}
+
+
+def describe_duplicates(duplicates: dict[tuple[Any, ...], int]) -> str:
+    """One line for a message: how many keys are duplicated, and the first of them."""
+    key, count = next(iter(duplicates.items()))
+    what = f"cell {key[1]}" if key[0] == "cell" else f"image {key[1]}/{key[2]}/r{key[3]}"
+    more = f" (and {len(duplicates) - 1} more)" if len(duplicates) > 1 else ""
+    return f"{count} records for {what}{more}"
 
 
 def missing_work(manifest: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, list[dict]]:

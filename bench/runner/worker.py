@@ -1,14 +1,24 @@
 """One cell in one fresh process: load, apply offload, warm up, generate, measure, record.
 
-Runs in a `spawn`ed child so peak-memory counters, the CUDA context and allocator caches start
-from nothing and never leak into the next cell. Every record is appended and flushed the moment
-it exists; the parent only reads the file and the progress queue.
+Runs in its own child (forked from the warm server of bench.runner.processes, or `spawn`ed) so
+peak-memory counters, the CUDA context and allocator caches start from nothing and never leak
+into the next cell. Every record is appended and flushed the moment it exists; the parent only
+reads the file and the event pipe.
+
+What becomes a record and what does not: an exception of the measured work (loading, offload,
+warm-up, a generation) is a failure and is recorded. An interruption is not a result: SIGINT is
+ignored here and the parent stops the process itself, so nothing is written for the image in
+flight, which stays missing for `--resume`. Nor is a run folder that cannot be written (a full
+disk): the cell stops, says so on the pipe and exits with WRITE_FAILED_EXIT, without recording
+anything about the cell, whose measurements were fine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 import threading
 import traceback
 from dataclasses import dataclass
@@ -16,7 +26,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.results import RECORDS, append_jsonl, image_relpath, record_header, utc_now
+from bench.results import (
+    RECORDS,
+    RunFolderWriteError,
+    append_jsonl,
+    image_relpath,
+    record_header,
+    utc_now,
+    write_file_atomic,
+)
+
+WRITE_FAILED_EXIT = 75  # EX_TEMPFAIL: the run folder could not be written; try again later
 
 
 @dataclass(frozen=True)
@@ -45,21 +65,40 @@ def _error(exc: BaseException, phase: str) -> dict[str, str]:
 
 
 def _exit_with_parent() -> None:
-    """End this process if the parent dies, so a killed run leaves no writer behind."""
-    parent = os.getppid()
+    """End this process if the sweep's process dies, so a killed run leaves no writer behind.
+
+    Watched through multiprocessing's parent sentinel, which closes when the process that
+    started this cell ends; the parent pid would not do: a forked cell's parent is the server.
+    """
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
 
     def watch() -> None:
-        while True:
-            threading.Event().wait(0.5)
-            if os.getppid() != parent:
-                os._exit(3)
+        parent.join()
+        os._exit(3)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run_cell(job: CellJob, events: Any) -> None:
-    """Entry point of the child process. Never raises: failures become records."""
+    """Entry point of the child process. Failures become records; a folder that cannot be
+    written ends the process with WRITE_FAILED_EXIT after saying why on `events`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so when forked from the warm server
     _exit_with_parent()
+    try:
+        _run_cell(job, events)
+    except RunFolderWriteError as exc:
+        with contextlib.suppress(OSError):
+            events.send(
+                {"kind": "write_failed", "cell_id": job.cell["cell_id"], "message": str(exc)}
+            )
+        sys.exit(WRITE_FAILED_EXIT)
+
+
+def _run_cell(job: CellJob, events: Any) -> None:
     import torch
 
     from bench.environment import quiet_library_output
@@ -87,7 +126,7 @@ def run_cell(job: CellJob, events: Any) -> None:
     device = resolve_device(job.device)
 
     def emit(kind: str, **payload: Any) -> None:
-        events.put({"kind": kind, "cell_id": cell["cell_id"], **payload})
+        events.send({"kind": kind, "cell_id": cell["cell_id"], **payload})
 
     cell_record: dict[str, Any] = {
         **common,
@@ -156,16 +195,36 @@ def run_cell(job: CellJob, events: Any) -> None:
             cell_record["first_call_s"] = cell_record["warmup_s"][0]
             cell_record["memory"]["warmup"] = sampler.end_phase()
         emit("warm")
-    except BaseException as exc:
+    except Exception as exc:
         cell_record["status"] = "failed"
         cell_record["error"] = _error(exc, phase)
         cell_record["traceback"] = traceback.format_exc(limit=8)[-4000:]
         if phase in ("load", "offload"):
             cell_record["memory"]["load"] = sampler.end_phase()
+        sampler.stop()
         if job.write_cell_record:
             append_jsonl(records_path, [{**cell_record, "time": utc_now()}])
+        else:
+            # The cell's `ok` record is from an earlier process, stopped part-way; this one could
+            # not get as far, so the images it owed are recorded as failed with the reason.
+            append_jsonl(
+                records_path,
+                [
+                    {
+                        **common,
+                        "kind": "image",
+                        "prompt_id": image["prompt_id"],
+                        "repeat": image["repeat"],
+                        "seed": image["seed"],
+                        "status": "failed",
+                        "error": cell_record["error"],
+                        "image": None,
+                        "time": utc_now(),
+                    }
+                    for image in job.images
+                ],
+            )
         emit("cell_failed", error=cell_record["error"])
-        sampler.stop()
         return
 
     if job.write_cell_record:
@@ -184,6 +243,7 @@ def run_cell(job: CellJob, events: Any) -> None:
         }
         energy_before = sampler.energy_j()
         sampler.begin_phase()
+        picture = None
         try:
             picture = generate(image["prompt"], image["seed"])
             record.update(timer.summary())
@@ -194,16 +254,22 @@ def run_cell(job: CellJob, events: Any) -> None:
                 if energy_before is not None and energy_after is not None
                 else None
             )
-            rel = image_relpath(cell["cell_id"], image["prompt_id"], image["repeat"])
-            (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            picture.save(run_dir / rel)
-            record["image"] = rel
-        except BaseException as exc:
+        except Exception as exc:
             record["status"] = "failed"
             record["error"] = _error(exc, "generate")
             record["memory"] = sampler.end_phase()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+        if picture is not None:
+            # Written whole before its record exists: a record never names a missing image.
+            rel = image_relpath(cell["cell_id"], image["prompt_id"], image["repeat"])
+            path = run_dir / rel
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunFolderWriteError.from_os_error(path.parent, exc) from exc
+            write_file_atomic(path, partial(picture.save, format="PNG"))
+            record["image"] = rel
         append_jsonl(records_path, [{**record, "time": utc_now()}])
         emit("image", status=record["status"], wall_s=record.get("wall_s"))
     sampler.stop()

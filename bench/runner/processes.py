@@ -1,0 +1,68 @@
+"""Where cell processes come from: a warm forkserver (bench.runner.preload), else `spawn`.
+
+The server is started as soon as a sweep knows it will run cells, so its imports overlap the
+parent's own preparation (base pipeline, GGUF files, manifest). It lives as long as the parent
+and serves later sweeps of the same process; a sweep that finds the environment changed since
+the server started (libraries read variables such as HF_HUB_OFFLINE when they are imported)
+starts a new one, so a cell always sees the environment of the sweep that started it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing import forkserver, resource_tracker
+from multiprocessing.context import BaseContext
+
+PRELOAD = ["bench.runner.preload"]
+_server_environment: dict[str, str] | None = None
+
+
+def cell_context() -> BaseContext:
+    """The context to start cells with; the forkserver is started (or restarted) now."""
+    global _server_environment
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    environment = dict(os.environ)
+    if _server_environment is not None and environment != _server_environment:
+        stop_cell_server()
+    context.set_forkserver_preload(PRELOAD)
+    # The tracker unblocks SIGINT when it starts, which would drop a Ctrl-C held back below.
+    resource_tracker.ensure_running()
+    with born_ignoring_sigint():
+        forkserver.ensure_running()
+    _server_environment = environment
+    return context
+
+
+def stop_cell_server() -> None:
+    """Stop the warm server (it also ends by itself when this process exits)."""
+    global _server_environment
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        stop()
+    _server_environment = None
+
+
+@contextmanager
+def born_ignoring_sigint() -> Iterator[None]:
+    """Processes started inside are born with SIGINT ignored, with no moment in which a Ctrl-C
+    could raise KeyboardInterrupt in them (an ignored disposition survives exec, and Python
+    installs its handler only where SIGINT is not ignored). A Ctrl-C meant for this process
+    meanwhile is held back, not lost: blocked, it stays pending until the handler is back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
