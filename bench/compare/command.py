@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from bench.cli import fail
+from bench.compare.memory import DEFAULT_BANDS
 from bench.compare.render import print_comparison, report_console, to_json, to_markdown
 from bench.compare.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds, compare_runs
 from bench.errors import UserInputError
@@ -34,6 +35,28 @@ def parse_margins(items: list[str] | None) -> dict[str, float]:
                     f"--quality-margin {part!r}: expected METRIC=VALUE, e.g. psnr=0.5"
                 ) from None
     return margins
+
+
+def parse_bands(items: list[str] | None) -> dict[str, float]:
+    """`host_rss=1.08` items over the default A/A noise bands; names and values checked."""
+    bands = dict(DEFAULT_BANDS)
+    for item in items or []:
+        for part in item.split(","):
+            name, sep, value = part.partition("=")
+            name = name.strip()
+            try:
+                if not sep or name not in bands:
+                    raise ValueError
+                band = float(value)
+                if not band >= 1.0:
+                    raise ValueError
+            except ValueError:
+                raise UserInputError(
+                    f"--memory-band {part!r}: expected COUNTER=RATIO with RATIO >= 1 and "
+                    f"COUNTER one of {', '.join(bands)}, e.g. host_rss=1.10"
+                ) from None
+            bands[name] = band
+    return bands
 
 
 def check_factor(name: str, value: float) -> None:
@@ -64,6 +87,16 @@ def compare_command(
     energy_factor: Annotated[
         float, typer.Option(help="like --time-factor, for NVML energy per image")
     ] = 1.10,
+    memory_band: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--memory-band",
+            help="COUNTER=RATIO, repeatable: 1 + the noise of a memory counter between "
+            "identical runs, as benchmarks/compare_aa.py measures it (defaults: "
+            + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_BANDS.items())
+            + ")",
+        ),
+    ] = None,
     quality_margin: Annotated[
         list[str] | None,
         typer.Option(
@@ -112,6 +145,7 @@ def compare_command(
             alpha=alpha,
             quality_margins=parse_margins(quality_margin),
             quality_metrics=tuple(metrics) if metrics else None,
+            memory_bands=parse_bands(memory_band),
         )
         comparison = compare_runs(base_run, cand_run, thresholds, force=force)
     except UserInputError as exc:

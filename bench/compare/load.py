@@ -19,16 +19,19 @@ from bench.errors import UserInputError
 from bench.results import (
     MANIFEST,
     SCORES,
+    cell_records,
     image_records,
     iter_jsonl,
     read_manifest,
     read_records,
 )
-from bench.summary import net_memory_peaks, summarize
+from bench.summary import MEMORY_COUNTERS, net_memory_peaks, summarize
 
 REQUIRED_MANIFEST_KEYS = ("cells", "images", "prompts")
 # Image-level metrics only: distribution metrics have one value per cell, nothing to pair.
 SCORE_KIND = "image_score"
+NVML_KEY = "nvml_used_peak_bytes"
+CELL_PHASES = ("load", "warmup")
 
 
 @dataclass
@@ -57,6 +60,13 @@ class CellData:
     energy_j: list[float] | None
     memory: dict[str, int]
     scores: dict[str, PromptScores]
+    # Each ok image's denoising step times, in the order of `wall_s`.
+    step_s: list[list[float]] = field(default_factory=list)
+    # Record key -> the counter's peak of every ok image, in measurement order; NVML net of
+    # the cell's baseline (absent without one), like `memory`.
+    image_memory: dict[str, list[int]] = field(default_factory=dict)
+    # "load"/"warmup" -> record key -> the cell record's peak of that phase (NVML net).
+    cell_memory: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,6 +119,30 @@ def _read_scores(run_dir: Path) -> dict[str, dict[str, PromptScores]]:
     return out
 
 
+def _net_peaks(phase: dict[str, Any] | None, baseline: Any) -> dict[str, int]:
+    """The counters of one memory phase; NVML less the cell's baseline, or left out without
+    one (NVML sees the whole device, other processes included)."""
+    out: dict[str, int] = {}
+    for key, _label in MEMORY_COUNTERS:
+        value = (phase or {}).get(key)
+        if not _present(value):
+            continue
+        if key == NVML_KEY:
+            if not _present(baseline):
+                continue
+            value = int(value) - int(baseline)
+        out[key] = int(value)
+    return out
+
+
+def _image_memory(images: list[dict[str, Any]], baseline: Any) -> dict[str, list[int]]:
+    """Per-image peaks per counter; a counter missing from any image is left out, so the
+    peaks stay aligned with the images."""
+    peaks = [_net_peaks(r.get("memory"), baseline) for r in images]
+    keys = set.intersection(*(set(p) for p in peaks)) if peaks else set()
+    return {key: [p[key] for p in peaks] for key, _label in MEMORY_COUNTERS if key in keys}
+
+
 def load_run(run_dir: Path) -> RunData:
     """Read one run folder; raises UserInputError (one line) when it is not one."""
     run_dir = Path(run_dir)
@@ -127,14 +161,17 @@ def load_run(run_dir: Path) -> RunData:
         if image.get("status") == "ok":
             ok_images.setdefault(image["cell_id"], []).append(image)
     scores = _read_scores(run_dir)
+    cell_rows = cell_records(records)
     cells: dict[str, CellData] = {}
     for _, row in summary.iterrows():
         cell_id = str(row["cell_id"])
-        images = ok_images.get(cell_id, [])
-        walls = [float(r["wall_s"]) for r in images if _present(r.get("wall_s"))]
+        images = [r for r in ok_images.get(cell_id, []) if _present(r.get("wall_s"))]
+        walls = [float(r["wall_s"]) for r in images]
         energies = [r.get("energy_j") for r in images]
         measured = bool(energies) and all(_present(e) for e in energies)
         energy = [float(e) for e in energies] if measured else None
+        cell_memory = (cell_rows.get(cell_id) or {}).get("memory") or {}
+        baseline = (cell_memory.get("baseline") or {}).get("nvml_used_bytes")
         error = None
         if _present(row.get("error_type")):
             error = f"{row['error_type']}: {row.get('error_message') or ''}".rstrip(": ")
@@ -149,5 +186,12 @@ def load_run(run_dir: Path) -> RunData:
             energy_j=energy,
             memory=net_memory_peaks(row),
             scores=scores.get(cell_id, {}),
+            step_s=[[float(s) for s in r.get("step_s") or []] for r in images],
+            image_memory=_image_memory(images, baseline),
+            cell_memory={
+                phase: peaks
+                for phase in CELL_PHASES
+                if (peaks := _net_peaks(cell_memory.get(phase), baseline))
+            },
         )
     return RunData(run_dir, manifest, cells)

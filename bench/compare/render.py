@@ -15,7 +15,9 @@ from rich.table import Table
 
 from bench.compare.stats import (
     IMPROVEMENT_WORDS,
+    NOT_JUDGED,
     REGRESSION_WORDS,
+    TOO_NOISY,
     MemoryVerdict,
     QualityVerdict,
     SampleVerdict,
@@ -36,6 +38,8 @@ def _style(verdict: str) -> str:
         return "bold red"
     if verdict in IMPROVEMENT_WORDS or verdict == NEWLY_WORKING:
         return "green"
+    if verdict == TOO_NOISY:
+        return "yellow"
     return ""
 
 
@@ -46,20 +50,35 @@ def sample_text(v: SampleVerdict | None, unit: str, sep: str = ": ") -> str:
     if v.ratio is None or v.base_median is None or v.cand_median is None:
         return v.verdict
     p = f", p={v.p_value:.2g}" if v.p_value is not None else ""
+    band = f", spread ×{v.noise_band:.3g}" if v.verdict == TOO_NOISY and v.noise_band else ""
     return (
         f"{v.verdict} ×{v.ratio:.3f}{sep}{v.base_median:.3g} → {v.cand_median:.3g} {unit} "
-        f"(n={v.n_base}/{v.n_cand}{p})"
+        f"(n={v.n_base}/{v.n_cand}{p}{band})"
     )
 
 
 def memory_text(v: MemoryVerdict | None, sep: str = ": ") -> str:
+    """One counter in one phase: `verdict ×ratio<sep>base → cand (counter, n, p, band)`."""
     if v is None:
         return "-"
     if v.base_bytes is None or v.cand_bytes is None:
-        return v.verdict
+        return f"{v.verdict} ({v.counter})" if v.counter else v.verdict
     ratio = f" ×{v.ratio:.3f}" if v.ratio is not None else ""
     change = f"{fmt_bytes(v.base_bytes)} → {fmt_bytes(v.cand_bytes)}"
-    return f"{v.verdict}{ratio}{sep}{change} ({v.counter})"
+    details = [v.counter or ""]
+    if v.phase == "images" and v.n_base is not None:
+        details.append(f"median of n={v.n_base}/{v.n_cand}")
+    if v.p_value is not None:
+        details.append(f"p={v.p_value:.2g}")
+    if v.noise_band is not None and v.noise_band > 1.0 and v.verdict != NOT_JUDGED:
+        details.append(f"noise ×{v.noise_band:.3g}")
+    return f"{v.verdict}{ratio}{sep}{change} ({', '.join(d for d in details if d)})"
+
+
+def memory_lines(c: CellComparison, sep: str = ": ") -> list[tuple[str, str]]:
+    """(text, verdict) per counter and phase: the per-image peaks, then loading and warm-up."""
+    verdicts = c.memory_counters or ([c.memory] if c.memory is not None else [])
+    return [(memory_text(v, sep), v.verdict) for v in verdicts]
 
 
 def quality_text(v: QualityVerdict, sep: str = ": ") -> str:
@@ -100,7 +119,7 @@ def print_comparison(comparison: Comparison, console: Console) -> None:
             c.cell_id,
             _styled(status_text(c), c.status_verdict),
             _styled(sample_text(c.time, "s", nl), c.time.verdict if c.time else ""),
-            _styled(memory_text(c.memory, nl), c.memory.verdict if c.memory else ""),
+            nl.join(_styled(text, verdict) for text, verdict in memory_lines(c, " ")) or "-",
             _styled(sample_text(c.energy, "J", nl), c.energy.verdict if c.energy else ""),
             nl.join(_styled(quality_text(q, nl), q.verdict) for q in c.quality) or "-",
         )
@@ -157,10 +176,17 @@ def _bottom_line(comparison: Comparison) -> tuple[str, str]:
         return "not comparable (use --force to compare anyway)", "bold red"
     regressions = comparison.regressions
     text = f"{len(regressions)} regression(s), {len(comparison.improvements)} improvement(s)"
+    noisy = comparison.too_noisy
+    if noisy:
+        counts: dict[str, int] = {}
+        for _cell, aspect in noisy:
+            counts[aspect] = counts.get(aspect, 0) + 1
+        listed = ", ".join(f"{aspect} in {n} cell(s)" for aspect, n in counts.items())
+        text += f", too noisy to judge at these thresholds: {listed}"
     if regressions:
         listed = "; ".join(f"{cell} {aspect}" for cell, aspect in regressions)
         return f"{text}: {listed}", "bold red"
-    return text, "green"
+    return text, "yellow" if noisy else "green"
 
 
 def to_markdown(comparison: Comparison) -> str:
@@ -190,7 +216,7 @@ def to_markdown(comparison: Comparison) -> str:
             c.cell_id,
             status_text(c),
             sample_text(c.time, "s"),
-            memory_text(c.memory),
+            "<br>".join(text for text, _verdict in memory_lines(c)) or "-",
             sample_text(c.energy, "J"),
             "<br>".join(quality_text(q) for q in c.quality) or "-",
         ]
@@ -212,7 +238,10 @@ def to_markdown(comparison: Comparison) -> str:
     t = comparison.thresholds
     lines.append(
         f"Thresholds: time ×{t.time_factor:g}, memory ×{t.memory_factor:g} and "
-        f"+{t.memory_min_bytes / MIB:.0f} MiB, energy ×{t.energy_factor:g}, alpha {t.alpha:g} "
+        f"+{t.memory_min_bytes / MIB:.0f} MiB (deterministic counters "
+        f"+{t.memory_exact_min_bytes / MIB:g} MiB; A/A noise bands "
+        + ", ".join(f"{k} ×{v:g}" for k, v in t.memory_bands.items())
+        + f"), energy ×{t.energy_factor:g}, alpha {t.alpha:g} "
         f"(Mann-Whitney U), quality: 95% paired bootstrap over prompts beyond "
         + ", ".join(f"{m} {v:g}" for m, v in sorted(t.quality_margins.items()))
     )

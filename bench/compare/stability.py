@@ -1,8 +1,9 @@
-"""pyperf-style stability warnings: the numbers are there, but they may not mean what they seem.
+"""How much a run's own measurements vary: the noise a verdict is judged against, and warnings.
 
-A verdict of "no change" on samples with 40% spread, or a time dominated by a first image that
-paid for lazy initialisation, is not evidence of anything; these warnings say so next to the
-verdict instead of letting noise pass silently. They never change the exit code.
+`time_noise` is the spread inside one run that decides whether a time (or energy) verdict can
+be made at all (bench.compare.stats.sample_verdict: TOO_NOISY). The pyperf-style warnings say,
+next to any verdict, that the numbers may not mean what they seem: a first image that paid for
+lazy initialisation, a cell whose speed changed half-way. Warnings never change the exit code.
 """
 
 from __future__ import annotations
@@ -32,6 +33,78 @@ class StabilityWarning:
 MAX_CV = 0.10
 OUTLIER_RATIO = 1.5
 WARMUP_RATIO = 1.5
+MAX_DRIFT = 1.10  # the second half of a cell's images against the first
+MAX_STEP_SPREAD = 0.05  # identical denoising steps of one image, around their median
+MIN_DRIFT_SAMPLES = 6
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Relative spread of one run's values, as a median absolute deviation over the median.
+
+    `images`: of the per-image values. `steps`: of the denoising steps inside each image
+    (the first step left out: it can carry a transfer or a lazy initialisation), median over
+    images. Steps of one image are identical work, so their spread is the machine's alone.
+    `band` is 1 + the larger of the two: a difference between runs smaller than that is within
+    what one run shows between identical items.
+    """
+
+    band: float | None
+    images: float | None
+    steps: float | None
+
+    def describe(self) -> str:
+        parts = []
+        if self.images is not None:
+            parts.append(f"images ±{self.images:.1%}")
+        if self.steps is not None:
+            parts.append(f"steps ±{self.steps:.1%}")
+        return ", ".join(parts) or "not estimated"
+
+
+def relative_mad(values: Sequence[float] | np.ndarray) -> Any:
+    """Median absolute deviation over the median along the last axis (robust to one
+    straggler): a float for one sample, an array for a stack of them; None (or NaN per row)
+    below 3 values or for a median that is not positive. Vectorised so the simulations of
+    tests/compare/simulate.py apply the same rule to thousands of draws."""
+    data = np.asarray(values, dtype=float)
+    if data.ndim == 1:
+        data = finite(data)
+        if data.size < 3:
+            return None
+    elif data.shape[-1] < 3:
+        return np.full(data.shape[:-1], np.nan)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")
+        median = np.median(data, axis=-1, keepdims=True)
+        spread = np.median(np.abs(data / median - 1.0), axis=-1)
+        spread = np.where(median[..., 0] > 0, spread, np.nan)
+    if data.ndim == 1:
+        value = float(spread)
+        return value if np.isfinite(value) else None
+    return spread
+
+
+def time_noise(
+    values: Sequence[float] | np.ndarray, steps: Sequence[Sequence[float]] | None = None
+) -> Noise:
+    """The spread of one run: per-image values and, if given, the steps inside each image."""
+    images = relative_mad(values)
+    per_image = [relative_mad(list(s)[1:]) for s in steps or []]
+    per_image = [x for x in per_image if x is not None]
+    step_spread = float(np.median(per_image)) if per_image else None
+    known = [x for x in (images, step_spread) if x is not None]
+    return Noise(1.0 + max(known) if known else None, images, step_spread)
+
+
+def drift(values: Sequence[float] | np.ndarray) -> float | None:
+    """Median of the second half of the values over that of the first (measurement order)."""
+    data = finite(values)
+    if data.size < MIN_DRIFT_SAMPLES:
+        return None
+    half = data.size // 2
+    first, second = float(np.median(data[:half])), float(np.median(data[half:]))
+    return second / first if first > 0 else None
 
 
 def stability_warnings(
@@ -41,6 +114,7 @@ def stability_warnings(
     max_cv: float = MAX_CV,
     outlier_ratio: float = OUTLIER_RATIO,
     warmup_ratio: float = WARMUP_RATIO,
+    steps: Sequence[Sequence[float]] | None = None,
 ) -> list[StabilityWarning]:
     """Warnings for one cell's values in measurement order (the first image first).
 
@@ -49,7 +123,11 @@ def stability_warnings(
     - outliers: the largest value above `outlier_ratio` x the median, or the smallest below
       1/`outlier_ratio` of it;
     - warm-up not enough: the first measured value above `warmup_ratio` x the median of the rest
-      (the first image paid for lazy initialisation the warm-up did not trigger).
+      (the first image paid for lazy initialisation the warm-up did not trigger);
+    - drift: the second half of the values beyond `MAX_DRIFT` of the first, either way (the
+      machine's speed changed while the cell ran);
+    - busy: identical denoising steps of an image spread beyond `MAX_STEP_SPREAD` (median over
+      images), a symptom of other work competing for the processor.
     """
     data = finite(values)
     out: list[StabilityWarning] = []
@@ -92,4 +170,22 @@ def stability_warnings(
                     f"increase `warmup`",
                 )
             )
+    moved = drift(data)
+    if moved is not None and max(moved, 1.0 / moved) > MAX_DRIFT:
+        out.append(
+            StabilityWarning(
+                "drift",
+                f"{quantity} of the second half of the images ×{moved:.2f} the first half: "
+                f"the machine's speed changed during the cell",
+            )
+        )
+    step_spread = time_noise([], steps).steps if steps else None
+    if step_spread is not None and step_spread > MAX_STEP_SPREAD:
+        out.append(
+            StabilityWarning(
+                "busy",
+                f"identical denoising steps of an image vary ±{step_spread:.0%} (median over "
+                f"images): other work was competing for the machine",
+            )
+        )
     return out

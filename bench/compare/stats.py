@@ -23,6 +23,11 @@ from bench.metrics.stats import bootstrap_mean
 NO_CHANGE = "no change"
 INSUFFICIENT = "insufficient data"
 NOT_MEASURED = "not measured"
+# The data are there, but the measurement's own noise is wider than the threshold: a change of
+# the threshold's size cannot be told from noise. Neither a regression nor a pass.
+TOO_NOISY = "too noisy to judge at this threshold"
+# One value per run of a counter that is not deterministic: shown, never judged.
+NOT_JUDGED = "not judged"
 SLOWER, FASTER = "slower", "faster"
 BIGGER, SMALLER = "bigger", "smaller"
 WORSE, BETTER = "worse", "better"
@@ -46,6 +51,9 @@ class SampleVerdict:
     n_base: int
     n_cand: int
     note: str | None = None
+    # 1 + the largest relative spread either run showed (bench.compare.stability.time_noise):
+    # the noise a difference has to clear. None: not estimated.
+    noise_band: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,13 +86,18 @@ def classify(
     alpha: float = 0.05,
     worse: str = SLOWER,
     better: str = FASTER,
+    noise_band: np.ndarray | float | None = None,
 ) -> np.ndarray:
     """`worse` where p < alpha and ratio > factor, `better` where p < alpha and ratio <
-    1/factor, "no change" elsewhere: the asv rule, significance *and* size."""
+    1/factor, "no change" elsewhere: the asv rule, significance *and* size. Where a
+    `noise_band` is given and wider than `factor`, TOO_NOISY whatever the rest says."""
     significant = np.asarray(p_value) < alpha
     out = np.full(np.shape(ratio), NO_CHANGE, dtype=object)
     out[significant & (np.asarray(ratio) > factor)] = worse
     out[significant & (np.asarray(ratio) < 1.0 / factor)] = better
+    if noise_band is not None:
+        band = np.asarray(noise_band, dtype=float)
+        out[np.broadcast_to(np.nan_to_num(band, nan=1.0) > factor, out.shape)] = TOO_NOISY
     return out
 
 
@@ -96,12 +109,21 @@ def sample_verdict(
     min_samples: int = MIN_SAMPLES,
     worse: str = SLOWER,
     better: str = FASTER,
+    noise_band: float | None = None,
+    noise_note: str | None = None,
 ) -> SampleVerdict:
     """Mann-Whitney U (two-sided) and the ratio of medians, candidate over base.
 
     `worse` when p < alpha and the ratio exceeds `factor`, `better` when p < alpha and the ratio
     is below 1/factor, otherwise "no change". Mann-Whitney rather than a t-test because image
     times are skewed (a straggler image, a GC pause) and a rank test is not moved by them.
+
+    The test assumes the images of a run are exchangeable. On a busy machine they are not:
+    the load comes and goes in bursts longer than an image, and a whole run can be many times
+    slower than its twin. Its symptom is spread inside the run, so `noise_band` (1 + the
+    largest relative spread of either run, `stability.time_noise`) wider than `factor` makes
+    the verdict TOO_NOISY instead: a change of the factor's size cannot be told from the
+    machine's own variation, whatever the test says.
     """
     b, c = finite(base), finite(cand)
     base_median = float(np.median(b)) if b.size else None
@@ -117,21 +139,44 @@ def sample_verdict(
             int(b.size),
             int(c.size),
             f"needs at least {min_samples} values per run (base {b.size}, candidate {c.size})",
+            noise_band,
         )
     _ratio, p = ratio_and_p(b, c)
     p_value = float(p)
-    verdict = str(classify(np.array(ratio), np.array(p_value), factor, alpha, worse, better))
+    verdict = str(
+        classify(np.array(ratio), np.array(p_value), factor, alpha, worse, better, noise_band)
+    )
     note = None
-    if verdict == NO_CHANGE and p_value < alpha:
+    if verdict == TOO_NOISY:
+        note = (
+            f"values inside a run spread ×{noise_band:.3g}, wider than the factor "
+            f"×{factor:g}: a change of that size cannot be told from noise"
+        )
+        if noise_note:
+            note += f" ({noise_note})"
+    elif verdict == NO_CHANGE and p_value < alpha:
         note = f"significant (p={p_value:.2g}) but within the factor {factor:g}"
     return SampleVerdict(
-        verdict, base_median, cand_median, ratio, p_value, int(b.size), int(c.size), note
+        verdict,
+        base_median,
+        cand_median,
+        ratio,
+        p_value,
+        int(b.size),
+        int(c.size),
+        note,
+        noise_band,
     )
 
 
 @dataclass(frozen=True)
 class MemoryVerdict:
-    """Verdict on one peak-memory counter: near-deterministic, so a threshold and no test."""
+    """Verdict on one peak-memory counter in one phase (bench.compare.memory decides it).
+
+    `base_bytes`/`cand_bytes` are the median per-image peak for phase "images" and the single
+    value of the cell for "load" and "warmup". The fields after `note` were added with the
+    per-counter rules; older JSON readers can ignore them.
+    """
 
     verdict: str
     counter: str | None
@@ -140,6 +185,14 @@ class MemoryVerdict:
     ratio: float | None
     diff_bytes: int | None
     note: str | None = None
+    key: str | None = None
+    phase: str | None = None
+    n_base: int | None = None
+    n_cand: int | None = None
+    p_value: float | None = None
+    # 1 + the relative noise the counter was judged against (its A/A band or, if wider, its
+    # spread inside the runs); 1.0 for a deterministic counter.
+    noise_band: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

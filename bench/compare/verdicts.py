@@ -2,8 +2,10 @@
 energy, quality.
 
 The regressions a CI job must fail on are: a cell that ran and now fails, a cell significantly
-slower (or hungrier for energy) by more than a factor, a bigger memory peak, and a significant
-loss of fidelity beyond a margin. Everything else is reported but passes.
+slower (or hungrier for energy) by more than a factor, a bigger memory peak on any counter, and a
+significant loss of fidelity beyond a margin. An aspect whose measurement is noisier than its
+threshold is "too noisy to judge at this threshold": listed apart, neither a regression nor a
+pass. Everything else is reported but passes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from typing import Any
 
 from bench.compare.comparability import Difference, blocking_differences, version_changes
 from bench.compare.load import CellData, RunData, load_run
-from bench.compare.stability import StabilityWarning, stability_warnings
+from bench.compare.memory import (
+    DEFAULT_BANDS,
+    EXACT_MIN_BYTES,
+    combined_verdict,
+    counter_verdicts,
+)
+from bench.compare.stability import Noise, StabilityWarning, stability_warnings, time_noise
 from bench.compare.stats import (
     BETTER,
     IMPROVEMENT_WORDS,
@@ -24,16 +32,15 @@ from bench.compare.stats import (
     NO_CHANGE,
     NOT_MEASURED,
     REGRESSION_WORDS,
+    TOO_NOISY,
     WORSE,
     MemoryVerdict,
     QualityVerdict,
     SampleVerdict,
-    memory_verdict,
     quality_verdict,
     sample_verdict,
 )
 from bench.size.units import MIB
-from bench.summary import MEMORY_COUNTERS
 
 SCHEMA_VERSION = 1
 
@@ -65,6 +72,10 @@ class Thresholds:
     min_prompts: int = MIN_PROMPTS
     quality_margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUALITY_MARGINS))
     quality_metrics: tuple[str, ...] | None = None
+    # Per memory counter (bench.compare.memory names), 1 + its A/A noise between identical runs.
+    memory_bands: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BANDS))
+    # The absolute floor of a deterministic counter (torch allocated), instead of min_bytes.
+    memory_exact_min_bytes: int = EXACT_MIN_BYTES
 
     def margin(self, metric: str) -> float:
         return self.quality_margins.get(metric, FALLBACK_QUALITY_MARGIN)
@@ -86,6 +97,8 @@ class CellComparison:
     memory: MemoryVerdict | None = None
     quality: list[QualityVerdict] = field(default_factory=list)
     warnings: list[tuple[str, StabilityWarning]] = field(default_factory=list)
+    # Every counter and phase both runs measured; `memory` is the one that decides.
+    memory_counters: list[MemoryVerdict] = field(default_factory=list)
 
     def findings(self) -> list[tuple[str, str]]:
         """(aspect, verdict) of every aspect that changed in either direction."""
@@ -116,6 +129,11 @@ class CellComparison:
             if verdict in IMPROVEMENT_WORDS or verdict == NEWLY_WORKING
         ]
 
+    @property
+    def too_noisy(self) -> list[str]:
+        """Aspects whose measurement was noisier than the threshold: not judged either way."""
+        return [aspect for aspect, verdict in self.findings() if verdict == TOO_NOISY]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "cell_id": self.cell_id,
@@ -132,10 +150,12 @@ class CellComparison:
             "time": self.time.as_dict() if self.time else None,
             "energy": self.energy.as_dict() if self.energy else None,
             "memory": self.memory.as_dict() if self.memory else None,
+            "memory_counters": [m.as_dict() for m in self.memory_counters],
             "quality": [q.as_dict() for q in self.quality],
             "warnings": [{"run": run, **w.as_dict()} for run, w in self.warnings],
             "regressions": self.regressions,
             "improvements": self.improvements,
+            "too_noisy": self.too_noisy,
         }
 
 
@@ -164,6 +184,10 @@ class Comparison:
         return [(c.cell_id, aspect) for c in self.cells for aspect in c.improvements]
 
     @property
+    def too_noisy(self) -> list[tuple[str, str]]:
+        return [(c.cell_id, aspect) for c in self.cells for aspect in c.too_noisy]
+
+    @property
     def exit_code(self) -> int:
         """0: no regression; 1: a regression; 2: not comparable (and not forced)."""
         if not self.comparable and not self.forced:
@@ -175,6 +199,7 @@ class Comparison:
         thresholds["quality_metrics"] = (
             list(self.thresholds.quality_metrics) if self.thresholds.quality_metrics else None
         )
+        thresholds["memory_bands"] = dict(self.thresholds.memory_bands)
         return {
             "schema": SCHEMA_VERSION,
             "kind": "comparison",
@@ -190,6 +215,7 @@ class Comparison:
             "only_in_cand": self.only_in_cand,
             "regressions": [{"cell_id": c, "aspect": a} for c, a in self.regressions],
             "improvements": [{"cell_id": c, "aspect": a} for c, a in self.improvements],
+            "too_noisy": [{"cell_id": c, "aspect": a} for c, a in self.too_noisy],
             "exit_code": self.exit_code,
         }
 
@@ -217,15 +243,27 @@ def _status_verdict(base: str, cand: str) -> str:
     return NO_CHANGE
 
 
-def _memory(base: CellData, cand: CellData, t: Thresholds) -> MemoryVerdict:
-    """The most device-relevant counter that both runs measured (bench.summary's order)."""
-    for key, label in MEMORY_COUNTERS:
-        if key in base.memory and key in cand.memory:
-            name = f"{label} above baseline" if key == "nvml_used_peak_bytes" else label
-            return memory_verdict(
-                base.memory[key], cand.memory[key], name, t.memory_factor, t.memory_min_bytes
-            )
-    return memory_verdict(None, None, None, t.memory_factor, t.memory_min_bytes)
+def _memory(base: CellData, cand: CellData, t: Thresholds) -> list[MemoryVerdict]:
+    """Per counter and phase, each against its own noise (bench.compare.memory)."""
+    return counter_verdicts(
+        base.image_memory,
+        cand.image_memory,
+        base.cell_memory,
+        cand.cell_memory,
+        t.memory_factor,
+        t.memory_min_bytes,
+        t.alpha,
+        t.min_samples,
+        t.memory_bands,
+        t.memory_exact_min_bytes,
+    )
+
+
+def _noise_band(base: Noise, cand: Noise) -> tuple[float | None, str]:
+    """The wider of the two runs' spreads, and what each run showed (for the note)."""
+    bands = [n.band for n in (base, cand) if n.band is not None]
+    text = f"base {base.describe()}; candidate {cand.describe()}"
+    return (max(bands) if bands else None), text
 
 
 def _quality(base: CellData, cand: CellData, t: Thresholds) -> list[QualityVerdict]:
@@ -290,10 +328,30 @@ def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparis
     if base.status != "ok" or cand.status != "ok":
         # A failed side has no samples worth testing; the status verdict says it all.
         return result
-    result.time = sample_verdict(base.wall_s, cand.wall_s, t.time_factor, t.alpha, t.min_samples)
+    band, described = _noise_band(
+        time_noise(base.wall_s, base.step_s), time_noise(cand.wall_s, cand.step_s)
+    )
+    result.time = sample_verdict(
+        base.wall_s,
+        cand.wall_s,
+        t.time_factor,
+        t.alpha,
+        t.min_samples,
+        noise_band=band,
+        noise_note=described,
+    )
     if base.energy_j is not None and cand.energy_j is not None:
+        energy_band, energy_described = _noise_band(
+            time_noise(base.energy_j), time_noise(cand.energy_j)
+        )
         result.energy = sample_verdict(
-            base.energy_j, cand.energy_j, t.energy_factor, t.alpha, t.min_samples
+            base.energy_j,
+            cand.energy_j,
+            t.energy_factor,
+            t.alpha,
+            t.min_samples,
+            noise_band=energy_band,
+            noise_note=energy_described,
         )
     else:
         result.energy = SampleVerdict(
@@ -306,10 +364,13 @@ def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparis
             len(cand.energy_j or []),
             "energy counter not available in both runs",
         )
-    result.memory = _memory(base, cand, t)
+    result.memory_counters = _memory(base, cand, t)
+    result.memory = combined_verdict(result.memory_counters)
     result.quality = _quality(base, cand, t)
     for run, data in (("base", base), ("cand", cand)):
-        result.warnings += [(run, w) for w in stability_warnings(data.wall_s, "wall time")]
+        result.warnings += [
+            (run, w) for w in stability_warnings(data.wall_s, "wall time", steps=data.step_s)
+        ]
         if result.energy.verdict != NOT_MEASURED and data.energy_j is not None:
             result.warnings += [(run, w) for w in stability_warnings(data.energy_j, "energy")]
     return result
@@ -353,6 +414,7 @@ __all__ = [
     "NEWLY_WORKING",
     "NO_CHANGE",
     "STILL_FAILING",
+    "TOO_NOISY",
     "CellComparison",
     "Comparison",
     "Thresholds",

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.compare.stats import classify, quality_verdict, ratio_and_p
+from bench.compare.stability import relative_mad
+from bench.compare.stats import TOO_NOISY, classify, quality_verdict, ratio_and_p
 from tests.compare.rundir import lognormal_times
 
 
@@ -39,10 +40,13 @@ def time_rates(
     stragglers: float = 0.0,
 ) -> Rates:
     """Base and candidate times lognormal with the same CV; the candidate's median x slowdown;
-    each image independently a 1.5x straggler with probability `stragglers`."""
+    each image independently a 1.5x straggler with probability `stragglers`. The verdict is
+    the one `bench compare` gives, noise band included (1 + the larger relative MAD of the
+    two runs' per-image times; the simulated images have no steps)."""
     base, cand = time_draws(n, cv, slowdown, draws, seed, stragglers)
     ratio, p_value = ratio_and_p(base, cand)
-    counts = Counter(classify(ratio, p_value, factor, alpha).tolist())
+    band = 1.0 + np.fmax(relative_mad(base), relative_mad(cand))
+    counts = Counter(classify(ratio, p_value, factor, alpha, noise_band=band).tolist())
     significant = float(np.mean(p_value < alpha))
     return Rates({k: v / draws for k, v in counts.items()}, significant, draws)
 
@@ -127,12 +131,12 @@ def quality_scenario(name: str) -> Rates:
 
 
 def main() -> None:
-    print("time (Mann-Whitney U + median ratio), 2000 draws each")
+    print("time (Mann-Whitney U + median ratio + noise band), 2000 draws each")
     for name in TIME_SCENARIOS:
         r = time_scenario(name)
         print(
             f"  {name:32s} slower {r.of('slower'):.3f}  faster {r.of('faster'):.3f}  "
-            f"test p<0.05 {r.significant:.3f}"
+            f"too noisy {r.of(TOO_NOISY):.3f}  test p<0.05 {r.significant:.3f}"
         )
     print("quality (paired bootstrap + sign-flip test + margin), 300-600 draws each")
     for name in QUALITY_SCENARIOS:

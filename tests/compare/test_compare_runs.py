@@ -288,6 +288,7 @@ def test_json_schema(tmp_path: Path) -> None:
         "only_in_cand",
         "regressions",
         "improvements",
+        "too_noisy",
         "exit_code",
     }
     cell = payload["cells"][1]
@@ -300,10 +301,12 @@ def test_json_schema(tmp_path: Path) -> None:
         "time",
         "energy",
         "memory",
+        "memory_counters",
         "quality",
         "warnings",
         "regressions",
         "improvements",
+        "too_noisy",
     }
     assert set(cell["time"]) == {
         "verdict",
@@ -314,7 +317,66 @@ def test_json_schema(tmp_path: Path) -> None:
         "n_base",
         "n_cand",
         "note",
+        "noise_band",
     }
+    memory_keys = {
+        "verdict",
+        "counter",
+        "base_bytes",
+        "cand_bytes",
+        "ratio",
+        "diff_bytes",
+        "note",
+        "key",
+        "phase",
+        "n_base",
+        "n_cand",
+        "p_value",
+        "noise_band",
+    }
+    assert set(cell["memory"]) == memory_keys
+    assert all(set(m) == memory_keys for m in cell["memory_counters"])
+    assert [(m["key"], m["phase"]) for m in cell["memory_counters"]] == [
+        ("nvml_used_peak_bytes", "images"),
+        ("host_rss_peak_bytes", "images"),
+        ("nvml_used_peak_bytes", "load"),
+        ("nvml_used_peak_bytes", "warmup"),
+    ]
+    assert payload["thresholds"]["memory_bands"]["host_rss"] == 1.10
+
+
+def test_busy_candidate_is_too_noisy_not_a_regression(tmp_path: Path) -> None:
+    """A candidate run made while the machine was busy: 3x slower as a whole, images varying
+    by 40%. Listed as too noisy to judge, exit 0, and the bottom line says so."""
+    rng = np.random.default_rng(7)
+    base = write_run(tmp_path, "base", [CellPlan("full", wall_s=lognormal_times(rng, 10))])
+    busy = lognormal_times(rng, 10, 6.0, 0.4)
+    cand = write_run(tmp_path, "cand", [CellPlan("full", wall_s=busy)])
+    comparison = compare_runs(base, cand)
+    cell = comparison.cells[0]
+    assert cell.time is not None and cell.time.verdict == "too noisy to judge at this threshold"
+    assert cell.time.ratio is not None and cell.time.ratio > 2
+    assert comparison.exit_code == 0 and comparison.too_noisy == [(FULL, "time")]
+    result = invoke(base, cand, "--json", tmp_path / "o.json")
+    assert result.exit_code == 0, result.output
+    assert "too noisy to judge at these thresholds: time in 1 cell(s)" in result.output
+    payload = json.loads((tmp_path / "o.json").read_text())
+    assert payload["too_noisy"] == [{"cell_id": FULL, "aspect": "time"}]
+    assert "too noisy" in to_markdown(comparison)
+
+
+def test_memory_band_option(tmp_path: Path) -> None:
+    base, cand = pair(tmp_path)
+    bad = invoke(base, cand, "--memory-band", "vram=1.1")
+    assert bad.exit_code == 2 and "--memory-band" in bad.stderr and "host_rss" in bad.stderr
+    low = invoke(base, cand, "--memory-band", "host_rss=0.9")
+    assert low.exit_code == 2 and "RATIO >= 1" in low.stderr
+    ok = invoke(
+        base, cand, "--memory-band", "host_rss=1.02,nvml_used=1.01", "--json", tmp_path / "o.json"
+    )
+    assert ok.exit_code == 0, ok.output
+    bands = json.loads((tmp_path / "o.json").read_text())["thresholds"]["memory_bands"]
+    assert bands["host_rss"] == 1.02 and bands["nvml_used"] == 1.01
 
 
 def test_unfinished_candidate_is_flagged_and_its_missing_cells_fail(tmp_path: Path) -> None:
