@@ -43,3 +43,12 @@ test: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# The GPU check (docs/gpu-check.md): on a CUDA machine under its own python3 with the wheels of
+# .whl/ (benchmarks/gpu_wheels.sh); the smoke twin on the tiny pipeline with this .venv.
+.PHONY: gpu-check gpu-check-smoke
+gpu-check:
+	benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
+
+gpu-check-smoke: $(VENV)/.installed
+	benchmarks/gpu_check.sh --smoke $(GPU_CHECK_ARGS)
