@@ -1,34 +1,51 @@
-"""Quantizer throughput vs ggml, and peak memory of a large streaming conversion.
+"""Quantizer throughput vs ggml, and whole conversions end to end against a ggml+gguf baseline.
 
-Part 1 quantizes the same float32 tensor with bench.gguf (numpy) and with ggml's C reference
-(``ggml_quantize_chunk`` through ggml-python, which runs on the calling thread) and prints
+Part 1 quantizes the same float32 tensor with bench.gguf (numpy, one thread) and with ggml's C
+reference (``ggml_quantize_chunk`` through ggml-python, on the calling thread) and prints
 million weights per second and the ratio ours/ggml per type, after checking the bytes are equal.
 
-Part 2 writes a synthetic FLUX.1-width (3072) bf16 checkpoint of a few GB in diffusers layout
-(sharded, with an index), converts it in a child process and reports the child's peak RSS next
-to the checkpoint size and the largest single tensor.
+Part 2 (end to end) writes a synthetic FLUX.1-width (3072) bf16 checkpoint in diffusers layout
+(sharded, with an index) and converts it per type with two whole processes, timed from start to
+exit, alternating which goes first, best of ``--rounds`` each:
+  ours:     ``python -m bench quantize SRC --type T --out DIR --jobs N``
+  baseline: this script's ``--baseline`` mode: reads the same safetensors with numpy, quantizes
+            with ggml's C code splitting rows over N threads (ctypes releases the GIL during
+            the call), writes with ``gguf.GGUFWriter`` tensor by tensor (the same tensor names,
+            types and metadata, taken from bench.gguf.plan).
+Both files must be byte-identical. Peak memory is the whole process tree's RSS (the command and
+its workers), sampled every 20 ms. Goal printed per type: baseline time / ours >= 1.0.
 
-    .venv/bin/python benchmarks/quantize_speed.py                    # both parts
-    .venv/bin/python benchmarks/quantize_speed.py --skip-convert     # speed only
-    .venv/bin/python benchmarks/quantize_speed.py --double 2 --single 4 --convert-types Q8_0 Q4_K
+Part 3 (``--pools``) converts with the library in a fresh process per run: worker processes vs
+worker threads at N jobs, and one process (jobs=1), alternating, best of ``--rounds``.
+
+    .venv/bin/python benchmarks/quantize_speed.py                    # parts 1 and 2
+    .venv/bin/python benchmarks/quantize_speed.py --skip-speed --pools --double 1 --single 1
+    .venv/bin/python benchmarks/quantize_speed.py --skip-convert     # part 1 only
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import filecmp
+import functools
+import itertools
 import json
-import multiprocessing as mp
+import os
 import platform
-import resource
+import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 TYPES = ["Q8_0", "Q6_K", "Q5_K", "Q4_K"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _ggml_quantize(x: np.ndarray, qtype: str) -> np.ndarray:
@@ -187,91 +204,294 @@ def write_synthetic_flux(folder: Path, n_double: int, n_single: int) -> tuple[in
     return total, largest
 
 
-def _peak_rss_kib() -> int:
-    """This process's own RSS high-water mark (VmHWM).
+def _tree_rss(pid: int) -> int:
+    import psutil
 
-    Not ``getrusage().ru_maxrss``: Linux carries that over from the parent across fork+exec, so a
-    spawned child would report the parent's peak (here: writing the synthetic checkpoint).
-    """
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
 
 
-def _convert_child(src: str, out: str, qtype: str, queue: mp.Queue) -> None:  # type: ignore[type-arg]
+def run_timed(cmd: list[str]) -> dict[str, object]:
+    """Wall time of a whole process from start to exit, the CPU time of it and every process it
+    waited for (its workers), and its tree's peak RSS (sampled)."""
+    import resource
+
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - t0
+    stop.set()
+    sampler.join()
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = c1.ru_utime - c0.ru_utime + c1.ru_stime - c0.ru_stime
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
+    return {"seconds": seconds, "cpu_s": cpu, "peak_rss": peak[0], "stdout": out}
+
+
+def baseline_convert(src: Path, qtype: str, out: Path, jobs: int) -> None:
+    """ggml's C quantizers on ``jobs`` threads + gguf's writer: what a user could assemble from
+    the two reference libraries (llama-quantize likewise quantizes one tensor at a time with
+    its rows split over threads, then writes it)."""
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+    from math import prod
+
+    import ggml
+    from gguf import GGML_QUANT_SIZES, GGUFWriter
+    from gguf import GGMLQuantizationType as T
+    from gguf.quants import quantize as gguf_quantize
+
+    from bench.gguf.plan import build_plan, load
+    from bench.gguf.qtypes import file_quant_type
+    from bench.gguf.source import Checkpoint
+
+    ft = file_quant_type(qtype)
+    fptr = ctypes.POINTER(ctypes.c_float)
+    with Checkpoint(src) as ckpt, ThreadPoolExecutor(jobs) as pool:
+        plan = build_plan(ckpt, ft, "auto")
+        w = GGUFWriter(out, arch="flux")
+        w.add_quantization_version(2)
+        w.add_file_type(ft.file_type)
+        w.add_string(
+            "bench.source_dtype", Counter(t.source_dtype for t in plan).most_common(1)[0][0]
+        )
+        for t in plan:
+            shape = (*t.shape[:-1], t.nbytes // prod(t.shape[:-1]))
+            w.add_tensor_info(t.name, shape, np.dtype(np.uint8), t.nbytes, raw_dtype=t.qtype)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        for t in plan:
+            x = load(ckpt, t)
+            if t.qtype in (T.F32, T.F16, T.BF16):
+                x = x.reshape(-1, t.shape[-1] if t.shape else 1)
+                data = gguf_quantize(x, t.qtype) if t.qtype != T.F16 else x.astype(np.float16)
+                w.write_tensor_data(np.ascontiguousarray(data).view(np.uint8).reshape(-1))
+                continue
+            rows, cols = x.shape
+            tid = getattr(ggml, f"GGML_TYPE_{t.qtype.name}")
+            dst = np.empty(
+                rows * cols // GGML_QUANT_SIZES[t.qtype][0] * GGML_QUANT_SIZES[t.qtype][1],
+                dtype=np.uint8,
+            )
+            src_p, dst_p = x.ctypes.data_as(fptr), dst.ctypes.data_as(ctypes.c_void_p)
+            bounds = [rows * i // jobs for i in range(jobs + 1)]
+            parts = [(r0, r1 - r0) for r0, r1 in itertools.pairwise(bounds) if r1 > r0]
+            quantize_rows = functools.partial(_ggml_rows, ggml, tid, src_p, dst_p, cols)
+            list(pool.map(quantize_rows, parts))
+            w.write_tensor_data(dst)
+        w.close()
+
+
+def _ggml_rows(ggml, tid, src, dst, cols, part) -> None:  # type: ignore[no-untyped-def]
+    """One thread's rows (start, count): ggml addresses both buffers from the start row."""
+    r0, n = part
+    ggml.ggml_quantize_chunk(tid, src, dst, r0 * cols, n, cols, None)
+
+
+def library_convert(src: Path, qtype: str, out: Path, jobs: int, pool: str) -> None:
     from bench.gguf.convert import quantize_checkpoint
 
-    s = quantize_checkpoint(Path(src), Path(out), qtype)
-    peak_kib = _peak_rss_kib()
-    queue.put(
-        {
-            "seconds": s.seconds,
-            "params": s.parameters,
-            "file_bytes": s.file_bytes,
-            "counts": s.tensor_counts,
-            "peak_rss": peak_kib * 1024,
-            "names": s.key_names,
-        }
+    quantize_checkpoint(src, out, qtype, jobs=jobs, pool=pool)  # type: ignore[arg-type]
+
+
+def synthetic_source(tmp: Path, n_double: int, n_single: int) -> tuple[Path, int]:
+    src = tmp / "transformer"
+    t0 = time.perf_counter()
+    total, largest = write_synthetic_flux(src, n_double, n_single)
+    print(
+        f"\nsynthetic FLUX.1-width checkpoint: {n_double} double + {n_single} single blocks, "
+        f"{total / 2**30:.2f} GiB bf16, largest tensor {largest / 2**20:.0f} MiB "
+        f"(written in {time.perf_counter() - t0:.0f} s)"
     )
+    return src, total // 2
 
 
-def convert_memory(n_double: int, n_single: int, types: list[str]) -> list[dict[str, object]]:
+def end_to_end(
+    src: Path, weights: int, types: list[str], jobs: int, rounds: int, tmp: Path
+) -> list[dict[str, object]]:
+    """Whole ``bench quantize`` process against the ggml+gguf baseline process, per type."""
+    print(
+        f"\nend to end, {jobs} jobs, best of {rounds} rounds (alternating order); "
+        f"ratio = baseline s / ours s, goal >= 1.0"
+    )
+    print(
+        f"{'type':6s} {'ours s':>8s} {'base s':>8s} {'ratio':>6s} {'ours Mw/s':>10s} "
+        f"{'ours peak':>10s} {'base peak':>10s}  bytes"
+    )
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-gguf-") as tmp:
-        src = Path(tmp) / "transformer"
-        t0 = time.perf_counter()
-        total, largest = write_synthetic_flux(src, n_double, n_single)
+    for t in types:
+        ours_dir = tmp / "ours"
+        ours_file = ours_dir / f"{_stem(src)}-{t}.gguf"
+        base_file = tmp / f"baseline-{t}.gguf"
+        ours_cmd = [
+            sys.executable,
+            "-m",
+            "bench",
+            "quantize",
+            str(src),
+            "--type",
+            t,
+            "--out",
+            str(ours_dir),
+            "--jobs",
+            str(jobs),
+        ]
+        base_cmd = [sys.executable, __file__, "--baseline", str(src), t, str(base_file), str(jobs)]
+        runs: dict[str, list[dict[str, object]]] = {"ours": [], "base": []}
+        identical = True
+        for r in range(rounds):
+            order = [("ours", ours_cmd), ("base", base_cmd)]
+            for side, cmd in order if r % 2 == 0 else order[::-1]:
+                runs[side].append(run_timed(cmd))
+            identical &= filecmp.cmp(ours_file, base_file, shallow=False)
+            ours_file.unlink()
+            base_file.unlink()
+        best = {k: min(v, key=lambda x: x["seconds"]) for k, v in runs.items()}
+        res = {
+            "type": t,
+            "jobs": jobs,
+            "ours_s": [x["seconds"] for x in runs["ours"]],
+            "baseline_s": [x["seconds"] for x in runs["base"]],
+            "ours_cpu_s": [x["cpu_s"] for x in runs["ours"]],
+            "baseline_cpu_s": [x["cpu_s"] for x in runs["base"]],
+            "ratio": best["base"]["seconds"] / best["ours"]["seconds"],  # type: ignore[operator]
+            "ours_peak_rss": max(x["peak_rss"] for x in runs["ours"]),  # type: ignore[type-var]
+            "baseline_peak_rss": max(x["peak_rss"] for x in runs["base"]),  # type: ignore[type-var]
+            "identical": identical,
+            "weights": weights,
+        }
+        results.append(res)
         print(
-            f"\nsynthetic FLUX.1-width checkpoint: {n_double} double + {n_single} single blocks, "
-            f"{total / 2**30:.2f} GiB bf16, largest tensor {largest / 2**20:.0f} MiB "
-            f"(written in {time.perf_counter() - t0:.0f} s)"
+            f"{t:6s} {best['ours']['seconds']:8.2f} {best['base']['seconds']:8.2f} "
+            f"{res['ratio']:6.2f} {weights / best['ours']['seconds'] / 1e6:10.1f} "  # type: ignore[operator]
+            f"{res['ours_peak_rss'] / 2**30:8.2f} G {res['baseline_peak_rss'] / 2**30:8.2f} G  "  # type: ignore[operator]
+            f"{'identical' if identical else 'DIFFER'}"
         )
-        ctx = mp.get_context("spawn")
-        for t in types:
-            q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-            out = Path(tmp) / f"out-{t}.gguf"
-            p = ctx.Process(target=_convert_child, args=(str(src), str(out), t, q))
-            p.start()
-            r = q.get()
-            p.join()
-            out.unlink(missing_ok=True)
-            r.update({"type": t, "checkpoint_bytes": total, "largest_tensor_bytes": largest})
-            results.append(r)
-            print(
-                f"{t:6s} {r['seconds']:7.1f} s  {r['params'] / r['seconds'] / 1e6:6.1f} Mw/s  "
-                f"peak RSS {r['peak_rss'] / 2**30:.2f} GiB  "
-                f"output {r['file_bytes'] / 2**30:.2f} GiB  "
-                f"{r['names']} names  {r['counts']}"
-            )
     return results
 
 
+def pools(
+    src: Path, weights: int, types: list[str], jobs: int, rounds: int, tmp: Path
+) -> list[dict[str, object]]:
+    """Worker processes vs threads at ``jobs``, and one process, each a fresh interpreter."""
+    kinds = [("process", jobs), ("thread", jobs), ("process", 1)]
+    print(
+        f"\nlibrary conversion, fresh process per run, best of {rounds} (alternating): "
+        "wall s / CPU s of the process and its workers"
+    )
+    print(f"{'type':6s} " + " ".join(f"{f'{k} x{n}':>16s}" for k, n in kinds))
+    results = []
+    for t in types:
+        runs: dict[str, list[dict[str, object]]] = {f"{k} x{n}": [] for k, n in kinds}
+        for r in range(rounds):
+            for k, n in kinds if r % 2 == 0 else kinds[::-1]:
+                out = tmp / f"pool-{t}.gguf"
+                cmd = [sys.executable, __file__, "--library", str(src), t, str(out), str(n), k]
+                runs[f"{k} x{n}"].append(run_timed(cmd))
+                out.unlink()
+        best = {k: min(v, key=lambda x: x["seconds"]) for k, v in runs.items()}
+        results.append(
+            {
+                "type": t,
+                "jobs": jobs,
+                "weights": weights,
+                "seconds": {k: [x["seconds"] for x in v] for k, v in runs.items()},
+                "cpu_s": {k: [x["cpu_s"] for x in v] for k, v in runs.items()},
+            }
+        )
+        cells = [f"{b['seconds']:7.2f}/{b['cpu_s']:<7.2f}" for b in best.values()]
+        print(f"{t:6s} " + " ".join(f"{c:>16s}" for c in cells))
+    return results
+
+
+def _stem(src: Path) -> str:
+    from bench.gguf.commands import output_stem
+
+    return output_stem(src)
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("--baseline", "--library"):
+        src, qtype, out, jobs = Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]), int(sys.argv[5])
+        if sys.argv[1] == "--baseline":
+            baseline_convert(src, qtype, out, jobs)
+        else:
+            library_convert(src, qtype, out, jobs, sys.argv[6])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rows", type=int, default=1024)
     ap.add_argument("--cols", type=int, default=3072)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3, help="part 1 rounds")
     ap.add_argument("--types", nargs="+", default=TYPES)
-    ap.add_argument("--skip-convert", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true", help="skip part 1")
+    ap.add_argument("--skip-convert", action="store_true", help="skip part 2")
+    ap.add_argument("--pools", action="store_true", help="also run part 3")
+    ap.add_argument("--src", type=Path, help="convert this checkpoint instead of a synthetic one")
     ap.add_argument("--double", type=int, default=2, help="double blocks in the synthetic model")
     ap.add_argument("--single", type=int, default=3, help="single blocks in the synthetic model")
-    ap.add_argument("--convert-types", nargs="+", default=["Q8_0", "Q4_K_M"])
+    ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--rounds", type=int, default=2, help="parts 2 and 3: best of this many")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
     import ggml  # noqa: F401 - fail early if the oracle is missing
 
+    load = os.getloadavg()
     print(
-        f"{platform.processor() or platform.machine()}, python {sys.version.split()[0]}, "
-        f"numpy {np.__version__}"
+        f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} usable "
+        f"CPUs, python {sys.version.split()[0]}, numpy {np.__version__}, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
-    res: dict[str, object] = {"speed": speed(args.rows, args.cols, args.repeat, args.types)}
-    if not args.skip_convert:
-        res["convert"] = convert_memory(args.double, args.single, args.convert_types)
+    res: dict[str, object] = {"cpus": len(os.sched_getaffinity(0)), "load_start": load}
+    if not args.skip_speed:
+        res["speed"] = speed(args.rows, args.cols, args.repeat, args.types)
+    if not args.skip_convert or args.pools:
+        with tempfile.TemporaryDirectory(prefix="bench-gguf-") as tmp_name:
+            tmp = Path(tmp_name)
+            if args.src is not None:
+                from bench.gguf.source import Checkpoint
+
+                src = args.src
+                with Checkpoint(src) as ckpt:
+                    weights = sum(int(np.prod(t.shape)) for t in ckpt.tensors.values())
+            else:
+                src, weights = synthetic_source(tmp, args.double, args.single)
+            if not args.skip_convert:
+                res["end_to_end"] = end_to_end(
+                    src, weights, args.types, args.jobs, args.rounds, tmp
+                )
+            if args.pools:
+                res["pools"] = pools(src, weights, args.types, args.jobs, args.rounds, tmp)
+            shutil.rmtree(tmp / "ours", ignore_errors=True)
+    res["load_end"] = os.getloadavg()
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in res['load_end'])}")  # type: ignore[union-attr]
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
 

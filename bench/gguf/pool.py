@@ -12,7 +12,10 @@ model is.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -109,7 +112,22 @@ def _executor(kind: PoolKind, jobs: int) -> Executor:
         return ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="bench-gguf")
     if kind != "process":
         raise ConversionError(f"pool: expected 'process' or 'thread', got {kind!r}")
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context(_start_method()))
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=mp.get_context(_start_method()),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker start-up: be killed when the parent dies. A parent killed outright (SIGKILL, the
+    OOM killer) cannot shut the pool down, and its workers would otherwise wait forever for
+    work; on Linux the kernel sends them SIGKILL instead (``PR_SET_PDEATHSIG``)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
 
 
 def _start_method() -> str:

@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from math import prod
 from pathlib import Path
@@ -246,3 +247,33 @@ def test_bf16_rounding_matches_torch() -> None:
     nan = np.isnan(x)
     assert np.array_equal(got[~nan], want[~nan])
     assert got[nan].tolist() == [0x7FC0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_workers_die_with_a_killed_parent() -> None:
+    """A parent killed outright cannot shut its pool down; its workers must not linger."""
+    code = (
+        "import os, sys, time\n"
+        "from bench.gguf.pool import _die_with_parent\n"
+        "parent = os.getpid()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    _die_with_parent(parent)\n"
+        "    time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "print(pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    stat = Path(f"/proc/{child}/stat")
+    for _ in range(100):  # gone, or a zombie waiting for init to reap it
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, 9)
+        pytest.fail("the worker outlived its killed parent")
