@@ -385,7 +385,10 @@ class BenchConfig(_Strict):
 
     @property
     def resolution_list(self) -> list[Resolution]:
-        return self.resolutions or [Resolution(height=self.height, width=self.width)]
+        # height and width are validated already (under this validation's context).
+        return self.resolutions or [
+            Resolution.model_construct(height=self.height, width=self.width)
+        ]
 
     @property
     def offload_specs(self) -> list[OffloadSpec]:
@@ -474,7 +477,10 @@ def _format_location(loc: tuple[Any, ...], data: Any) -> str:
 
 
 def _first_error(error: ValidationError, data: Any) -> str:
-    err = error.errors()[0]
+    return _describe_error(error.errors()[0], data)
+
+
+def _describe_error(err: Any, data: Any) -> str:
     where = _format_location(tuple(err["loc"]), data)
     message = err["msg"]
     if err["type"] == "extra_forbidden":
@@ -505,6 +511,26 @@ def validate_config(data: Any, source: str, *, recorded: bool = False) -> BenchC
         return BenchConfig.model_validate(data, context={RECORDED: recorded})
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_first_error(exc, data)}") from exc
+
+
+def check_recorded_keys(data: Any, source: str) -> None:
+    """Each key a recorded config has must be valid; keys may be missing (stages need few).
+
+    For readers of run folders: a config from another version of the harness, or a
+    hand-written test run, may lack keys or add new ones, but a key it has must mean what the
+    config would mean (`steps` an integer in range, `model` an object, ...). Cross-checks
+    between keys are left to `validate_config`, which a resume uses. ConfigError naming
+    `source` and the key.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected an object, found {type(data).__name__}")
+    try:
+        BenchConfig.model_validate(data, context={RECORDED: True})
+    except ValidationError as exc:
+        for err in exc.errors():
+            top_level = len(err["loc"]) == 1 and err["type"] in ("missing", "extra_forbidden")
+            if err["loc"] and not top_level:
+                raise ConfigError(f"{source}.{_describe_error(err, data)}") from exc
 
 
 def load_config(path: Path) -> tuple[BenchConfig, Path]:

@@ -16,7 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from bench.errors import UserInputError
+from bench.errors import RunFolderError, UserInputError
+from bench.limits import MAX_JSONL_LINE_BYTES, MAX_MANIFEST_BYTES
+from bench.run_schema import check_manifest, check_record, check_score_row
+from bench.textfile import decode_utf8_line, read_text_bounded
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -167,19 +170,63 @@ def repair_torn_tail(path: Path) -> bool:
     return True
 
 
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield records; a torn last line (the process was killed mid-write) is skipped."""
-    if not path.is_file():
+def iter_jsonl(
+    path: Path, check: Callable[[dict[str, Any], str], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield the JSON objects of a JSON Lines file of a run folder, each checked.
+
+    Only a last line without its newline (the process was killed mid-write) is skipped when it
+    does not parse. Any other line that is not UTF-8, not JSON, not an object, longer than
+    MAX_JSONL_LINE_BYTES, or not of its file's shape (`check`; by default the check of
+    bench.run_schema for the file's name) raises RunFolderError naming the file and the line:
+    a damaged line skipped in silence would leave its records missing without a word.
+    """
+    if not path.exists():
         return
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
+    if not path.is_file():
+        raise RunFolderError(f"{path}: not a file")
+    check = check or ROW_CHECKS.get(path.name)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    with handle:
+        number = 0
+        while raw := handle.readline(MAX_JSONL_LINE_BYTES + 1):
+            number += 1
+            where = f"{path} line {number}"
+            if len(raw) > MAX_JSONL_LINE_BYTES:
+                raise RunFolderError(
+                    f"{where}: longer than {MAX_JSONL_LINE_BYTES} bytes (docs/limits.md)"
+                )
+            if not raw.strip():
                 continue
+            torn = not raw.endswith(b"\n")  # only the last line can lack its newline
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
+                value = json.loads(decode_utf8_line(raw, where, RunFolderError))
+            except RunFolderError:
+                if torn:
+                    return
+                raise
+            except (ValueError, RecursionError) as exc:
+                if torn:
+                    return
+                raise RunFolderError(f"{where}: not valid JSON ({_json_reason(exc)})") from None
+            if not isinstance(value, dict):
+                raise RunFolderError(
+                    f"{where}: expected a JSON object, found {type(value).__name__}"
+                )
+            if check is not None:
+                check(value, where)
+            yield value
+
+
+def _json_reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)  # e.g. an integer of more digits than Python converts
 
 
 def require_run_dir(run_dir: Path) -> Path:
@@ -192,20 +239,35 @@ def require_run_dir(run_dir: Path) -> Path:
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The manifest, checked against its shape (bench.run_schema); RunFolderError if damaged."""
     require_run_dir(run_dir)
+    path = run_dir / MANIFEST
+    text = read_text_bounded(path, MAX_MANIFEST_BYTES, "manifest", RunFolderError)
     try:
-        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserInputError(f"{run_dir / MANIFEST}: not valid JSON ({exc.msg})") from exc
+        raise RunFolderError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:
+        raise RunFolderError(f"{path}: not valid JSON ({_json_reason(exc)})") from None
+    if not isinstance(manifest, dict):
+        raise RunFolderError(f"{path}: expected a JSON object, found {type(manifest).__name__}")
     if manifest.get("schema") != SCHEMA_VERSION:
-        raise UserInputError(
-            f"{run_dir / MANIFEST}: schema {manifest.get('schema')!r}, expected {SCHEMA_VERSION}"
+        raise RunFolderError(
+            f"{path}: schema {manifest.get('schema')!r}, expected {SCHEMA_VERSION}"
         )
-    return manifest
+    return check_manifest(manifest, str(path))
 
 
 def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every record of the run, each checked against its kind's shape (bench.run_schema)."""
     return list(iter_jsonl(run_dir / RECORDS))
+
+
+# The shape of each JSON Lines file of a run folder, by file name (iter_jsonl's default check).
+ROW_CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
+    RECORDS: check_record,
+    SCORES: check_score_row,
+}
 
 
 def cell_records(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

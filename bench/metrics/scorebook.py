@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.metrics.contracts import METRICS
 from bench.metrics.fidelity import PairScore
-from bench.results import append_jsonl, iter_jsonl, utc_now
+from bench.results import append_jsonl, iter_jsonl, repair_torn_tail, utc_now
 
 if TYPE_CHECKING:
     from bench.metrics.distribution import DistributionResult
@@ -28,9 +28,15 @@ class ScoreBook:
     """The scores file: what is there (latest row per key wins) and what to append."""
 
     def __init__(self, path: Path) -> None:
+        """Read the rows (each checked: a damaged line is a RunFolderError naming it).
+
+        A last line left unfinished by a killed `bench score` is cut first: the next append
+        would otherwise be glued to it, and both rows lost.
+        """
         self.path = path
         self.image_rows: dict[ImageKey, dict[str, Any]] = {}
         self.dist_rows: dict[DistKey, dict[str, Any]] = {}
+        repair_torn_tail(path)
         for row in iter_jsonl(path):
             if row.get("kind") == "image_score":
                 self.image_rows[image_key(row)] = row

@@ -111,3 +111,115 @@ def test_shipped_configs_validate() -> None:
     assert [v.name for v in blog.variants] == ["full-bf16", "Q8_0", "Q6_K", "Q4_K"]
     assert [o.mode for o in blog.offload_specs] == ["none", "model", "sequential"]
     assert yaml.safe_load((root / "tiny.yaml").read_text())["name"] == "tiny"
+
+
+# Values that mean nothing or allocate without bound (issue 13, items 4 and 5): each is refused
+# by a real `bench run` process with one line naming the key and what is allowed, and no folder.
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        ({"steps": True}, ("steps", "integer", "True")),
+        ({"repeats": 2.0}, ("repeats", "integer", "2.0")),
+        ({"guidance": float("nan")}, ("guidance", "finite")),
+        ({"guidance": float("inf")}, ("guidance", "finite")),
+        ({"height": 500}, ("height", "multiple of 16", "496 or 512")),
+        ({"resolutions": [{"height": 64, "width": 100}]}, ("resolutions.0.width", "96 or 112")),
+        ({"device": "cuda:x"}, ("device", "cuda:N", "'cuda:x'")),
+        ({"device": "cuda:128"}, ("device", "0 to 127")),
+        ({"seed": -1}, ("seed", "0 to 18446744073709551615")),
+        ({"seed": 2**64}, ("seed", "0 to 18446744073709551615")),
+        ({"steps": 10**9}, ("steps", "1 to 1000")),
+        ({"repeats": 10**8}, ("repeats", "1 to 10000")),
+        (
+            {"height": 8192, "width": 8192, "repeats": 1000, "steps": 1000},
+            ("megapixel-steps", "limit"),
+        ),
+        ({"warmup": -1}, ("warmup", "0 to 100")),
+        ({"offload": ["none", "none"]}, ("offload", "duplicate", "none")),
+        ({"offload": [{"mode": "none", "use_stream": True}]}, ("offload.0", "use_stream")),
+        ({"prompts": []}, ("prompts", "at least 1")),
+        ({"prompts": [{"id": "a", "text": " "}]}, ("prompts.0.text", "non-empty")),
+        ({"prompts": [{"id": "p" * 65, "text": "x"}]}, ("prompts.0.id", "64 characters")),
+        (
+            {"variants": with_variant(name="FULL")},
+            ("variants", "duplicate", "differ only in case"),
+        ),
+        (
+            {"variants": with_variant(offload_modes=["group"])},
+            ("variants.Q8_0.offload_modes", "group"),
+        ),
+    ],
+    ids=lambda value: str(value)[:40] if isinstance(value, dict) else None,
+)
+def test_meaningless_or_unbounded_value_exits_2(
+    tmp_path: Path, write_config, overrides: dict, needles: tuple[str, ...]
+) -> None:
+    config = write_config(**overrides)
+    out = tmp_path / "results"
+    result = run_bench("run", str(config), "--out", str(out), cwd=tmp_path)
+    assert_rejected(result, str(config.name), *needles)
+    assert not out.exists()
+
+
+def test_duplicate_yaml_key_names_key_and_lines(tmp_path: Path, write_config) -> None:
+    config = write_config()
+    config.write_text(config.read_text() + "steps: 60\n")  # BASE_CONFIG already says 3
+    result = run_bench("run", str(config), "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert_rejected(result, "config.yaml", "duplicate key 'steps'", "line")
+
+
+def test_non_utf8_config_names_the_offset(tmp_path: Path, write_config) -> None:
+    config = write_config()
+    text = config.read_bytes()
+    config.write_bytes(text.replace(b"macro photo", b"macro ph\xf6to"))
+    offset = text.index(b"macro photo") + len(b"macro ph")
+    result = run_bench("run", str(config), "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert_rejected(result, "config.yaml", "not UTF-8", f"offset {offset}", "0xf6")
+
+
+def test_non_utf8_prompt_file_names_the_file(tmp_path: Path, write_config) -> None:
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_bytes(b"prompts:\n  - {id: a, text: caf\xe9}\n")
+    config = write_config(prompts={"file": "prompts.yaml"})
+    out = tmp_path / "results"
+    result = run_bench("run", str(config), "--out", str(out), cwd=tmp_path)
+    assert_rejected(result, "prompts.yaml", "line 2", "not UTF-8")
+    assert not out.exists()
+
+
+def test_absurd_file_sizes_are_refused_before_reading(tmp_path: Path, write_config) -> None:
+    """A sparse file: its size is what stat says, so nothing is read to find out."""
+    from bench.limits import MAX_CONFIG_BYTES, MAX_PROMPT_FILE_BYTES
+
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as handle:
+        handle.truncate(64 << 30)
+    result = run_bench("run", str(huge), "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert_rejected(result, "huge.yaml", str(MAX_CONFIG_BYTES))
+    config = write_config(prompts={"file": "huge.yaml"})
+    result = run_bench("run", str(config), "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert_rejected(result, "huge.yaml", str(MAX_PROMPT_FILE_BYTES))
+
+
+def test_prompt_file_that_implies_too_many_images(tmp_path: Path, write_config) -> None:
+    """The image count of a prompt file is known only once it is read: still checked before
+    any image list (or run folder) exists."""
+    from bench.limits import MAX_IMAGES_PER_CELL
+
+    prompts = tmp_path / "prompts.yaml"
+    count = 20_000
+    prompts.write_text(
+        "prompts:\n" + "".join(f"  - {{id: p{i}, text: prompt {i}}}\n" for i in range(count))
+    )
+    config = write_config(prompts={"file": "prompts.yaml"}, repeats=10)
+    out = tmp_path / "results"
+    result = run_bench("run", str(config), "--out", str(out), cwd=tmp_path)
+    assert_rejected(result, "config.yaml", "repeats", str(MAX_IMAGES_PER_CELL), str(count * 10))
+    assert not out.exists()
+
+
+def test_deeply_nested_yaml_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "deep.yaml"
+    config.write_text("name: t\nvariants: " + "[" * 100_000 + "\n")
+    result = run_bench("run", str(config), "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert_rejected(result, "deep.yaml", "nested more than")
