@@ -172,6 +172,24 @@ def _check_disk(config: Any, mode: str) -> None:
     )
 
 
+def _disk_write_rate(folder: Path, size: int = 512 << 20) -> float:
+    """GB/s of one synced write of `size` bytes into `folder`: the build writes tens of GB
+    there, so a slow disk shows up here, before it costs minutes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(8 << 20)
+    path = folder / f".gpu-check-disk-probe-{os.getpid()}"
+    started = time.perf_counter()
+    try:
+        with path.open("wb") as handle:
+            for _ in range(size // len(block)):
+                handle.write(block)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return size / (time.perf_counter() - started) / 1e9
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def preflight(config_path: Path, mode: str) -> None:
     config, _ = _load(config_path)
     _import_all()
@@ -196,8 +214,15 @@ def preflight(config_path: Path, mode: str) -> None:
                 f"gpu {gpu['index']}: {gpu['name']}, {gpu['total_memory_bytes'] / 2**30:.1f} GiB, "
                 f"driver {gpu['driver']}, torch CUDA {env['cuda']['torch_cuda']}"
             )
+    memory = env["host_memory_bytes"]
+    _say(f"host memory: {memory / 2**30:.1f} GiB")
     _clean_partials(config)
     _check_disk(config, mode)
+    if mode == "gpu":
+        from bench.models.synthetic import cache_root
+
+        rate = _disk_write_rate(cache_root())
+        _say(f"disk: {rate:.2f} GB/s synced write at {cache_root()} (512 MiB probe)")
 
 
 # -- build, quantize ---------------------------------------------------------------------------

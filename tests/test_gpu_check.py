@@ -351,3 +351,25 @@ def test_size_check_and_report_read_cuda_counters(smoke: dict[str, Any], tmp_pat
     md = (tmp_path / "report" / "report.md").read_text()
     assert "peak VRAM, NVML device used (GiB)" in md
     assert "CPU run: not VRAM" not in md
+
+
+def test_gpu_preflight_without_a_gpu_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the GPU preflight would pass")
+    steps = REPO / "benchmarks" / "gpu_check_steps.py"
+    config = REPO / "configs" / "gpu-check.yaml"
+    result = subprocess.run(
+        [sys.executable, str(steps), "preflight", str(config), "--mode", "gpu"],
+        capture_output=True,
+        text=True,
+        env={**_env(tmp_path), "BENCH_CACHE_DIR": str(tmp_path / "cache")},
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: no CUDA device visible to torch: the GPU check needs one GPU"
+    ]
+    assert "python: " + sys.executable in result.stdout  # what would run is printed first
+    assert not (tmp_path / "cache").exists()  # nothing built, nothing written
