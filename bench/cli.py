@@ -107,12 +107,13 @@ def print_run_table(run_dir: Path, console: Console) -> None:
 
 def _psnr_by_cell(run_dir: Path) -> dict[str, str]:
     """PSNR against full precision per cell from `bench score`'s summary, as table text."""
-    from bench.metrics.summary import figure
     from bench.results import SCORES_SUMMARY
 
     path = run_dir / SCORES_SUMMARY
     if not path.is_file():
-        return {}
+        return {}  # an unscored run: no need to import the metrics (seconds of torchmetrics)
+    from bench.metrics.summary import figure
+
     rows = json.loads(path.read_text()).get("cells", [])
     return {
         row["cell_id"]: "-" if row.get("status") == "cell_failed" else figure(row)

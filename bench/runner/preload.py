@@ -57,6 +57,17 @@ MODULES = (
 )
 
 
+def _thread_only_progress_lock() -> None:
+    """diffusers' progress bars are tqdm's, and tqdm's first bar creates a multiprocessing lock:
+    a named semaphore that a cell stopped on Ctrl-C leaves behind, and that the resource tracker
+    then reports as leaked when bench exits. A cell is one process: a thread lock is enough."""
+    import threading
+
+    import tqdm
+
+    tqdm.tqdm.set_lock(threading.RLock())
+
+
 def warm_up() -> None:
     """Import what cells use; never raises (a cell then imports what is missing itself)."""
     import importlib
@@ -81,6 +92,8 @@ def warm_up() -> None:
 
             for attribute in TRANSFORMERS_CLASSES:
                 getattr(transformers, attribute)
+        with suppress(Exception):
+            _thread_only_progress_lock()
     finally:
         if previous is None:
             os.environ.pop(NVML_CHECK, None)

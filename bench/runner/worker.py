@@ -101,6 +101,7 @@ def run_cell(job: CellJob, events: Any) -> None:
 def _run_cell(job: CellJob, events: Any) -> None:
     import torch
 
+    import bench.runner.preload  # noqa: F401  (done in the server; a `spawn`ed cell does it now)
     from bench.environment import quiet_library_output
 
     quiet_library_output()

@@ -1,0 +1,101 @@
+"""Ctrl-C as a terminal sends it (SIGINT to the whole process group) at chosen moments of a real
+`bench run`: the interrupted cell or image is missing, never failed, and --resume completes it."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+from pathlib import Path
+
+import pytest
+
+from bench.runner.executor import resume_run
+from tests.runner.live import LiveRun, assert_complete, image_count, records, run_folder
+
+pytestmark = pytest.mark.slow
+
+ONE_VARIANT = [{"name": "full", "kind": "full", "dtype": "float32"}]
+
+
+def _no_traceback(run: LiveRun) -> None:
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr
+
+
+def test_ctrl_c_in_the_first_cells_warm_up_leaves_it_missing(
+    tmp_path: Path, write_config, tiny_pipeline: Path
+) -> None:
+    config = write_config(variants=ONE_VARIANT, repeats=1)
+    results = tmp_path / "results"
+    run = LiveRun(str(config), "--out", str(results), "--no-score")
+    try:
+        run.wait_for_line("full__none__64x64: loaded in")
+        # Frozen the moment the warm-up begins, so that Ctrl-C lands in it however fast it is.
+        run.signal_group(signal.SIGSTOP)
+        run.signal_group(signal.SIGINT)
+        run.signal_group(signal.SIGCONT)
+        assert run.finish() == 130
+    finally:
+        run.kill()
+    _no_traceback(run)
+    run_dir = run_folder(results)
+    assert run_dir is not None
+    assert records(run_dir) == []  # nothing about the interrupted cell, not even a failure
+    assert "finish the run with:" in run.lines[-1] and str(run_dir) in run.lines[-1]
+
+    resume_run(run_dir)
+    assert_complete(run_dir)
+
+
+def test_ctrl_c_mid_image_then_the_printed_command_finishes_the_run(
+    tmp_path: Path, write_config, tiny_pipeline: Path
+) -> None:
+    config = write_config(variants=ONE_VARIANT, repeats=1)
+    results = tmp_path / "results"
+    run = LiveRun(str(config), "--out", str(results), "--no-score")
+    try:
+        run.wait_for("the first image record", lambda: image_count(results) >= 1)
+        run.signal_group(signal.SIGSTOP)  # the second image is in flight, however fast it is
+        run.signal_group(signal.SIGINT)
+        run.signal_group(signal.SIGCONT)
+        assert run.finish() == 130
+    finally:
+        run.kill()
+    _no_traceback(run)
+    run_dir = run_folder(results)
+    kept = records(run_dir)
+    assert kept and all(r["status"] == "ok" for r in kept)
+    assert sum(r["kind"] == "image" for r in kept) < 2
+
+    command = run.lines[-1].split("finish the run with: ", 1)[1]
+    assert command == shlex.join([*run.command, "--resume", str(run_dir)]).replace(
+        f"--out {results} ", ""
+    )
+    again = LiveRun(*shlex.split(command)[2:])
+    assert again.finish() == 0, again.stderr
+    assert_complete(run_dir)
+
+
+def test_a_second_signal_stops_at_once_and_the_folder_still_resumes(
+    tmp_path: Path, write_config, tiny_pipeline: Path
+) -> None:
+    config = write_config(variants=ONE_VARIANT, repeats=1)
+    results = tmp_path / "results"
+    run = LiveRun(str(config), "--out", str(results), "--no-score")
+    try:
+        run.wait_for("the first image record", lambda: image_count(results) >= 1)
+        # Ctrl-C to the job, then a second signal to bench before the first has been acted on
+        # (two of one kind pending at once merge into one; two kinds arrive one after the other).
+        run.signal_group(signal.SIGSTOP)
+        run.signal_group(signal.SIGINT)
+        run.process.send_signal(signal.SIGTERM)
+        run.signal_group(signal.SIGCONT)
+        assert run.finish(timeout=30) == 130
+    finally:
+        run.kill()
+    _no_traceback(run)
+    assert "stopped at once" in run.stderr
+    run_dir = run_folder(results)
+    assert all(r["status"] == "ok" for r in records(run_dir))
+
+    resume_run(run_dir)
+    assert_complete(run_dir)
