@@ -5,10 +5,12 @@ K pairs of real, identical `bench run CONFIG --no-score` runs, one after the oth
 changed. Then B is planted, as copies of its run folder: every time x1.3 (wall, steps,
 encode, decode, load, warm-up), and, per memory counter, every peak of that counter x1.2 (NVML
 net of the cell's baseline); A is compared with each plant, which carries A/A noise and a known
-change. Printed per aspect (time, energy where measured, each memory counter, quality where
-scored): the share of pairs with a false regression, and the share of cells whose plant was
-caught (plus those judged "too noisy to judge at this threshold", which is not a catch), with
-K, the config, the machine and its load average around every run.
+change (the time plant scales the memory sampler's readings with the times, as a slower image
+on an equally loaded machine has them). Printed per aspect (time, energy where measured, each
+memory counter, quality where scored): the share of pairs with a false regression, and the
+share of cells whose plant was caught (plus those judged "too noisy to judge at this
+threshold", which is not a catch), with K, the config, the machine and its load average around
+every run.
 
 Goal printed at the end: A/A false regressions <= 5% of pairs, plants caught 100%.
 
@@ -145,6 +147,10 @@ def plant(run_dir: Path, dest: Path, change: Callable[[dict[str, Any]], None]) -
 
 
 def slower(factor: float) -> Callable[[dict[str, Any]], None]:
+    """Every time x factor. The memory sampler's readings too: it reads every 5 ms, so on an
+    equally loaded machine a slower image gets proportionally more readings (bench compare
+    reads their rate as the machine's load; unscaled, the copy would look like a busier run)."""
+
     def change(record: dict[str, Any]) -> None:
         for key in TIME_KEYS:
             if isinstance(record.get(key), (int, float)):
@@ -152,6 +158,11 @@ def slower(factor: float) -> Callable[[dict[str, Any]], None]:
         for key in TIME_LISTS:
             if isinstance(record.get(key), list):
                 record[key] = [v * factor for v in record[key]]
+        memory = record.get("memory") or {}
+        phases = [memory] if record.get("kind") == "image" else list(memory.values())
+        for phase in phases:
+            if isinstance(phase, dict) and isinstance(phase.get("samples"), int):
+                phase["samples"] = round(phase["samples"] * factor)
 
     return change
 

@@ -67,6 +67,9 @@ class CellData:
     image_memory: dict[str, list[int]] = field(default_factory=dict)
     # "load"/"warmup" -> record key -> the cell record's peak of that phase (NVML net).
     cell_memory: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Readings per second the memory sampler achieved during each ok image (its `samples`
+    # over `wall_s`): it wakes every 5 ms, so it falls behind when other work holds the CPU.
+    sampler_hz: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -188,6 +191,11 @@ def load_run(run_dir: Path) -> RunData:
             scores=scores.get(cell_id, {}),
             step_s=[[float(s) for s in r.get("step_s") or []] for r in images],
             image_memory=_image_memory(images, baseline),
+            sampler_hz=[
+                float((r.get("memory") or {})["samples"]) / float(r["wall_s"])
+                for r in images
+                if _present((r.get("memory") or {}).get("samples")) and float(r["wall_s"]) > 0
+            ],
             cell_memory={
                 phase: peaks
                 for phase in CELL_PHASES

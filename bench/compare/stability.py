@@ -36,6 +36,11 @@ WARMUP_RATIO = 1.5
 MAX_DRIFT = 1.10  # the second half of a cell's images against the first
 MAX_STEP_SPREAD = 0.05  # identical denoising steps of one image, around their median
 MIN_DRIFT_SAMPLES = 6
+# The memory sampler's achieved rate in two runs of one cell, larger over smaller. Inside one
+# quiet run its per-image rate varies by about ±1%; a run made while a steady competing job
+# took part of the CPU measured 5.6% lower (and 1.5x slower) than its quiet twin
+# (tests/compare/fixtures: quiet-128 and mixed-128, cell Q4_K).
+MAX_SAMPLER_SHIFT = 1.03
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,20 @@ def time_noise(
     step_spread = float(np.median(per_image)) if per_image else None
     known = [x for x in (images, step_spread) if x is not None]
     return Noise(1.0 + max(known) if known else None, images, step_spread)
+
+
+def sampler_shift(base_hz: Sequence[float], cand_hz: Sequence[float]) -> float | None:
+    """How unequally busy the machine was in two runs of a cell: the ratio (>= 1) of the
+    memory sampler's median achieved rate in one run over the other's. The sampler sleeps
+    5 ms between readings, so it is late exactly when other work holds the processor; unlike
+    a time, its rate does not change when the code under test gets slower or faster."""
+    b, c = finite(base_hz), finite(cand_hz)
+    if b.size < 3 or c.size < 3:
+        return None
+    rb, rc = float(np.median(b)), float(np.median(c))
+    if rb <= 0 or rc <= 0:
+        return None
+    return max(rb / rc, rc / rb)
 
 
 def drift(values: Sequence[float] | np.ndarray) -> float | None:

@@ -111,6 +111,7 @@ def sample_verdict(
     better: str = FASTER,
     noise_band: float | None = None,
     noise_note: str | None = None,
+    unequal: str | None = None,
 ) -> SampleVerdict:
     """Mann-Whitney U (two-sided) and the ratio of medians, candidate over base.
 
@@ -123,7 +124,8 @@ def sample_verdict(
     slower than its twin. Its symptom is spread inside the run, so `noise_band` (1 + the
     largest relative spread of either run, `stability.time_noise`) wider than `factor` makes
     the verdict TOO_NOISY instead: a change of the factor's size cannot be told from the
-    machine's own variation, whatever the test says.
+    machine's own variation, whatever the test says. `unequal` (a sentence saying how the
+    two runs' conditions differed, e.g. from the memory sampler's rate) does the same.
     """
     b, c = finite(base), finite(cand)
     base_median = float(np.median(b)) if b.size else None
@@ -149,11 +151,13 @@ def sample_verdict(
     note = None
     if verdict == TOO_NOISY:
         note = (
-            f"values inside a run spread ×{noise_band:.3g}, wider than the factor "
+            f"values inside a run spread ×{noise_band:.3f}, wider than the factor "
             f"×{factor:g}: a change of that size cannot be told from noise"
         )
         if noise_note:
             note += f" ({noise_note})"
+    elif unequal is not None:
+        verdict, note = TOO_NOISY, unequal
     elif verdict == NO_CHANGE and p_value < alpha:
         note = f"significant (p={p_value:.2g}) but within the factor {factor:g}"
     return SampleVerdict(

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.compare.comparability import Difference, blocking_differences, version_changes
 from bench.compare.load import CellData, RunData, load_run
 from bench.compare.memory import (
@@ -22,7 +24,14 @@ from bench.compare.memory import (
     combined_verdict,
     counter_verdicts,
 )
-from bench.compare.stability import Noise, StabilityWarning, stability_warnings, time_noise
+from bench.compare.stability import (
+    MAX_SAMPLER_SHIFT,
+    Noise,
+    StabilityWarning,
+    sampler_shift,
+    stability_warnings,
+    time_noise,
+)
 from bench.compare.stats import (
     BETTER,
     IMPROVEMENT_WORDS,
@@ -259,6 +268,19 @@ def _memory(base: CellData, cand: CellData, t: Thresholds) -> list[MemoryVerdict
     )
 
 
+def _unequal_load(base: CellData, cand: CellData) -> str | None:
+    """A sentence when the machine was measurably busier in one run than in the other."""
+    shift = sampler_shift(base.sampler_hz, cand.sampler_hz)
+    if shift is None or shift <= MAX_SAMPLER_SHIFT:
+        return None
+    rb, rc = (float(np.median(x)) for x in (base.sampler_hz, cand.sampler_hz))
+    return (
+        f"the memory sampler ran at {rb:.0f}/s in base and {rc:.0f}/s in candidate "
+        f"(×{shift:.3f} apart, more than ×{MAX_SAMPLER_SHIFT:g}): the machine was busier in "
+        f"one run, so their times are not comparable"
+    )
+
+
 def _noise_band(base: Noise, cand: Noise) -> tuple[float | None, str]:
     """The wider of the two runs' spreads, and what each run showed (for the note)."""
     bands = [n.band for n in (base, cand) if n.band is not None]
@@ -331,6 +353,7 @@ def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparis
     band, described = _noise_band(
         time_noise(base.wall_s, base.step_s), time_noise(cand.wall_s, cand.step_s)
     )
+    unequal = _unequal_load(base, cand)
     result.time = sample_verdict(
         base.wall_s,
         cand.wall_s,
@@ -339,6 +362,7 @@ def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparis
         t.min_samples,
         noise_band=band,
         noise_note=described,
+        unequal=unequal,
     )
     if base.energy_j is not None and cand.energy_j is not None:
         energy_band, energy_described = _noise_band(
@@ -352,6 +376,7 @@ def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparis
             t.min_samples,
             noise_band=energy_band,
             noise_note=energy_described,
+            unequal=unequal,
         )
     else:
         result.energy = SampleVerdict(

@@ -48,6 +48,7 @@ CPU_ENV: dict[str, Any] = {
     "env": {},
 }
 GIB = 1 << 30
+SAMPLER_HZ = 190.0
 
 
 @dataclass
@@ -64,6 +65,7 @@ class CellPlan:
     # metric -> per-prompt value (every repeat gets it); `None` = identical to the reference.
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
     error: dict[str, str] | None = None
+    sampler_hz: float = SAMPLER_HZ  # readings per second the memory sampler achieved
 
 
 def cell_id(variant: str, offload: str, height: int = 512, width: int = 512) -> str:
@@ -190,7 +192,9 @@ def _cell_records(run_id: str, c: CellPlan, images: list[dict[str, Any]]) -> lis
     if c.status != "ok":
         return out
     for index, (image, wall) in enumerate(zip(images, c.wall_s, strict=False)):
-        peak = {"host_rss_peak_bytes": 2 * GIB, "samples": 100}
+        # The sampler reads every 5 ms: on an equally loaded machine its readings grow with the
+        # image's time (what bench.compare reads as the machine's load).
+        peak = {"host_rss_peak_bytes": 2 * GIB, "samples": round(float(wall) * c.sampler_hz)}
         if c.nvml_peak is not None:
             peak["nvml_used_peak_bytes"] = c.nvml_peak
         out.append(

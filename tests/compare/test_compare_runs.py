@@ -365,6 +365,21 @@ def test_busy_candidate_is_too_noisy_not_a_regression(tmp_path: Path) -> None:
     assert "too noisy" in to_markdown(comparison)
 
 
+def test_unequally_busy_runs_are_too_noisy(tmp_path: Path) -> None:
+    """Both runs look steady, but the memory sampler fell behind in the candidate: the
+    machine was busier, so a 30% slower candidate is not called slower."""
+    rng = np.random.default_rng(8)
+    base = write_run(tmp_path, "base", [CellPlan("full", wall_s=lognormal_times(rng, 10))])
+    slow = lognormal_times(rng, 10, 2.6, 0.04)
+    busy = write_run(tmp_path, "busy", [CellPlan("full", wall_s=slow, sampler_hz=170.0)])
+    calm = write_run(tmp_path, "calm", [CellPlan("full", wall_s=slow)])
+    noisy = compare_runs(base, busy).cells[0].time
+    assert noisy is not None and noisy.verdict == "too noisy to judge at this threshold"
+    assert "memory sampler ran at 190/s in base and 170/s" in (noisy.note or "")
+    slower = compare_runs(base, calm).cells[0].time
+    assert slower is not None and slower.verdict == "slower"
+
+
 def test_memory_band_option(tmp_path: Path) -> None:
     base, cand = pair(tmp_path)
     bad = invoke(base, cand, "--memory-band", "vram=1.1")

@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.compare.stability import drift, relative_mad, stability_warnings, time_noise
+from bench.compare.stability import (
+    drift,
+    relative_mad,
+    sampler_shift,
+    stability_warnings,
+    time_noise,
+)
 from bench.compare.stats import (
     BIGGER,
     FASTER,
@@ -107,6 +113,12 @@ def test_noise_band_within_the_factor_leaves_the_verdict_alone() -> None:
     assert band < 1.05
     assert sample_verdict(base, cand, 1.10, noise_band=band).verdict == SLOWER
     assert sample_verdict(cand, base, 1.10, noise_band=band).verdict == FASTER
+
+
+def test_sampler_shift() -> None:
+    assert sampler_shift([190.0] * 5, [180.5] * 5) == pytest.approx(190 / 180.5)
+    assert sampler_shift([180.5] * 5, [190.0] * 5) == pytest.approx(190 / 180.5)
+    assert sampler_shift([190.0] * 2, [100.0] * 5) is None  # too few images to say
 
 
 def test_relative_mad_and_drift() -> None:
