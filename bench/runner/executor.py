@@ -57,7 +57,7 @@ from bench.results import (
 )
 from bench.runner.interrupt import RunInterrupted, StopRequests
 from bench.runner.lock import RunFolderLock
-from bench.runner.processes import born_ignoring_sigint, cell_context
+from bench.runner.processes import born_ignoring_sigint, call_in_fresh_process, cell_context
 from bench.runner.worker import WRITE_FAILED_EXIT, CellJob, run_cell
 
 STOP_GRACE_S = 10.0  # how long a stopped cell may take to end before it is killed
@@ -121,7 +121,7 @@ def _prepare(plan: RunPlan, config_dir: Path, console: Console) -> None:
             plan.prepared[variant.name] = prepare_variant(variant, plan.base, config_dir)
 
 
-def _manifest(plan: RunPlan, run_id: str) -> dict[str, Any]:
+def _manifest(plan: RunPlan, run_id: str, environment: dict[str, Any]) -> dict[str, Any]:
     config = plan.config
     cells = []
     for cell in plan.cells:
@@ -146,7 +146,7 @@ def _manifest(plan: RunPlan, run_id: str) -> dict[str, Any]:
         "prompts": plan.prompts,
         "images": plan.images,
         "cells": cells,
-        "environment": collect_environment(),
+        "environment": environment,
     }
 
 
@@ -447,7 +447,12 @@ def run_config(
     with RunFolderLock(run_dir):
         stop.run_dir = run_dir
         try:
-            manifest = _manifest(plan, run_dir.name)
+            # Collected in a process forked from the warm server, where torch is imported
+            # already: this process never imports torch nor touches CUDA (a context held here
+            # would sit in every cell's device memory).
+            _import_while_the_server_warms()
+            environment = call_in_fresh_process(context, collect_environment)
+            manifest = _manifest(plan, run_dir.name, environment)
             write_json_atomic(run_dir / MANIFEST, manifest)
             append_jsonl(run_dir / RECORDS, [])
         except BaseException as exc:
@@ -458,6 +463,12 @@ def run_config(
             raise
         _sweep(run_dir, manifest, plan, console, context, stop)
     return run_dir
+
+
+def _import_while_the_server_warms() -> None:
+    """A sweep ends with its table, read through bench.summary (pandas: about half a second of
+    imports); imported now, while the cell server is still importing, it costs no wall time."""
+    import bench.summary  # noqa: F401
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> str | None:

@@ -13,10 +13,11 @@ import multiprocessing as mp
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing import forkserver, resource_tracker
 from multiprocessing.context import BaseContext
+from typing import Any
 
 PRELOAD = ["bench.runner.preload"]
 _server_environment: dict[str, str] | None = None
@@ -38,6 +39,37 @@ def cell_context() -> BaseContext:
         forkserver.ensure_running()
     _server_environment = environment
     return context
+
+
+def call_in_fresh_process(context: BaseContext, function: Callable[[], Any]) -> Any:
+    """`function()` in a new process started from `context` (forked warm), its result returned.
+
+    For work that needs the heavy libraries but must not leave them, or CUDA, in the caller: the
+    sweep's own process collects its environment this way and never imports torch itself.
+    """
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_reply, args=(send, function), name="probe")
+    with born_ignoring_sigint():
+        process.start()
+    send.close()
+    try:
+        ok, result = receive.recv()
+    except BaseException:
+        process.terminate()
+        raise
+    finally:
+        receive.close()
+        process.join()
+    if not ok:
+        raise result
+    return result
+
+
+def _reply(send: Any, function: Callable[[], Any]) -> None:
+    try:
+        send.send((True, function()))
+    except Exception as exc:
+        send.send((False, exc))
 
 
 def stop_cell_server() -> None:
