@@ -272,7 +272,7 @@ class _CellFollower:
 
     def _events(self, receive: Any, process: Any) -> None:
         while not self.stop.requested:
-            ready = wait([receive, process.sentinel], timeout=0.5)
+            ready = wait([receive, process.sentinel], timeout=0.25)
             if receive in ready:
                 try:
                     self._show(receive.recv())

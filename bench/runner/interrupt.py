@@ -63,6 +63,8 @@ class StopRequests:
     def install(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) == signal.SIG_IGN:
+                    continue  # started immune to it (nohup, a background job): stay so
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

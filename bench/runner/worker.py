@@ -37,6 +37,7 @@ from bench.results import (
 )
 
 WRITE_FAILED_EXIT = 75  # EX_TEMPFAIL: the run folder could not be written; try again later
+PARENT_GONE_EXIT = 3  # nobody is left to read it: the sweep's process ended first
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def _exit_with_parent() -> None:
 
     def watch() -> None:
         parent.join()
-        os._exit(3)
+        os._exit(PARENT_GONE_EXIT)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
@@ -127,7 +128,10 @@ def _run_cell(job: CellJob, events: Any) -> None:
     device = resolve_device(job.device)
 
     def emit(kind: str, **payload: Any) -> None:
-        events.send({"kind": kind, "cell_id": cell["cell_id"], **payload})
+        try:
+            events.send({"kind": kind, "cell_id": cell["cell_id"], **payload})
+        except OSError:  # the sweep's process is gone: not a failure of the cell (see above)
+            os._exit(PARENT_GONE_EXIT)
 
     cell_record: dict[str, Any] = {
         **common,

@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bench.runner.executor import resume_run
+from bench.runner.interrupt import StopRequests
+from bench.runner.processes import born_ignoring_sigint
 from tests.runner.live import LiveRun, assert_complete, image_count, records, run_folder
-
-pytestmark = pytest.mark.slow
 
 ONE_VARIANT = [{"name": "full", "kind": "full", "dtype": "float32"}]
 
@@ -21,6 +25,7 @@ def _no_traceback(run: LiveRun) -> None:
     assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_first_cells_warm_up_leaves_it_missing(
     tmp_path: Path, write_config, tiny_pipeline: Path
 ) -> None:
@@ -46,6 +51,7 @@ def test_ctrl_c_in_the_first_cells_warm_up_leaves_it_missing(
     assert_complete(run_dir)
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_image_then_the_printed_command_finishes_the_run(
     tmp_path: Path, write_config, tiny_pipeline: Path
 ) -> None:
@@ -75,6 +81,7 @@ def test_ctrl_c_mid_image_then_the_printed_command_finishes_the_run(
     assert_complete(run_dir)
 
 
+@pytest.mark.slow
 def test_a_second_signal_stops_at_once_and_the_folder_still_resumes(
     tmp_path: Path, write_config, tiny_pipeline: Path
 ) -> None:
@@ -99,3 +106,29 @@ def test_a_second_signal_stops_at_once_and_the_folder_still_resumes(
 
     resume_run(run_dir)
     assert_complete(run_dir)
+
+
+def test_the_first_signal_raises_outside_a_followed_cell_and_only_marks_inside() -> None:
+    with StopRequests() as stop:
+        with stop.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # let the handler run
+        assert stop.signum == signal.SIGINT
+    with StopRequests(), pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+
+
+def test_processes_started_meanwhile_are_born_ignoring_ctrl_c() -> None:
+    with StopRequests() as stop, stop.deferred(), born_ignoring_sigint():
+        child = subprocess.run(
+            [sys.executable, "-c", "import signal as s; print(s.getsignal(s.SIGINT) == s.SIG_IGN)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        os.kill(os.getpid(), signal.SIGINT)  # held back, not lost
+        assert stop.signum is None
+    time.sleep(0.05)
+    assert child.stdout.strip() == "True"
+    assert stop.signum == signal.SIGINT
