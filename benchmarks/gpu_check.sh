@@ -113,23 +113,31 @@ if [[ $MODE == gpu ]] && compgen -G "$REPO/.whl/*.whl" >/dev/null; then
     phase install install_wheels
 fi
 phase preflight "$PY" "$STEPS" preflight "$CONFIG" --mode "$MODE"
-phase build "$PY" "$STEPS" build "$CONFIG"
-phase quantize "$PY" "$STEPS" quantize "$CONFIG"
 
 RUN_DIR=$("$PY" "$STEPS" find-run "$CONFIG" "$RESULTS")
+SKIPPED=0
+if [[ -n $RUN_DIR ]] && (($("$PY" "$STEPS" missing "$RUN_DIR") == 0)); then
+    # Nothing left to run: no build, no sweep (whose preparation would rebuild a deleted cache);
+    # score, report and size run again on the finished run.
+    echo "$RUN_DIR is complete: scoring, reporting and size-checking it again"
+    SKIPPED=1
+else
+    phase build "$PY" "$STEPS" build "$CONFIG"
+    phase quantize "$PY" "$STEPS" quantize "$CONFIG"
+fi
 if [[ -n $RUN_DIR ]]; then
-    echo "resuming $RUN_DIR"
+    ((SKIPPED)) || echo "resuming $RUN_DIR"
     SWEEP=(-m bench run --resume "$RUN_DIR" --no-score)
 else
     SWEEP=(-m bench run "$CONFIG" --out "$RESULTS" --no-score)
 fi
 LIMIT=()
-SKIPPED=0
-if [[ -n $DEADLINE ]]; then
+if ((!SKIPPED)) && [[ -n $DEADLINE ]]; then
     LEFT=$((DEADLINE - SECONDS - RESERVE))
     if ((LEFT < 20)); then
         echo "deadline: ${LEFT} s left for the sweep; not starting it"
         SKIPPED=1
+        [[ -n $RUN_DIR ]] || { echo "incomplete: no time left to start the run" >&2; exit 3; }
     else
         # --foreground: the sweep stays in this process group (a kill of the group reaches it);
         # its cell processes end on their own when the sweep's process is gone.

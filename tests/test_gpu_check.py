@@ -168,12 +168,18 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         text=True,
         timeout=900,
     )
+    finished = (run_dir / "records.jsonl").read_text()
+    third = subprocess.run(
+        [str(SCRIPT), "--smoke"], env=_env(root), capture_output=True, text=True, timeout=900
+    )
     return {
         "root": root,
         "results": results,
         "run_dir": run_dir,
         "killed_at": killed_at,
         "second": second,
+        "finished": finished,
+        "third": third,
     }
 
 
@@ -237,9 +243,19 @@ def test_every_stage_ran_and_is_timed(smoke: dict[str, Any]) -> None:
     for row in rows_:
         by_invocation.setdefault(row[0], []).append(row[2])
         assert float(row[3]) >= 0 and row[4] == "0", row
-    first, second = by_invocation.values()
+    first, second, third = by_invocation.values()
     assert first == ["preflight", "build", "quantize"]  # killed during the sweep
     assert second == ["preflight", "build", "quantize", "run", "score", "report", "size", "pack"]
+    assert third == ["preflight", "score", "report", "size"]  # complete: nothing built or run
+
+
+@pytest.mark.slow
+def test_a_complete_run_is_only_scored_and_reported_again(smoke: dict[str, Any]) -> None:
+    third, run_dir = smoke["third"], smoke["run_dir"]
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert f"{run_dir} is complete" in third.stdout
+    assert "resuming" not in third.stdout
+    assert (run_dir / "records.jsonl").read_text() == smoke["finished"]
 
 
 @pytest.mark.slow
