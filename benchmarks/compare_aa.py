@@ -4,13 +4,14 @@ K pairs of real, identical `bench run CONFIG --no-score` runs, one after the oth
 (A, B) is compared with the default thresholds: any regression is a false one, since nothing
 changed. Then B is planted, as copies of its run folder: every time x1.3 (wall, steps,
 encode, decode, load, warm-up), and, per memory counter, every peak of that counter x1.2 (NVML
-net of the cell's baseline); A is compared with each plant, which carries A/A noise and a known
-change (the time plant scales the memory sampler's readings with the times, as a slower image
-on an equally loaded machine has them). Printed per aspect (time, energy where measured, each
-memory counter, quality where scored): the share of pairs with a false regression, and the
-share of cells whose plant was caught (plus those judged "too noisy to judge at this
-threshold", which is not a catch), with K, the config, the machine and its load average around
-every run.
+net of the cell's baseline). Each plant is compared with A, B's twin (the known change on top
+of real A/A noise, as a real regression meets its baseline), and with B, its own source (the
+change alone: the rule's sensitivity). The time plant scales the memory sampler's readings with
+the times, as a slower image on an equally loaded machine has them. Printed per aspect (time,
+energy where measured, each memory counter, quality where scored): the share of pairs with a
+false regression, and the share of cells whose plant was caught (plus those judged "too noisy
+to judge at this threshold", which is not a catch), with K, the config, the machine and its
+load average around every run.
 
 Goal printed at the end: A/A false regressions <= 5% of pairs, plants caught 100%.
 
@@ -84,6 +85,31 @@ class RunInfo:
 
 
 @dataclass
+class Plants:
+    """Plant outcomes of one aspect, per cell."""
+
+    cells: int = 0
+    caught: int = 0
+    noisy: int = 0
+    missed: list[str] = field(default_factory=list)
+
+    def text(self) -> tuple[str, str, str]:
+        if not self.cells:
+            return "not planted", "-", "-"
+        return (
+            f"{self.caught}/{self.cells} ({self.caught / self.cells:.0%})",
+            f"{self.noisy}/{self.cells}",
+            str(self.cells - self.caught - self.noisy),
+        )
+
+
+# A plant on run B is compared with A, its twin (the change on top of real A/A noise, as a
+# real regression meets its baseline), and with B, its source (the change alone: the rule's
+# sensitivity).
+MODES = ("twin", "source")
+
+
+@dataclass
 class Tally:
     """One aspect over all pairs: A/A outcomes per pair and plant outcomes per cell."""
 
@@ -91,13 +117,12 @@ class Tally:
     false_pairs: int = 0
     aa_cells: int = 0
     aa_noisy: int = 0
-    plant_cells: int = 0
-    caught: int = 0
-    plant_noisy: int = 0
-    missed: list[str] = field(default_factory=list)
+    plants: dict[str, Plants] = field(default_factory=lambda: {m: Plants() for m in MODES})
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = {k: v for k, v in self.__dict__.items() if k != "plants"}
+        out["plants"] = {mode: dict(p.__dict__) for mode, p in self.plants.items()}
+        return out
 
 
 def loadavg() -> tuple[float, float, float]:
@@ -239,23 +264,24 @@ def aspect_verdicts(comparison: Comparison) -> dict[str, dict[str, str]]:
     return out
 
 
-def print_table(tallies: dict[str, Tally], k: int) -> None:
+def print_table(tallies: dict[str, Tally]) -> None:
     header = (
-        f"{'aspect':<22} {'A/A false regr. (pairs)':>24} {'A/A too noisy (cells)':>22} "
-        f"{'plant caught (cells)':>21} {'plant too noisy':>16} {'plant missed':>13}"
+        f"{'aspect':<18} {'A/A false regr.':>16} {'A/A too noisy':>14} | "
+        f"{'plant vs twin: caught':>22} {'too noisy':>10} {'missed':>7} | "
+        f"{'plant vs source: caught':>24} {'missed':>7}"
     )
+    print(f"{'':<18} {'(pairs)':>16} {'(cells)':>14} | {'(cells)':>22}")
     print(header)
     print("-" * len(header))
     for aspect, t in tallies.items():
         false = f"{t.false_pairs}/{t.pairs} ({t.false_pairs / max(t.pairs, 1):.0%})"
         noisy = f"{t.aa_noisy}/{t.aa_cells}"
-        if t.plant_cells:
-            caught = f"{t.caught}/{t.plant_cells} ({t.caught / t.plant_cells:.0%})"
-            p_noisy = f"{t.plant_noisy}/{t.plant_cells}"
-            missed = str(t.plant_cells - t.caught - t.plant_noisy)
-        else:
-            caught, p_noisy, missed = "not planted", "-", "-"
-        print(f"{aspect:<22} {false:>24} {noisy:>22} {caught:>21} {p_noisy:>16} {missed:>13}")
+        twin, twin_noisy, twin_missed = t.plants["twin"].text()
+        source, _source_noisy, source_missed = t.plants["source"].text()
+        print(
+            f"{aspect:<18} {false:>16} {noisy:>14} | {twin:>22} {twin_noisy:>10} "
+            f"{twin_missed:>7} | {source:>24} {source_missed:>7}"
+        )
 
 
 def run_log(run: RunInfo) -> dict[str, Any]:
@@ -298,18 +324,19 @@ def judge_pair(
         t.aa_cells += len(cells)
         t.aa_noisy += sum(v == TOO_NOISY for v in cells.values())
     for aspect, planted in plants.items():
-        verdicts = aspect_verdicts(compare_runs(a, planted, thresholds)).get(aspect, {})
-        record["plants"][aspect] = verdicts
-        t = tallies.setdefault(aspect, Tally())
         word = SLOWER if aspect == "time" else BIGGER
-        t.plant_cells += len(verdicts)
-        t.caught += sum(v == word for v in verdicts.values())
-        t.plant_noisy += sum(v == TOO_NOISY for v in verdicts.values())
-        t.missed += [
-            f"pair {i + 1} {cell}: {v}"
-            for cell, v in verdicts.items()
-            if v not in (word, TOO_NOISY)
-        ]
+        for mode, base in (("twin", a), ("source", b)):
+            verdicts = aspect_verdicts(compare_runs(base, planted, thresholds)).get(aspect, {})
+            record["plants"].setdefault(mode, {})[aspect] = verdicts
+            t = tallies.setdefault(aspect, Tally()).plants[mode]
+            t.cells += len(verdicts)
+            t.caught += sum(v == word for v in verdicts.values())
+            t.noisy += sum(v == TOO_NOISY for v in verdicts.values())
+            t.missed += [
+                f"pair {i + 1} {cell} against its {mode}: {v}"
+                for cell, v in verdicts.items()
+                if v != word
+            ]
     return record
 
 
@@ -331,26 +358,30 @@ def report(
         f"{thresholds.memory_factor:g} and {thresholds.memory_min_bytes >> 20} MiB); plants: "
         f"time ×{TIME_PLANT:g}, memory ×{MEMORY_PLANT:g} per counter"
     )
-    print_table(tallies, pairs)
+    print_table(tallies)
     if not any(aspect.startswith("quality") for aspect in tallies):
         print("quality: not scored (runs are made with --no-score)")
     for t in tallies.values():
-        for line in t.missed:
-            print(f"missed plant: {line}")
+        for mode in MODES:
+            for line in t.plants[mode].missed:
+                print(f"not caught: {line}")
     false_pairs = sum(d["aa_exit_code"] == 1 for d in details)
-    cells = sum(t.plant_cells for t in tallies.values())
-    caught = sum(t.caught for t in tallies.values())
-    noisy = sum(t.plant_noisy for t in tallies.values())
     false_ok = false_pairs <= GOAL_FALSE * pairs
     print(
         f"goal A/A: false regressions in <= {GOAL_FALSE:.0%} of pairs: "
         f"{false_pairs}/{pairs} ({false_pairs / pairs:.0%}) {'PASS' if false_ok else 'FAIL'}"
     )
-    print(
-        f"goal plants: caught 100%: {caught}/{cells} ({caught / max(cells, 1):.0%}) "
-        f"{'PASS' if caught == cells else 'FAIL'}"
-        + (f" ({noisy} judged too noisy to judge at this threshold)" if noisy else "")
-    )
+    caught_all = True
+    for mode in MODES:
+        cells = sum(t.plants[mode].cells for t in tallies.values())
+        caught = sum(t.plants[mode].caught for t in tallies.values())
+        noisy = sum(t.plants[mode].noisy for t in tallies.values())
+        caught_all &= caught == cells
+        print(
+            f"goal plants against their {mode}: caught 100%: {caught}/{cells} "
+            f"({caught / max(cells, 1):.0%}) {'PASS' if caught == cells else 'FAIL'}"
+            + (f" ({noisy} too noisy to judge at this threshold)" if noisy else "")
+        )
     if json_out is not None:
         payload = {
             "pairs": pairs,
@@ -368,7 +399,7 @@ def report(
             "details": details,
         }
         json_out.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-    return 0 if false_ok and caught == cells else 1
+    return 0 if false_ok and caught_all else 1
 
 
 def judge_kept(folder: Path, json_out: Path | None) -> int:
