@@ -35,12 +35,27 @@ PACKAGES = (
     "numpy",
     "torchmetrics",
     "nvidia-ml-py",
+)
+# Where each package was imported from, with its version: PACKAGES (whose versions `bench
+# compare` diffs between runs) and the others a run depends on, which are recorded here only.
+SOURCE_PACKAGES = (
+    *PACKAGES,
     "huggingface-hub",
     "pydantic",
+    "pydantic-core",
     "tokenizers",
+    "typing-extensions",
+    "pandas",
+    "scipy",
+    "pillow",
 )
 # Import names of the distributions above whose names differ from them.
-_MODULES = {"nvidia-ml-py": "pynvml", "huggingface-hub": "huggingface_hub"}
+_MODULES = {
+    "nvidia-ml-py": "pynvml",
+    "huggingface-hub": "huggingface_hub",
+    "pillow": "PIL",
+    "typing-extensions": "typing_extensions",
+}
 SAFE_ENV_VARS = (
     "CUDA_VISIBLE_DEVICES",
     "PYTORCH_CUDA_ALLOC_CONF",
@@ -139,7 +154,9 @@ def collect_environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "packages": {name: _version(name) for name in PACKAGES},
-        "package_origins": {name: _origin(name) for name in PACKAGES},
+        "package_sources": {
+            name: {"version": _version(name), "path": _origin(name)} for name in SOURCE_PACKAGES
+        },
         "source": _source_checkout(),
         "os": f"{platform.system()} {platform.release()}",
         "platform": platform.platform(),

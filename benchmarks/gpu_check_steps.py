@@ -199,8 +199,8 @@ def preflight(config_path: Path, mode: str) -> None:
 
     env = collect_environment()
     _say(f"python: {env['python_executable']} ({env['python']})")
-    for name, version in env["packages"].items():
-        _say(f"  {name:<16} {version or '-':<14} {env['package_origins'].get(name) or '-'}")
+    for name, source in env["package_sources"].items():
+        _say(f"  {name:<18} {source['version'] or '-':<14} {source['path'] or '-'}")
     source = env["source"]
     _say(f"source: {source['path']} at {source['git_commit'] or 'unknown commit'}")
     _say(

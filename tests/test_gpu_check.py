@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -262,8 +263,11 @@ def test_a_complete_run_is_only_scored_and_reported_again(smoke: dict[str, Any])
 def test_the_manifest_says_which_interpreter_and_checkout_ran(smoke: dict[str, Any]) -> None:
     env = json.loads((smoke["run_dir"] / "manifest.json").read_text())["environment"]
     assert env["python_executable"] == sys.executable
-    assert env["package_origins"]["bench"] == str(REPO / "bench")
-    assert env["package_origins"]["diffusers"].endswith("diffusers")
+    sources = env["package_sources"]
+    assert sources["bench"]["path"] == str(REPO / "bench")
+    assert sources["diffusers"] == {"version": env["packages"]["diffusers"], "path": ANY}
+    assert Path(sources["diffusers"]["path"]).name == "diffusers"
+    assert sources["pydantic"]["version"] and sources["huggingface-hub"]["path"]
     assert env["source"]["path"] == str(REPO)
     assert str(REPO) in env["env"]["PYTHONPATH"].split(os.pathsep)
 
