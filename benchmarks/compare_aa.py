@@ -40,6 +40,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+from scipy.stats import norm  # noqa: E402
+
 from bench.compare.memory import counter_name  # noqa: E402
 from bench.compare.stats import BIGGER, REGRESSION_WORDS, SLOWER, TOO_NOISY  # noqa: E402
 from bench.compare.verdicts import Comparison, Thresholds, compare_runs  # noqa: E402
@@ -118,6 +121,8 @@ class Tally:
     aa_cells: int = 0
     aa_noisy: int = 0
     plants: dict[str, Plants] = field(default_factory=lambda: {m: Plants() for m in MODES})
+    # Memory: B's median per-image peak over A's, per cell, for the band these runs suggest.
+    aa_ratios: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "plants"}
@@ -284,6 +289,25 @@ def print_table(tallies: dict[str, Tally]) -> None:
         )
 
 
+def suggested_bands(tallies: dict[str, Tally], cells_per_pair: int) -> None:
+    """Per memory counter, the A/A band these pairs call for: the root mean square of the
+    log-ratios (identical runs: centred on 0) and the band that noise alone would cross in
+    at most 5% of pairs of this many cells (normal log-ratios, one-sided)."""
+    for aspect, t in tallies.items():
+        if not aspect.startswith("memory:") or len(t.aa_ratios) < 2:
+            continue
+        logs = np.log(np.asarray(t.aa_ratios))
+        rms = float(np.sqrt(np.mean(logs**2)))
+        per_cell = 1.0 - (1.0 - GOAL_FALSE) ** (1.0 / max(cells_per_pair, 1))
+        band = float(np.exp(norm.ppf(1.0 - per_cell) * rms))
+        print(
+            f"{aspect}: A/A ratio of per-image medians ×{min(t.aa_ratios):.3f}..×"
+            f"{max(t.aa_ratios):.3f} over {len(t.aa_ratios)} cells, rms log-ratio {rms:.1%}: "
+            f"a band of ×{band:.3f} is crossed by noise in <= {GOAL_FALSE:.0%} of pairs "
+            f"(--memory-band {aspect.split(':', 1)[1]}={band:.2f})"
+        )
+
+
 def run_log(run: RunInfo) -> dict[str, Any]:
     return {
         "run_dir": str(run.run_dir),
@@ -299,6 +323,11 @@ def judge_pair(
     """Compare A with B (A/A) and with B's plants; add the outcomes to `tallies`."""
     aa = compare_runs(a, b, thresholds)
     aa_verdicts = aspect_verdicts(aa)
+    for cell in aa.cells:
+        for v in cell.memory_counters:
+            if v.phase == "images" and v.ratio is not None and v.key is not None:
+                aspect = f"memory:{counter_name(v.key)}"
+                tallies.setdefault(aspect, Tally()).aa_ratios.append(v.ratio)
     plants: dict[str, Path] = {
         "time": plant(b, work / f"pair{i:02d}-plant-time", slower(TIME_PLANT))
     }
@@ -359,6 +388,8 @@ def report(
         f"time ×{TIME_PLANT:g}, memory ×{MEMORY_PLANT:g} per counter"
     )
     print_table(tallies)
+    cells_per_pair = max((len(c) for d in details for c in d["aa"].values()), default=1)
+    suggested_bands(tallies, cells_per_pair)
     if not any(aspect.startswith("quality") for aspect in tallies):
         print("quality: not scored (runs are made with --no-score)")
     for t in tallies.values():
@@ -409,7 +440,10 @@ def judge_kept(folder: Path, json_out: Path | None) -> int:
         b_dir = a_dir.with_name(a_dir.name[:-1] + "b")
         a_runs = [p.parent for p in a_dir.glob(f"*/{MANIFEST}")]
         b_runs = [p.parent for p in b_dir.glob(f"*/{MANIFEST}")]
-        if len(a_runs) == 1 and len(b_runs) == 1:
+        finished = all(
+            json.loads((run / MANIFEST).read_text()).get("finished_at") for run in a_runs + b_runs
+        )
+        if len(a_runs) == 1 and len(b_runs) == 1 and finished:
             pairs.append((a_runs[0], b_runs[0]))
     if not pairs:
         print(f"error: --from {folder}: no pairNN-a/pairNN-b run folders", file=sys.stderr)

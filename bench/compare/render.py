@@ -76,9 +76,20 @@ def memory_text(v: MemoryVerdict | None, sep: str = ": ") -> str:
 
 
 def memory_lines(c: CellComparison, sep: str = ": ") -> list[tuple[str, str]]:
-    """(text, verdict) per counter and phase: the per-image peaks, then loading and warm-up."""
+    """(text, verdict) per counter and phase: the per-image peaks, then loading and warm-up;
+    the cell-level peaks that get no verdict share one line per counter."""
     verdicts = c.memory_counters or ([c.memory] if c.memory is not None else [])
-    return [(memory_text(v, sep), v.verdict) for v in verdicts]
+    out = [(memory_text(v, sep), v.verdict) for v in verdicts if v.verdict != NOT_JUDGED]
+    shown: dict[str, list[str]] = {}
+    for v in verdicts:
+        if v.verdict == NOT_JUDGED and v.ratio is not None:
+            label = (v.counter or "").rsplit(", ", 1)[0]
+            shown.setdefault(label, []).append(f"{v.phase} ×{v.ratio:.3f}")
+    out += [
+        (f"{label} {', '.join(parts)} (one value per run: {NOT_JUDGED})", NOT_JUDGED)
+        for label, parts in shown.items()
+    ]
+    return out
 
 
 def quality_text(v: QualityVerdict, sep: str = ": ") -> str:

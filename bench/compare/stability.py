@@ -203,7 +203,7 @@ def stability_warnings(
         out.append(
             StabilityWarning(
                 "busy",
-                f"identical denoising steps of an image vary ±{step_spread:.0%} (median over "
+                f"identical denoising steps of an image vary ±{step_spread:.1%} (median over "
                 f"images): other work was competing for the machine",
             )
         )
