@@ -110,6 +110,9 @@ def _unique(values: list[Any]) -> list[Any]:
 
 
 Name = Annotated[str, Field(pattern=_NAME_PATTERN, max_length=limits.MAX_NAME_CHARS)]
+VariantName = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=limits.MAX_NAME_CHARS)
+]
 Text = Annotated[str, AfterValidator(_not_blank)]
 Seed = Annotated[int, _int_range(0, limits.MAX_SEED)]
 Side = Annotated[int, AfterValidator(_side)]
@@ -154,7 +157,7 @@ class ModelSource(_Strict):
 
 
 class _VariantBase(_Strict):
-    name: Name
+    name: VariantName
     offload_modes: (
         Annotated[
             list[OffloadMode],

@@ -62,6 +62,12 @@ def test_seed_bounds_are_the_generators() -> None:
     assert "seed" in refused(model={"source": "synthetic", "seed": -5})
 
 
+def test_names_keep_their_characters() -> None:
+    variants = [BASE_CONFIG["variants"][0], {**BASE_CONFIG["variants"][1], "name": "Q4_K+imat"}]
+    assert config(variants=variants).variants[1].name == "Q4_K+imat"
+    assert "prompts.0.id" in refused(prompts=[{"id": "a+b", "text": "t"}])
+
+
 def test_fixed_seeds_stay_in_range() -> None:
     message = refused(seed=limits.MAX_SEED, seed_strategy="fixed", repeats=2)
     assert "seed_strategy fixed" in message
