@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
 from bench.compare.memory import counter_name  # noqa: E402
+from bench.compare.stability import MAX_SAMPLER_SHIFT, sampler_shift  # noqa: E402
 from bench.compare.stats import BIGGER, REGRESSION_WORDS, SLOWER, TOO_NOISY  # noqa: E402
 from bench.compare.verdicts import Comparison, Thresholds, compare_runs  # noqa: E402
 from bench.results import MANIFEST, RECORDS  # noqa: E402
@@ -122,6 +123,7 @@ class Tally:
     aa_noisy: int = 0
     plants: dict[str, Plants] = field(default_factory=lambda: {m: Plants() for m in MODES})
     # Memory: B's median per-image peak over A's, per cell, for the band these runs suggest.
+    # Time: the memory sampler's rate in B against A's, per cell (stability.sampler_shift).
     aa_ratios: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -294,6 +296,14 @@ def suggested_bands(tallies: dict[str, Tally], cells_per_pair: int) -> None:
     log-ratios (identical runs: centred on 0) and the band that noise alone would cross in
     at most 5% of pairs of this many cells (normal log-ratios, one-sided)."""
     for aspect, t in tallies.items():
+        if aspect == "time" and t.aa_ratios:
+            shifts = np.asarray(t.aa_ratios)
+            print(
+                f"time: memory sampler rate of the A/A runs ×{shifts.min():.3f}..×"
+                f"{shifts.max():.3f} apart over {shifts.size} cells (median ×"
+                f"{np.median(shifts):.3f}); above ×{MAX_SAMPLER_SHIFT:g} the time verdict is "
+                f"too noisy (the machine was busier in one run)"
+            )
         if not aspect.startswith("memory:") or len(t.aa_ratios) < 2:
             continue
         logs = np.log(np.asarray(t.aa_ratios))
@@ -323,6 +333,11 @@ def judge_pair(
     """Compare A with B (A/A) and with B's plants; add the outcomes to `tallies`."""
     aa = compare_runs(a, b, thresholds)
     aa_verdicts = aspect_verdicts(aa)
+    for cell_id, base_cell in aa.base.cells.items():
+        cand_cell = aa.cand.cells.get(cell_id)
+        shift = sampler_shift(base_cell.sampler_hz, cand_cell.sampler_hz) if cand_cell else None
+        if shift is not None:
+            tallies.setdefault("time", Tally()).aa_ratios.append(shift)
     for cell in aa.cells:
         for v in cell.memory_counters:
             if v.phase == "images" and v.ratio is not None and v.key is not None:
