@@ -52,8 +52,10 @@ def check_fields(obj: Any, fields: Fields, where: str, prefix: str = "") -> None
         raise RunFolderError(f"{where}: {prefix or 'the entry'} must be a JSON object")
     for key, (kinds, required) in fields.items():
         if key not in obj:
+            if required and prefix:
+                raise RunFolderError(f"{where}: {prefix.rstrip('.')} lacks {key}")
             if required:
-                raise RunFolderError(f"{where}: required key {prefix + key!r} is missing")
+                raise RunFolderError(f"{where}: required key {key!r} is missing")
             continue
         if not _is(obj[key], kinds):
             shown = repr(obj[key])

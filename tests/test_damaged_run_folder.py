@@ -411,3 +411,67 @@ def test_huge_manifest_is_refused_by_its_size(scored_run: Path, tmp_path: Path) 
         handle.truncate(MAX_MANIFEST_BYTES + 1)  # sparse: nothing is written, nothing read
     with pytest.raises(RunFolderError, match=str(MAX_MANIFEST_BYTES)):
         read_manifest(run_dir)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A small valid PNG whose header is patched to claim width x height pixels."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (SIZE, SIZE)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR's width and height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("claimed", "status", "note"),
+    [
+        # PIL only warns below 2 x 89M pixels, and would decode 432 MB of pixels.
+        ((12_000, 12_000), "image_wrong_size", "12000x12000"),
+        ((SIZE * 2, SIZE), "image_wrong_size", f"{SIZE * 2}x{SIZE}"),
+        # Above, PIL refuses to open it: a status too, not a traceback.
+        ((50_000, 50_000), "image_unreadable", "DecompressionBombError"),
+    ],
+)
+def test_an_image_not_of_its_records_size_is_a_status(
+    copy_run: Callable[[str], Path], claimed: tuple[int, int], status: str, note: str
+) -> None:
+    """A damaged PNG claiming other dimensions than its cell's (a decompression bomb, or just
+    another size) is a status read from its header, without decoding a pixel."""
+    from bench.metrics.run_view import read_run
+    from bench.score import score_run
+
+    run_dir = copy_run("bomb")
+    (run_dir / "scores.jsonl").unlink()  # scored ok rows are never recomputed
+    view = read_run(run_dir)
+    cell = view.cells[1]
+    image = view.images[0]
+    rel = view.image_paths[(cell["cell_id"], image["prompt_id"], image["repeat"])]
+    (run_dir / str(rel)).write_bytes(_png_claiming(*claimed))
+    score_run(run_dir, ["psnr"], progress=False)
+    rows = [json.loads(line) for line in (run_dir / "scores.jsonl").read_text().splitlines()]
+    mine = [
+        r
+        for r in rows
+        if (r["cell_id"], r["prompt_id"], r["repeat"])
+        == (cell["cell_id"], image["prompt_id"], image["repeat"])
+    ]
+    assert mine[-1]["status"] == status, mine[-1]
+    assert note in mine[-1]["note"]
+
+
+def test_report_grids_read_images_the_same_way(copy_run: Callable[[str], Path]) -> None:
+    """The report's image grids go through the scorer's reader: a decompression bomb or a PNG
+    of another size leaves a gap in the grid, not a traceback or gigabytes of pixels."""
+    from bench.report.build import build_report
+
+    run_dir = copy_run("bomb-report")
+    images = sorted((run_dir / "images").rglob("*.png"))
+    images[0].write_bytes(_png_claiming(50_000, 50_000))
+    images[1].write_bytes(_png_claiming(12_000, 12_000))
+    out = build_report(run_dir, run_dir.parent / "report")
+    assert (out / "report.html").is_file()

@@ -41,15 +41,34 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def load_image(path: Path | None) -> LoadedImage:
-    """Load a PNG; status ok, image_missing (no file) or image_unreadable (corrupt, truncated)."""
+def load_image(path: Path | None, size: tuple[int, int] | None = None) -> LoadedImage:
+    """Load a PNG; status ok, image_missing (no file), image_unreadable (corrupt, truncated) or
+    image_wrong_size (not the `size` (width, height) its record names).
+
+    The size is read from the header before any pixel is decoded: a damaged or hand-made PNG
+    claiming 50000x50000 pixels costs nothing instead of gigabytes (or a PIL decompression-bomb
+    exception).
+    """
     if path is None:
         return LoadedImage(None, "image_missing", "the image record names no file")
     if not path.is_file():
         return LoadedImage(None, "image_missing", f"{path.name}: file not found")
     try:
         with Image.open(path) as image:
+            if size is not None and image.size != size:
+                width, height = image.size
+                return LoadedImage(
+                    None,
+                    "image_wrong_size",
+                    f"{path.name}: {width}x{height} pixels, its record says {size[0]}x{size[1]}",
+                )
             image.load()
             return LoadedImage(image.convert("RGB"), "ok")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+    ) as exc:
         return LoadedImage(None, "image_unreadable", f"{path.name}: {type(exc).__name__}: {exc}")

@@ -58,7 +58,9 @@ class RunView:
                 None, "image_failed", f"image record status {self.image_status[key]!r}"
             )
         else:
-            loaded = load_image(self.run_dir / str(self.image_paths[key]))
+            cell = next(c for c in self.cells if c["cell_id"] == cell_id)
+            size = (cell["width"], cell["height"])
+            loaded = load_image(self.run_dir / str(self.image_paths[key]), size)
         self._status[key] = loaded.status
         return loaded
 

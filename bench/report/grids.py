@@ -18,8 +18,8 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from bench.metrics.images import load_image
 from bench.report.artifacts import Picture
 from bench.report.data import RunData, offload_order, reference_variant, variant_order
 
@@ -42,12 +42,10 @@ def _load(run: RunData, cell_id: str, prompt_id: str, repeat: int) -> np.ndarray
     record = run.images.get((cell_id, prompt_id, repeat))
     if not record or record.get("status") != "ok" or not record.get("image"):
         return None
-    path = run.run_dir / record["image"]
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.int16)
-    except (OSError, UnidentifiedImageError):
-        return None
+    cell = run.cells[cell_id]
+    # The scorer's reader: a PNG not of its cell's size is refused from its header.
+    loaded = load_image(run.run_dir / record["image"], (cell["width"], cell["height"]))
+    return None if loaded.image is None else np.asarray(loaded.image, dtype=np.int16)
 
 
 def _cells_of(run: RunData, variant: str, resolution: tuple[int, int]) -> list[dict]:
