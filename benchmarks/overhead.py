@@ -9,6 +9,7 @@ script, per-image times within 5%.
 
     .venv/bin/python benchmarks/overhead.py                  # 3 rounds, 4 images of 256x256
     .venv/bin/python benchmarks/overhead.py --rounds 5 --variant Q8_0
+    .venv/bin/python benchmarks/overhead.py --checkout /tmp/old   # another commit's bench
 
 The pipeline is the synthetic tiny FLUX from the harness cache (built first if absent).
 """
@@ -137,19 +138,26 @@ def _plain_job(config_path: Path, variant: str, work: Path) -> dict:
     }
 
 
-def _timed(command: list[str]) -> tuple[float, str]:
+def _timed(command: list[str], cwd: Path | None = None) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=cwd)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{command[:3]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return elapsed, done.stdout
 
 
-def _bench_round(config_path: Path, out: Path) -> tuple[float, list[float]]:
-    bench = str(Path(sys.executable).with_name("bench"))
+def _bench_round(config_path: Path, out: Path, checkout: Path | None) -> tuple[float, list[float]]:
+    # Another checkout (an older commit, say) runs as `python -m bench` from its folder.
+    bench = (
+        [sys.executable, "-m", "bench"]
+        if checkout
+        else [str(Path(sys.executable).with_name("bench"))]
+    )
     before = set(out.glob("*")) if out.exists() else set()
-    elapsed, _ = _timed([bench, "run", str(config_path), "--out", str(out), "--no-score"])
+    elapsed, _ = _timed(
+        [*bench, "run", str(config_path), "--out", str(out), "--no-score"], checkout
+    )
     (run_dir,) = set(out.glob("*")) - before
     walls = []
     for line in (run_dir / "records.jsonl").read_text().splitlines():
@@ -170,6 +178,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--variant", default="full", choices=["full", "Q8_0", "Q6_K", "Q4_K"])
+    parser.add_argument(
+        "--checkout", type=Path, help="time the bench of this source folder (python -m bench)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -190,7 +201,7 @@ def main() -> None:
                     elapsed, stdout = _timed(plain_command)
                     row["plain"] = (elapsed, json.loads(stdout.strip().splitlines()[-1]))
                 else:
-                    row["bench"] = _bench_round(config_path, work / "results")
+                    row["bench"] = _bench_round(config_path, work / "results", args.checkout)
             rows.append(row)
             (pe, pi), (be, bi) = row["plain"], row["bench"]
             print(

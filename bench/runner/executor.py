@@ -11,6 +11,7 @@ error; in both cases `--resume` finishes the folder.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 from dataclasses import dataclass, field
@@ -250,7 +251,10 @@ class _CellFollower:
         process = self.context.Process(target=run_cell, args=(self.job, send), name=name)
         with self.stop.deferred():
             try:
-                with born_ignoring_sigint():  # matters for `spawn`; forked cells inherit it
+                # A forked cell inherits the server's ignored SIGINT; a `spawn`ed one must be
+                # born with it.
+                spawned = self.context.get_start_method() == "spawn"
+                with born_ignoring_sigint() if spawned else contextlib.nullcontext():
                     process.start()
                 self.stop.follow(process.pid)
                 send.close()  # the child has its own end; EOF on ours once it is gone

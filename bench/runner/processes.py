@@ -86,7 +86,9 @@ def born_ignoring_sigint() -> Iterator[None]:
     """Processes started inside are born with SIGINT ignored, with no moment in which a Ctrl-C
     could raise KeyboardInterrupt in them (an ignored disposition survives exec, and Python
     installs its handler only where SIGINT is not ignored). A Ctrl-C meant for this process
-    meanwhile is held back, not lost: blocked, it stays pending until the handler is back.
+    meanwhile is held back, not lost: blocked in this (main) thread, it stays pending until the
+    handler is back. That holds while no other thread runs, as when a sweep starts its server;
+    another thread could take the signal in this window of a few milliseconds and drop it.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
