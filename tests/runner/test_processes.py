@@ -72,6 +72,31 @@ def test_cells_start_warm_fresh_and_without_cuda_state() -> None:
         assert "libcuda" not in maps.read()  # no cuInit in the image cells are forked from
 
 
+def cuda_probe(answers: Any) -> None:
+    """Runs in a cell process: CUDA works in a process forked from the warm server."""
+    import torch
+
+    answers.send({"sum": float(torch.ones(4, device="cuda").sum().item())})
+
+
+def _cuda_available() -> bool:
+    import torch  # here in the test process, not in the server cells are forked from
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA device")
+def test_a_forked_cell_can_use_cuda() -> None:
+    context = cell_context()
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=cuda_probe, args=(send,))
+    process.start()
+    send.close()
+    assert receive.recv() == {"sum": 4.0}
+    process.join()
+    assert process.exitcode == 0
+
+
 def _cell_process(run: LiveRun) -> psutil.Process:
     """The cell: a child of the forkserver, itself a child of bench."""
 
