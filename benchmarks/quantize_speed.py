@@ -8,10 +8,11 @@ Part 2 (end to end) writes a synthetic FLUX.1-width (3072) bf16 checkpoint in di
 (sharded, with an index) and converts it per type with two whole processes, timed from start to
 exit, alternating which goes first, best of ``--rounds`` each:
   ours:     ``python -m bench quantize SRC --type T --out DIR --jobs N``
-  baseline: this script's ``--baseline`` mode: reads the same safetensors with numpy, quantizes
-            with ggml's C code splitting rows over N threads (ctypes releases the GIL during
-            the call), writes with ``gguf.GGUFWriter`` tensor by tensor (the same tensor names,
-            types and metadata, taken from bench.gguf.plan).
+  baseline: this script's ``--baseline`` mode, built like llama-quantize: per tensor, N
+            threads each read their rows of the same safetensors, widen them to float32 and
+            quantize them with ggml's C code (ctypes releases the GIL during the call); then
+            ``gguf.GGUFWriter`` writes the tensor (names, types and metadata from
+            bench.gguf.plan).
 Both files must be byte-identical. Peak memory is the whole process tree's RSS (the command and
 its workers), sampled every 20 ms. Goal printed per type: baseline time / ours >= 1.0.
 
@@ -255,24 +256,23 @@ def run_timed(cmd: list[str]) -> dict[str, object]:
 
 
 def baseline_convert(src: Path, qtype: str, out: Path, jobs: int) -> None:
-    """ggml's C quantizers on ``jobs`` threads + gguf's writer: what a user could assemble from
-    the two reference libraries (llama-quantize likewise quantizes one tensor at a time with
-    its rows split over threads, then writes it)."""
+    """ggml's C quantizers on ``jobs`` threads + gguf's writer, as llama-quantize works: one
+    tensor at a time, its rows split over the threads (each reads its rows, widens them to
+    float32 and quantizes them with ggml; ctypes releases the GIL in the C call), then the main
+    thread writes it with ``GGUFWriter.write_tensor_data``. Buffers are reused from tensor to
+    tensor. Tensor names, types and metadata come from bench.gguf.plan, so the file must be
+    byte-identical to ours."""
     from collections import Counter
     from concurrent.futures import ThreadPoolExecutor
     from math import prod
 
-    import ggml
-    from gguf import GGML_QUANT_SIZES, GGUFWriter
-    from gguf import GGMLQuantizationType as T
-    from gguf.quants import quantize as gguf_quantize
+    from gguf import GGUFWriter
 
-    from bench.gguf.plan import build_plan, load
+    from bench.gguf.plan import build_plan
     from bench.gguf.qtypes import file_quant_type
     from bench.gguf.source import Checkpoint
 
     ft = file_quant_type(qtype)
-    fptr = ctypes.POINTER(ctypes.c_float)
     with Checkpoint(src) as ckpt, ThreadPoolExecutor(jobs) as pool:
         plan = build_plan(ckpt, ft, "auto")
         w = GGUFWriter(out, arch="flux")
@@ -287,32 +287,62 @@ def baseline_convert(src: Path, qtype: str, out: Path, jobs: int) -> None:
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
+        f32 = np.empty(max(t.n_params for t in plan), dtype=np.float32)
+        dst = np.empty(max(t.nbytes for t in plan), dtype=np.uint8)
         for t in plan:
-            x = load(ckpt, t)
-            if t.qtype in (T.F32, T.F16, T.BF16):
-                x = x.reshape(-1, t.shape[-1] if t.shape else 1)
-                data = gguf_quantize(x, t.qtype) if t.qtype != T.F16 else x.astype(np.float16)
-                w.write_tensor_data(np.ascontiguousarray(data).view(np.uint8).reshape(-1))
-                continue
-            rows, cols = x.shape
-            tid = getattr(ggml, f"GGML_TYPE_{t.qtype.name}")
-            dst = np.empty(
-                rows * cols // GGML_QUANT_SIZES[t.qtype][0] * GGML_QUANT_SIZES[t.qtype][1],
-                dtype=np.uint8,
-            )
-            src_p, dst_p = x.ctypes.data_as(fptr), dst.ctypes.data_as(ctypes.c_void_p)
+            rows = t.shape[0] if t.shape else 1
+            x = f32[: t.n_params].reshape(rows, -1)
+            y = dst[: t.nbytes].reshape(rows, -1)
             bounds = [rows * i // jobs for i in range(jobs + 1)]
-            parts = [(r0, r1 - r0) for r0, r1 in itertools.pairwise(bounds) if r1 > r0]
-            quantize_rows = functools.partial(_ggml_rows, ggml, tid, src_p, dst_p, cols)
-            list(pool.map(quantize_rows, parts))
-            w.write_tensor_data(dst)
+            parts = [(r0, r1) for r0, r1 in itertools.pairwise(bounds) if r1 > r0]
+            fill = functools.partial(_baseline_rows, ckpt, t, x, y)
+            list(pool.map(fill, parts))
+            w.write_tensor_data(y.reshape(-1))
         w.close()
 
 
-def _ggml_rows(ggml, tid, src, dst, cols, part) -> None:  # type: ignore[no-untyped-def]
-    """One thread's rows (start, count): ggml addresses both buffers from the start row."""
-    r0, n = part
-    ggml.ggml_quantize_chunk(tid, src, dst, r0 * cols, n, cols, None)
+def _baseline_rows(ckpt, t, x, y, part) -> None:  # type: ignore[no-untyped-def]
+    """One thread's rows ``part`` of tensor ``t``: read, widen into ``x``, convert into ``y``."""
+    import ggml
+    from gguf import GGMLQuantizationType as T
+    from gguf.quants import quantize as gguf_quantize
+
+    from bench.gguf.plan import take, tensor_runs
+    from bench.gguf.source import read_rows
+
+    r0, r1 = part
+    row = r0
+    for r in take(tensor_runs(ckpt, t), r0, r1):
+        step = max(1, (1 << 22) // max(1, x.shape[1]))  # read 4 Mi values at a time
+        for a in range(r.start, r.stop, step):
+            b = min(r.stop, a + step)
+            raw = read_rows(r.src, a, b)
+            if r.src.dtype == "BF16":
+                np.left_shift(raw, 16, out=x[row : row + b - a].view(np.uint32), dtype=np.uint32)
+            else:
+                x[row : row + b - a] = raw
+            row += b - a
+    xs = x[r0:r1]
+    if t.qtype == T.F32:
+        y[r0:r1] = xs.view(np.uint8)
+    elif t.qtype == T.F16:
+        y[r0:r1] = xs.astype(np.float16).view(np.uint8)
+    elif t.qtype == T.BF16:
+        y[r0:r1] = gguf_quantize(xs, T.BF16).view(np.uint8)
+    else:
+        tid = getattr(ggml, f"GGML_TYPE_{t.qtype.name}")
+        fptr = ctypes.POINTER(ctypes.c_float)
+        cols = x.shape[1]
+        # ggml offsets both buffers from the start row itself
+        ggml.ggml_quantize_chunk(
+            tid,
+            x.ctypes.data_as(fptr),
+            y.ctypes.data_as(ctypes.c_void_p),
+            r0 * cols,
+            r1 - r0,
+            cols,
+            None,
+        )
 
 
 def library_convert(src: Path, qtype: str, out: Path, jobs: int, pool: str) -> None:
