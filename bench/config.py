@@ -327,6 +327,13 @@ class BenchConfig(_Strict):
     guidance: Annotated[float, _float_range(0.0, limits.MAX_GUIDANCE)] = 3.5
     max_sequence_length: Annotated[int, _int_range(1, limits.MAX_SEQUENCE_LENGTH)] = 512
     warmup: Annotated[int, _int_range(0, limits.MAX_WARMUP)] = 1
+    cell_order: Literal["variant", "offload"] = Field(
+        default="variant",
+        description="variant: each variant under every offload mode before the next variant; "
+        "offload: every variant under the first offload mode before the next mode, so a run "
+        "cut short has the most comparable cells first. Not part of the config hash: the order "
+        "changes when a cell is measured, never what",
+    )
     device: str = "auto"
     clip_model: Text | None = Field(
         default=None, description="CLIP model for prompt alignment (local folder or hub id)"
@@ -546,6 +553,6 @@ def load_config(path: Path) -> tuple[BenchConfig, Path]:
 
 def config_hash(config: BenchConfig) -> str:
     """Hash of everything that changes what is measured; names and descriptions excluded."""
-    payload = config.model_dump(mode="json", exclude={"name", "description"})
+    payload = config.model_dump(mode="json", exclude={"name", "description", "cell_order"})
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -120,7 +120,8 @@ class Cell:
 
 
 def expand_cells(config: BenchConfig, only: list[str] | None = None) -> list[Cell]:
-    """Cells in a stable order: resolution, variant, offload (each as written in the config)."""
+    """Cells in a stable order: resolution, then variant and offload (each as written in the
+    config) nested as `cell_order` says."""
     if only:
         known = {v.name for v in config.variants}
         unknown = [name for name in only if name not in known]
@@ -129,11 +130,14 @@ def expand_cells(config: BenchConfig, only: list[str] | None = None) -> list[Cel
                 f"--only: unknown variant(s) {unknown}; the config has {sorted(known)}"
             )
     variants = [v for v in config.variants if not only or v.name in only]
+    if config.cell_order == "offload":
+        pairs = [(v, o) for o in config.offload_specs for v in variants]
+    else:
+        pairs = [(v, o) for v in variants for o in config.offload_specs]
     return [
         Cell(variant=v, offload=o, resolution=r)
         for r in config.resolution_list
-        for v in variants
-        for o in config.offload_specs
+        for v, o in pairs
         if v.offload_modes is None or o.mode in v.offload_modes
     ]
 

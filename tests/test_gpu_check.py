@@ -43,15 +43,15 @@ def test_gpu_config_is_the_issued_sweep_in_value_order() -> None:
     )
     assert [(c.variant.name, c.offload.label) for c in _cells("gpu-check.yaml")] == [
         ("full-bf16", "none"),
-        ("full-bf16", "model"),
-        ("full-bf16", "group-leaf-stream"),
-        ("full-bf16", "sequential"),
         ("Q8_0", "none"),
-        ("Q8_0", "model"),
-        ("Q8_0", "group-leaf-stream"),
-        ("Q8_0", "sequential"),
         ("Q4_K", "none"),
+        ("full-bf16", "model"),
+        ("Q8_0", "model"),
         ("Q4_K", "model"),
+        ("full-bf16", "group-leaf-stream"),
+        ("Q8_0", "group-leaf-stream"),
+        ("full-bf16", "sequential"),
+        ("Q8_0", "sequential"),
     ]
     assert {(c.resolution.height, c.resolution.width) for c in _cells("gpu-check.yaml")} == {
         (1024, 1024)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.config import BenchConfig
+from bench.config import BenchConfig, config_hash
 from bench.matrix import derive_seed, expand_cells, expand_images
 
 
@@ -44,6 +44,17 @@ def test_cells_cross_variants_offloads_and_resolutions() -> None:
     assert [c.cell_id for c in expand_cells(cfg, only=["full"])] == [
         i for i in ids if i.startswith("full__")
     ]
+
+
+def test_cell_order_offload_puts_every_variant_under_one_mode_first() -> None:
+    by_variant = config()
+    by_offload = config(cell_order="offload")
+    ids = [c.cell_id for c in expand_cells(by_offload)]
+    assert sorted(ids) == sorted(c.cell_id for c in expand_cells(by_variant))
+    modes = [i.split("__")[1] for i in ids]
+    assert modes == sorted(modes, key=modes.index)  # each mode's cells contiguous
+    assert len(set(modes[: len(by_offload.variants)])) == 1
+    assert config_hash(by_offload) == config_hash(by_variant)
 
 
 def test_a_variant_can_be_limited_to_some_offload_modes() -> None:
