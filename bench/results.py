@@ -135,17 +135,21 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Append and flush to disk: a killed run loses at most the record being written.
 
-    A failed write (full disk) is cut back to where it started, so the file never holds half a
-    line in its middle that a later append would bury.
+    A failed write (full disk) is cut back to where it started, and a torn last line left by a
+    process killed mid-append (a cell's child writes its own records) is cut before the new
+    lines go on: the file never holds half a line in its middle, which readers refuse.
     """
     data = "".join(json.dumps(record, default=str) + "\n" for record in records).encode("utf-8")
     try:
         # Unbuffered, so that nothing is left in a buffer to be written after the cut.
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
         raise RunFolderWriteError.from_os_error(path, exc) from exc
     try:
         start = os.fstat(descriptor).st_size
+        if start and os.pread(descriptor, 1, start - 1) != b"\n":
+            repair_torn_tail(path)
+            start = os.fstat(descriptor).st_size
         try:
             view = memoryview(data)
             while view:
