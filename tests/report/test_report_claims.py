@@ -107,7 +107,7 @@ def test_gpu_counters_answer_vram_and_power(copy_run: Callable[..., Path]) -> No
 
 def test_published_figures_only_beside_matching_settings(copy_run: Callable[..., Path]) -> None:
     def blog_settings(manifest: dict[str, Any]) -> None:
-        """Edit: a real FLUX.1-dev run at the blog's 496×680, 60 steps."""
+        """Edit: a real FLUX.1-dev run at the blog's 496×672 (it asked for 680), 60 steps."""
         manifest["base_model"] = {
             "source": "pretrained",
             "path": "black-forest-labs/FLUX.1-dev",
@@ -115,7 +115,7 @@ def test_published_figures_only_beside_matching_settings(copy_run: Callable[...,
         }
         manifest["config"]["steps"] = 60
         for cell in manifest["cells"]:
-            cell.update(height=496, width=680)
+            cell.update(height=496, width=672)
 
     sections = published_sections(load_run(copy_run(manifest_edit=blog_settings)))
     blog, hf = sections
