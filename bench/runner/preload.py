@@ -76,8 +76,9 @@ def warm_up() -> None:
     os.environ[NVML_CHECK] = "1"
     try:
         with suppress(Exception):
-            from bench.environment import quiet_library_output
+            from bench.environment import quiet_library_environment, quiet_library_output
 
+            quiet_library_environment()  # before the libraries read their verbosity variables
             quiet_library_output()
         for name in MODULES:
             with suppress(Exception):
