@@ -483,6 +483,7 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true", help="skip part 1")
     ap.add_argument("--skip-convert", action="store_true", help="skip part 2")
     ap.add_argument("--pools", action="store_true", help="also run part 3")
+    ap.add_argument("--pool-types", nargs="+", help="part 3's types (default: --types)")
     ap.add_argument("--src", type=Path, help="convert this checkpoint instead of a synthetic one")
     ap.add_argument("--double", type=int, default=2, help="double blocks in the synthetic model")
     ap.add_argument("--single", type=int, default=3, help="single blocks in the synthetic model")
@@ -518,7 +519,9 @@ def main() -> None:
                     src, weights, args.types, args.jobs, args.rounds, tmp
                 )
             if args.pools:
-                res["pools"] = pools(src, weights, args.types, args.jobs, args.rounds, tmp)
+                res["pools"] = pools(
+                    src, weights, args.pool_types or args.types, args.jobs, args.rounds, tmp
+                )
             shutil.rmtree(tmp / "ours", ignore_errors=True)
     res["load_end"] = os.getloadavg()
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in res['load_end'])}")  # type: ignore[union-attr]
