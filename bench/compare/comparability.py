@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# Keys of the config that say nothing about the measurement.
-CONFIG_IGNORED = ("name", "description")
+# Keys of the config that say nothing about the measurement: those bench.config.config_hash
+# leaves out (names, and the order the cells run in).
+CONFIG_IGNORED = ("name", "description", "cell_order")
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,39 @@ def _hardware(environment: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _config_defaults() -> dict[str, Any]:
+    """The current config schema's default of every top-level key that has one, as JSON."""
+    from bench.config import BenchConfig
+
+    out: dict[str, Any] = {}
+    for name, info in BenchConfig.model_fields.items():
+        if not info.is_required():
+            default = info.get_default(call_default_factory=True)
+            out[name] = (
+                default.model_dump(mode="json") if hasattr(default, "model_dump") else default
+            )
+    return out
+
+
+def _settings(config: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config without the ignored keys; a top-level key that only the other run
+    recorded is filled with the schema's default, so a run made before a key existed
+    compares equal to one that recorded the default."""
+    defaults = _config_defaults()
+    out = {k: v for k, v in config.items() if k not in CONFIG_IGNORED}
+    for key in other:
+        if key not in config and key not in CONFIG_IGNORED and key in defaults:
+            out[key] = defaults[key]
+    return out
+
+
 def blocking_differences(base: dict[str, Any], cand: dict[str, Any]) -> list[Difference]:
     """Differences of hardware, prompts, images (seeds), settings and config hash."""
     out: list[Difference] = []
     if base.get("config_hash") != cand.get("config_hash"):
         out.append(Difference("config_hash", base.get("config_hash"), cand.get("config_hash")))
-    config_base = {k: v for k, v in (base.get("config") or {}).items() if k not in CONFIG_IGNORED}
-    config_cand = {k: v for k, v in (cand.get("config") or {}).items() if k not in CONFIG_IGNORED}
-    out += _diff("config", config_base, config_cand)
+    raw_base, raw_cand = base.get("config") or {}, cand.get("config") or {}
+    out += _diff("config", _settings(raw_base, raw_cand), _settings(raw_cand, raw_base))
     prompts_base = {p["id"]: p.get("text") for p in base.get("prompts") or []}
     prompts_cand = {p["id"]: p.get("text") for p in cand.get("prompts") or []}
     out += _diff("prompts", prompts_base, prompts_cand)

@@ -208,6 +208,23 @@ def test_not_comparable_lists_every_difference_and_exits_2(tmp_path: Path) -> No
     assert "environment.gpus[0]" in forced.output
 
 
+def test_a_config_key_added_later_compares_equal_at_its_default(tmp_path: Path) -> None:
+    """The demo made before `cell_order` existed and the demo made after (which records its
+    default) are the same measurement; a non-default value of a new key is a difference."""
+
+    def later(value: str) -> Any:
+        def change(config: dict[str, Any]) -> None:
+            config["cell_order"] = value
+            config["seed_strategy"] = "hashed"  # another key with its default
+            config["guidance"] = 7.0  # not the default: blocks
+
+        return change
+
+    base, cand = pair(tmp_path, config_changes=later("offload"))
+    fields = {d.field for d in compare_runs(base, cand).differences}
+    assert fields == {"config.guidance"}  # cell_order is ignored, seed_strategy the default
+
+
 def test_bad_input_is_one_stderr_line_exit_2(tmp_path: Path) -> None:
     base, _cand = pair(tmp_path)
     empty = tmp_path / "empty"
