@@ -9,18 +9,20 @@ starts a new one, so a cell always sees the environment of the sweep that starte
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from multiprocessing import forkserver, resource_tracker
 from multiprocessing.context import BaseContext
 from typing import Any
 
 PRELOAD = ["bench.runner.preload"]
 _server_environment: dict[str, str] | None = None
+_stop_registered = False
 
 
 def cell_context() -> BaseContext:
@@ -37,6 +39,10 @@ def cell_context() -> BaseContext:
     resource_tracker.ensure_running()
     with born_ignoring_sigint():
         forkserver.ensure_running()
+    global _stop_registered
+    if not _stop_registered:
+        atexit.register(stop_cell_server)  # runs before multiprocessing's own exit handler
+        _stop_registered = True
     _server_environment = environment
     return context
 
@@ -73,11 +79,22 @@ def _reply(send: Any, function: Callable[[], Any]) -> None:
 
 
 def stop_cell_server() -> None:
-    """Stop the warm server (it also ends by itself when this process exits)."""
+    """Stop the warm server now.
+
+    Left alone it ends only after this process has, tearing down its interpreter with torch and
+    diffusers loaded: over a second in which it still holds this process's stdout and stderr,
+    so whoever reads them (a CI log, a pipe) waits that long for their end. It holds nothing
+    worth a clean exit (each cell is a process of its own), so it is terminated.
+    """
     global _server_environment
-    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    server = getattr(forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is not None:
+        with suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    stop = getattr(server, "_stop", None)
     if stop is not None:
-        stop()
+        stop()  # closes its pipe and reaps it
     _server_environment = None
 
 

@@ -109,7 +109,7 @@ def test_a_full_disk_mid_run_is_one_line_and_resume_finishes_the_run(
     small_disk: SmallDisk, write_config, tiny_pipeline: Path
 ) -> None:
     one_variant = [{"name": "full", "kind": "full", "dtype": "float32"}]
-    config = write_config(variants=one_variant, height=128, width=128)
+    config = write_config(variants=one_variant, repeats=2, steps=8, height=128, width=128)
     results = small_disk.path / "results"
     run = LiveRun(str(config), "--out", str(results), "--no-score", **small_disk.popen)
     try:

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_runs(
     tmp_path: Path, write_config, tiny_pipeline: Path
 ) -> None:
-    config = write_config(variants=[{"name": "full", "kind": "full", "dtype": "float32"}])
+    one_variant = [{"name": "full", "kind": "full", "dtype": "float32"}]
+    config = write_config(variants=one_variant, repeats=2, steps=8)
     results = tmp_path / "results"
     first = LiveRun(str(config), "--out", str(results), "--no-score")
     try:

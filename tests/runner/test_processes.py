@@ -115,7 +115,7 @@ def test_a_dead_cell_is_recorded_and_a_dead_parent_leaves_no_cell(
     tmp_path: Path, write_config, tiny_pipeline: Path
 ) -> None:
     variants = [{"name": n, "kind": "full", "dtype": "float32"} for n in ("a", "b")]
-    config = write_config(variants=variants, repeats=1)
+    config = write_config(variants=variants, repeats=2, steps=8)
     results = tmp_path / "results"
     run = LiveRun(str(config), "--out", str(results), "--no-score")
     try:
@@ -149,5 +149,5 @@ def test_a_dead_cell_is_recorded_and_a_dead_parent_leaves_no_cell(
     resume_run(run_dir)  # b is finished; a's crash is data and is not retried
     after = records(run_dir)
     b_images = [r for r in after if r["cell_id"] == "b__none__64x64" and r["kind"] == "image"]
-    assert len(b_images) == 2 and all(r["status"] == "ok" for r in b_images)
+    assert len(b_images) == 4 and all(r["status"] == "ok" for r in b_images)
     assert [r for r in after if r["status"] != "ok"] == crashed
