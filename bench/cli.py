@@ -24,7 +24,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("bench.score", "score_command"),
     "report": ("bench.report.command", "report_command"),
     "compare": ("bench.compare.command", "compare_command"),
-    "matrix": ("bench.compare.matrix", "matrix_command"),
+    "matrix": ("bench.compare.releases", "matrix_command"),
     "size": ("bench.size.command", "size_command"),
 }
 
@@ -70,7 +70,7 @@ def fail(message: str) -> typer.Exit:
 
 
 def print_run_table(run_dir: Path, console: Console) -> None:
-    from bench.summary import headline_memory, summarize_run
+    from bench.cell_summary import headline_memory, summarize_run
 
     frame = summarize_run(run_dir)
     psnr = _psnr_by_cell(run_dir)
@@ -112,7 +112,7 @@ def _psnr_by_cell(run_dir: Path) -> dict[str, str]:
     path = run_dir / SCORES_SUMMARY
     if not path.is_file():
         return {}  # an unscored run: no need to import the metrics (seconds of torchmetrics)
-    from bench.metrics.summary import figure
+    from bench.metrics.score_summary import figure
 
     rows = json.loads(path.read_text()).get("cells", [])
     return {

@@ -37,8 +37,8 @@ from bench.metrics.fidelity import PAIRED_FUNCTIONS, PairScore
 from bench.metrics.images import LoadedImage
 from bench.metrics.lpips import MetricUnavailable, load_lpips
 from bench.metrics.run_view import RunView, read_run
+from bench.metrics.score_summary import print_summary, write_summary
 from bench.metrics.scorebook import ScoreBook, dist_row, image_row
-from bench.metrics.summary import print_summary, write_summary
 from bench.results import SCORES, SCORES_SUMMARY
 
 INCEPTION_ENV = "BENCH_INCEPTION_WEIGHTS"

@@ -43,12 +43,12 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
+from bench.cell_summary import MEMORY_COUNTERS  # noqa: E402
 from bench.compare.memory import counter_name  # noqa: E402
 from bench.compare.stability import MAX_SAMPLER_SHIFT, sampler_shift  # noqa: E402
 from bench.compare.stats import BIGGER, REGRESSION_WORDS, SLOWER, TOO_NOISY  # noqa: E402
 from bench.compare.verdicts import Comparison, Thresholds, compare_runs  # noqa: E402
 from bench.results import MANIFEST, RECORDS  # noqa: E402
-from bench.summary import MEMORY_COUNTERS  # noqa: E402
 
 TIME_PLANT = 1.3
 MEMORY_PLANT = 1.2

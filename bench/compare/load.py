@@ -1,7 +1,7 @@
 """A run folder reduced to what a comparison needs, per cell: status, raw samples, peaks, scores.
 
 Only the run folder is read (manifest, records.jsonl, scores.jsonl), through `bench.results` and
-`bench.summary`, so a run copied from another machine compares the same as one made here.
+`bench.cell_summary`, so a run copied from another machine compares the same as one made here.
 Raw values are kept in measurement order: the stability warnings need to know which image came
 first.
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.cell_summary import MEMORY_COUNTERS, net_memory_peaks, summarize
 from bench.errors import UserInputError
 from bench.results import (
     MANIFEST,
@@ -25,7 +26,6 @@ from bench.results import (
     read_manifest,
     read_records,
 )
-from bench.summary import MEMORY_COUNTERS, net_memory_peaks, summarize
 
 REQUIRED_MANIFEST_KEYS = ("cells", "images", "prompts")
 # Image-level metrics only: distribution metrics have one value per cell, nothing to pair.
@@ -73,7 +73,13 @@ class CellData:
 
 
 @dataclass
-class RunData:
+class ComparedRun:
+    """One side of a comparison: a run folder reduced to its cells' raw samples and scores.
+
+    Named apart from the report's reading of a run (`bench.report.data`), which keeps tables
+    and images instead: the two readers need different things from the same folder.
+    """
+
     run_dir: Path
     manifest: dict[str, Any]
     cells: dict[str, CellData]
@@ -146,7 +152,7 @@ def _image_memory(images: list[dict[str, Any]], baseline: Any) -> dict[str, list
     return {key: [p[key] for p in peaks] for key, _label in MEMORY_COUNTERS if key in keys}
 
 
-def load_run(run_dir: Path) -> RunData:
+def load_run(run_dir: Path) -> ComparedRun:
     """Read one run folder; raises UserInputError (one line) when it is not one."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
@@ -202,4 +208,4 @@ def load_run(run_dir: Path) -> RunData:
                 if (peaks := _net_peaks(cell_memory.get(phase), baseline))
             },
         )
-    return RunData(run_dir, manifest, cells)
+    return ComparedRun(run_dir, manifest, cells)

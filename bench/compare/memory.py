@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.cell_summary import MEMORY_COUNTERS
 from bench.compare.stats import (
     BIGGER,
     MIN_SAMPLES,
@@ -43,7 +44,6 @@ from bench.compare.stats import (
     ratio_and_p,
 )
 from bench.size.units import MIB
-from bench.summary import MEMORY_COUNTERS
 
 # The largest noise band a change has to clear: ×1.2 growth must stay callable on every
 # counter, and a band this wide would already be a broken measurement, not noise.

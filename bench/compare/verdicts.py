@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.compare.comparability import Difference, blocking_differences, version_changes
-from bench.compare.load import CellData, RunData, load_run
+from bench.compare.load import CellData, ComparedRun, load_run
 from bench.compare.memory import (
     DEFAULT_BANDS,
     EXACT_MIN_BYTES,
@@ -170,8 +170,8 @@ class CellComparison:
 
 @dataclass
 class Comparison:
-    base: RunData
-    cand: RunData
+    base: ComparedRun
+    cand: ComparedRun
     thresholds: Thresholds
     differences: list[Difference]
     versions: list[Difference]
@@ -229,7 +229,7 @@ class Comparison:
         }
 
 
-def _run_info(run: RunData) -> dict[str, Any]:
+def _run_info(run: ComparedRun) -> dict[str, Any]:
     env = run.manifest.get("environment") or {}
     return {
         "run_dir": str(run.run_dir),
@@ -402,7 +402,7 @@ def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparis
 
 
 def compare_loaded(
-    base: RunData, cand: RunData, thresholds: Thresholds | None = None, force: bool = False
+    base: ComparedRun, cand: ComparedRun, thresholds: Thresholds | None = None, force: bool = False
 ) -> Comparison:
     t = thresholds or Thresholds()
     cells = [

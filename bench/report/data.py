@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from bench.cell_summary import summarize
 from bench.errors import UserInputError
 from bench.metrics import run_view
 from bench.results import SCORES_SUMMARY, cell_records, image_records, read_manifest, read_records
-from bench.summary import summarize
 
 CELL_KEYS = ("cell_id", "variant", "offload", "height", "width")
 

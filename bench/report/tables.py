@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
+from bench.cell_summary import MEMORY_COUNTERS
 from bench.metrics.noise_floor import is_noise_floor
 from bench.report.data import RunData, energy_reason, reference_variant
 from bench.report.fmt import DASH, GIB, gib, interval, missing, num
-from bench.summary import MEMORY_COUNTERS
 
 # Quality columns of the main table: (metric, header). Others stay in table.csv.
 QUALITY_COLUMNS = (

@@ -472,7 +472,7 @@ def run_config(
 def _import_while_the_server_warms() -> None:
     """A sweep ends with its table, read through bench.summary (pandas: about half a second of
     imports); imported now, while the cell server is still importing, it costs no wall time."""
-    import bench.summary  # noqa: F401
+    import bench.cell_summary  # noqa: F401
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> str | None:

@@ -120,8 +120,8 @@ def read_measurements(
     run_dir: Path, manifest: dict[str, Any] | None = None
 ) -> dict[tuple[str, str, str], Measured]:
     """(variant, offload, HxW) -> what the run measured, with scores when the run was scored."""
+    from bench.cell_summary import net_memory_peaks, summarize
     from bench.results import cell_records, read_manifest, read_records
-    from bench.summary import net_memory_peaks, summarize
 
     manifest = manifest or read_manifest(run_dir)
     run_id = manifest["run_id"]

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from bench.compare.envs import env_key, pins_label
-from bench.compare.matrix import matrix_command, version_sets
+from bench.compare.releases import matrix_command, version_sets
 from bench.errors import UserInputError
 
 

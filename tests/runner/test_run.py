@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bench.cell_summary import summarize_run
 from bench.results import cell_records, image_records, read_manifest, read_records
 from bench.runner.executor import run_config
-from bench.summary import summarize_run
 
 pytestmark = pytest.mark.slow
 SECRET = "hf_not_a_real_token_but_must_not_leak"
