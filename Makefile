@@ -16,11 +16,11 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet $(TORCH_SPEC)
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e ".[backends]"
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[backends,dev]"
 	@touch $@
 
 install: $(VENV)/.installed

@@ -11,12 +11,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -27,31 +25,19 @@ from pydantic import (
 )
 
 from bench import limits
+from bench.backends import BACKENDS
+
+# Re-exported: the names configs and callers used before backends became modules.
+from bench.backends.full import FullVariant  # noqa: F401
+from bench.backends.gguf import GGUF_TYPES, GGUFVariant  # noqa: F401
+from bench.config_fields import DTYPES, Name, OffloadMode, Text, VariantConfig, VariantName  # noqa: F401
+from bench.config_fields import Strict as _Strict
+from bench.config_fields import float_range as _float_range
+from bench.config_fields import int_range as _int_range
+from bench.config_fields import unique as _unique
 from bench.errors import ConfigError
 from bench.yamlfile import load_yaml_file
 
-# GGUF types a variant may name. Which of them can be *made* here depends on the quantizer
-# (bench.gguf); which can be *loaded* depends on diffusers. Both are checked later, per cell.
-GGUF_TYPES = (
-    "F16",
-    "BF16",
-    "Q8_0",
-    "Q6_K",
-    "Q5_K",
-    "Q5_K_S",
-    "Q5_K_M",
-    "Q4_K",
-    "Q4_K_S",
-    "Q4_K_M",
-    "Q5_0",
-    "Q5_1",
-    "Q4_0",
-    "Q4_1",
-    "Q3_K",
-    "Q3_K_S",
-    "Q2_K",
-)
-DTYPES = ("float32", "bfloat16", "float16")
 SYNTHETIC_PRESETS = ("tiny", "flux-dev")
 
 
@@ -59,26 +45,6 @@ SYNTHETIC_PRESETS = ("tiny", "flux-dev")
 # rules that only protect new runs (sizes the pipeline would round) are not re-applied to what
 # was already measured.
 RECORDED = "recorded"
-
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-def _int_range(low: int, high: int) -> AfterValidator:
-    def check(value: int) -> int:
-        if not low <= value <= high:
-            raise ValueError(f"expected an integer from {low} to {high}")
-        return value
-
-    return AfterValidator(check)
-
-
-def _float_range(low: float, high: float) -> AfterValidator:
-    def check(value: float) -> float:
-        if not low <= value <= high:
-            raise ValueError(f"expected a finite number from {low:g} to {high:g}")
-        return value
-
-    return AfterValidator(check)
 
 
 def _side(value: int, info: ValidationInfo) -> int:
@@ -96,38 +62,9 @@ def _side(value: int, info: ValidationInfo) -> int:
     return value
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("expected a non-empty string")
-    return value
-
-
-def _unique(values: list[Any]) -> list[Any]:
-    seen = [v for i, v in enumerate(values) if v in values[:i]]
-    if seen:
-        raise ValueError(f"duplicate entries {sorted(set(map(str, seen)))}")
-    return values
-
-
-Name = Annotated[str, Field(pattern=_NAME_PATTERN, max_length=limits.MAX_NAME_CHARS)]
-VariantName = Annotated[
-    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=limits.MAX_NAME_CHARS)
-]
-Text = Annotated[str, AfterValidator(_not_blank)]
 Seed = Annotated[int, _int_range(0, limits.MAX_SEED)]
 Side = Annotated[int, AfterValidator(_side)]
-OffloadMode = Literal["none", "model", "sequential", "group"]
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:(0|[1-9][0-9]{0,2}))?)$")
-
-
-class _Strict(BaseModel):
-    """Unknown keys are errors: a misspelt key silently ignored would change what is measured.
-
-    Strict types: YAML's `true` is not the integer 1, "4" is not 4 and 4.0 is not 4; NaN and
-    infinity are not numbers a setting can have.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ModelSource(_Strict):
@@ -156,61 +93,11 @@ class ModelSource(_Strict):
         return self
 
 
-class _VariantBase(_Strict):
-    name: VariantName
-    offload_modes: (
-        Annotated[
-            list[OffloadMode],
-            Field(min_length=1, max_length=limits.MAX_OFFLOAD_MODES),
-            AfterValidator(_unique),
-        ]
-        | None
-    ) = Field(
-        default=None,
-        description="run this variant only under these offload modes (default: all of them)",
-    )
-
-
-class FullVariant(_VariantBase):
-    """The unquantized pipeline in one dtype: the reference every other variant is paired with."""
-
-    kind: Literal["full"]
-    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
-    noise_floor: Literal["sdpa-math", "no-tf32"] | None = Field(
-        default=None,
-        description="generate under this harmless numeric change: a second full-precision "
-        "image set that shows how far 'identical' moves on this stack (the noise floor)",
-    )
-
-
-class GGUFVariant(_VariantBase):
-    """A GGUF-quantized transformer; the rest of the pipeline stays at `dtype`.
-
-    `file` is a local path or a hub URL (`https://huggingface.co/<repo>/blob/<rev>/<file>`);
-    when omitted the harness makes the file from the base model with its own quantizer.
-    """
-
-    kind: Literal["gguf"]
-    quant: str
-    file: Text | None = None
-    compute_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
-    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
-        default=None, description="dtype of the non-transformer components; default compute_dtype"
-    )
-
-    @field_validator("quant")
-    @classmethod
-    def _known_quant(cls, value: str) -> str:
-        if value not in GGUF_TYPES:
-            raise ValueError(f"expected one of {', '.join(GGUF_TYPES)}, got {value!r}")
-        return value
-
-    @property
-    def pipeline_dtype(self) -> str:
-        return self.dtype or self.compute_dtype
-
-
-Variant = Annotated[FullVariant | GGUFVariant, Field(discriminator="kind")]
+# One member per registered backend, told apart by `kind` (bench/backends/__init__.py).
+Variant = Annotated[
+    Union[tuple(b.config_model for b in BACKENDS.values())],  # noqa: UP007
+    Field(discriminator="kind"),
+]
 
 
 class OffloadSpec(_Strict):
@@ -375,15 +262,7 @@ class BenchConfig(_Strict):
                     f"variants.{variant.name}.offload_modes: {absent} not among the config's "
                     f"offload modes {sorted(modes)}"
                 )
-            if (
-                isinstance(variant, GGUFVariant)
-                and variant.file is None
-                and self.model.source != "synthetic"
-            ):
-                raise ValueError(
-                    f"variants.{variant.name}.file: a GGUF file path or URL is required when "
-                    "model.source is 'pretrained' (quantize it first with `bench quantize`)"
-                )
+            BACKENDS[variant.kind].check_in_config(variant, self)
         if self.seed_strategy == "fixed" and self.seed + self.repeats - 1 > limits.MAX_SEED:
             raise ValueError(
                 f"seed: with seed_strategy fixed, seed + repeats - 1 must be at most "
@@ -477,9 +356,7 @@ def _format_location(loc: tuple[Any, ...], data: Any) -> str:
             node = node[item]
             continue
         # A union tag or a model name pydantic added: not part of the user's file.
-        if isinstance(item, str) and (
-            item in ("full", "gguf") or "[" in item or item[:1].isupper()
-        ):
+        if isinstance(item, str) and (item in BACKENDS or "[" in item or item[:1].isupper()):
             continue
         parts.append(str(item))
         node = None

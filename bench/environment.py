@@ -24,17 +24,24 @@ from typing import Any
 
 import psutil
 
-PACKAGES = (
-    "bench",
-    "torch",
-    "diffusers",
-    "transformers",
-    "accelerate",
-    "gguf",
-    "safetensors",
-    "numpy",
-    "torchmetrics",
-    "nvidia-ml-py",
+from bench.backends import backend_packages
+
+PACKAGES = tuple(
+    dict.fromkeys(
+        (
+            "bench",
+            "torch",
+            "diffusers",
+            "transformers",
+            "accelerate",
+            "safetensors",
+            "numpy",
+            "torchmetrics",
+            "nvidia-ml-py",
+            # every backend's own libraries (gguf, torchao, bitsandbytes, ...), None when absent
+            *backend_packages(),
+        )
+    )
 )
 # Where each package was imported from, with its version: PACKAGES (whose versions `bench
 # compare` diffs between runs) and the others a run depends on, which are recorded here only.

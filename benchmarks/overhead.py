@@ -114,8 +114,8 @@ def _config(args: argparse.Namespace) -> dict:
 
 def _plain_job(config_path: Path, variant: str, work: Path) -> dict:
     """The plain script's inputs: the same pipeline files, prompts, seeds and sizes."""
+    from bench.cells import expand_images, resolve_prompts
     from bench.config import load_config
-    from bench.matrix import expand_images, resolve_prompts
     from bench.models.synthetic import ensure_synthetic_pipeline
     from bench.models.variants import make_gguf_from_base
 

@@ -25,9 +25,9 @@ import pytest
 from PIL import Image
 
 import bench
+from bench.cells import expand_cells, expand_images
 from bench.config import validate_config
 from bench.errors import RunFolderError, UserInputError
-from bench.matrix import expand_cells, expand_images
 from tests.runner.sample_config import BASE_CONFIG
 
 SIZE = 32

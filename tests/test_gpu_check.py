@@ -25,8 +25,8 @@ GIB = 1 << 30
 
 
 def _cells(name: str) -> list[Any]:
+    from bench.cells import expand_cells
     from bench.config import load_config
-    from bench.matrix import expand_cells
 
     config, _ = load_config(REPO / "configs" / name)
     return expand_cells(config)

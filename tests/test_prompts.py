@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from bench.cells import derive_seed, expand_images, load_prompt_file
 from bench.config import BenchConfig
-from bench.matrix import derive_seed, expand_images, load_prompt_file
 
 PROMPTS = Path(__file__).resolve().parents[1] / "configs" / "prompts"
 

@@ -1,10 +1,9 @@
 """Load a variant the way users do, then apply an offload mode.
 
-Full precision: `DiffusionPipeline.from_pretrained(base, torch_dtype=...)`. GGUF: the
-transformer through `<TransformerClass>.from_single_file(file, quantization_config=
-GGUFQuantizationConfig(compute_dtype=...), config=base, subfolder="transformer")`, handed to
-`from_pretrained` so the rest of the pipeline is loaded as usual. Nothing here works around a
-library failure: an exception is the measurement (the runner records it).
+Each backend (bench/backends/) says how its variant is loaded, through diffusers' own API;
+this module holds what they share (dtypes, devices, the pipeline's classes, `from_pretrained`)
+and the offload modes. Nothing here works around a library failure: an exception is the
+measurement (the runner records it).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bench.config import FullVariant, GGUFVariant, OffloadSpec
+from bench.config import OffloadSpec
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -63,43 +62,28 @@ def import_pipeline_classes(base: str, revision: str | None = None) -> None:
             getattr(module, class_name, None)
 
 
-def load_gguf_transformer(
-    base: str, variant: GGUFVariant, gguf_file: str, revision: str | None = None
-) -> torch.nn.Module:
-    from diffusers import GGUFQuantizationConfig
+def from_pretrained(base: str, dtype: str, revision: str | None = None, **kwargs: Any) -> Any:
+    """`DiffusionPipeline.from_pretrained` as every backend calls it, progress bars off."""
+    from diffusers import DiffusionPipeline
 
-    cls = transformer_class(base, revision)
-    return cls.from_single_file(
-        gguf_file,
-        quantization_config=GGUFQuantizationConfig(
-            compute_dtype=torch_dtype(variant.compute_dtype)
-        ),
-        config=base,
-        subfolder="transformer",
-        torch_dtype=torch_dtype(variant.compute_dtype),
-    )
+    if revision:
+        kwargs["revision"] = revision
+    pipe = DiffusionPipeline.from_pretrained(base, torch_dtype=torch_dtype(dtype), **kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def load_pipeline(
     base: str,
-    variant: FullVariant | GGUFVariant,
-    gguf_file: str | None = None,
+    variant: Any,
+    artifacts: dict[str, str] | None = None,
     revision: str | None = None,
 ) -> Any:
-    """The whole pipeline on the host, ready for `apply_offload`."""
-    from diffusers import DiffusionPipeline
+    """The whole pipeline on the host, ready for `apply_offload`, loaded by the variant's
+    backend (bench.backends)."""
+    from bench.backends import backend_for
 
-    kwargs: dict[str, Any] = {"revision": revision} if revision else {}
-    if isinstance(variant, GGUFVariant):
-        if gguf_file is None:
-            raise ValueError(f"variant {variant.name}: no GGUF file resolved")
-        kwargs["transformer"] = load_gguf_transformer(base, variant, gguf_file, revision)
-        dtype = torch_dtype(variant.pipeline_dtype)
-    else:
-        dtype = torch_dtype(variant.dtype)
-    pipe = DiffusionPipeline.from_pretrained(base, torch_dtype=dtype, **kwargs)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return backend_for(variant).load_pipeline(base, variant, artifacts or {}, revision)
 
 
 class OffloadUnavailable(RuntimeError):

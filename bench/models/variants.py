@@ -1,31 +1,24 @@
-"""Resolve each variant to what a cell loads: the base pipeline and, for GGUF, one file.
+"""Resolve each variant to what a cell loads: the base pipeline and its backend's artifacts.
 
 Runs in the parent before any cell, so the cost of building a synthetic pipeline or quantizing
 its transformer is never charged to a cell's load time, and a variant that cannot be provided
-becomes an `unavailable` record with its reason instead of a crash.
+becomes an `unavailable` record with its reason instead of a crash. What a variant needs is its
+backend's to say (bench.backends); the GGUF file helpers shared with `bench size` live here.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config import BenchConfig, GGUFVariant
+from bench.backends import Prepared, backend_for
+from bench.backends.gguf import is_url
+from bench.config import BenchConfig
 from bench.errors import ConfigError
 from bench.models.synthetic import ensure_synthetic_pipeline
 
-
-def is_url(value: str) -> bool:
-    return value.startswith(("https://", "http://"))
-
-
-@dataclass
-class PreparedVariant:
-    gguf_file: str | None = None
-    file_info: dict[str, Any] | None = None
-    unavailable: dict[str, str] | None = None  # {type, message, phase} when it cannot run
+__all__ = ["Prepared", "is_url"]
 
 
 def resolve_base(config: BenchConfig) -> str:
@@ -40,7 +33,7 @@ def check_local_files(config: BenchConfig, config_dir: Path) -> None:
     """Config-time check: every local path the config names exists (URLs are checked at load)."""
     if config.model.source == "pretrained":
         path = config.model.path or ""
-        folder = _local(path, config_dir)
+        folder = local_path(path, config_dir)
         looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
         if looks_local and not folder.is_dir():
             raise ConfigError(f"model.path: folder {path!r} not found")
@@ -49,12 +42,10 @@ def check_local_files(config: BenchConfig, config_dir: Path) -> None:
                 f"model.path: {path!r} is not a diffusers pipeline (no model_index.json)"
             )
     for variant in config.variants:
-        local_file = isinstance(variant, GGUFVariant) and variant.file and not is_url(variant.file)
-        if local_file and not _local(variant.file, config_dir).is_file():
-            raise ConfigError(f"variants.{variant.name}.file: {variant.file!r} not found")
+        backend_for(variant).check_local_files(variant, config_dir)
 
 
-def _local(path: str, config_dir: Path) -> Path:
+def local_path(path: str, config_dir: Path) -> Path:
     p = Path(path).expanduser()
     if p.is_absolute():
         return p
@@ -97,31 +88,6 @@ def make_gguf_from_base(base_dir: Path, quant: str) -> Path:
     return out
 
 
-def prepare_variant(variant: Any, base: str, config_dir: Path) -> PreparedVariant:
-    """A GGUF variant without a file is made from the base; the config validator admits that
-    only for synthetic bases, whose folder is local."""
-    if not isinstance(variant, GGUFVariant):
-        return PreparedVariant()
-    if variant.file is not None:
-        if is_url(variant.file):
-            return PreparedVariant(gguf_file=variant.file)
-        path = _local(variant.file, config_dir).resolve()
-        from bench.gguf.errors import GGUFFileError
-
-        try:
-            return PreparedVariant(gguf_file=str(path), file_info=describe_gguf(path))
-        except GGUFFileError as exc:
-            raise ConfigError(f"variants.{variant.name}.file: {exc}") from exc
-    from bench.gguf import supported_quant_types
-
-    if variant.quant not in supported_quant_types():
-        return PreparedVariant(
-            unavailable={
-                "type": "QuantTypeUnavailable",
-                "message": f"the harness cannot make {variant.quant} files "
-                f"(it makes {', '.join(supported_quant_types())})",
-                "phase": "prepare",
-            }
-        )
-    path = make_gguf_from_base(Path(base), variant.quant)
-    return PreparedVariant(gguf_file=str(path), file_info=describe_gguf(path))
+def prepare_variant(variant: Any, base: str, config_dir: Path) -> Prepared:
+    """What the variant's backend makes or finds before its cells run."""
+    return backend_for(variant).prepare(variant, base, config_dir)

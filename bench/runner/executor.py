@@ -29,11 +29,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from bench.config import BenchConfig, GGUFVariant, config_hash, load_config, validate_config
+from bench.backends import backend_for
+from bench.cells import expand_cells, expand_images, resolve_prompts
+from bench.config import BenchConfig, config_hash, load_config, validate_config
 from bench.environment import collect_environment, quiet_library_environment
 from bench.errors import ConfigError, UserInputError
-from bench.matrix import expand_cells, expand_images, resolve_prompts
-from bench.models.variants import PreparedVariant, check_local_files, prepare_variant, resolve_base
+from bench.models.variants import Prepared, check_local_files, prepare_variant, resolve_base
 from bench.results import (
     IMAGES,
     MANIFEST,
@@ -72,7 +73,7 @@ class RunPlan:
     images: list[dict[str, Any]]
     cells: list[dict[str, Any]]
     only: list[str] | None = None
-    prepared: dict[str, PreparedVariant] = field(default_factory=dict)
+    prepared: dict[str, Prepared] = field(default_factory=dict)
     base: str = ""
 
 
@@ -116,8 +117,9 @@ def _prepare(plan: RunPlan, config_dir: Path, console: Console) -> None:
         if variant.name not in wanted:
             continue
         label = f"preparing {variant.name}"
-        if isinstance(variant, GGUFVariant) and variant.file is None:
-            label += f" (quantizing the transformer to {variant.quant})"
+        doing = backend_for(variant).prepare_message(variant)
+        if doing:
+            label += f" ({doing})"
         with console.status(label):
             plan.prepared[variant.name] = prepare_variant(variant, plan.base, config_dir)
 
@@ -126,7 +128,7 @@ def _manifest(plan: RunPlan, run_id: str, environment: dict[str, Any]) -> dict[s
     config = plan.config
     cells = []
     for cell in plan.cells:
-        prepared = plan.prepared.get(cell["variant"], PreparedVariant())
+        prepared = plan.prepared.get(cell["variant"], Prepared())
         cells.append({**cell, "transformer_file": prepared.file_info})
     return {
         "schema": SCHEMA_VERSION,
@@ -190,7 +192,7 @@ def _run_cells(
             if cell_id not in todo:
                 continue
             owed = todo[cell_id]
-            prepared = plan.prepared.get(cell["variant"], PreparedVariant())
+            prepared = plan.prepared.get(cell["variant"], Prepared())
             if prepared.unavailable is not None:
                 if cell_id not in have_cell_record:
                     append_jsonl(
@@ -209,7 +211,7 @@ def _run_cells(
                 write_cell_record=cell_id not in have_cell_record,
                 base_model=plan.base,
                 revision=config.model.revision,
-                gguf_file=prepared.gguf_file,
+                artifacts=prepared.artifacts,
                 device=config.device,
                 steps=config.steps,
                 guidance=config.guidance,

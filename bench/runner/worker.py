@@ -51,7 +51,7 @@ class CellJob:
     write_cell_record: bool
     base_model: str
     revision: str | None
-    gguf_file: str | None
+    artifacts: dict[str, str]  # what the variant's backend prepared (bench.backends.Prepared)
     device: str
     steps: int
     guidance: float
@@ -107,7 +107,8 @@ def _run_cell(job: CellJob, events: Any) -> None:
 
     quiet_library_output()
 
-    from bench.config import FullVariant, GGUFVariant, OffloadSpec
+    from bench.backends import parse_variant
+    from bench.config import OffloadSpec
     from bench.models.loading import (
         apply_offload,
         component_weights,
@@ -122,8 +123,6 @@ def _run_cell(job: CellJob, events: Any) -> None:
     records_path = run_dir / RECORDS
     cell = job.cell
     common = record_header(job.run_id, cell)
-    spec = cell["variant_spec"]
-    variant = GGUFVariant(**spec) if spec["kind"] == "gguf" else FullVariant(**spec)
     offload = OffloadSpec(**cell["offload_spec"])
     device = resolve_device(job.device)
 
@@ -153,10 +152,12 @@ def _run_cell(job: CellJob, events: Any) -> None:
     phase = "load"
     pipe = None
     try:
+        # Inside the try: a variant this process cannot read is the cell's failure, recorded.
+        variant = parse_variant(cell["variant_spec"])
         import_pipeline_classes(job.base_model, job.revision)
         sampler.begin_phase()
         started = monotonic()
-        pipe = load_pipeline(job.base_model, variant, job.gguf_file, job.revision)
+        pipe = load_pipeline(job.base_model, variant, job.artifacts, job.revision)
         phase = "offload"
         apply_offload(pipe, offload, device)
         cell_record["load_s"] = monotonic() - started
@@ -168,10 +169,11 @@ def _run_cell(job: CellJob, events: Any) -> None:
         pipe.transformer.register_forward_pre_hook(timer.pre_forward_hook)
 
         numeric_change = contextlib.nullcontext
-        if isinstance(variant, FullVariant) and variant.noise_floor:
+        noise_floor = getattr(variant, "noise_floor", None)
+        if noise_floor:
             from bench.metrics.noise_floor import harmless_change
 
-            numeric_change = partial(harmless_change, variant.noise_floor)
+            numeric_change = partial(harmless_change, noise_floor)
 
         def generate(prompt: str, seed: int) -> Any:
             timer.reset()

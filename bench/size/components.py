@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench.errors import UserInputError
 
@@ -82,6 +82,42 @@ class GGUFLayout:
     loaded_bytes: int | None = None  # exact, from the file header
     file_bytes: int | None = None
     parameters: int | None = None
+
+    def stored(
+        self, full_name: str, owner: Any, tensor: Any, compute_bytes: int
+    ) -> tuple[int, int] | None:
+        ggml = self.types.get(full_name)
+        if ggml is None:
+            return None
+        numel = tensor.numel()
+        if ggml in TORCH_NATIVE_GGUF_TYPES:
+            return numel * compute_bytes, 0
+        per_weight = DEQUANT_INTERMEDIATE_BYTES.get(ggml, DEFAULT_DEQUANT_INTERMEDIATE)
+        return _packed_bytes(numel, ggml), numel * max(per_weight, 2 + compute_bytes)
+
+    def tensor_format(self, full_name: str) -> str:
+        return self.types[full_name]
+
+
+class TensorLayout(Protocol):
+    """How a backend stores a component's tensors, for `measure` (bench/backends/<name>.py).
+
+    `stored` answers for one tensor (its qualified name, the module that owns it, the meta
+    tensor, the bytes per element of the compute dtype): (bytes on the device, scratch bytes
+    to dequantise it once) when the backend stores it its own way, None when the tensor is
+    loaded at the component's dtype like an unquantized one.
+    """
+
+    label: str
+    loaded_bytes: int | None
+
+    def stored(
+        self, full_name: str, owner: Any, tensor: Any, compute_bytes: int
+    ) -> tuple[int, int] | None: ...
+
+    def tensor_format(self, full_name: str) -> str:
+        """How one stored tensor is kept, in words ("Q4_K", "int8 + fp32 scale")."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,20 +312,17 @@ def _fp32_names(module: Any, dtype: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _own_tensors(module: Any) -> Iterator[tuple[str, str, Any, bool]]:
-    """(module name, qualified tensor name, tensor, is_parameter), each tensor object once."""
+def _own_tensors(module: Any) -> Iterator[tuple[str, str, Any, Any]]:
+    """(module name, qualified tensor name, tensor, owning module), each tensor object once."""
     seen: set[int] = set()
     for mod_name, mod in module.named_modules():
-        for kind, items in (
-            (True, mod.named_parameters(recurse=False)),
-            (False, mod.named_buffers(recurse=False)),
-        ):
+        for items in (mod.named_parameters(recurse=False), mod.named_buffers(recurse=False)):
             for t_name, tensor in items:
                 if tensor is None or id(tensor) in seen:
                     continue
                 seen.add(id(tensor))
                 full = f"{mod_name}.{t_name}" if mod_name else t_name
-                yield mod_name, full, tensor, kind
+                yield mod_name, full, tensor, mod
 
 
 def _block_roots(module: Any, prefix: str = "") -> list[str]:
@@ -315,9 +348,10 @@ def measure(
     name: str,
     module: Any,
     dtype: str,
-    layout: GGUFLayout | None = None,
+    layout: TensorLayout | None = None,
 ) -> Component:
-    """Size one meta module as it would be loaded at `dtype` (GGUF: `dtype` is compute dtype)."""
+    """Size one meta module as it would be loaded at `dtype` (a quantized layout: `dtype` is
+    the compute dtype of the tensors it leaves alone)."""
     c = DTYPE_BYTES[dtype]
     fp32 = _fp32_names(module, dtype)
     roots = _block_roots(module)
@@ -326,18 +360,13 @@ def measure(
     total = params = 0
     dequant = 0
     dequant_tensor: str | None = None
-    for mod_name, full, tensor, _is_param in _own_tensors(module):
+    for mod_name, full, tensor, owner in _own_tensors(module):
         numel = tensor.numel()
-        if layout is not None and full in layout.types:
-            ggml = layout.types[full]
-            if ggml in TORCH_NATIVE_GGUF_TYPES:
-                nbytes = numel * c
-            else:
-                nbytes = _packed_bytes(numel, ggml)
-                per_weight = DEQUANT_INTERMEDIATE_BYTES.get(ggml, DEFAULT_DEQUANT_INTERMEDIATE)
-                scratch = numel * max(per_weight, 2 + c)
-                if scratch > dequant:
-                    dequant, dequant_tensor = scratch, f"{full} ({ggml})"
+        stored = layout.stored(full, owner, tensor, c) if layout is not None else None
+        if stored is not None:
+            nbytes, scratch = stored
+            if scratch > dequant:
+                dequant, dequant_tensor = scratch, f"{full} ({layout.tensor_format(full)})"
         elif tensor.is_floating_point():
             keep32 = any(part in fp32 for part in full.split("."))
             nbytes = numel * (4 if keep32 else c)
@@ -389,16 +418,21 @@ def pipeline_components(
     label: str,
     dtype: str,
     compute_dtype: str | None = None,
-    layout: GGUFLayout | None = None,
+    layout: TensorLayout | None = None,
+    layouts: dict[str, TensorLayout] | None = None,
 ) -> PipelineComponents:
-    """Size every component: the transformer from `layout` when it is GGUF, the rest at dtype."""
+    """Size every component: those in `layouts` (`layout` alone: the transformer) as their
+    backend stores them, at `compute_dtype` for what it leaves alone; the rest at `dtype`."""
+    layouts = dict(layouts or {})
+    if layout is not None:
+        layouts["transformer"] = layout
     out: dict[str, Component] = {}
     for name, module in modules.items():
-        if name == "transformer" and layout is not None:
-            out[name] = measure(name, module, compute_dtype or dtype, layout)
+        if name in layouts:
+            out[name] = measure(name, module, compute_dtype or dtype, layouts[name])
         else:
             out[name] = measure(name, module, dtype)
-    fmt = layout.label if layout is not None else dtype
+    fmt = layouts["transformer"].label if "transformer" in layouts else dtype
     return PipelineComponents(
         label=label,
         components=out,

@@ -164,20 +164,8 @@ def run_base(manifest: dict[str, Any]) -> Base:
 
 
 def cell_variant(base: Base, cell: dict[str, Any]) -> Variant:
-    """The variant a run cell loaded, sized as the runner would load it."""
+    """The variant a run cell loaded, sized as the runner would load it (by its backend)."""
+    from bench.backends import backend_for
+
     spec = cell.get("variant_spec") or {}
-    if spec.get("kind") == "gguf":
-        compute = spec.get("compute_dtype") or "bfloat16"
-        info = cell.get("transformer_file") or {}
-        path = Path(info["path"]) if info.get("path") else None
-        file = path if path is not None and path.is_file() else None
-        return gguf_variant(
-            base,
-            quant=None if file else spec.get("quant"),
-            file=file,
-            compute_dtype=compute,
-            dtype=spec.get("dtype") or compute,
-            name=cell["variant"],
-        )
-    variant = full_variant(base, spec.get("dtype") or base.dtype)
-    return Variant(cell["variant"], variant.pipe, "full")
+    return backend_for(spec).size_variant(base, spec, cell)

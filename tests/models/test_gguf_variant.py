@@ -32,7 +32,7 @@ def test_q8_0_loads_as_gguf_and_differs_slightly(tiny_pipeline: Path) -> None:
     q8 = load_pipeline(
         str(tiny_pipeline),
         GGUFVariant(name="q", kind="gguf", quant="Q8_0", compute_dtype="float32"),
-        gguf_file=str(gguf_file),
+        artifacts={"gguf_file": str(gguf_file)},
     )
     quantized = [p for p in q8.transformer.parameters() if isinstance(p, GGUFParameter)]
     assert quantized, "no GGUF-quantized parameters in the loaded transformer"

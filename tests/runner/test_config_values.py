@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from bench import limits
+from bench.cells import expand_cells, expand_images
 from bench.config import BenchConfig, check_recorded_keys, validate_config
 from bench.errors import ConfigError
-from bench.matrix import expand_cells, expand_images
 from bench.yamlfile import load_yaml_file
 from tests.runner.sample_config import BASE_CONFIG
 

@@ -28,7 +28,8 @@ def test_weights_term_equals_bytes_loaded_by_from_single_file(
     tiny_pipeline: Path, q8_file: Path
 ) -> None:
     from bench.config import GGUFVariant
-    from bench.models.loading import component_weights, load_gguf_transformer
+    from bench.backends.gguf import load_gguf_transformer
+    from bench.models.loading import component_weights
 
     base = folder_base(tiny_pipeline)
     variant = gguf_variant(base, file=q8_file, compute_dtype="float32")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bench.cells import derive_seed, expand_cells, expand_images
 from bench.config import BenchConfig, config_hash
-from bench.matrix import derive_seed, expand_cells, expand_images
 
 
 def config(**overrides) -> BenchConfig:

@@ -17,14 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bench import limits
 from bench.config import (
     BenchConfig,
-    FullVariant,
-    GGUFVariant,
     OffloadSpec,
     Prompt,
     PromptFile,
     Resolution,
     check_run_size,
 )
+from bench.config_fields import VariantConfig
 from bench.errors import ConfigError
 from bench.yamlfile import load_yaml_file
 
@@ -110,7 +109,7 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class Cell:
-    variant: FullVariant | GGUFVariant
+    variant: VariantConfig  # a backend's variant model (bench.backends)
     offload: OffloadSpec
     resolution: Resolution
 

@@ -1,0 +1,73 @@
+"""The backends axis: every way a variant's weights can be stored and loaded.
+
+`BACKENDS` maps a variant's `kind` to its backend (bench/backends/base.py says what one owns).
+The config's variant union, the worker's loading, the report's quant column, `bench size` and
+the manifest's package versions all ask this registry, so adding a backend is one module here
+plus its entry below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.backends.base import Backend, Prepared
+from bench.backends.full import FullBackend
+from bench.backends.gguf import GGUFBackend
+from bench.errors import ConfigError
+
+BACKENDS: dict[str, Backend] = {
+    backend.kind: backend
+    for backend in (
+        FullBackend(),
+        GGUFBackend(),
+    )
+}
+
+
+def backend_for(kind_or_spec: str | dict[str, Any] | Any) -> Backend:
+    """The backend of a kind, a recorded variant spec (a dict) or a variant model."""
+    if isinstance(kind_or_spec, str):
+        kind = kind_or_spec
+    elif isinstance(kind_or_spec, dict):
+        kind = str(kind_or_spec.get("kind"))
+    else:
+        kind = str(kind_or_spec.kind)
+    try:
+        return BACKENDS[kind]
+    except KeyError:
+        raise ConfigError(
+            f"variant kind {kind!r}: not a known backend (known: {', '.join(BACKENDS)})"
+        ) from None
+
+
+def parse_variant(spec: dict[str, Any]) -> Any:
+    """A recorded variant spec (a manifest's `variant_spec`) as its backend's model."""
+    return backend_for(spec).config_model.model_validate(spec)
+
+
+def variant_label(spec: dict[str, Any]) -> str:
+    """The quant column's words for a recorded spec; a kind this version does not know (a run
+    from a newer harness) is shown by its kind rather than refused."""
+    backend = BACKENDS.get(str(spec.get("kind")))
+    if backend is None:
+        return str(spec.get("kind"))
+    try:
+        return backend.label(backend.config_model.model_validate(spec))
+    except ValueError:
+        return str(spec.get("kind"))
+
+
+def backend_packages() -> tuple[str, ...]:
+    """Distributions every backend names, for the manifest (recorded when installed)."""
+    return tuple(dict.fromkeys(p for b in BACKENDS.values() for p in b.packages))
+
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Prepared",
+    "backend_for",
+    "backend_packages",
+    "parse_variant",
+    "variant_label",
+]
