@@ -13,13 +13,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import typer
 from PIL import Image
 
-from bench.cli import fail
 from bench.errors import UserInputError
 from bench.metrics.clip import BATCH_SIZE as CLIP_BATCH
 from bench.metrics.clip import ClipBundle, ClipUnavailable, clip_scores, load_clip
@@ -37,7 +35,7 @@ from bench.metrics.fidelity import PAIRED_FUNCTIONS, PairScore
 from bench.metrics.images import LoadedImage
 from bench.metrics.lpips import MetricUnavailable, load_lpips
 from bench.metrics.run_view import RunView, read_run
-from bench.metrics.score_summary import print_summary, write_summary
+from bench.metrics.score_summary import write_summary
 from bench.metrics.scorebook import ScoreBook, dist_row, image_row
 from bench.results import SCORES, SCORES_SUMMARY
 
@@ -262,22 +260,3 @@ def score_run(
 
     write_summary(run_dir / SCORES_SUMMARY, view, book, names, unavailable)
     return run_dir / SCORES
-
-
-def score_command(
-    run_dir: Annotated[Path, typer.Argument(help="run folder (results/<run-id>)")],
-    metrics: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--metrics",
-            help=f"metrics to compute, repeated or comma-separated (default all: "
-            f"{', '.join(METRICS)})",
-        ),
-    ] = None,
-) -> None:
-    """Score a run's images (fidelity to full precision, CLIP score, FID/KID/CMMD)."""
-    try:
-        path = score_run(run_dir, metrics)
-    except UserInputError as exc:
-        raise fail(str(exc)) from None
-    print_summary(path.parent / SCORES_SUMMARY)

@@ -462,7 +462,7 @@ def pools(
 
 
 def _stem(src: Path) -> str:
-    from bench.gguf.commands import output_stem
+    from bench.gguf.batch import output_stem
 
     return output_stem(src)
 

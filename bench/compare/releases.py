@@ -1,5 +1,5 @@
-"""`bench matrix CONFIG --diffusers 0.41.0,0.42.1`: one config, one run per version set, and
-a comparison of each consecutive pair.
+"""Library releases against each other: one config, one run per version set, and a comparison
+of each consecutive pair (`bench matrix CONFIG --diffusers 0.41.0,0.42.1`, bench/cli/compare.py).
 
 This answers "did the new release make anything slower, bigger, worse or broken?" on one
 machine in one command: the environments differ only in the pinned packages (bench.compare.envs),
@@ -11,20 +11,14 @@ bound).
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.console import Console
-from rich.table import Table
 
-from bench.cli import fail
-from bench.compare.command import check_factor, write_text_atomic
 from bench.compare.envs import LayeredEnv, ensure_env, pins_label, strip_local
-from bench.compare.render import clean_json, print_comparison, report_console, to_markdown
 from bench.compare.verdicts import Comparison, Thresholds, compare_runs
 from bench.errors import UserInputError
 from bench.results import MANIFEST, read_manifest
@@ -144,64 +138,3 @@ def matrix_summary(entries: list[MatrixEntry], comparisons: list[Comparison]) ->
         "comparisons": [c.as_dict() for c in comparisons],
         "exit_code": max([c.exit_code for c in comparisons], default=0),
     }
-
-
-def matrix_command(
-    config: Annotated[Path, typer.Argument(help="YAML config run in every environment")],
-    diffusers: Annotated[
-        list[str] | None,
-        typer.Option("--diffusers", help="versions, comma-separated or repeated, in order"),
-    ] = None,
-    transformers: Annotated[
-        list[str] | None, typer.Option("--transformers", help="versions, zipped with the others")
-    ] = None,
-    torch: Annotated[
-        list[str] | None,
-        typer.Option("--torch", help="versions (installs torch builds: large downloads)"),
-    ] = None,
-    out: Annotated[
-        Path, typer.Option(help="folder receiving <versions>/<run-id>/ and matrix.json")
-    ] = Path("results/matrix"),
-    time_factor: Annotated[float, typer.Option(help="as in `bench compare`")] = 1.10,
-    memory_factor: Annotated[float, typer.Option(help="as in `bench compare`")] = 1.05,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="also write the summary JSON here")
-    ] = None,
-    markdown_out: Annotated[
-        Path | None, typer.Option("--markdown", help="write every pair's Markdown here")
-    ] = None,
-) -> None:
-    """Run CONFIG once per version set and compare consecutive sets; exit 1 on a regression."""
-    try:
-        sets = version_sets({"diffusers": diffusers, "transformers": transformers, "torch": torch})
-        check_factor("time-factor", time_factor)
-        check_factor("memory-factor", memory_factor)
-        thresholds = Thresholds(time_factor=time_factor, memory_factor=memory_factor)
-        entries, comparisons = run_matrix(config, sets, out, thresholds)
-    except UserInputError as exc:
-        raise fail(str(exc)) from None
-    console = report_console()
-    for comparison in comparisons:
-        print_comparison(comparison, console)
-        console.print()
-    table = Table(title="matrix", title_justify="left")
-    for column in ("from", "to", "regressions", "improvements", "exit"):
-        table.add_column(column)
-    for (before, after), comparison in zip(itertools.pairwise(entries), comparisons, strict=False):
-        table.add_row(
-            before.env.label,
-            after.env.label,
-            ", ".join(f"{c} {a}" for c, a in comparison.regressions) or "-",
-            str(len(comparison.improvements)),
-            str(comparison.exit_code),
-        )
-    console.print(table)
-    summary = clean_json(matrix_summary(entries, comparisons))
-    out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
-    write_text_atomic(out / "matrix.json", text)
-    if json_out is not None:
-        write_text_atomic(json_out, text)
-    if markdown_out is not None:
-        write_text_atomic(markdown_out, "\n".join(to_markdown(c) for c in comparisons))
-    raise typer.Exit(summary["exit_code"])

@@ -6,7 +6,6 @@ Derived data: recomputed whole from `scores.jsonl` on every `bench score`, writt
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -219,32 +218,3 @@ def figure(row: dict[str, Any]) -> str:
             else f"{row['mean']:.4g}"
         )
     return f"{row['mean']:.4g} [{row['ci_low']:.4g}, {row['ci_high']:.4g}]"
-
-
-def print_summary(summary_path: Path) -> None:
-    """Cells × metrics on stdout (mean [95% CI]); each distinct reason for a gap listed once."""
-    from rich.console import Console
-    from rich.table import Table
-
-    data = json.loads(summary_path.read_text(encoding="utf-8"))
-    higher = {row["metric"]: row["higher_is_better"] for row in data["cells"]}
-    cells = list(dict.fromkeys(row["cell_id"] for row in data["cells"]))
-    by_key = {(row["cell_id"], row["metric"]): row for row in data["cells"]}
-    table = Table(title=f"scores {data.get('run_id')} (mean [95% CI])", title_justify="left")
-    table.add_column("cell")
-    for metric, up in higher.items():
-        table.add_column(f"{metric} {'↑' if up else '↓'}")
-    reasons: dict[str, str] = {}
-    for cell_id in cells:
-        figures = []
-        for metric in higher:
-            row = by_key.get((cell_id, metric))
-            figures.append(figure(row) if row else "")
-            if row and row["status"] not in ("ok", "reference") and row.get("note"):
-                reasons.setdefault(f"{metric}: {row['status']}", row["note"])
-        table.add_row(cell_id, *figures)
-    console = Console()
-    console.print(table)
-    for what, note in reasons.items():
-        console.print(f"  {what}: {note}", highlight=False)
-    console.print(f"wrote {summary_path.parent / SCORES} and {summary_path}", highlight=False)

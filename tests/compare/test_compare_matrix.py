@@ -12,8 +12,9 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from bench.cli.compare import matrix_command
 from bench.compare.envs import env_key, pins_label
-from bench.compare.releases import matrix_command, version_sets
+from bench.compare.releases import version_sets
 from bench.errors import UserInputError
 
 

@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from bench.cli.compare import compare_command
 from bench.compare import compare_runs
-from bench.compare.command import compare_command
 from bench.compare.render import to_markdown
 from bench.compare.verdicts import Thresholds
 from tests.compare.rundir import (

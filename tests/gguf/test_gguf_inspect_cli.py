@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bench.gguf.commands import inspect_command, quantize_command, split_types
+from bench.cli.gguf import inspect_command, quantize_command, split_types
 from bench.gguf.convert import quantize_checkpoint
 from bench.gguf.errors import GGUFFileError
 from bench.gguf.inspect import inspect_gguf

@@ -12,9 +12,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from bench.cli.score import score_command
 from bench.errors import UserInputError
 from bench.results import iter_jsonl
-from bench.score import SCORES_SUMMARY, score_command, score_run
+from bench.score import SCORES_SUMMARY, score_run
 
 FIDELITY = ["psnr", "ssim"]
 

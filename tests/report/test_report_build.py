@@ -11,8 +11,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from bench.cli.report import report_command
 from bench.errors import UserInputError
-from bench.report import build_report, report_command
+from bench.report import build_report
 
 pytestmark = pytest.mark.slow
 
@@ -152,7 +153,7 @@ def test_missing_folder_raises_user_input_error(tmp_path: Path) -> None:
 def test_failure_midway_leaves_nothing(
     scored_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bench.report.build as build
+    from bench.report import build
 
     def boom(*args: object, **kwargs: object) -> str:
         raise RuntimeError("disk full")

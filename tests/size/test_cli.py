@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from bench.size import size_command
+from bench.cli.size import size_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 app.command("size")(size_command)

@@ -1,4 +1,4 @@
-"""`bench report RUN_DIR [--out DIR]`: the CLI shell over `build_report`."""
+"""`bench report RUN_DIR [--out DIR]`: the CLI shell over bench.report.build_report."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from bench.cli import fail
-from bench.errors import UserInputError
+from bench.cli.errors import reports_user_errors
 
 
+@reports_user_errors()
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="run folder (results/<run-id>)")],
     out: Annotated[
@@ -21,10 +21,7 @@ def report_command(
     """Write report.md, a self-contained report.html and table.csv for a run folder."""
     from bench.report.build import build_report, default_out_dir
 
-    try:
-        path = build_report(run_dir, out if out is not None else default_out_dir(run_dir))
-    except UserInputError as exc:
-        raise fail(str(exc)) from None
+    path = build_report(run_dir, out if out is not None else default_out_dir(run_dir))
     typer.echo(f"report: {path / 'report.html'}")
     typer.echo(f"        {path / 'report.md'}")
     typer.echo(f"        {path / 'table.csv'}")

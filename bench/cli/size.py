@@ -14,12 +14,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli import fail
-from bench.errors import UserInputError
+from bench.cli.errors import reports_user_errors
 from bench.size.terms import Prediction
-from bench.size.units import fmt_bytes, parse_size
+from bench.size.units import fmt_bytes
 
 
+@reports_user_errors()
 def size_command(
     check: Annotated[
         Path | None, typer.Option("--check", help="compare predictions with a run folder")
@@ -58,54 +58,18 @@ def size_command(
 ) -> None:
     """Predict peak VRAM without a GPU, check it against a run, or list what fits a card."""
     console = Console()
-    try:
-        if check is not None:
-            payload = _check(check, console)
-        else:
-            payload = _predict_or_recommend(
-                vram, gpu, model, quant, runs, offload, height, width, batch,
-                max_sequence_length, margin, console,
-            )  # fmt: skip
-    except UserInputError as exc:
-        raise fail(str(exc)) from None
+    if check is not None:
+        payload = _check(check, console)
+    else:
+        payload = _predict_or_recommend(
+            vram, gpu, model, quant, runs, offload, height, width, batch,
+            max_sequence_length, margin, console,
+        )  # fmt: skip
     if json_out is not None:
         from bench.results import write_json_atomic
 
         write_json_atomic(json_out, payload)
         console.print(f"JSON: {json_out}")
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def _variants(model: str, quant: list[str] | None, runs: list[Path] | None) -> tuple[list, dict]:
-    import json
-
-    from bench.results import read_manifest
-    from bench.size.recommend import read_measurements
-    from bench.size.sources import Base, builtin_variants, cell_variant, resolve_base, run_base
-
-    measured: dict[Any, Any] = {}
-    if not runs:
-        return builtin_variants(resolve_base(model), quant), measured
-    variants = []
-    seen: set[str] = set()
-    bases: dict[str, Base] = {}  # runs of one model share its meta modules (seconds to build)
-    for run_dir in runs:
-        manifest = read_manifest(run_dir)
-        model_key = json.dumps(
-            [manifest.get("base_model"), (manifest.get("config") or {}).get("model")],
-            sort_keys=True,
-            default=str,
-        )
-        if model_key not in bases:
-            bases[model_key] = run_base(manifest)
-        for cell in manifest["cells"]:
-            if cell["variant"] not in seen:
-                seen.add(cell["variant"])
-                variants.append(cell_variant(bases[model_key], cell))
-        measured.update(read_measurements(run_dir, manifest))
-    return variants, measured
 
 
 def _predict_or_recommend(
@@ -122,42 +86,19 @@ def _predict_or_recommend(
     margin: float,
     console: Console,
 ) -> dict[str, Any]:
-    from bench.size.recommend import lookup_gpu, parse_offloads, recommend
+    from bench.size.options import size_options
 
-    if vram is not None and gpu is not None:
-        raise UserInputError("--vram and --gpu: give one of them")
-    budget_label = None
-    budget: int | None = None
-    if vram is not None:
-        budget, budget_label = parse_size(vram), vram
-    elif gpu is not None:
-        card, budget = lookup_gpu(gpu)
-        budget_label = f"{card} ({fmt_bytes(budget)})"
-    specs = parse_offloads(offload)  # validate before the slow part
-    variants, measured = _variants(model, quant, runs)
-    options = recommend(
-        variants, specs, budget or 0, margin, height, width, batch, max_sequence_length, measured
-    )
-    settings = {
-        "height": height,
-        "width": width,
-        "batch": batch,
-        "max_sequence_length": max_sequence_length,
-    }
-    if budget is None:
-        _print_predictions(options, settings, console)
-        return {"settings": settings, "predictions": [o.to_json() for o in options]}
-    fitting = [o for o in options if o.fits]
-    _print_recommendation(fitting, [o for o in options if not o.fits], budget_label, margin,
-                          settings, console)  # fmt: skip
-    return {
-        "settings": settings,
-        "vram_bytes": budget,
-        "vram": budget_label,
-        "margin": margin,
-        "fits": [o.to_json() for o in fitting],
-        "does_not_fit": [o.to_json() for o in options if not o.fits],
-    }
+    result = size_options(
+        model=model, vram=vram, gpu=gpu, quant=quant, runs=runs, offload=offload,
+        height=height, width=width, batch=batch, max_sequence_length=max_sequence_length,
+        margin=margin,
+    )  # fmt: skip
+    if result.budget_bytes is None:
+        _print_predictions(result.options, result.settings, console)
+    else:
+        _print_recommendation(result.fitting, result.not_fitting, result.budget_label, margin,
+                              result.settings, console)  # fmt: skip
+    return result.to_json()
 
 
 def _terms_table(pred: Prediction, title: str) -> Table:

@@ -1,8 +1,12 @@
-"""The `bench` command. Each subcommand is a thin shell over one stage's module."""
+"""`bench run`: sweep a config (or finish an interrupted run) and print the run's table.
+
+The sweep itself is bench.runner.executor's; this module owns what only a terminal needs: the
+signal handling that lets Ctrl-C leave a resumable folder, the command to type to finish it, and
+the table.
+"""
 
 from __future__ import annotations
 
-import importlib
 import json
 import shlex
 import sys
@@ -12,46 +16,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperGroup
 
+from bench.cli.errors import fail
 from bench.errors import UserInputError
 
-# Stage commands live with their modules and are imported only when invoked: `bench run` and
-# `bench env` then start without loading the metric models and the quantizer.
-LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "quantize": ("bench.gguf.commands", "quantize_command"),
-    "inspect": ("bench.gguf.commands", "inspect_command"),
-    "score": ("bench.score", "score_command"),
-    "report": ("bench.report.command", "report_command"),
-    "compare": ("bench.compare.command", "compare_command"),
-    "matrix": ("bench.compare.releases", "matrix_command"),
-    "size": ("bench.size.command", "size_command"),
-}
-
-
-class LazyGroup(TyperGroup):
-    def list_commands(self, ctx: Any) -> list[str]:
-        return [*super().list_commands(ctx), *LAZY_COMMANDS]
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if cmd_name not in LAZY_COMMANDS:
-            return super().get_command(ctx, cmd_name)
-        module, attribute = LAZY_COMMANDS[cmd_name]
-        function = getattr(importlib.import_module(module), attribute)
-        single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-        single.command(cmd_name)(function)
-        command = typer.main.get_command(single)
-        command.name = cmd_name
-        return command
-
-
-app = typer.Typer(
-    cls=LazyGroup,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    no_args_is_help=True,
-    help="Benchmark full-precision and GGUF-quantized diffusion pipelines across offload modes.",
-)
 DEFAULT_CONFIG = Path("configs/tiny.yaml")
 
 
@@ -59,14 +27,8 @@ def default_config() -> Path:
     """configs/tiny.yaml of the working directory, else the one beside the package (a checkout)."""
     if DEFAULT_CONFIG.is_file():
         return DEFAULT_CONFIG
-    beside_package = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
+    beside_package = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG
     return beside_package if beside_package.is_file() else DEFAULT_CONFIG
-
-
-def fail(message: str) -> typer.Exit:
-    """One line on stderr, exit status 2: the contract for every user error."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def print_run_table(run_dir: Path, console: Console) -> None:
@@ -122,8 +84,7 @@ def _psnr_by_cell(run_dir: Path) -> dict[str, str]:
     }
 
 
-@app.command()
-def run(
+def run_command(
     config: Annotated[
         Path | None, typer.Argument(help="YAML config (default: configs/tiny.yaml)")
     ] = None,
@@ -237,45 +198,3 @@ def _score(run_dir: Path) -> None:
     from bench.score import score_run
 
     score_run(run_dir, progress=True)
-
-
-@app.command()
-def env(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
-    """Show what a run would record about this machine (versions, CPU, GPU, driver)."""
-    from bench.environment import collect_environment
-
-    info = collect_environment()
-    if as_json:
-        typer.echo(json.dumps(info, indent=2))
-        return
-    console = Console()
-    table = Table(show_header=False, title="environment", title_justify="left")
-    table.add_column("key")
-    table.add_column("value")
-    table.add_row("python", info["python"])
-    for name, version in info["packages"].items():
-        table.add_row(name, version or "not installed")
-    table.add_row("os", info["os"])
-    table.add_row("cpu", f"{info['cpu']['model']} ({info['cpu']['logical_cores']} logical)")
-    table.add_row("host memory", f"{info['host_memory_bytes'] / (1 << 30):.1f} GiB")
-    table.add_row("torch cuda", str(info["cuda"]["torch_cuda"]))
-    if not info["gpus"]:
-        table.add_row("gpu", "none visible")
-    for gpu in info["gpus"]:
-        table.add_row(
-            f"gpu {gpu['index']}",
-            f"{gpu['name']}, {gpu['total_memory_bytes'] / (1 << 30):.1f} GiB, "
-            f"cc {gpu['compute_capability']}, driver {gpu['driver']}",
-        )
-    console.print(table)
-
-
-def main() -> None:
-    from bench.environment import quiet_library_environment
-
-    quiet_library_environment()
-    try:
-        app()
-    except UserInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)

@@ -1,4 +1,4 @@
-"""``bench quantize`` and ``bench inspect``: typer command functions (registered in bench/cli.py).
+"""``bench quantize`` and ``bench inspect``: typer shells over bench.gguf.batch and inspect.
 
 Errors a user can fix (missing source, unknown type, corrupt GGUF) print one line to stderr that
 names the file or value and what was expected, and exit with code 2; the converter writes under a
@@ -10,18 +10,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import Annotated
 
 import typer
 
-from bench.cli import fail
-from bench.gguf.convert import quantize_checkpoint
-from bench.gguf.errors import GGUFFileError
+from bench.cli.errors import reports_user_errors
+from bench.gguf.batch import quantize_to_folder
+from bench.gguf.errors import ConversionError, GGUFFileError
 from bench.gguf.inspect import inspect_gguf
-from bench.gguf.plan import KeyNames
-from bench.gguf.qtypes import file_quant_type, supported_quant_types
-
-_KEY_NAMES = get_args(KeyNames)
+from bench.gguf.qtypes import supported_quant_types
 
 
 def split_types(values: list[str]) -> list[str]:
@@ -32,16 +29,7 @@ def split_types(values: list[str]) -> list[str]:
     return list(dict.fromkeys(p.upper() for p in out))
 
 
-def output_stem(src: Path) -> str:
-    """``flux1-dev.safetensors`` -> ``flux1-dev``; a diffusers folder -> its folder name
-    (``transformer`` folders take the pipeline folder's name, which says more)."""
-    if src.is_dir():
-        if src.name == "transformer" and src.parent.name:
-            return src.parent.name
-        return src.name
-    return src.stem
-
-
+@reports_user_errors(ConversionError)
 def quantize_command(
     src: Annotated[
         Path,
@@ -77,38 +65,10 @@ def quantize_command(
     ] = None,
 ) -> None:
     """Quantize a FLUX transformer checkpoint to GGUF files, one per type."""
-    types = split_types(type)
-    if not types:
-        raise fail("--type: expected at least one type")
-    for t in types:
-        try:
-            file_quant_type(t)
-        except ValueError as exc:
-            raise fail(f"--type: {exc}") from None
-    if jobs is not None and jobs < 1:
-        raise fail(f"--jobs: expected a positive number of worker processes, got {jobs}")
-    if key_names not in _KEY_NAMES:
-        raise fail(f"--key-names: expected one of {', '.join(_KEY_NAMES)}, got {key_names!r}")
-    if not src.exists():
-        raise fail(
-            f"{src}: no such file or directory (expected a diffusers folder or .safetensors)"
-        )
-    if out.exists() and not out.is_dir():
-        raise fail(f"{out}: --out must be a folder, found a file")
-    stem = output_stem(src)
-    for t in types:
-        target = out / f"{stem}-{t}.gguf"
-        try:
-            s = quantize_checkpoint(
-                src,
-                target,
-                t,
-                key_names=key_names,  # type: ignore[arg-type]
-                progress=sys.stderr.isatty(),
-                jobs=jobs,
-            )
-        except ValueError as exc:  # ConversionError included
-            raise fail(str(exc)) from None
+    made = quantize_to_folder(
+        src, split_types(type), out, key_names=key_names, jobs=jobs, progress=sys.stderr.isatty()
+    )
+    for s in made:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(s.tensor_counts.items()))
         print(
             f"{s.out}  {s.file_bytes / 2**30:.3f} GiB  {s.bits_per_weight:.2f} bpw  "
@@ -117,15 +77,13 @@ def quantize_command(
         )
 
 
+@reports_user_errors(GGUFFileError)
 def inspect_command(
     file: Annotated[Path, typer.Argument(help="A .gguf file")],
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """Show a GGUF file's metadata, tensor types, size and bits per weight."""
-    try:
-        r = inspect_gguf(file)
-    except GGUFFileError as exc:
-        raise fail(str(exc)) from None
+    r = inspect_gguf(file)
     if json_out:
         print(json.dumps(r.to_json(), indent=2, default=str))
         return

@@ -1,0 +1,72 @@
+"""The `bench` command: typer commands that parse, call the library, print, and set exit codes.
+
+Each command lives in the module of its group (run, env, score, report, compare, size, gguf) and
+is a thin shell over one library function. Stage commands are imported only when invoked, so
+`bench run` and `bench env` start without loading the metric models and the quantizer. This
+package is the only one that turns typed errors into `error: ...` and exit status 2
+(bench.cli.errors); nothing in the library imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from bench.cli.env import env_command
+from bench.cli.errors import exit_on_user_error
+from bench.cli.run import run_command
+from bench.errors import UserInputError
+
+# name -> (module, attribute), imported when the command is looked up.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "quantize": ("bench.cli.gguf", "quantize_command"),
+    "inspect": ("bench.cli.gguf", "inspect_command"),
+    "score": ("bench.cli.score", "score_command"),
+    "report": ("bench.cli.report", "report_command"),
+    "compare": ("bench.cli.compare", "compare_command"),
+    "matrix": ("bench.cli.compare", "matrix_command"),
+    "size": ("bench.cli.size", "size_command"),
+}
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *LAZY_COMMANDS]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = LAZY_COMMANDS[cmd_name]
+        function = getattr(importlib.import_module(module), attribute)
+        single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        single.command(cmd_name)(function)
+        command = typer.main.get_command(single)
+        command.name = cmd_name
+        return command
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    help="Benchmark full-precision and GGUF-quantized diffusion pipelines across offload modes.",
+)
+app.command("run")(run_command)
+app.command("env")(env_command)
+
+
+def main() -> None:
+    from bench.environment import quiet_library_environment
+
+    quiet_library_environment()
+    try:
+        app()
+    except UserInputError as exc:
+        exit_on_user_error(exc)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,90 @@
+"""Thresholds of a comparison from the options people give (`bench compare`, bench.compare()).
+
+Every bad value is a UserInputError naming the option and what was expected, raised before
+any run folder is read.
+"""
+
+from __future__ import annotations
+
+from bench.compare.memory import DEFAULT_BANDS
+from bench.compare.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds
+from bench.errors import UserInputError
+from bench.size.units import MIB
+
+
+def parse_margins(items: list[str] | None) -> dict[str, float]:
+    """`psnr=0.3` items over the defaults; a bad item is a user error naming it."""
+    margins = dict(DEFAULT_QUALITY_MARGINS)
+    for item in items or []:
+        for part in item.split(","):
+            name, sep, value = part.partition("=")
+            try:
+                if not sep:
+                    raise ValueError
+                margins[name.strip()] = float(value)
+            except ValueError:
+                raise UserInputError(
+                    f"--quality-margin {part!r}: expected METRIC=VALUE, e.g. psnr=0.5"
+                ) from None
+    return margins
+
+
+def parse_bands(items: list[str] | None) -> dict[str, float]:
+    """`host_rss=1.08` items over the default A/A noise bands; names and values checked."""
+    bands = dict(DEFAULT_BANDS)
+    for item in items or []:
+        for part in item.split(","):
+            name, sep, value = part.partition("=")
+            name = name.strip()
+            try:
+                if not sep or name not in bands:
+                    raise ValueError
+                band = float(value)
+                if not band >= 1.0:
+                    raise ValueError
+            except ValueError:
+                raise UserInputError(
+                    f"--memory-band {part!r}: expected COUNTER=RATIO with RATIO >= 1 and "
+                    f"COUNTER one of {', '.join(bands)}, e.g. host_rss=1.10"
+                ) from None
+            bands[name] = band
+    return bands
+
+
+def check_factor(name: str, value: float) -> None:
+    if not value > 1.0:
+        raise UserInputError(f"--{name} {value!r}: expected a factor above 1, e.g. 1.10")
+
+
+def thresholds_from_options(
+    *,
+    time_factor: float = 1.10,
+    memory_factor: float = 1.05,
+    memory_min_mib: float = 32.0,
+    energy_factor: float = 1.10,
+    alpha: float = 0.05,
+    quality_margin: list[str] | None = None,
+    quality_metric: list[str] | None = None,
+    memory_band: list[str] | None = None,
+) -> Thresholds:
+    """Validated Thresholds; `quality_margin` / `memory_band` items are `NAME=VALUE` strings
+    (comma-separated or one per item), `quality_metric` items metric names."""
+    for name, value in (
+        ("time-factor", time_factor),
+        ("memory-factor", memory_factor),
+        ("energy-factor", energy_factor),
+    ):
+        check_factor(name, value)
+    if not 0.0 < alpha < 1.0:
+        raise UserInputError(f"--alpha {alpha!r}: expected a level between 0 and 1")
+    metrics = [m.strip() for item in quality_metric or [] for m in item.split(",")]
+    return Thresholds(
+        time_factor=time_factor,
+        memory_factor=memory_factor,
+        memory_min_bytes=int(memory_min_mib * MIB),
+        energy_factor=energy_factor,
+        alpha=alpha,
+        quality_margins=parse_margins(quality_margin),
+        quality_metrics=tuple(metrics) if metrics else None,
+        memory_bands=parse_bands(memory_band),
+    )

@@ -1,0 +1,124 @@
+"""What to run on a card: every variant × offload option of a model (or of runs), ranked.
+
+`size_options` is the library form of `bench size --vram/--gpu` and of bench.size(): the
+ranked options plus the budget they were judged against, without printing anything. Ranking
+and verdicts are bench.size.recommend's; this module resolves the options people give.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.errors import UserInputError
+from bench.size.units import fmt_bytes, parse_size
+
+if TYPE_CHECKING:
+    from bench.size.recommend import Option
+
+
+@dataclass
+class SizeOptions:
+    """Ranked options (fitting ones first) for a budget, or all predictions without one."""
+
+    options: list[Option]
+    settings: dict[str, Any]
+    budget_bytes: int | None
+    budget_label: str | None
+    margin: float
+
+    @property
+    def fitting(self) -> list[Option]:
+        return [o for o in self.options if o.fits]
+
+    @property
+    def not_fitting(self) -> list[Option]:
+        return [o for o in self.options if not o.fits]
+
+    def to_json(self) -> dict[str, Any]:
+        """The payload `bench size --json` writes."""
+        if self.budget_bytes is None:
+            return {"settings": self.settings, "predictions": [o.to_json() for o in self.options]}
+        return {
+            "settings": self.settings,
+            "vram_bytes": self.budget_bytes,
+            "vram": self.budget_label,
+            "margin": self.margin,
+            "fits": [o.to_json() for o in self.fitting],
+            "does_not_fit": [o.to_json() for o in self.not_fitting],
+        }
+
+
+def size_options(
+    *,
+    model: str = "flux-dev",
+    vram: str | None = None,
+    gpu: str | None = None,
+    quant: list[str] | None = None,
+    runs: list[Path] | None = None,
+    offload: list[str] | None = None,
+    height: int = 1024,
+    width: int = 1024,
+    batch: int = 1,
+    max_sequence_length: int = 512,
+    margin: float = 0.1,
+) -> SizeOptions:
+    """Every option of `model` (or of the variants of `runs`, with their measurements) for the
+    budget `vram` (e.g. "16GiB") or `gpu` (a card of the built-in table), ranked.
+
+    Without a budget every option is predicted and none fits. Raises UserInputError for bad
+    input (both budgets, an unknown card or offload mode, a malformed size).
+    """
+    from bench.size.recommend import lookup_gpu, parse_offloads, recommend
+
+    if vram is not None and gpu is not None:
+        raise UserInputError("--vram and --gpu: give one of them")
+    budget_label = None
+    budget: int | None = None
+    if vram is not None:
+        budget, budget_label = parse_size(vram), vram
+    elif gpu is not None:
+        card, budget = lookup_gpu(gpu)
+        budget_label = f"{card} ({fmt_bytes(budget)})"
+    specs = parse_offloads(offload)  # validate before the slow part
+    variants, measured = _variants(model, quant, runs)
+    options = recommend(
+        variants, specs, budget or 0, margin, height, width, batch, max_sequence_length, measured
+    )
+    settings = {
+        "height": height,
+        "width": width,
+        "batch": batch,
+        "max_sequence_length": max_sequence_length,
+    }
+    return SizeOptions(options, settings, budget, budget_label, margin)
+
+
+def _variants(model: str, quant: list[str] | None, runs: list[Path] | None) -> tuple[list, dict]:
+    from bench.results import read_manifest
+    from bench.size.recommend import read_measurements
+    from bench.size.sources import Base, builtin_variants, cell_variant, resolve_base, run_base
+
+    measured: dict[Any, Any] = {}
+    if not runs:
+        return builtin_variants(resolve_base(model), quant), measured
+    variants = []
+    seen: set[str] = set()
+    bases: dict[str, Base] = {}  # runs of one model share its meta modules (seconds to build)
+    for run_dir in runs:
+        manifest = read_manifest(run_dir)
+        model_key = json.dumps(
+            [manifest.get("base_model"), (manifest.get("config") or {}).get("model")],
+            sort_keys=True,
+            default=str,
+        )
+        if model_key not in bases:
+            bases[model_key] = run_base(manifest)
+        for cell in manifest["cells"]:
+            if cell["variant"] not in seen:
+                seen.add(cell["variant"])
+                variants.append(cell_variant(bases[model_key], cell))
+        measured.update(read_measurements(run_dir, manifest))
+    return variants, measured
