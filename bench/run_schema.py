@@ -184,6 +184,7 @@ _IMAGE_RECORD: Fields = {
     "decode_s": ("num|null", False),
     "energy_j": ("num|null", False),
     "memory": ("object|null", False),
+    "cpu": ("object|null", False),
 }
 
 

@@ -181,7 +181,9 @@ def plant(run_dir: Path, dest: Path, change: Callable[[dict[str, Any]], None]) -
 def slower(factor: float) -> Callable[[dict[str, Any]], None]:
     """Every time x factor. The memory sampler's readings too: it reads every 5 ms, so on an
     equally loaded machine a slower image gets proportionally more readings (bench compare
-    reads their rate as the machine's load; unscaled, the copy would look like a busier run)."""
+    reads their rate as the machine's load; unscaled, the copy would look like a busier run).
+    Likewise the CPU seconds of the cell and of other processes (`cpu`): a slower image on an
+    equally loaded machine gives both proportionally more, so their share stays the same."""
 
     def change(record: dict[str, Any]) -> None:
         for key in TIME_KEYS:
@@ -190,6 +192,11 @@ def slower(factor: float) -> Callable[[dict[str, Any]], None]:
         for key in TIME_LISTS:
             if isinstance(record.get(key), list):
                 record[key] = [v * factor for v in record[key]]
+        cpu = record.get("cpu")
+        if isinstance(cpu, dict):
+            for key in ("process_s", "others_s"):
+                if isinstance(cpu.get(key), (int, float)):
+                    cpu[key] = cpu[key] * factor
         memory = record.get("memory") or {}
         phases = [memory] if record.get("kind") == "image" else list(memory.values())
         for phase in phases:

@@ -70,6 +70,9 @@ class CellData:
     # Readings per second the memory sampler achieved during each ok image (its `samples`
     # over `wall_s`): it wakes every 5 ms, so it falls behind when other work holds the CPU.
     sampler_hz: list[float] = field(default_factory=list)
+    # Share of the machine's processors other processes used during each ok image (its `cpu`
+    # record: others_s / (wall_s x cpus)); empty for runs recorded before it existed.
+    others_share: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -201,6 +204,14 @@ def load_run(run_dir: Path) -> ComparedRun:
                 float((r.get("memory") or {})["samples"]) / float(r["wall_s"])
                 for r in images
                 if _present((r.get("memory") or {}).get("samples")) and float(r["wall_s"]) > 0
+            ],
+            others_share=[
+                float(r["cpu"]["others_s"]) / (float(r["wall_s"]) * int(r["cpu"]["cpus"]))
+                for r in images
+                if isinstance(r.get("cpu"), dict)
+                and _present(r["cpu"].get("others_s"))
+                and int(r["cpu"].get("cpus") or 0) > 0
+                and float(r["wall_s"]) > 0
             ],
             cell_memory={
                 phase: peaks

@@ -41,6 +41,10 @@ MIN_DRIFT_SAMPLES = 6
 # took part of the CPU measured 5.6% lower (and 1.5x slower) than its quiet twin
 # (tests/compare/fixtures: quiet-128 and mixed-128, cell Q4_K).
 MAX_SAMPLER_SHIFT = 1.03
+# Share of the processors other processes took during a cell's images (median over images), one
+# run against the other. Times of two runs are only comparable when the rest of the machine
+# took about as much of it in both: the measured work shares the cores with whatever else runs.
+MAX_CONTENTION_SHIFT = 0.05
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,17 @@ def sampler_shift(base_hz: Sequence[float], cand_hz: Sequence[float]) -> float |
     if rb <= 0 or rc <= 0:
         return None
     return max(rb / rc, rc / rb)
+
+
+def contention_shift(
+    base_share: Sequence[float], cand_share: Sequence[float]
+) -> tuple[float, float] | None:
+    """Median share of the processors other processes used during the images of each run
+    (bench.runner.timing.CpuMeter); None when either run did not record it."""
+    b, c = finite(base_share), finite(cand_share)
+    if b.size < 1 or c.size < 1:
+        return None
+    return float(np.median(b)), float(np.median(c))
 
 
 def drift(values: Sequence[float] | np.ndarray) -> float | None:

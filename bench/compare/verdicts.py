@@ -25,9 +25,11 @@ from bench.compare.memory import (
     counter_verdicts,
 )
 from bench.compare.stability import (
+    MAX_CONTENTION_SHIFT,
     MAX_SAMPLER_SHIFT,
     Noise,
     StabilityWarning,
+    contention_shift,
     sampler_shift,
     stability_warnings,
     time_noise,
@@ -270,6 +272,13 @@ def _memory(base: CellData, cand: CellData, t: Thresholds) -> list[MemoryVerdict
 
 def _unequal_load(base: CellData, cand: CellData) -> str | None:
     """A sentence when the machine was measurably busier in one run than in the other."""
+    shares = contention_shift(base.others_share, cand.others_share)
+    if shares is not None and abs(shares[0] - shares[1]) > MAX_CONTENTION_SHIFT:
+        return (
+            f"other processes used {shares[0]:.0%} of the processors during base's images and "
+            f"{shares[1]:.0%} during candidate's (more than {MAX_CONTENTION_SHIFT:.0%} apart): "
+            f"the machine was busier in one run, so their times are not comparable"
+        )
     shift = sampler_shift(base.sampler_hz, cand.sampler_hz)
     if shift is None or shift <= MAX_SAMPLER_SHIFT:
         return None

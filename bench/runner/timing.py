@@ -53,3 +53,43 @@ class CallTimer:
             "step_s": [b - a for a, b in itertools.pairwise(marks)],
             "decode_s": self.end - (self.step_ends[-1] if self.step_ends else begin),
         }
+
+
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (every core, every process) since boot."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
+def _own_cpu_s() -> float:
+    import psutil
+
+    t = psutil.Process().cpu_times()
+    return float(t.user + t.system)
+
+
+@dataclass
+class CpuMeter:
+    """Who used the processors during one image: this process, and everything else.
+
+    A wall time only means something when the machine did nothing else meanwhile: two runs of
+    the same code on a machine that other jobs load unequally differ by 30% and more. The CPU
+    seconds other processes took during each image (the machine's busy time less this
+    process's) are the direct measure of that, recorded beside the time so `bench compare`
+    can refuse to judge times made under unequal load instead of calling a regression.
+    """
+
+    start_busy: float = 0.0
+    start_own: float = 0.0
+
+    def begin(self) -> None:
+        self.start_busy, self.start_own = _busy_cpu_s(), _own_cpu_s()
+
+    def end(self) -> dict[str, float | int]:
+        import os
+
+        own = _own_cpu_s() - self.start_own
+        others = (_busy_cpu_s() - self.start_busy) - own
+        return {"process_s": own, "others_s": max(others, 0.0), "cpus": os.cpu_count() or 1}

@@ -117,7 +117,7 @@ def _run_cell(job: CellJob, events: Any) -> None:
         resolve_device,
     )
     from bench.runner.memory import MemorySampler, monotonic
-    from bench.runner.timing import CallTimer
+    from bench.runner.timing import CallTimer, CpuMeter
 
     run_dir = Path(job.run_dir)
     records_path = run_dir / RECORDS
@@ -250,10 +250,13 @@ def _run_cell(job: CellJob, events: Any) -> None:
         }
         energy_before = sampler.energy_j()
         sampler.begin_phase()
+        cpu = CpuMeter()
+        cpu.begin()
         picture = None
         try:
             picture = generate(image["prompt"], image["seed"])
             record.update(timer.summary())
+            record["cpu"] = cpu.end()
             record["memory"] = sampler.end_phase()
             energy_after = sampler.energy_j()
             record["energy_j"] = (
