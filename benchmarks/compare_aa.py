@@ -194,7 +194,7 @@ def slower(factor: float) -> Callable[[dict[str, Any]], None]:
                 record[key] = [v * factor for v in record[key]]
         cpu = record.get("cpu")
         if isinstance(cpu, dict):
-            for key in ("process_s", "others_s"):
+            for key in ("process_s", "harness_s", "others_s"):
                 if isinstance(cpu.get(key), (int, float)):
                     cpu[key] = cpu[key] * factor
         memory = record.get("memory") or {}

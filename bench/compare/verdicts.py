@@ -25,7 +25,7 @@ from bench.compare.memory import (
     counter_verdicts,
 )
 from bench.compare.stability import (
-    MAX_CONTENTION_SHIFT,
+    MAX_OTHERS_SHARE,
     MAX_SAMPLER_SHIFT,
     Noise,
     StabilityWarning,
@@ -273,11 +273,11 @@ def _memory(base: CellData, cand: CellData, t: Thresholds) -> list[MemoryVerdict
 def _unequal_load(base: CellData, cand: CellData) -> str | None:
     """A sentence when the machine was measurably busier in one run than in the other."""
     shares = contention_shift(base.others_share, cand.others_share)
-    if shares is not None and abs(shares[0] - shares[1]) > MAX_CONTENTION_SHIFT:
+    if shares is not None and max(shares) > MAX_OTHERS_SHARE:
         return (
             f"other processes used {shares[0]:.0%} of the processors during base's images and "
-            f"{shares[1]:.0%} during candidate's (more than {MAX_CONTENTION_SHIFT:.0%} apart): "
-            f"the machine was busier in one run, so their times are not comparable"
+            f"{shares[1]:.0%} during candidate's (more than {MAX_OTHERS_SHARE:.0%}): the machine "
+            f"was not idle, so its times are not comparable"
         )
     shift = sampler_shift(base.sampler_hz, cand.sampler_hz)
     if shift is None or shift <= MAX_SAMPLER_SHIFT:

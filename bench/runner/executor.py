@@ -12,6 +12,7 @@ error; in both cases `--resume` finishes the folder.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 from dataclasses import dataclass, field
@@ -218,6 +219,7 @@ def _run_cells(
                 max_sequence_length=config.max_sequence_length,
                 warmup=config.warmup,
                 warmup_prompt=manifest["prompts"][0]["text"],
+                driver_pid=os.getpid(),
             )
             follower = _CellFollower(context, job, progress, task, overall, say, stop)
             exitcode, phase = follower.run()

@@ -63,10 +63,14 @@ def _busy_cpu_s() -> float:
     return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
-def _own_cpu_s() -> float:
+def _process_cpu_s(pid: int | None = None) -> float:
+    """CPU seconds of one process (all its threads; this one by default), 0 once it is gone."""
     import psutil
 
-    t = psutil.Process().cpu_times()
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0.0
     return float(t.user + t.system)
 
 
@@ -75,21 +79,34 @@ class CpuMeter:
     """Who used the processors during one image: this process, and everything else.
 
     A wall time only means something when the machine did nothing else meanwhile: two runs of
-    the same code on a machine that other jobs load unequally differ by 30% and more. The CPU
-    seconds other processes took during each image (the machine's busy time less this
-    process's) are the direct measure of that, recorded beside the time so `bench compare`
-    can refuse to judge times made under unequal load instead of calling a regression.
+    the same code on a machine that other jobs load differ by 30% and more. The CPU seconds
+    other processes took during each image (the machine's busy time less this process's and
+    the harness's own, `harness_pids`: the sweep's driver) are the direct measure of that,
+    recorded beside the time so `bench compare` can refuse to judge times made on a busy
+    machine instead of calling a regression.
     """
 
+    harness_pids: tuple[int, ...] = ()
     start_busy: float = 0.0
     start_own: float = 0.0
+    start_harness: float = 0.0
+
+    def _harness_s(self) -> float:
+        return sum(_process_cpu_s(pid) for pid in self.harness_pids)
 
     def begin(self) -> None:
-        self.start_busy, self.start_own = _busy_cpu_s(), _own_cpu_s()
+        self.start_busy, self.start_own = _busy_cpu_s(), _process_cpu_s()
+        self.start_harness = self._harness_s()
 
     def end(self) -> dict[str, float | int]:
         import os
 
-        own = _own_cpu_s() - self.start_own
-        others = (_busy_cpu_s() - self.start_busy) - own
-        return {"process_s": own, "others_s": max(others, 0.0), "cpus": os.cpu_count() or 1}
+        own = _process_cpu_s() - self.start_own
+        harness = self._harness_s() - self.start_harness
+        others = (_busy_cpu_s() - self.start_busy) - own - harness
+        return {
+            "process_s": own,
+            "harness_s": harness,
+            "others_s": max(others, 0.0),
+            "cpus": os.cpu_count() or 1,
+        }

@@ -58,6 +58,8 @@ class CellJob:
     max_sequence_length: int
     warmup: int
     warmup_prompt: str
+    # The sweep's own process: its CPU time is the harness's, not other work on the machine.
+    driver_pid: int | None = None
 
 
 def _error(exc: BaseException, phase: str) -> dict[str, str]:
@@ -250,7 +252,7 @@ def _run_cell(job: CellJob, events: Any) -> None:
         }
         energy_before = sampler.energy_j()
         sampler.begin_phase()
-        cpu = CpuMeter()
+        cpu = CpuMeter(harness_pids=(job.driver_pid,) if job.driver_pid else ())
         cpu.begin()
         picture = None
         try:

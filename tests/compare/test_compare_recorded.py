@@ -17,7 +17,7 @@ import pytest
 from bench.compare import compare_runs
 from bench.compare.load import CellData, load_run
 from bench.compare.memory import image_peaks_verdict, profiles
-from bench.compare.stability import time_noise
+from bench.compare.stability import MAX_OTHERS_SHARE, time_noise
 from bench.compare.stats import (
     BIGGER,
     NO_CHANGE,
@@ -27,7 +27,7 @@ from bench.compare.stats import (
     memory_verdict,
     sample_verdict,
 )
-from bench.compare.verdicts import Thresholds
+from bench.compare.verdicts import Thresholds, compare_cells
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RSS = "host_rss_peak_bytes"
@@ -161,3 +161,37 @@ def test_recorded_quiet_cell_still_catches_a_planted_slowdown() -> None:
             band = max(noise, time_noise(slow, steps).band)
             assert sample_verdict(cell.wall_s, slow, 1.10, noise_band=band).verdict == SLOWER
     assert judged >= 2
+
+
+def test_recorded_shared_machine_pair_is_too_noisy_not_slower() -> None:
+    """Recorded: an A/A pair on the shared machine where one cell really ran x1.33 slower in one
+    run, with the same share of the processors taken by other work in both runs. The old rules
+    call it slower; the runs' own records say the machine was not idle, so time is not judged."""
+    base, cand = cells("shared-256-a"), cells("shared-256-b")
+    q4b, q4c = base["Q4_K__none__256x256"], cand["Q4_K__none__256x256"]
+    band = max(time_noise(q4b.wall_s, q4b.step_s).band, time_noise(q4c.wall_s, q4c.step_s).band)
+    assert sample_verdict(q4b.wall_s, q4c.wall_s, 1.10, noise_band=band).verdict == SLOWER
+    assert min(np.median(q4b.others_share), np.median(q4c.others_share)) > MAX_OTHERS_SHARE
+    comparison = compare_runs(FIXTURES / "shared-256-a", FIXTURES / "shared-256-b")
+    assert comparison.exit_code == 0
+    q4 = next(c for c in comparison.cells if c.cell_id == "Q4_K__none__256x256")
+    assert q4.time is not None and q4.time.verdict == TOO_NOISY
+    assert "other processes" in (q4.time.note or "")
+
+
+def test_a_quiet_share_leaves_time_judged() -> None:
+    """The same recorded pair with the other processes' share below the limit (as on an idle
+    machine) is judged on its times again: the rule only withholds verdicts, it never hides a
+    difference the times show when the machine was idle."""
+    comparison_cells = {}
+    for name in ("shared-256-a", "shared-256-b"):
+        run = load_run(FIXTURES / name)
+        for cell in run.cells.values():
+            cell.others_share = [MAX_OTHERS_SHARE / 5] * len(cell.wall_s)
+        comparison_cells[name] = run
+    q4 = compare_cells(
+        comparison_cells["shared-256-a"].cells["Q4_K__none__256x256"],
+        comparison_cells["shared-256-b"].cells["Q4_K__none__256x256"],
+        Thresholds(),
+    )
+    assert q4.time is not None and q4.time.verdict == SLOWER
