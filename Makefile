@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[backends,dev]"
+	$(PIP) install --quiet -e ".[backends,ray,dev]"
 	@touch $@
 
 install: $(VENV)/.installed
