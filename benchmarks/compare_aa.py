@@ -45,7 +45,7 @@ from scipy.stats import norm  # noqa: E402
 
 from bench.cell_summary import MEMORY_COUNTERS  # noqa: E402
 from bench.compare.memory import counter_name  # noqa: E402
-from bench.compare.stability import MAX_SAMPLER_SHIFT, sampler_shift  # noqa: E402
+from bench.compare.stability import MAX_OTHERS_SHARE, MAX_SAMPLER_SHIFT, sampler_shift  # noqa: E402
 from bench.compare.stats import BIGGER, REGRESSION_WORDS, SLOWER, TOO_NOISY  # noqa: E402
 from bench.compare.verdicts import Comparison, Thresholds, compare_runs  # noqa: E402
 from bench.results import MANIFEST, RECORDS  # noqa: E402
@@ -125,6 +125,9 @@ class Tally:
     # Memory: B's median per-image peak over A's, per cell, for the band these runs suggest.
     # Time: the memory sampler's rate in B against A's, per cell (stability.sampler_shift).
     aa_ratios: list[float] = field(default_factory=list)
+    # Time: the share of the processors other processes took (median over a cell's images),
+    # every cell of both runs of every pair (stability.MAX_OTHERS_SHARE).
+    others_shares: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "plants"}
@@ -311,6 +314,15 @@ def suggested_bands(tallies: dict[str, Tally], cells_per_pair: int) -> None:
                 f"{np.median(shifts):.3f}); above ×{MAX_SAMPLER_SHIFT:g} the time verdict is "
                 f"too noisy (the machine was busier in one run)"
             )
+        if aspect == "time" and t.others_shares:
+            shares = np.asarray(t.others_shares)
+            idle = int((shares <= MAX_OTHERS_SHARE).sum())
+            print(
+                f"time: other processes took {shares.min():.1%}..{shares.max():.1%} of the "
+                f"processors during a cell's images (median {np.median(shares):.1%}); "
+                f"{idle}/{shares.size} cells at or below {MAX_OTHERS_SHARE:.0%}, where times "
+                f"are judged"
+            )
         if not aspect.startswith("memory:") or len(t.aa_ratios) < 2:
             continue
         logs = np.log(np.asarray(t.aa_ratios))
@@ -345,6 +357,10 @@ def judge_pair(
         shift = sampler_shift(base_cell.sampler_hz, cand_cell.sampler_hz) if cand_cell else None
         if shift is not None:
             tallies.setdefault("time", Tally()).aa_ratios.append(shift)
+        for side in (base_cell, cand_cell):
+            if side is not None and side.others_share:
+                share = float(np.median(side.others_share))
+                tallies.setdefault("time", Tally()).others_shares.append(share)
     for cell in aa.cells:
         for v in cell.memory_counters:
             if v.phase == "images" and v.ratio is not None and v.key is not None:
