@@ -99,25 +99,44 @@ def run_command(
         typer.Option(help="complete an interrupted run folder (CONFIG, if given, must be its own)"),
     ] = None,
     score: Annotated[bool, typer.Option(help="score the images when the sweep ends")] = True,
+    executor: Annotated[
+        str, typer.Option(help="local: one cell at a time here; ray: one Ray task per cell")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="an existing Ray cluster (default: a Ray instance on this machine)"),
+    ] = None,
 ) -> None:
     """Sweep variants × offload modes; write results/<run-id>/ and print the table."""
     from bench.results import RunFolderWriteError
     from bench.runner.executor import resume_run, run_config
+    from bench.runner.executor_choice import ExecutorChoice
     from bench.runner.interrupt import RunInterrupted, StopRequests
 
+    try:
+        chosen = ExecutorChoice.parse(executor, ray_address)
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
     console = Console(stderr=True)
-    again = ResumeCommand(config, only, score)
+    again = ResumeCommand(config, only, score, chosen.words())
     # Installed for the rest of the process: a second Ctrl-C while Python exits is handled too.
     stop = StopRequests(on_second=again.say_stopped_at_once).install()
     try:
         if resume is not None:
             if out is not None and out.resolve() != resume.resolve().parent:
                 raise UserInputError(f"--out {out}: the run folder {resume} is not in it")
-            run_dir = resume_run(resume, console=console, config_path=config, only=only, stop=stop)
+            run_dir = resume_run(
+                resume, console=console, config_path=config, only=only, stop=stop, executor=chosen
+            )
         else:
             config_path = config or default_config()
             run_dir = run_config(
-                config_path, out or Path("results"), only=only, console=console, stop=stop
+                config_path,
+                out or Path("results"),
+                only=only,
+                console=console,
+                stop=stop,
+                executor=chosen,
             )
     except RunInterrupted as exc:
         again.say_interrupted(exc)
@@ -158,7 +177,13 @@ def _program() -> str:
 class ResumeCommand:
     """The command that finishes an interrupted run: the same one, plus `--resume RUN_DIR`."""
 
-    def __init__(self, config: Path | None, only: list[str] | None, score: bool) -> None:
+    def __init__(
+        self,
+        config: Path | None,
+        only: list[str] | None,
+        score: bool,
+        executor_words: list[str] | None = None,
+    ) -> None:
         words = [_program(), "run"]
         if config is not None:
             words.append(shlex.quote(str(config)))
@@ -166,6 +191,7 @@ class ResumeCommand:
             words += ["--only", shlex.quote(name)]
         if not score:
             words.append("--no-score")
+        words += [shlex.quote(word) for word in executor_words or []]
         self.words = words
 
     def command(self, run_dir: Path) -> str:

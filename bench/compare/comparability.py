@@ -50,8 +50,21 @@ def _diff(prefix: str, base: Any, cand: Any) -> list[Difference]:
     ]
 
 
-def _hardware(environment: dict[str, Any]) -> dict[str, Any]:
-    """GPU names in index order; on a machine without GPUs, the CPU model and core count."""
+def cell_gpu_models(manifest: dict[str, Any]) -> list[str]:
+    """The GPU models that ran a run's cells, where its executor recorded them (a Ray run's
+    cells run on the cluster's GPUs, not the driver's: bench.runner.ray_executor)."""
+    models: set[str] = set()
+    for entry in manifest.get("executors") or []:
+        if isinstance(entry, dict):
+            models.update(m for m in entry.get("gpu_models") or [] if isinstance(m, str))
+    return sorted(models)
+
+
+def _hardware(environment: dict[str, Any], cell_gpus: list[str] | None = None) -> dict[str, Any]:
+    """GPU names in index order (the models that ran the cells, where recorded); on a machine
+    without GPUs, the CPU model and core count."""
+    if cell_gpus:
+        return {"gpus": cell_gpus}
     gpus = environment.get("gpus") or []
     if gpus:
         return {"gpus": [gpu.get("name") for gpu in gpus]}
@@ -101,11 +114,15 @@ def blocking_differences(base: dict[str, Any], cand: dict[str, Any]) -> list[Dif
     images_base = {f"{i['prompt_id']}__r{i['repeat']}": i.get("seed") for i in base["images"]}
     images_cand = {f"{i['prompt_id']}__r{i['repeat']}": i.get("seed") for i in cand["images"]}
     out += _diff("images", images_base, images_cand)
+    gpus_base, gpus_cand = cell_gpu_models(base), cell_gpu_models(cand)
     out += _diff(
         "environment",
-        _hardware(base.get("environment") or {}),
-        _hardware(cand.get("environment") or {}),
+        _hardware(base.get("environment") or {}, gpus_base),
+        _hardware(cand.get("environment") or {}, gpus_cand),
     )
+    if len(gpus_base) > 1 or len(gpus_cand) > 1:
+        # A cell's time or peak is then paired with another GPU model's, whatever the other run.
+        out.append(Difference("cells of one run ran on different GPU models", gpus_base, gpus_cand))
     return out
 
 

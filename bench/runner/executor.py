@@ -58,6 +58,7 @@ from bench.results import (
     utc_now,
     write_json_atomic,
 )
+from bench.runner.executor_choice import LOCAL, ExecutorChoice
 from bench.runner.interrupt import RunInterrupted, StopRequests
 from bench.runner.lock import RunFolderLock
 from bench.runner.processes import born_ignoring_sigint, call_in_fresh_process, cell_context
@@ -373,6 +374,24 @@ def _after_cell(
     append_jsonl(run_dir / RECORDS, lost)
 
 
+def run_cells(
+    run_dir: Path,
+    manifest: dict[str, Any],
+    plan: RunPlan,
+    console: Console,
+    context: Any,
+    stop: StopRequests,
+    executor: ExecutorChoice = LOCAL,
+) -> bool:
+    """The one place that chooses how cells run: here one at a time, or as Ray tasks
+    (bench.runner.ray_executor); both write the same run folder. True when work was owed."""
+    if executor.is_local:
+        return _run_cells(run_dir, manifest, plan, console, context, stop)
+    from bench.runner.ray_executor import run_cells_on_ray
+
+    return run_cells_on_ray(run_dir, manifest, plan, console, stop, executor)
+
+
 def _sweep(
     run_dir: Path,
     manifest: dict[str, Any],
@@ -380,11 +399,12 @@ def _sweep(
     console: Console,
     context: Any,
     stop: StopRequests,
+    executor: ExecutorChoice = LOCAL,
 ) -> None:
     """Run the missing cells, then mark the run finished; interruptions and write failures
     leave `finished_at` null and say which folder to resume."""
     try:
-        ran = _run_cells(run_dir, manifest, plan, console, context, stop)
+        ran = run_cells(run_dir, manifest, plan, console, context, stop, executor)
         if ran or manifest.get("finished_at") is None:
             manifest["finished_at"] = utc_now()
             write_json_atomic(run_dir / MANIFEST, manifest)
@@ -435,6 +455,7 @@ def run_config(
     only: list[str] | None = None,
     console: Console | None = None,
     stop: StopRequests | None = None,
+    executor: ExecutorChoice = LOCAL,
 ) -> Path:
     """Validate, prepare, and run a new sweep; returns the run folder.
 
@@ -469,7 +490,7 @@ def run_config(
             if isinstance(exc, KeyboardInterrupt):
                 raise _interrupted(stop, None) from None
             raise
-        _sweep(run_dir, manifest, plan, console, context, stop)
+        _sweep(run_dir, manifest, plan, console, context, stop, executor)
     return run_dir
 
 
@@ -537,6 +558,7 @@ def resume_run(
     config_path: Path | None = None,
     only: list[str] | None = None,
     stop: StopRequests | None = None,
+    executor: ExecutorChoice = LOCAL,
 ) -> Path:
     """Run what a run folder still misses, with the config stored in its manifest.
 
@@ -584,5 +606,5 @@ def resume_run(
                 _prepare(plan, config_dir.resolve(), console)
         except KeyboardInterrupt:
             raise _interrupted(stop, run_dir) from None
-        _sweep(run_dir, manifest, plan, console, context, stop)
+        _sweep(run_dir, manifest, plan, console, context, stop, executor)
     return run_dir

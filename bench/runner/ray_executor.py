@@ -1,0 +1,546 @@
+"""Run a plan's cells as Ray tasks, one cell per GPU (or per CPU slot), into one run folder.
+
+The driver (this process) keeps every duty of the local executor but one: it does not start the
+cell processes. Each cell becomes one Ray task (bench.runner.ray_task) that runs the same worker
+in a fresh process on some node and returns the records and image bytes; the driver alone writes
+the run folder, images before their records as the worker does, so every later stage reads a
+Ray run exactly as a local one. What a Ray run adds:
+
+- records say where they were made: `node` (hostname, Ray node id, IP), `gpu` (name, UUID,
+  Ray's id and NVML's index; null without one), `torch_threads`, and on the cell record `ray`,
+  the task's timing (queued, set-up, cell, collect, return, write);
+- the manifest's `executors` list gets one entry per Ray sweep of the folder: the address, the
+  slot kind (`gpu`: one task per GPU; `cpu`: no GPU in the cluster, one task per CPU slot, and
+  the entry says so), the nodes, and the GPU models that ran cells (bench.compare reads them).
+
+Faults. A cell process that dies is a crashed record, as locally. A task whose Ray worker dies
+or whose node disappears (Ray raises for it; tasks are never retried, a retry would hide a
+flaky node) is a crashed record with the node it was on. A stop (Ctrl-C) cancels every task,
+writes nothing for them and leaves the folder for `--resume`. A cluster that has no node left
+able to run the remaining cells stops the sweep with those cells missing, instead of waiting
+for ever.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from bench.errors import UserInputError
+from bench.models.variants import Prepared
+from bench.results import (
+    MANIFEST,
+    RECORDS,
+    RunFolderWriteError,
+    append_jsonl,
+    cell_records,
+    image_records,
+    missing_work,
+    read_records,
+    record_header,
+    utc_now,
+    write_file_atomic,
+    write_json_atomic,
+)
+from bench.runner.executor_choice import ExecutorChoice
+from bench.runner.interrupt import StopRequests
+from bench.runner.worker import CellJob
+
+STOP_GRACE_S = 15.0  # how long cancelled tasks may take to end before they are killed
+POLL_S = 0.25
+FEASIBLE_CHECK_S = 5.0
+# Variables a cell reads that the driver's user set; forwarded to a cluster's workers. Tokens
+# are not: a cluster's nodes bring their own credentials.
+FORWARDED_ENV = (
+    "HF_HUB_OFFLINE",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "DIFFUSERS_VERBOSITY",
+    "TRANSFORMERS_VERBOSITY",
+    "HF_HUB_DISABLE_PROGRESS_BARS",
+    "TOKENIZERS_PARALLELISM",
+)
+
+
+class ClusterCannotRun(UserInputError):
+    """No node of the cluster can take the remaining cells (the GPU nodes are gone)."""
+
+
+@dataclass(frozen=True)
+class Slots:
+    """How cells are placed: `gpu` (one GPU per task) or `cpu` (one CPU slot per task)."""
+
+    kind: str
+    threads_by_node: dict[str, int]
+    nodes: list[dict[str, Any]]
+
+    @property
+    def resources(self) -> dict[str, float]:
+        return {"num_gpus": 1, "num_cpus": 1} if self.kind == "gpu" else {"num_cpus": 1}
+
+    def describe(self) -> str:
+        if self.kind == "gpu":
+            return "one task per GPU (num_gpus=1)"
+        return "no GPU in the cluster: one task per free CPU slot (num_cpus=1), one torch thread"
+
+
+def read_slots() -> Slots:
+    """GPU slots where the cluster has GPUs, CPU slots otherwise; threads per node: its CPUs
+    shared among its GPUs (GPU slots), one (CPU slots: a slot is one CPU)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    gpus = sum(float(n.get("Resources", {}).get("GPU", 0)) for n in nodes)
+    kind = "gpu" if gpus >= 1 else "cpu"
+    threads: dict[str, int] = {}
+    described = []
+    for node in nodes:
+        resources = node.get("Resources", {})
+        cpus, node_gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
+        share = int(cpus // node_gpus) if kind == "gpu" and node_gpus >= 1 else 1
+        threads[node["NodeID"]] = max(1, share)
+        described.append(
+            {
+                "ray_node_id": node["NodeID"],
+                "hostname": node.get("NodeManagerHostname"),
+                "ip": node.get("NodeManagerAddress"),
+                "cpus": cpus,
+                "gpus": node_gpus,
+                "torch_threads": threads[node["NodeID"]],
+            }
+        )
+    return Slots(kind=kind, threads_by_node=threads, nodes=described)
+
+
+class _Inbox:
+    """The driver's mailbox for task events (an actor pinned to the driver's node)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def put(self, item: dict[str, Any]) -> None:
+        self.items.append(item)
+
+    def take(self) -> list[dict[str, Any]]:
+        items, self.items = self.items, []
+        return items
+
+
+def _connect(choice: ExecutorChoice) -> bool:
+    """Connect to the cluster (or start a local instance); True when this call started Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    ray.init(
+        address=choice.ray_address,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": env_vars} if env_vars else None,
+    )
+    return True
+
+
+def run_cells_on_ray(
+    run_dir: Path,
+    manifest: dict[str, Any],
+    plan: Any,
+    console: Console,
+    stop: StopRequests,
+    choice: ExecutorChoice,
+) -> bool:
+    """The Ray counterpart of bench.runner.executor._run_cells; True when any work was owed."""
+    import ray
+
+    records = read_records(run_dir)
+    todo = missing_work(manifest, records)
+    if not todo:
+        return False
+    started_ray = _connect(choice)
+    try:
+        slots = read_slots()
+        entry = {
+            "kind": "ray",
+            "address": choice.ray_address,
+            "started_at": utc_now(),
+            "slots": slots.kind,
+            "placement": slots.describe(),
+            "nodes": slots.nodes,
+            "gpu_models": [],
+        }
+        manifest.setdefault("executors", []).append(entry)
+        write_json_atomic(run_dir / MANIFEST, manifest)
+        sweep = _RaySweep(run_dir, manifest, plan, console, stop, slots, entry, todo, records)
+        sweep.run()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return True
+
+
+@dataclass
+class _Task:
+    cell: dict[str, Any]
+    owed: list[dict[str, Any]]
+    submitted: float
+    progress_task: Any
+    started: dict[str, Any] | None = None  # the task's `started` event: node, GPU, worker pid
+    phase: str = "load"
+    done: int = 0
+
+
+@dataclass
+class _RaySweep:
+    run_dir: Path
+    manifest: dict[str, Any]
+    plan: Any
+    console: Console
+    stop: StopRequests
+    slots: Slots
+    entry: dict[str, Any]
+    todo: dict[str, list[dict]]
+    records: list[dict[str, Any]]
+    pending: dict[Any, _Task] = field(default_factory=dict)
+    by_cell: dict[str, _Task] = field(default_factory=dict)
+
+    def run(self) -> None:
+        import ray
+
+        from bench.runner.ray_task import cell_task
+
+        plain = not self.console.is_terminal
+        self.say = (lambda m: self.console.print(m, highlight=False)) if plain else (lambda m: None)
+        driver_node = ray.get_runtime_context().get_node_id()
+        strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+            driver_node, soft=False
+        )
+        self.inbox = ray.remote(num_cpus=0)(_Inbox).options(scheduling_strategy=strategy).remote()
+        remote = ray.remote(max_retries=0)(cell_task).options(**self.slots.resources)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        )
+        total = sum(len(v) for v in self.todo.values())
+        with Progress(*columns, console=self.console, disable=plain) as self.progress:
+            self.overall = self.progress.add_task("all images", total=total)
+            self.say(f"ray: {self.slots.describe()}, {len(self.slots.nodes)} node(s)")
+            with self.stop.deferred():
+                try:
+                    self._submit(remote)
+                    self._follow()
+                except BaseException:
+                    self._cancel(force=True)
+                    raise
+                finally:
+                    ray.kill(self.inbox)
+
+    def _submit(self, remote: Any) -> None:
+        have_cell_record = set(cell_records(self.records))
+        prompt_text = {p["id"]: p["text"] for p in self.manifest["prompts"]}
+        config = self.plan.config
+        for cell in self.manifest["cells"]:
+            cell_id = cell["cell_id"]
+            if cell_id not in self.todo:
+                continue
+            owed = self.todo[cell_id]
+            prepared = self.plan.prepared.get(cell["variant"], Prepared())
+            if prepared.unavailable is not None:
+                if cell_id not in have_cell_record:
+                    stub = _stub(self.manifest, cell, "unavailable", prepared.unavailable)
+                    append_jsonl(self.run_dir / RECORDS, [stub])
+                self.progress.advance(self.overall, len(owed))
+                self.say(f"{cell_id}: unavailable ({prepared.unavailable['message']})")
+                continue
+            job = CellJob(
+                run_dir="",  # the task's own folder, set there
+                run_id=self.manifest["run_id"],
+                cell=cell,
+                images=[{**i, "prompt": prompt_text[i["prompt_id"]]} for i in owed],
+                write_cell_record=cell_id not in have_cell_record,
+                base_model=self.plan.base,
+                revision=config.model.revision,
+                artifacts=prepared.artifacts,
+                device=config.device,
+                steps=config.steps,
+                guidance=config.guidance,
+                max_sequence_length=config.max_sequence_length,
+                warmup=config.warmup,
+                warmup_prompt=self.manifest["prompts"][0]["text"],
+            )
+            progress_task = self.progress.add_task(f"{cell_id}: queued", total=len(owed))
+            ref = remote.remote(job, self.slots.threads_by_node, self.inbox)
+            task = _Task(cell, owed, time.time(), progress_task)
+            self.pending[ref] = task
+            self.by_cell[cell_id] = task
+
+    def _follow(self) -> None:
+        import ray
+
+        last_check = time.monotonic()
+        while self.pending:
+            if self.stop.requested:
+                self._stop_all()
+                raise KeyboardInterrupt
+            self._events()
+            ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=POLL_S)
+            self._events()
+            if self.stop.requested:
+                continue  # a Ctrl-C reaches the tasks too: what they return now is no result
+            for ref in ready:
+                self._finish(ref, self.pending.pop(ref))
+            if time.monotonic() - last_check > FEASIBLE_CHECK_S:
+                last_check = time.monotonic()
+                self._check_feasible()
+
+    def _events(self) -> None:
+        import ray
+
+        for event in ray.get(self.inbox.take.remote()):
+            task = self.by_cell.get(event.get("cell_id", ""))
+            if task is not None:
+                self._show(task, event)
+
+    def _show(self, task: _Task, event: dict[str, Any]) -> None:
+        cell_id = task.cell["cell_id"]
+        kind = event["kind"]
+        if kind == "started":
+            task.started = event
+            gpu = event.get("gpu") or {}
+            where = event["node"]["hostname"]
+            if gpu:
+                where += f", GPU {gpu.get('name') or gpu.get('ray_gpu_id')}"
+            self.progress.update(task.progress_task, description=f"{cell_id}: loading ({where})")
+            self.say(
+                f"{cell_id}: started on {where} (node {event['node']['ray_node_id'][:12]}, "
+                f"worker pid {event['worker_pid']})"
+            )
+        elif kind == "process":
+            if task.started is not None:
+                task.started["cell_pid"] = event["pid"]
+            self.say(f"{cell_id}: cell process {event['pid']}")
+        elif kind == "loaded":
+            task.phase = "warmup"
+            self.progress.update(task.progress_task, description=f"{cell_id}: warming up")
+            self.say(f"{cell_id}: loaded in {event['load_s']:.2f} s")
+        elif kind == "warm":
+            task.phase = "generate"
+            self.progress.update(task.progress_task, description=f"{cell_id}: generating")
+        elif kind == "image":
+            task.done += 1
+            self.progress.advance(task.progress_task)
+            self.progress.advance(self.overall)
+            wall = f"{event['wall_s']:.2f} s" if event.get("wall_s") else event["status"]
+            self.say(f"{cell_id}: image {task.done}/{len(task.owed)} {wall}")
+        elif kind == "cell_failed":
+            error = event["error"]
+            self.progress.update(task.progress_task, description=f"{cell_id}: {error['type']}")
+            self.say(f"{cell_id}: failed in {error['phase']}: {error['type']}")
+
+    def _finish(self, ref: Any, task: _Task) -> None:
+        """Write what one finished (or failed) task brought back."""
+        import ray
+
+        received = time.time()
+        cell_id = task.cell["cell_id"]
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            if _interrupted(exc):
+                # Stopped by a signal that reached its worker, not a fault: nothing recorded, the
+                # cell stays missing for `--resume`.
+                self.say(f"{cell_id}: interrupted, left for --resume")
+                self.progress.update(task.progress_task, completed=len(task.owed))
+                return
+            node = (task.started or {}).get("node")
+            error = {
+                "type": _error_type(exc),
+                "message": _first_lines(exc, node),
+                "phase": task.phase if task.started else "not started",
+            }
+            self._crashed(task, error, origin=_origin(task.started, None))
+            self.say(f"{cell_id}: crashed ({error['type']})")
+        else:
+            self._write(task, result, received)
+        self.progress.update(task.progress_task, completed=len(task.owed))
+        self.progress.advance(self.overall, len(task.owed) - task.done)
+
+    def _write(self, task: _Task, result: dict[str, Any], received: float) -> None:
+        origin = _origin(result, result.get("torch_threads"))
+        timing = result["timing"]
+        begin = time.monotonic()
+        for rel, data in result["images"].items():
+            path = self.run_dir / rel
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunFolderWriteError.from_os_error(path.parent, exc) from exc
+            write_file_atomic(path, lambda handle, data=data: handle.write(data))
+        ray_timing = {
+            "queued_s": timing["task_start"] - task.submitted,
+            "setup_s": timing["child_start"] - timing["task_start"],
+            # The warm server's start (imports) when this Ray worker runs its first cell, else
+            # one fork: bench.runner.processes.
+            "process_start_s": timing["process_started"] - timing["child_start"],
+            "cell_s": timing["child_end"] - timing["process_started"],
+            "collect_s": timing["task_end"] - timing["child_end"],
+            "return_s": received - timing["task_end"],
+            "images_write_s": time.monotonic() - begin,
+            "image_bytes": sum(len(d) for d in result["images"].values()),
+        }
+        out = []
+        for record in result["records"]:
+            record = {**record, **origin}
+            if record["kind"] == "cell":
+                record["ray"] = ray_timing
+            out.append(record)
+        append_jsonl(self.run_dir / RECORDS, out)
+        self._note_gpu(result.get("gpu"))
+        if result["write_failed"]:
+            error = {
+                "type": "TaskFolderWriteError",
+                "message": f"{result['node']['hostname']}: {result['write_failed']}",
+                "phase": result["phase"],
+            }
+            self._crashed(task, error, origin)
+        elif result["exitcode"] != 0:
+            code = result["exitcode"]
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            error = {
+                "type": "ProcessCrashed",
+                "message": f"cell process ended with {how} on {result['node']['hostname']}",
+                "phase": result["phase"],
+            }
+            self._crashed(task, error, origin)
+        elif out:
+            self.say(f"{task.cell['cell_id']}: done on {result['node']['hostname']}")
+
+    def _crashed(self, task: _Task, error: dict[str, str], origin: dict[str, Any]) -> None:
+        """Records for what a dead task owed: the cell crashed, or its missing images failed."""
+        records = read_records(self.run_dir)
+        cell = task.cell
+        cell_id = cell["cell_id"]
+        stub = {**_stub(self.manifest, cell, "crashed", error), **origin}
+        if cell_id not in cell_records(records):
+            append_jsonl(self.run_dir / RECORDS, [stub])
+            return
+        done = image_records(records)
+        lost = [
+            {**stub, "status": "failed", "kind": "image", **image, "image": None}
+            for image in task.owed
+            if (cell_id, image["prompt_id"], image["repeat"]) not in done
+        ]
+        append_jsonl(self.run_dir / RECORDS, lost)
+
+    def _note_gpu(self, gpu: dict[str, Any] | None) -> None:
+        name = (gpu or {}).get("name")
+        if name and name not in self.entry["gpu_models"]:
+            self.entry["gpu_models"] = sorted([*self.entry["gpu_models"], name])
+            write_json_atomic(self.run_dir / MANIFEST, self.manifest)
+
+    def _check_feasible(self) -> None:
+        """Stop instead of waiting for ever when no node left can run the waiting cells."""
+        import ray
+
+        if not self.pending or any(t.started for t in self.pending.values()):
+            return
+        need = "GPU" if self.slots.kind == "gpu" else "CPU"
+        if float(ray.cluster_resources().get(need, 0)) >= 1:
+            return
+        waiting = len(self.pending)
+        self._cancel(force=True)
+        raise ClusterCannotRun(
+            f"the Ray cluster has no {need} left for the {waiting} cell(s) still to run; "
+            f"they stay missing in {self.run_dir}: resume it once the cluster has nodes again"
+        )
+
+    def _stop_all(self) -> None:
+        """Cancel every task (they stop their cells), keep what finished meanwhile, then kill
+        what did not end within the grace period."""
+        import ray
+
+        self._cancel(force=False)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self.pending and time.monotonic() < deadline:
+            ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=POLL_S)
+            for ref in ready:
+                task = self.pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError:
+                    continue  # cancelled: nothing written, stays missing
+                self._write(task, result, time.time())
+        self._cancel(force=True)
+
+    def _cancel(self, force: bool) -> None:
+        import ray
+
+        for ref in list(self.pending):
+            try:
+                ray.cancel(ref, force=force)
+            except Exception:  # already finished, or its worker is gone
+                continue
+        if force:
+            self.pending.clear()
+
+
+def _origin(source: dict[str, Any] | None, threads: int | None) -> dict[str, Any]:
+    """The fields every record of a Ray task carries: where it ran."""
+    source = source or {}
+    return {
+        "executor": "ray",
+        "node": source.get("node"),
+        "gpu": source.get("gpu"),
+        "torch_threads": threads,
+    }
+
+
+def _stub(
+    manifest: dict[str, Any], cell: dict[str, Any], status: str, error: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        **record_header(manifest["run_id"], cell),
+        "kind": "cell",
+        "status": status,
+        "error": error,
+        "time": utc_now(),
+    }
+
+
+def _interrupted(exc: BaseException) -> bool:
+    import ray
+
+    if isinstance(exc, ray.exceptions.TaskCancelledError):
+        return True
+    return isinstance(getattr(exc, "cause", None), KeyboardInterrupt)
+
+
+def _error_type(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    if type(exc).__name__ == "RayTaskError" and cause is not None:
+        return type(cause).__name__
+    return type(exc).__name__
+
+
+def _first_lines(exc: BaseException, node: dict[str, Any] | None) -> str:
+    text = " ".join(str(exc).split())[:1500] or repr(exc)
+    where = f"on {node['hostname']} (node {node['ray_node_id']}): " if node else ""
+    return f"{where}{text}"

@@ -1,0 +1,250 @@
+"""One cell as one Ray task, on whichever node Ray placed it: the same worker, a folder of its own.
+
+The task is a follower, like the local executor's: it starts the cell in a fresh process
+(forked from a warm server in this Ray worker, bench.runner.processes) running
+bench.runner.worker.run_cell unchanged, and forwards its events to the driver. The cell writes
+into a temporary folder of the task's own, since the node need not share the driver's disk; the
+task returns the records and image bytes it found there and removes the folder. Only the driver
+writes the run folder.
+
+What the task adds is where the cell ran: the node (hostname, Ray node id) and the GPU Ray gave
+it. Ray hands a GPU as an ordinal in CUDA_VISIBLE_DEVICES; NVML ignores that variable and counts
+in PCI bus order, so the ordinal is resolved to the GPU's UUID through NVML and the cell is given
+`CUDA_VISIBLE_DEVICES=<UUID>`: torch's cuda:0 and the NVML handle the memory sampler opens
+(bench.runner.memory.NvmlDevice matches UUIDs) are then the same device by construction.
+
+Threads: Ray sets OMP_NUM_THREADS to a task's CPU share, the local executor leaves torch its
+default; the driver decides the count per node and the cell sets it, records it, and the
+driver compares it with the local figure when asked (CPU results depend on it).
+
+Nothing here imports Ray at module level: the cell process imports this module to find its
+entry point and must not pay for Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import replace
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+from bench.results import RECORDS, iter_jsonl
+from bench.runner.processes import born_ignoring_sigint, cell_context
+from bench.runner.worker import CellJob, run_cell
+
+STOP_GRACE_S = 10.0  # how long a cancelled cell may take to end before it is killed
+TEMP_PREFIX = "bench-ray-cell-"
+
+
+def node_info() -> dict[str, Any]:
+    """The node this task runs on, as records keep it."""
+    import ray
+
+    context = ray.get_runtime_context()
+    return {
+        "hostname": socket.gethostname(),
+        "ray_node_id": context.get_node_id(),
+        "ip": ray.util.get_node_ip_address(),
+    }
+
+
+def task_gpu() -> dict[str, Any] | None:
+    """The GPU Ray assigned to this task (None without one), resolved through NVML by ordinal
+    or UUID; name and UUID stay None where NVML cannot be read (fake GPU resources in tests)."""
+    import ray
+
+    ids = [str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU") or []]
+    if not ids:
+        return None
+    gpu: dict[str, Any] = {"ray_gpu_id": ids[0], "name": None, "uuid": None, "nvml_index": None}
+    with contextlib.suppress(Exception):
+        import pynvml
+
+        pynvml.nvmlInit()
+        target = ids[0]
+        if target.isdigit():
+            handle = pynvml.nvmlDeviceGetHandleByIndex(int(target))
+        else:
+            handle = pynvml.nvmlDeviceGetHandleByUUID(target)
+        gpu["name"] = _text(pynvml.nvmlDeviceGetName(handle))
+        gpu["uuid"] = _text(pynvml.nvmlDeviceGetUUID(handle))
+        gpu["nvml_index"] = int(pynvml.nvmlDeviceGetIndex(handle))
+    return gpu
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _cell_environment(gpu: dict[str, Any] | None, threads: int) -> None:
+    """The variables the cell process starts with (the warm server restarts when they change)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu["uuid"] or gpu["ray_gpu_id"]
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # ordinals, where still used, as NVML's
+
+
+def cell_child(job: CellJob, events: Any, threads: int) -> None:
+    """Entry point of the cell process: the thread count set and said, then the local worker."""
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(OSError):
+        events.send({"kind": "threads", "torch_threads": torch.get_num_threads()})
+    run_cell(job, events)
+
+
+def cell_task(job: CellJob, threads_by_node: dict[str, int], inbox: Any) -> dict[str, Any]:
+    """The body of the Ray task; returns the cell's records and image bytes (see the module)."""
+    task_start = time.time()
+    node = node_info()
+    gpu = task_gpu()
+    threads = max(1, int(threads_by_node.get(node["ray_node_id"], 1)))
+    cell_id = job.cell["cell_id"]
+
+    def send(event: dict[str, Any]) -> None:
+        inbox.put.remote({"cell_id": cell_id, **event})
+
+    send({"kind": "started", "node": node, "gpu": gpu, "worker_pid": os.getpid()})
+    _cell_environment(gpu, threads)
+    _remove_stale_folders()
+    folder = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
+    try:
+        local_job = replace(job, run_dir=folder, driver_pid=os.getpid())
+        follower = _TaskFollower(cell_context(), local_job, threads, send)
+        child_start = time.time()
+        follower.run()
+        child_end = time.time()
+        records = list(iter_jsonl(Path(folder) / RECORDS))
+        images = {
+            record["image"]: (Path(folder) / record["image"]).read_bytes()
+            for record in records
+            if record.get("image")
+        }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "cell_id": cell_id,
+        "node": node,
+        "gpu": gpu,
+        "torch_threads": follower.torch_threads,
+        "exitcode": follower.exitcode,
+        "phase": follower.phase,
+        "write_failed": follower.write_failed,
+        "records": records,
+        "images": images,
+        "timing": {
+            "task_start": task_start,
+            "child_start": child_start,
+            "process_started": follower.process_started or child_start,
+            "child_end": child_end,
+            "task_end": time.time(),
+        },
+    }
+
+
+def _remove_stale_folders() -> None:
+    """Folders of tasks whose Ray worker was killed (a killed driver, a force cancel) before it
+    could remove them; the worker's pid is in the name."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"):
+        pid = folder.name[len(TEMP_PREFIX) :].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _TaskFollower:
+    """Start the cell process, forward its events, stop it when the task is cancelled.
+
+    A cancel (ray.cancel without force) arrives as KeyboardInterrupt in this thread: the cell is
+    ended and nothing is returned, so what it owed stays missing for `--resume`.
+    """
+
+    def __init__(self, context: Any, job: CellJob, threads: int, send: Any) -> None:
+        self.context = context
+        self.job = job
+        self.threads = threads
+        self.send = send
+        self.phase = "load"
+        self.torch_threads: int | None = None
+        self.write_failed: str | None = None
+        self.exitcode: int | None = None
+        self.process_started: float | None = None  # when the warm server had forked the cell
+
+    def run(self) -> None:
+        receive, send = self.context.Pipe(duplex=False)
+        name = f"cell-{self.job.cell['cell_id']}"
+        process = self.context.Process(
+            target=cell_child, args=(self.job, send, self.threads), name=name
+        )
+        try:
+            spawned = self.context.get_start_method() == "spawn"
+            with born_ignoring_sigint() if spawned else contextlib.nullcontext():
+                process.start()
+            self.process_started = time.time()
+            send.close()
+            self.send({"kind": "process", "pid": process.pid})
+            self._events(receive, process)
+        except BaseException:
+            _stop(process)
+            raise
+        finally:
+            receive.close()
+        process.join()
+        self.exitcode = process.exitcode
+
+    def _events(self, receive: Any, process: Any) -> None:
+        while True:
+            ready = wait([receive, process.sentinel], timeout=0.25)
+            if receive in ready:
+                try:
+                    self._forward(receive.recv())
+                except EOFError:
+                    return
+                continue
+            if process.sentinel in ready:
+                while receive.poll():
+                    try:
+                        self._forward(receive.recv())
+                    except EOFError:
+                        break
+                return
+
+    def _forward(self, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        if kind == "threads":
+            self.torch_threads = event.get("torch_threads")
+            return
+        if kind == "loaded":
+            self.phase = "warmup"
+        elif kind == "warm":
+            self.phase = "generate"
+        elif kind == "write_failed":
+            self.write_failed = event.get("message")
+        self.send(event)
+
+
+def _stop(process: Any) -> None:
+    if process.pid is None:
+        return
+    if process.is_alive():
+        process.terminate()
+        process.join(STOP_GRACE_S)
+    if process.is_alive():
+        process.kill()
+    process.join()
