@@ -1,0 +1,177 @@
+"""The public API (bench/__init__.py, bench/api.py): the README's example on a tiny real run,
+and each function against the command it stands for, on recorded run folders."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import bench
+from bench.errors import UserInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "compare" / "fixtures"
+QUIET, BUSY = FIXTURES / "quiet-128", FIXTURES / "busy-128"
+
+# configs/tiny.yaml cut down (one offload mode, 64 px, 3 steps, 2 images per cell), with the
+# variant names the README's example asks for, so the example runs as written.
+SMALL_TINY = {
+    "name": "tiny",
+    "model": {"source": "synthetic", "preset": "tiny", "seed": 0},
+    "variants": [
+        {"name": "full-fp32", "kind": "full", "dtype": "float32"},
+        {"name": "Q8_0", "kind": "gguf", "quant": "Q8_0", "compute_dtype": "float32"},
+    ],
+    "offload": ["none"],
+    "prompts": [
+        {"id": "city", "text": "a futuristic city at sunset with neon lights"},
+        {"id": "chip", "text": "macro photo of a chip with blue light"},
+    ],
+    "repeats": 1,
+    "seed": 42,
+    "height": 64,
+    "width": 64,
+    "steps": 3,
+    "max_sequence_length": 32,
+    "warmup": 0,
+    "device": "cpu",
+}
+
+
+def readme_example() -> str:
+    """The first Python block of the README's "Python API" section, as printed there."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Python API\n", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None, "README: no python block under ## Python API"
+    return match.group(1)
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_readme_example_runs_as_written(
+    bench_cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "tiny.yaml").write_text(yaml.safe_dump(SMALL_TINY))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(readme_example(), "README.md", "exec"), namespace)
+    out = capsys.readouterr().out
+
+    run_dir, again = Path(namespace["run_dir"]), Path(namespace["again"])
+    assert run_dir.parent == again.parent == Path("results") and run_dir != again
+    run = namespace["run"]
+    records = jsonl(run_dir / "records.jsonl")
+    images = [r for r in records if r["kind"] == "image"]
+    assert sorted(run.cells["variant"]) == ["Q8_0", "full-fp32"]
+    assert list(run.cells["status"]) == ["ok", "ok"]
+    assert len(run.images) == len(images) == 4
+    assert sorted(run.images["wall_s"]) == sorted(r["wall_s"] for r in images)
+    scores = jsonl(run_dir / "scores.jsonl")
+    assert len(run.scores) == len(scores) > 0
+    assert set(run.scores["metric"]) == {"psnr", "ssim"}
+    q8_psnr = [r["value"] for r in scores if r["variant"] == "Q8_0" and r["metric"] == "psnr"]
+    assert len(q8_psnr) == 2 and all(v is not None and v > 0 for v in q8_psnr)
+    report = Path("reports") / run_dir.name
+    assert {"report.html", "report.md", "table.csv"} <= {p.name for p in report.iterdir()}
+    assert str(report / "report.html") in out
+    comparison = namespace["comparison"]
+    assert comparison.comparable and comparison.exit_code in (0, 1)
+    assert {c.cell_id for c in comparison.cells} == set(run.cells["cell_id"])
+    options = bench.size(model="flux-dev", vram="16GiB")
+    for option in options[:3]:
+        assert f"{option.variant} {option.offload}" in out
+
+
+def test_load_run_tables_match_the_records() -> None:
+    run = bench.load_run(QUIET)
+    manifest = json.loads((QUIET / "manifest.json").read_text())
+    records = jsonl(QUIET / "records.jsonl")
+    images = [r for r in records if r["kind"] == "image"]
+    assert list(run.cells["cell_id"]) == [c["cell_id"] for c in manifest["cells"]]
+    assert len(run.images) == len(images)
+    by_key = {(r["cell_id"], r["prompt_id"], r["repeat"]): r for r in images}
+    for row in run.images.itertuples():
+        record = by_key[(row.cell_id, row.prompt_id, row.repeat)]
+        assert row.wall_s == record["wall_s"] and row.step_s == record["step_s"]
+        assert row.memory_host_rss_peak_bytes == record["memory"]["host_rss_peak_bytes"]
+    for cell in run.cells.itertuples():
+        walls = sorted(r["wall_s"] for r in images if r["cell_id"] == cell.cell_id)
+        assert cell.n == len(walls)
+        assert cell.median_s == pytest.approx(float(np.median(walls)))
+    # Unscored: an empty table that still has the score columns.
+    assert run.scores.empty and {"cell_id", "metric", "value"} <= set(run.scores.columns)
+
+
+def test_load_run_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError):
+        bench.load_run(tmp_path)
+
+
+def test_compare_returns_the_result_the_command_exits_with(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.cli.compare import compare_command
+
+    comparison = bench.compare(QUIET, BUSY)
+    assert capsys.readouterr().out == ""  # an object, not a printout
+    assert comparison.comparable
+    assert {c.cell_id for c in comparison.cells} == {
+        c["cell_id"] for c in json.loads((QUIET / "manifest.json").read_text())["cells"]
+    }
+    import typer
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(compare_command)
+    result = CliRunner().invoke(app, [str(QUIET), str(BUSY)])
+    assert result.exit_code == comparison.exit_code
+
+
+def test_compare_bad_thresholds_raise_what_the_command_prints() -> None:
+    with pytest.raises(UserInputError, match=r"--time-factor 0\.9: expected a factor above 1"):
+        bench.compare(QUIET, BUSY, time_factor=0.9)
+    with pytest.raises(UserInputError, match=r"--memory-band 'bogus=1\.1'"):
+        bench.compare(QUIET, BUSY, memory_bands={"bogus": 1.1})
+    loose = bench.compare(QUIET, BUSY, quality_margins={"psnr": 0.5})
+    assert loose.thresholds.quality_margins["psnr"] == 0.5
+
+
+def test_size_ranks_options_like_the_command(tiny_pipeline: Path) -> None:
+    from bench.size.options import size_options
+
+    kwargs = {"model": str(tiny_pipeline), "quant": ["Q8_0"], "height": 256, "width": 256}
+    nothing = bench.size(vram="1MiB", **kwargs)
+    assert len(nothing) == 2 * 5 and not any(o.fits for o in nothing)
+    roomy = bench.size(gpu="RTX 4090", **kwargs)
+    fits = [o.fits for o in roomy]
+    assert any(fits) and fits == sorted(fits, reverse=True)  # fitting options first
+    payload = size_options(gpu="RTX 4090", **kwargs).to_json()
+    assert [(o["variant"], o["offload"]) for o in payload["fits"]] == [
+        (o.variant, o.offload) for o in roomy if o.fits
+    ]
+    with pytest.raises(UserInputError, match="size '12 potatoes'"):
+        bench.size(vram="12 potatoes")
+
+
+def test_api_names_stay_functions_after_their_stage_modules_load() -> None:
+    import bench.compare.verdicts
+    import bench.report.build
+    import bench.score
+    import bench.size.options
+
+    assert bench.score.__module__ == "bench.api"  # type: ignore[attr-defined]
+    for name in ("run", "resume", "load_run", "score", "report", "compare", "size"):
+        assert callable(getattr(bench, name)) and getattr(bench, name).__module__ == "bench.api"
