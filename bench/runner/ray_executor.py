@@ -257,6 +257,8 @@ class _RaySweep:
         have_cell_record = set(cell_records(self.records))
         prompt_text = {p["id"]: p["text"] for p in self.manifest["prompts"]}
         config = self.plan.config
+        config_path = self.plan.config_path
+        config_dir = (Path(config_path).parent if config_path else Path()).resolve()
         for cell in self.manifest["cells"]:
             cell_id = cell["cell_id"]
             if cell_id not in self.todo:
@@ -287,7 +289,12 @@ class _RaySweep:
                 warmup_prompt=self.manifest["prompts"][0]["text"],
             )
             progress_task = self.progress.add_task(f"{cell_id}: queued", total=len(owed))
-            ref = remote.remote(job, self.slots.threads_by_node, self.inbox)
+            prepare = {
+                "config": self.manifest["config"],
+                "config_dir": str(config_dir),
+                "variant": cell["variant"],
+            }
+            ref = remote.remote(job, self.slots.threads_by_node, self.inbox, prepare)
             task = _Task(cell, owed, time.time(), progress_task)
             self.pending[ref] = task
             self.by_cell[cell_id] = task
@@ -333,6 +340,9 @@ class _RaySweep:
                 f"{cell_id}: started on {where} (node {event['node']['ray_node_id'][:12]}, "
                 f"worker pid {event['worker_pid']})"
             )
+        elif kind == "preparing":
+            self.progress.update(task.progress_task, description=f"{cell_id}: preparing inputs")
+            self.say(f"{cell_id}: preparing on its node, which lacks {', '.join(event['missing'])}")
         elif kind == "process":
             if task.started is not None:
                 task.started["cell_pid"] = event["pid"]

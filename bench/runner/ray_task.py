@@ -13,6 +13,12 @@ in PCI bus order, so the ordinal is resolved to the GPU's UUID through NVML and 
 `CUDA_VISIBLE_DEVICES=<UUID>`: torch's cuda:0 and the NVML handle the memory sampler opens
 (bench.runner.memory.NvmlDevice matches UUIDs) are then the same device by construction.
 
+Inputs: the base pipeline and the variant's prepared files (GGUF conversions) are paths on the
+driver's disk. A node that has them at the same path (a shared file system, or an earlier
+sweep) uses them; a node that lacks one prepares them itself, in a fresh process, from the
+run's config, the same deterministic way the driver did (its own cache, its own hub
+downloads): the recorded paths are then the node's.
+
 Threads: Ray sets OMP_NUM_THREADS to a task's CPU share, the local executor leaves torch its
 default; the driver decides the count per node and the cell sets it, records it, and the
 driver compares it with the local figure when asked (CPU results depend on it).
@@ -30,12 +36,13 @@ import socket
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 from bench.results import RECORDS, iter_jsonl
-from bench.runner.processes import born_ignoring_sigint, cell_context
+from bench.runner.processes import born_ignoring_sigint, call_in_fresh_process, cell_context
 from bench.runner.worker import CellJob, run_cell
 
 STOP_GRACE_S = 10.0  # how long a cancelled cell may take to end before it is killed
@@ -100,8 +107,45 @@ def cell_child(job: CellJob, events: Any, threads: int) -> None:
     run_cell(job, events)
 
 
-def cell_task(job: CellJob, threads_by_node: dict[str, int], inbox: Any) -> dict[str, Any]:
-    """The body of the Ray task; returns the cell's records and image bytes (see the module)."""
+def prepare_on_node(spec: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The base pipeline and the variant's artifacts made (or found) on this node, as the
+    driver's bench.runner.executor._prepare makes them; `spec` holds the run's config dump,
+    the config's folder and the variant's name."""
+    from bench.config import validate_config
+    from bench.models.variants import prepare_variant, resolve_base
+
+    config = validate_config(spec["config"], "the run's config", recorded=True)
+    base = resolve_base(config)
+    variant = next(v for v in config.variants if v.name == spec["variant"])
+    prepared = prepare_variant(variant, base, Path(spec["config_dir"]))
+    if prepared.unavailable is not None:
+        raise RuntimeError(f"{spec['variant']}: {prepared.unavailable['message']}")
+    return base, dict(prepared.artifacts)
+
+
+def missing_inputs(job: CellJob) -> list[str]:
+    """Absolute paths the cell needs that this node does not have (hub ids are not paths)."""
+    wanted = [job.base_model, *job.artifacts.values()]
+    return [p for p in wanted if os.path.isabs(p) and not os.path.exists(p)]
+
+
+def local_inputs(job: CellJob, spec: dict[str, Any] | None, context: Any) -> CellJob:
+    """`job` with this node's own inputs: unchanged where it has the driver's paths."""
+    if spec is None or not missing_inputs(job):
+        return job
+    base, artifacts = call_in_fresh_process(context, partial(prepare_on_node, spec))
+    return replace(job, base_model=base, artifacts=artifacts)
+
+
+def cell_task(
+    job: CellJob,
+    threads_by_node: dict[str, int],
+    inbox: Any,
+    prepare: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The body of the Ray task; returns the cell's records and image bytes (see the module).
+
+    `prepare`: what prepare_on_node needs, for a node that lacks the driver's inputs."""
     task_start = time.time()
     node = node_info()
     gpu = task_gpu()
@@ -116,8 +160,13 @@ def cell_task(job: CellJob, threads_by_node: dict[str, int], inbox: Any) -> dict
     _remove_stale_folders()
     folder = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
     try:
-        local_job = replace(job, run_dir=folder, driver_pid=os.getpid())
-        follower = _TaskFollower(cell_context(), local_job, threads, send)
+        context = cell_context()
+        if missing_inputs(job):
+            send({"kind": "preparing", "missing": missing_inputs(job)})
+        local_job = replace(
+            local_inputs(job, prepare, context), run_dir=folder, driver_pid=os.getpid()
+        )
+        follower = _TaskFollower(context, local_job, threads, send)
         child_start = time.time()
         follower.run()
         child_end = time.time()

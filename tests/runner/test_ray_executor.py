@@ -275,3 +275,43 @@ def test_resume_after_the_driver_is_killed(
     assert_complete(run_dir)
     assert [e["kind"] for e in read_manifest(run_dir)["executors"]] == ["ray", "ray"]
     assert read_manifest(run_dir)["executors"][0]["slots"] == "cpu"
+
+
+@pytest.mark.slow
+def test_a_node_without_the_drivers_files_prepares_its_own(
+    tmp_path: Path, write_config: Callable[..., Path], one_thread: None
+) -> None:
+    from bench.config import load_config
+    from bench.runner.processes import cell_context
+    from bench.runner.ray_task import local_inputs, missing_inputs
+    from bench.runner.worker import CellJob
+
+    config_path = write_config(**SMALL)
+    config, _ = load_config(config_path)
+    elsewhere = tmp_path / "the-drivers-disk"
+    job = CellJob(
+        run_dir=str(tmp_path / "task"),
+        run_id="r",
+        cell={},
+        images=[],
+        write_cell_record=True,
+        base_model=str(elsewhere / "base"),
+        revision=None,
+        artifacts={"gguf_file": str(elsewhere / "transformer-Q8_0.gguf")},
+        device="cpu",
+        steps=2,
+        guidance=3.5,
+        max_sequence_length=32,
+        warmup=0,
+        warmup_prompt="x",
+    )
+    assert len(missing_inputs(job)) == 2
+    spec = {
+        "config": config.model_dump(mode="json"),
+        "config_dir": str(config_path.parent),
+        "variant": "Q8_0",
+    }
+    here = local_inputs(job, spec, cell_context())
+    assert missing_inputs(here) == []
+    assert Path(here.base_model).is_dir() and Path(here.artifacts["gguf_file"]).is_file()
+    assert local_inputs(here, spec, None) is here  # nothing missing: nothing prepared
