@@ -59,6 +59,7 @@ SOURCE_PACKAGES = (
 # Import names of the distributions above whose names differ from them.
 _MODULES = {
     "nvidia-ml-py": "pynvml",
+    "optimum-quanto": "optimum.quanto",
     "huggingface-hub": "huggingface_hub",
     "pillow": "PIL",
     "typing-extensions": "typing_extensions",

@@ -13,6 +13,8 @@ from typing import Any
 from bench.backends.base import Backend, Prepared
 from bench.backends.full import FullBackend
 from bench.backends.gguf import GGUFBackend
+from bench.backends.quanto import QuantoBackend
+from bench.backends.torchao import TorchAoBackend
 from bench.errors import ConfigError
 
 BACKENDS: dict[str, Backend] = {
@@ -20,6 +22,8 @@ BACKENDS: dict[str, Backend] = {
     for backend in (
         FullBackend(),
         GGUFBackend(),
+        TorchAoBackend(),
+        QuantoBackend(),
     )
 }
 

@@ -123,7 +123,8 @@ def apply_offload(pipe: Any, offload: OffloadSpec, device: torch.device) -> None
 
 
 def component_weights(pipe: Any) -> dict[str, dict[str, int]]:
-    """Parameters and bytes per model component as loaded (GGUF tensors count packed bytes)."""
+    """Parameters and bytes per model component as loaded (GGUF tensors count packed bytes,
+    tensor subclasses the bytes of their inner tensors)."""
     out: dict[str, dict[str, int]] = {}
     for name, component in pipe.components.items():
         if not isinstance(component, torch.nn.Module):
@@ -131,8 +132,20 @@ def component_weights(pipe: Any) -> dict[str, dict[str, int]]:
         params = 0
         nbytes = 0
         for tensor in list(component.parameters()) + list(component.buffers()):
-            nbytes += tensor.numel() * tensor.element_size()
+            nbytes += storage_bytes(tensor)
             shape = getattr(tensor, "quant_shape", None)
             params += int(torch.Size(shape).numel()) if shape is not None else tensor.numel()
         out[name] = {"parameters": params, "bytes": nbytes}
     return out
+
+
+def storage_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor really holds. A wrapper tensor subclass (torchao's `Int8Tensor`, quanto's
+    `WeightQBytesTensor`) reports its logical dtype's element size; what it stores is the inner
+    tensors it flattens to (`__tensor_flatten__`), counted recursively."""
+    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+    if is_traceable_wrapper_subclass(tensor):
+        names, _ = tensor.__tensor_flatten__()  # type: ignore[attr-defined]
+        return sum(storage_bytes(getattr(tensor, n)) for n in names)
+    return tensor.numel() * tensor.element_size()

@@ -1,0 +1,116 @@
+"""What the pipeline-level backends (torchao, quanto) share: one quantization config per component.
+
+diffusers quantizes a whole pipeline with `DiffusionPipeline.from_pretrained(...,
+quantization_config=PipelineQuantizationConfig(...))`. Its shorthand, `quant_backend=` plus
+`quant_kwargs=`, builds both libraries' config classes from the same keyword arguments and
+refuses when their signatures differ: diffusers' `TorchAoConfig(quant_type, modules_to_not_convert)`
+is not transformers' (which adds `include_input_output_embeddings`, `untie_embedding_weights`),
+and diffusers' `QuantoConfig(weights_dtype=)` is transformers' `QuantoConfig(weights=)`. So these
+backends pass `quant_mapping={component: config}`, diffusers' own config for a diffusers model
+(the transformer, the VAE) and transformers' own for a transformers model (the CLIP and T5 text
+encoders), which is what diffusers' documentation does for mixed pipelines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def component_libraries(base: str, revision: str | None = None) -> dict[str, str]:
+    """Library of every model component the pipeline names (model_index.json): a diffusers
+    `ModelMixin` or a transformers `PreTrainedModel`, not a scheduler or a tokenizer."""
+    import importlib
+
+    from diffusers import ModelMixin
+    from transformers import PreTrainedModel
+
+    from bench.models.loading import _model_index
+
+    bases = {"diffusers": ModelMixin, "transformers": PreTrainedModel}
+    out: dict[str, str] = {}
+    for name, entry in _model_index(base, revision).items():
+        if name.startswith("_") or not isinstance(entry, list) or len(entry) != 2:
+            continue
+        library, class_name = entry
+        if library not in bases:
+            continue
+        cls = getattr(importlib.import_module(library), str(class_name), None)
+        if isinstance(cls, type) and issubclass(cls, bases[library]):
+            out[name] = str(library)
+    return out
+
+
+def check_components(
+    variant: str, components: Sequence[str], libraries: dict[str, str], where: str
+) -> None:
+    """Every listed component must be a model of the pipeline; ValueError naming the key.
+
+    diffusers silently leaves a mapping entry that names no component unused, and a cell
+    labelled with a quantization it did not have would be a false figure."""
+    missing = [c for c in components if c not in libraries]
+    if missing:
+        raise ValueError(
+            f"variants.{variant}.components: {missing} are not model components of {where} "
+            f"(its models: {', '.join(libraries) or 'none'})"
+        )
+
+
+def quantization_config(
+    variant: str,
+    components: Sequence[str],
+    libraries: dict[str, str],
+    configs: dict[str, Callable[[], Any]],
+) -> Any:
+    """`PipelineQuantizationConfig(quant_mapping=...)`, each component's config from the
+    factory of its library (`configs["diffusers"]`, `configs["transformers"]`)."""
+    from diffusers import PipelineQuantizationConfig
+
+    check_components(variant, components, libraries, "this pipeline")
+    return PipelineQuantizationConfig(
+        quant_mapping={c: configs[libraries[c]]() for c in components}
+    )
+
+
+def check_quantized(
+    pipe: Any, variant: str, components: Sequence[str], quantized: Callable[[Any], bool]
+) -> None:
+    """Each listed component must hold at least one quantized tensor after loading."""
+    for name in components:
+        module = pipe.components.get(name)
+        tensors = list(module.parameters()) if module is not None else []
+        if not any(quantized(t) for t in tensors):
+            raise ValueError(
+                f"variant {variant}: component {name!r} was loaded without quantized weights"
+            )
+
+
+def base_libraries(base: str) -> dict[str, str] | None:
+    """Component libraries of a local base (None for a hub id: checked when a cell loads)."""
+    if not (Path(base) / "model_index.json").is_file():
+        return None
+    return component_libraries(base)
+
+
+def is_transformers_model(module: Any) -> bool:
+    from transformers import PreTrainedModel
+
+    return isinstance(module, PreTrainedModel)
+
+
+def transformers_skip_patterns(model: Any) -> list[str]:
+    """Module patterns transformers' quantizers leave alone when a config names none:
+    `get_keys_to_not_convert` (tied and output layers, the last parameter's module) plus the
+    model's `_keep_in_fp32_modules` (T5's `wo`), exactly as their
+    `_process_model_before_weight_loading` computes them."""
+    from transformers.quantizers.base import HfQuantizer
+
+    keep = list(getattr(model, "_keep_in_fp32_modules", None) or [])
+    return list(HfQuantizer.get_modules_to_not_convert(model, None, keep))
+
+
+def diffusers_skip_modules(model: Any) -> list[str]:
+    """What diffusers' quantizers leave alone when a config names none: the model class's
+    `_keep_in_fp32_modules` (None for FLUX's transformer and VAE)."""
+    return list(getattr(type(model), "_keep_in_fp32_modules", None) or [])

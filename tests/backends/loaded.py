@@ -1,0 +1,68 @@
+"""Helpers for backend tests: load a variant on the tiny pipeline, size it, make an image."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(tiny_pipeline: Path, variant: Any) -> Any:
+    """The pipeline as a cell loads it (the variant's backend, diffusers' own API)."""
+    from bench.models.loading import load_pipeline
+
+    return load_pipeline(str(tiny_pipeline), variant)
+
+
+def sized(tiny_pipeline: Path, variant: Any) -> Any:
+    """`bench size`'s prediction of the variant from the tiny pipeline's configs (meta)."""
+    from bench.backends import backend_for
+    from bench.size.sources import folder_base
+
+    spec = variant.model_dump(mode="json")
+    return backend_for(variant).size_variant(folder_base(tiny_pipeline), spec, None)
+
+
+def weights(pipe: Any) -> dict[str, dict[str, int]]:
+    from bench.models.loading import component_weights
+
+    return component_weights(pipe)
+
+
+def generate(pipe: Any, seed: int = 7) -> torch.Tensor:
+    image = pipe(
+        "a futuristic city at sunset",
+        height=64,
+        width=64,
+        num_inference_steps=3,
+        max_sequence_length=16,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="pt",
+    ).images
+    return image.float().clamp(0, 1)
+
+
+def raised_in(exc: BaseException) -> str:
+    """The file of the innermost frame that raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return frames[-1].filename if frames else ""
+
+
+def raised_within(exc: BaseException, package: str) -> bool:
+    """Whether `package` raised this exception or one it chains from: transformers re-raises
+    a quantizer's failure as its own RuntimeError after its loading report."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if f"/{package}/" in raised_in(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def raised_inside_bench(exc: BaseException) -> bool:
+    filename = raised_in(exc)
+    return bool(filename) and Path(filename).resolve().is_relative_to(BENCH_DIR)
