@@ -13,6 +13,7 @@ from typing import Any
 from bench.backends.base import Backend, Prepared
 from bench.backends.full import FullBackend
 from bench.backends.gguf import GGUFBackend
+from bench.backends.layerwise import LayerwiseBackend
 from bench.backends.quanto import QuantoBackend
 from bench.backends.torchao import TorchAoBackend
 from bench.errors import ConfigError
@@ -22,6 +23,7 @@ BACKENDS: dict[str, Backend] = {
     for backend in (
         FullBackend(),
         GGUFBackend(),
+        LayerwiseBackend(),
         TorchAoBackend(),
         QuantoBackend(),
     )
