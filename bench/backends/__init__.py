@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.backends.base import Backend, Prepared
+from bench.backends.bitsandbytes import BitsAndBytesBackend
 from bench.backends.full import FullBackend
 from bench.backends.gguf import GGUFBackend
 from bench.backends.layerwise import LayerwiseBackend
@@ -23,6 +24,7 @@ BACKENDS: dict[str, Backend] = {
     for backend in (
         FullBackend(),
         GGUFBackend(),
+        BitsAndBytesBackend(),
         LayerwiseBackend(),
         TorchAoBackend(),
         QuantoBackend(),

@@ -124,7 +124,8 @@ def apply_offload(pipe: Any, offload: OffloadSpec, device: torch.device) -> None
 
 def component_weights(pipe: Any) -> dict[str, dict[str, int]]:
     """Parameters and bytes per model component as loaded (GGUF tensors count packed bytes,
-    tensor subclasses the bytes of their inner tensors)."""
+    tensor subclasses the bytes of their inner tensors, bitsandbytes weights their
+    quantization state too)."""
     out: dict[str, dict[str, int]] = {}
     for name, component in pipe.components.items():
         if not isinstance(component, torch.nn.Module):
@@ -133,7 +134,10 @@ def component_weights(pipe: Any) -> dict[str, dict[str, int]]:
         nbytes = 0
         for tensor in list(component.parameters()) + list(component.buffers()):
             nbytes += storage_bytes(tensor)
+            nbytes += _bitsandbytes_state_bytes(tensor)
             shape = getattr(tensor, "quant_shape", None)
+            bnb_state = getattr(tensor, "quant_state", None)  # bitsandbytes Params4bit
+            shape = bnb_state.shape if bnb_state is not None else shape
             params += int(torch.Size(shape).numel()) if shape is not None else tensor.numel()
         out[name] = {"parameters": params, "bytes": nbytes}
     return out
@@ -149,3 +153,19 @@ def storage_bytes(tensor: torch.Tensor) -> int:
         names, _ = tensor.__tensor_flatten__()  # type: ignore[attr-defined]
         return sum(storage_bytes(getattr(tensor, n)) for n in names)
     return tensor.numel() * tensor.element_size()
+
+
+def _bitsandbytes_state_bytes(tensor: Any) -> int:
+    """Bytes bitsandbytes keeps beside a quantized weight, outside parameters and buffers: a
+    4-bit weight's `quant_state` (absmax, code table, offset, nested state) and an int8
+    weight's row scales (`SCB`; its `CB` is the weight's own data)."""
+    parts: list[Any] = []
+    state = getattr(tensor, "quant_state", None)
+    if state is not None:
+        parts += [state.absmax, state.code, state.offset]
+        nested = getattr(state, "state2", None)
+        if nested is not None:
+            parts += [nested.absmax, nested.code]
+    parts.append(getattr(tensor, "SCB", None))
+    unique = {id(t): t for t in parts if isinstance(t, torch.Tensor)}
+    return sum(t.numel() * t.element_size() for t in unique.values())
