@@ -1,4 +1,8 @@
-"""Convert a FLUX transformer checkpoint (diffusers folder or safetensors file) to GGUF.
+"""Convert a transformer checkpoint (diffusers folder or safetensors file) to GGUF.
+
+Which names, fusions, high-precision tensors and ``general.architecture`` the file gets is the
+model family's (``family.gguf``, bench/families; FLUX by default), so the file has the layout of
+that family's community files and diffusers' ``from_single_file`` loads it.
 
 The header (metadata and every tensor's name, shape, type and offset) is written first from the
 plan with ``gguf.GGUFWriter``; the file is then sized to its final length and the tensor data are
@@ -24,7 +28,7 @@ import numpy as np
 from gguf import GGUFWriter
 
 from bench.gguf.chunks import plan_chunks
-from bench.gguf.names import key_scheme
+from bench.gguf.names import TensorNames
 from bench.gguf.plan import KeyNames, OutputTensor, build_plan
 from bench.gguf.pool import PoolKind, chunk_runner, resolve_jobs
 from bench.gguf.qtypes import FileQuantType, file_quant_type, supported_quant_types
@@ -57,6 +61,7 @@ def quantize_checkpoint(
     progress: bool = False,
     jobs: int | None = None,
     pool: PoolKind = "process",
+    family: str | None = None,
 ) -> QuantizeSummary:
     """Write ``src`` as a GGUF file ``out`` of quantization type ``qtype``.
 
@@ -66,17 +71,22 @@ def quantize_checkpoint(
     them without conversion). ``jobs`` worker processes share the work (None: every CPU this
     process may use, or the calling process alone for models under ~16 M weights); the bytes
     are the same for any ``jobs``. ``pool="thread"`` uses threads instead (slower, kept for the
-    comparison in benchmarks/quantize_speed.py). Raises ``ConversionError`` (a ``ValueError``)
-    for bad input.
+    comparison in benchmarks/quantize_speed.py). ``family`` names the model family whose
+    tensor names and rules apply (bench.families; None: FLUX). Raises ``ConversionError`` (a
+    ``ValueError``) for bad input, ``UnknownFamily`` for a family that is not registered.
     """
+    from bench.families import get_family
+
     t0 = time.perf_counter()
+    names = get_family(family).gguf
     ft = file_quant_type(qtype)
     src, out = Path(src), Path(out)
     with Checkpoint(src) as ckpt:
-        plan = build_plan(ckpt, ft, key_names)
-        used_names = "bfl" if key_scheme(t.name for t in plan) == "bfl" else "diffusers"
+        plan = build_plan(ckpt, ft, key_names, names)
+        original = names.original_scheme
+        used_names = original if names.scheme(t.name for t in plan) == original else "diffusers"
         with _atomic_path(out) as tmp:
-            data_start, end, alignment = _write_header(tmp, plan, ft)
+            data_start, end, alignment = _write_header(tmp, plan, ft, names)
             chunks = plan_chunks(ckpt, plan, data_start, alignment)
             n_jobs = resolve_jobs(jobs, chunks)
             os.truncate(tmp, end)  # the padding between tensors reads as the writer's zeros
@@ -105,10 +115,12 @@ def quantize_checkpoint(
     )
 
 
-def _write_header(path: Path, plan: list[OutputTensor], ft: FileQuantType) -> tuple[int, int, int]:
+def _write_header(
+    path: Path, plan: list[OutputTensor], ft: FileQuantType, names: TensorNames
+) -> tuple[int, int, int]:
     """Write metadata and tensor infos; return (data start, file end, alignment)."""
     majority = Counter(t.source_dtype for t in plan).most_common(1)[0][0]
-    writer = GGUFWriter(path, arch="flux")
+    writer = GGUFWriter(path, arch=names.architecture)
     writer.add_quantization_version(2)
     writer.add_file_type(ft.file_type)
     writer.add_string("bench.source_dtype", majority)

@@ -1,173 +1,147 @@
-"""FLUX.1 key names: diffusers <-> original BFL (Black Forest Labs) layout.
+"""What the GGUF converter needs to know about a model family's tensor names, and nothing more.
 
-Community FLUX GGUF files use BFL names (``double_blocks.0.img_attn.qkv.weight``) and diffusers'
-``from_single_file`` converts them back with ``convert_flux_transformer_checkpoint_to_diffusers``.
-This module is the exact inverse of that converter: diffusers' separate ``to_q``/``to_k``/``to_v``
-are concatenated into ``qkv`` (single blocks also append ``proj_mlp`` to form ``linear1``), and
-``norm_out.linear`` gets its scale/shift halves swapped back. It also maps the other way, so a
-BFL-keyed source can be written with diffusers names (needed for models narrower than 3072,
-because diffusers' converter hard-codes FLUX.1's width when splitting ``linear1``).
+Community GGUF files of a diffusion transformer keep the names of the model's original
+checkpoint (FLUX: Black Forest Labs' ``double_blocks.0.img_attn.qkv.weight``), and diffusers'
+``from_single_file`` maps them back to its own with a per-family converter. Which names a family
+uses, which tensors are fused, which stay in high precision and which ``general.architecture``
+the file declares are the family's knowledge (``bench.families``, FLUX's in
+bench/families/flux_gguf.py); this module holds only the generic parts: the ``Group`` of one
+original tensor and the diffusers tensors it is made of, the ``TensorNames`` interface every
+family implements, and look-ups that ask every registered family.
 
-A mapping is a list of ``Group``s: one BFL tensor <-> an ordered list of diffusers tensors that
-are stacked along dim 0.
+A mapping is a list of ``Group``s: one original tensor <-> an ordered list of diffusers tensors
+that are stacked along dim 0.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
-FLUX1_WIDTH = 3072
-BFL_PREFIX = "model.diffusion_model."
-BFL_BLOCK_PREFIXES = ("double_blocks.", "single_blocks.")
-DIFFUSERS_BLOCK_PREFIXES = ("transformer_blocks.", "single_transformer_blocks.")
+from bench.gguf.errors import ConversionError
+
+#: Prefix of full original checkpoints as ComfyUI and the model authors save them (every
+#: family of ComfyUI's layout, FLUX and SD3 included); community GGUF files omit it.
+CHECKPOINT_PREFIX = "model.diffusion_model."
+BFL_PREFIX = CHECKPOINT_PREFIX  # the name it had when FLUX was the only family
+
+Shapes = Mapping[str, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
 class Group:
-    """One BFL tensor and the diffusers tensors it is made of (concatenated along dim 0)."""
+    """One original tensor and the diffusers tensors it is made of (concatenated along dim 0)."""
 
-    bfl: str
+    original: str
     diffusers: tuple[str, ...]
-    swap_halves: bool = False  # final_layer.adaLN_modulation: (shift, scale) vs (scale, shift)
+    swap_halves: bool = False  # FLUX final_layer.adaLN_modulation: (shift, scale) vs (scale, shift)
 
 
-def _top_level(has_guidance: bool) -> list[Group]:
-    pairs = [
-        ("time_in.in_layer", "time_text_embed.timestep_embedder.linear_1"),
-        ("time_in.out_layer", "time_text_embed.timestep_embedder.linear_2"),
-        ("vector_in.in_layer", "time_text_embed.text_embedder.linear_1"),
-        ("vector_in.out_layer", "time_text_embed.text_embedder.linear_2"),
-        ("txt_in", "context_embedder"),
-        ("img_in", "x_embedder"),
-        ("final_layer.linear", "proj_out"),
-    ]
-    if has_guidance:
-        pairs += [
-            ("guidance_in.in_layer", "time_text_embed.guidance_embedder.linear_1"),
-            ("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2"),
-        ]
-    groups = [Group(f"{b}.{s}", (f"{d}.{s}",)) for b, d in pairs for s in ("weight", "bias")]
-    groups += [
-        Group(f"final_layer.adaLN_modulation.1.{s}", (f"norm_out.linear.{s}",), swap_halves=True)
-        for s in ("weight", "bias")
-    ]
-    return groups
+class TensorNames:
+    """A family's GGUF tensor names and precision rules, as bench.gguf's plan asks for them.
+
+    Subclasses set the class attributes and implement the methods that raise here. A family
+    whose community files use diffusers' own names sets ``original_scheme = "diffusers"`` and
+    returns no groups; the plan then copies names through unchanged.
+    """
+
+    #: ``general.architecture`` of the family's community GGUF files ("flux")
+    architecture: str
+    #: the family in error messages ("FLUX")
+    title: str
+    #: the word for the original names, as ``key_names`` and ``bench inspect`` spell it ("bfl")
+    original_scheme: str
+    #: every tensor under one of these (either scheme) is inside a transformer block
+    block_prefixes: tuple[str, ...]
+    #: substrings of names the community recipe never quantizes (embedders, final layer)
+    keep_precision_markers: tuple[str, ...] = ()
+    #: prefix full original checkpoints carry before their names
+    checkpoint_prefix: str = CHECKPOINT_PREFIX
+
+    def strip_prefix(self, key: str) -> str:
+        """Drop the full-checkpoint prefix (``model.diffusion_model.``) if present."""
+        p = self.checkpoint_prefix
+        return key[len(p) :] if p and key.startswith(p) else key
+
+    def scheme(self, keys: Iterable[str]) -> str:
+        """``original_scheme``, ``"diffusers"`` or ``"unknown"``: the naming of a tensor list."""
+        raise NotImplementedError
+
+    def is_original(self, keys: list[str]) -> bool:
+        """True if the (prefix-stripped) keys are a state dict in the original naming."""
+        raise NotImplementedError
+
+    def is_diffusers(self, keys: list[str]) -> bool:
+        """True if the keys are a diffusers state dict of this family's transformer."""
+        raise NotImplementedError
+
+    def groups(self, keys: list[str]) -> list[Group]:
+        """Every group of a model whose key set (either scheme) is ``keys``, in file order."""
+        raise NotImplementedError
+
+    def original_name(self, diffusers_key: str) -> str | None:
+        """Original name of the group one diffusers key belongs to (None: it has no twin)."""
+        raise NotImplementedError
+
+    def is_fused_qkv(self, name: str) -> bool:
+        """True for the attention projections the ``_M`` mixes raise one level."""
+        return False
+
+    def model_width(self, config: Mapping[str, object], shapes: Shapes) -> int | None:
+        """Hidden size of the transformer, from its config or its (stripped) weight shapes."""
+        return None
+
+    def default_scheme(self, width: int | None) -> str:
+        """What ``key_names="auto"`` writes for a model of this width."""
+        return self.original_scheme
+
+    def split_sizes(self, group: Group, rows: int, shapes: Shapes) -> list[int]:
+        """Rows of each diffusers part when an original tensor of ``rows`` rows is split."""
+        n = len(group.diffusers)
+        if rows % n:
+            raise ConversionError(f"{group.original}: {rows} rows cannot be split into {n} parts")
+        return [rows // n] * n
+
+    def unmapped_message(self) -> str:
+        """How a key that no group covers is described in the converter's error."""
+        return f"has no {self.title} name mapping"
 
 
-#: Per block kind: (BFL, diffusers) prefixes, linear layers (BFL name, diffusers parts; each has
-#: a weight and a bias) and RMS-norm scales (BFL name, diffusers name).
-_DOUBLE_LINEARS = (
-    ("img_mod.lin", ("norm1.linear",)),
-    ("txt_mod.lin", ("norm1_context.linear",)),
-    ("img_attn.qkv", tuple(f"attn.to_{p}" for p in "qkv")),
-    ("txt_attn.qkv", tuple(f"attn.add_{p}_proj" for p in "qkv")),
-    ("img_mlp.0", ("ff.net.0.proj",)),
-    ("img_mlp.2", ("ff.net.2",)),
-    ("txt_mlp.0", ("ff_context.net.0.proj",)),
-    ("txt_mlp.2", ("ff_context.net.2",)),
-    ("img_attn.proj", ("attn.to_out.0",)),
-    ("txt_attn.proj", ("attn.to_add_out",)),
-)
-_DOUBLE_NORMS = (
-    ("img_attn.norm.query_norm", "attn.norm_q"),
-    ("img_attn.norm.key_norm", "attn.norm_k"),
-    ("txt_attn.norm.query_norm", "attn.norm_added_q"),
-    ("txt_attn.norm.key_norm", "attn.norm_added_k"),
-)
-_SINGLE_LINEARS = (
-    ("modulation.lin", ("norm.linear",)),
-    ("linear1", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
-    ("linear2", ("proj_out",)),
-)
-_SINGLE_NORMS = (
-    ("norm.query_norm", "attn.norm_q"),
-    ("norm.key_norm", "attn.norm_k"),
-)
-
-
-def _block(
-    b: str,
-    d: str,
-    linears: tuple[tuple[str, tuple[str, ...]], ...],
-    norms: tuple[tuple[str, str], ...],
-) -> list[Group]:
-    """Groups of one block: all linear weights, then all biases, then the norm scales."""
-    groups = [
-        Group(f"{b}{bfl}.{s}", tuple(f"{d}{p}.{s}" for p in parts))
-        for s in ("weight", "bias")
-        for bfl, parts in linears
-    ]
-    groups += [Group(f"{b}{bfl}.scale", (f"{d}{dif}.weight",)) for bfl, dif in norms]
-    return groups
-
-
-def _block_count(keys: list[str], prefix: str) -> int:
+def block_count(keys: Iterable[str], prefix: str) -> int:
+    """Number of numbered blocks ``<prefix><i>.`` in ``keys`` (the largest index plus one)."""
     pat = re.compile(rf"^{re.escape(prefix)}(\d+)\.")
     idx = [int(m.group(1)) for k in keys if (m := pat.match(k))]
     return max(idx) + 1 if idx else 0
 
 
 def strip_bfl_prefix(key: str) -> str:
-    """Drop the ``model.diffusion_model.`` prefix that full BFL/ComfyUI checkpoints carry."""
-    return key[len(BFL_PREFIX) :] if key.startswith(BFL_PREFIX) else key
+    """Drop the ``model.diffusion_model.`` prefix that full original checkpoints carry."""
+    return key[len(CHECKPOINT_PREFIX) :] if key.startswith(CHECKPOINT_PREFIX) else key
 
 
-def is_bfl_flux(keys: list[str]) -> bool:
-    """True if the (prefix-stripped) keys look like an original BFL FLUX.1 state dict."""
-    return "img_in.weight" in keys and any(k.startswith("double_blocks.") for k in keys)
+def default_names() -> TensorNames:
+    """The default family's names (FLUX), for callers that name no family."""
+    from bench.families import get_family
+
+    return get_family().gguf
 
 
-def is_diffusers_flux(keys: list[str]) -> bool:
-    """True if the keys look like a diffusers ``FluxTransformer2DModel`` state dict."""
-    return "x_embedder.weight" in keys and "context_embedder.weight" in keys
+def key_scheme(keys: Iterable[str]) -> str:
+    """Naming scheme of a tensor list as the first registered family that knows it says
+    (``"bfl"`` or ``"diffusers"`` for FLUX), else ``"unknown"``."""
+    from bench.families import FAMILIES
 
-
-def key_scheme(keys: Iterable[str]) -> Literal["bfl", "diffusers", "unknown"]:
-    """Naming scheme of a tensor list, told by its transformer-block names."""
     keys = list(keys)
-    if any(k.startswith(BFL_BLOCK_PREFIXES) for k in keys):
-        return "bfl"
-    if any(k.startswith(DIFFUSERS_BLOCK_PREFIXES) for k in keys):
-        return "diffusers"
+    for family in FAMILIES.values():
+        found = family.gguf.scheme(keys)
+        if found != "unknown":
+            return found
     return "unknown"
 
 
-def flux_groups(keys: list[str]) -> list[Group]:
-    """All groups for a FLUX model whose key set is ``keys`` (either naming scheme).
-
-    Block counts and the presence of a guidance embedder are read from the keys themselves.
-    """
-    bfl = is_bfl_flux(keys)
-    n_double = _block_count(keys, "double_blocks." if bfl else "transformer_blocks.")
-    n_single = _block_count(keys, "single_blocks." if bfl else "single_transformer_blocks.")
-    has_guidance = any(("guidance_in." if bfl else "guidance_embedder.") in k for k in keys)
-    groups = _top_level(has_guidance)
-    for i in range(n_double):
-        groups += _block(
-            f"double_blocks.{i}.", f"transformer_blocks.{i}.", _DOUBLE_LINEARS, _DOUBLE_NORMS
-        )
-    for i in range(n_single):
-        groups += _block(
-            f"single_blocks.{i}.", f"single_transformer_blocks.{i}.", _SINGLE_LINEARS, _SINGLE_NORMS
-        )
-    return groups
-
-
 def diffusers_to_bfl_name(name: str) -> str | None:
-    """BFL name of the group a single diffusers key belongs to (None if it has no BFL twin)."""
-    keys = _probe_keys(name)
-    for g in flux_groups(keys):
-        if name in g.diffusers:
-            return g.bfl
-    return None
+    """BFL name of the FLUX group a single diffusers key belongs to (None if it has no twin)."""
+    from bench.families import get_family
 
-
-def _probe_keys(name: str) -> list[str]:
-    """A minimal diffusers key set that makes ``flux_groups`` generate the block ``name`` is in."""
-    keys = ["x_embedder.weight", "context_embedder.weight", name]
-    if "guidance_embedder" in name:
-        keys.append("time_text_embed.guidance_embedder.linear_1.weight")
-    return keys
+    return get_family("flux").gguf.original_name(name)

@@ -1,7 +1,10 @@
 """Conversion plan: which output tensors exist, what they are made of, and their ggml type.
 
 Built from safetensors headers alone (no tensor data), so the GGUF header with every tensor's
-final shape and type can be written before any data is streamed.
+final shape and type can be written before any data is streamed. What is generic lives here (the
+row mapping, the type recipe's shape rules); what a model family knows (its original names,
+which tensors are fused or kept in high precision) comes from its ``TensorNames``
+(``family.gguf``; FLUX's when none is given).
 """
 
 from __future__ import annotations
@@ -14,25 +17,13 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 
-from bench.gguf import names
 from bench.gguf.errors import ConversionError
+from bench.gguf.names import TensorNames, default_names
 from bench.gguf.qtypes import FileQuantType
 from bench.gguf.source import Checkpoint, SourceTensor, read_rows, to_float32
 
+#: ``auto``, ``diffusers`` or a family's original scheme (FLUX: ``bfl``).
 KeyNames = Literal["auto", "bfl", "diffusers"]
-
-BLOCK_PREFIXES = names.BFL_BLOCK_PREFIXES + names.DIFFUSERS_BLOCK_PREFIXES
-#: Names ComfyUI-GGUF / stable-diffusion.cpp never quantize (embedders and the final layer).
-KEEP_PRECISION_MARKERS = (
-    "txt_in.",
-    "img_in.",
-    "time_in.",
-    "vector_in.",
-    "guidance_in.",
-    "final_layer.",
-)
-#: Diffusers names of the projections that form BFL's fused double-block ``attn.qkv`` weights.
-_DIFFUSERS_QKV = ("to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj")
 
 
 @dataclass(frozen=True)
@@ -115,143 +106,144 @@ def load(ckpt: Checkpoint, t: OutputTensor) -> np.ndarray:
     return np.concatenate(pieces).reshape(t.shape)
 
 
-def model_width(ckpt: Checkpoint, stripped: dict[str, str]) -> int | None:
-    """Hidden size of a FLUX transformer (3072 for FLUX.1), from config or weights.
+def model_width(
+    ckpt: Checkpoint, stripped: dict[str, str], names: TensorNames | None = None
+) -> int | None:
+    """Hidden size of the transformer (3072 for FLUX.1), from config or weights.
 
     ``stripped`` maps prefix-stripped key names to the checkpoint's own keys.
     """
-    cfg = ckpt.config
-    if "num_attention_heads" in cfg and "attention_head_dim" in cfg:
-        return int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])  # type: ignore[call-overload]
-    for k in ("x_embedder.weight", "img_in.weight"):
-        if k in stripped:
-            return ckpt.tensors[stripped[k]].shape[0]
-    return None
+    names = names or default_names()
+    return names.model_width(ckpt.config, _shapes(ckpt, stripped))
+
+
+def _shapes(ckpt: Checkpoint, stripped: dict[str, str]) -> dict[str, tuple[int, ...]]:
+    return {k: ckpt.tensors[key].shape for k, key in stripped.items()}
 
 
 def choose_tensor_type(
-    name: str, shape: tuple[int, ...], source_dtype: str, ft: FileQuantType
+    name: str,
+    shape: tuple[int, ...],
+    source_dtype: str,
+    ft: FileQuantType,
+    names: TensorNames | None = None,
 ) -> T:
-    """ggml type of one output tensor, following the community FLUX GGUF recipe.
+    """ggml type of one output tensor, following the community GGUF recipe of ``names``' family.
 
-    1-D and tiny (<=1024 weights) tensors are F32; embedders/final layer keep the input precision
-    (BF16 for bf16 sources, else F16); 2-D weights inside the transformer blocks get the target
-    type (fused attention qkv one level higher for the ``_M`` mixes); K types need rows that are a
-    multiple of 256 and fall back to F16 otherwise (Q8_0: 32).
+    1-D and tiny (<=1024 weights) tensors are F32; embedders/final layer (the family's keep
+    markers) and everything outside its transformer blocks keep the input precision (BF16 for
+    bf16 sources, else F16); 2-D weights inside the blocks get the target type (fused attention
+    qkv one level higher for the ``_M`` mixes); K types need rows that are a multiple of 256 and
+    fall back to F16 otherwise (Q8_0: 32).
     """
+    names = names or default_names()
     if len(shape) <= 1 or prod(shape) <= 1024:
         return T.F32
     input_precision = T.BF16 if source_dtype == "BF16" else T.F16
     if ft.base in (T.F16, T.BF16):
         return ft.base
-    in_block = name.startswith(BLOCK_PREFIXES)
-    if not in_block or any(m in name for m in KEEP_PRECISION_MARKERS):
+    in_block = name.startswith(names.block_prefixes)
+    if not in_block or any(m in name for m in names.keep_precision_markers):
         return input_precision
     if len(shape) != 2 or not name.endswith(".weight"):
         return input_precision
-    target = ft.qkv if _is_fused_qkv(name) else ft.base
+    target = ft.qkv if names.is_fused_qkv(name) else ft.base
     block, _ = GGML_QUANT_SIZES[target]
     if shape[-1] % block:
         return T.F16
     return target
 
 
-def _is_fused_qkv(name: str) -> bool:
-    if "attn.qkv.weight" in name:
-        return True
-    if name.startswith("transformer_blocks."):
-        return any(f"attn.{p}.weight" in name for p in _DIFFUSERS_QKV)
-    return False
-
-
-def resolve_key_names(key_names: KeyNames, width: int | None) -> Literal["bfl", "diffusers"]:
-    """``auto`` picks BFL names only for FLUX.1's width, which diffusers' converter assumes."""
+def resolve_key_names(key_names: str, width: int | None, names: TensorNames | None = None) -> str:
+    """``auto`` picks what the family writes for this width (FLUX: BFL names only at 3072)."""
+    names = names or default_names()
     if key_names == "auto":
-        return "bfl" if width == names.FLUX1_WIDTH else "diffusers"
-    if key_names not in ("bfl", "diffusers"):
-        raise ConversionError(f"key_names: expected auto, bfl or diffusers, got {key_names!r}")
+        return names.default_scheme(width)
+    allowed = dict.fromkeys(("auto", names.original_scheme, "diffusers"))
+    if key_names not in allowed:
+        raise ConversionError(
+            f"key_names: expected {', '.join(list(allowed)[:-1])} or diffusers, got {key_names!r}"
+        )
     return key_names
 
 
-def build_plan(ckpt: Checkpoint, ft: FileQuantType, key_names: KeyNames) -> list[OutputTensor]:
+def build_plan(
+    ckpt: Checkpoint, ft: FileQuantType, key_names: str, names: TensorNames | None = None
+) -> list[OutputTensor]:
     """Every output tensor in file order, with name, shape, sources and ggml type."""
-    stripped = {names.strip_bfl_prefix(k): k for k in ckpt.tensors}
+    names = names or default_names()
+    stripped = {names.strip_prefix(k): k for k in ckpt.tensors}
     keys = list(stripped)
-    src_bfl = names.is_bfl_flux(keys)
-    src_diffusers = names.is_diffusers_flux(keys)
-    want = resolve_key_names(key_names, model_width(ckpt, stripped))
+    original = names.original_scheme
+    src_original = names.is_original(keys)
+    src_diffusers = names.is_diffusers(keys)
+    want = resolve_key_names(key_names, model_width(ckpt, stripped, names), names)
     items: list[tuple[str, tuple[Part, ...], bool, tuple[int, ...], str]] = []
 
     def info(k: str) -> tuple[tuple[int, ...], str]:
         st = ckpt.tensors[stripped[k]]
         return st.shape, st.dtype
 
-    if (want == "bfl" and src_bfl) or (want == "diffusers" and not src_bfl):
+    if (want == original and src_original) or (want == "diffusers" and not src_original):
         for k in keys:  # names already in the wanted scheme
             shape, dtype = info(k)
             items.append((k, (Part(stripped[k]),), False, shape, dtype))
-    elif want == "bfl":
+    elif want == original:
         if not src_diffusers:
-            raise ConversionError(f"{ckpt.src}: BFL key names need a FLUX transformer checkpoint")
+            raise ConversionError(
+                f"{ckpt.src}: {original.upper()} key names need a {names.title} "
+                "transformer checkpoint"
+            )
         used: set[str] = set()
-        for g in names.flux_groups(keys):
+        for g in names.groups(keys):
             present = [d for d in g.diffusers if d in stripped]
             if not present:
                 continue
             if len(present) != len(g.diffusers):
                 missing = sorted(set(g.diffusers) - set(present))
-                raise ConversionError(f"{ckpt.src}: {missing[0]} is missing (needed for {g.bfl})")
+                raise ConversionError(
+                    f"{ckpt.src}: {missing[0]} is missing (needed for {g.original})"
+                )
             shapes = [info(d)[0] for d in g.diffusers]
             rows = sum(s[0] for s in shapes)
             shape = (rows, *shapes[0][1:])
             parts = tuple(Part(stripped[d]) for d in g.diffusers)
-            items.append((g.bfl, parts, g.swap_halves, shape, info(g.diffusers[0])[1]))
+            items.append((g.original, parts, g.swap_halves, shape, info(g.diffusers[0])[1]))
             used.update(g.diffusers)
-        _reject_unmapped(ckpt, keys, used)
-    else:  # BFL source, diffusers names wanted: split the fused tensors
-        width = ckpt.tensors[stripped["img_in.weight"]].shape[0]
+        _reject_unmapped(ckpt, keys, used, names)
+    else:  # original source, diffusers names wanted: split the fused tensors
+        all_shapes = _shapes(ckpt, stripped)
         used = set()
-        for g in names.flux_groups(keys):
-            if g.bfl not in stripped:
+        for g in names.groups(keys):
+            if g.original not in stripped:
                 continue
-            shape, dtype = info(g.bfl)
-            sizes = _split_sizes(g, shape[0], width)
+            shape, dtype = info(g.original)
+            sizes = names.split_sizes(g, shape[0], all_shapes)
             start = 0
             for d, size in zip(g.diffusers, sizes, strict=True):
                 part = (
-                    Part(stripped[g.bfl], start, start + size)
+                    Part(stripped[g.original], start, start + size)
                     if len(sizes) > 1
-                    else Part(stripped[g.bfl])
+                    else Part(stripped[g.original])
                 )
                 items.append((d, (part,), g.swap_halves, (size, *shape[1:]), dtype))
                 start += size
-            used.add(g.bfl)
-        _reject_unmapped(ckpt, keys, used)
+            used.add(g.original)
+        _reject_unmapped(ckpt, keys, used, names)
 
     plan = []
     for name, parts, swap, shape, dtype in items:
         if len(name.encode()) > 127:
             raise ConversionError(f"{ckpt.src}: tensor name longer than 127 bytes: {name}")
-        qt = choose_tensor_type(name, shape, dtype, ft)
+        qt = choose_tensor_type(name, shape, dtype, ft, names)
         plan.append(OutputTensor(name, shape, dtype, parts, swap, qt))
     return plan
 
 
-def _split_sizes(g: names.Group, rows: int, width: int) -> list[int]:
-    n = len(g.diffusers)
-    if n == 1:
-        return [rows]
-    if n == 3:
-        if rows % 3:
-            raise ConversionError(f"{g.bfl}: {rows} rows cannot be split into q, k, v")
-        return [rows // 3] * 3
-    return [width, width, width, rows - 3 * width]  # single-block linear1: q, k, v, mlp
-
-
-def _reject_unmapped(ckpt: Checkpoint, keys: list[str], used: set[str]) -> None:
+def _reject_unmapped(ckpt: Checkpoint, keys: list[str], used: set[str], names: TensorNames) -> None:
     extra = [k for k in keys if k not in used]
     if extra:
         raise ConversionError(
-            f"{ckpt.src}: key {extra[0]!r} has no FLUX name mapping "
+            f"{ckpt.src}: key {extra[0]!r} {names.unmapped_message()} "
             f"({len(extra)} unmapped); use key_names that match the source"
         )

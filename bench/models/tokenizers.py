@@ -1,9 +1,11 @@
-"""Local stand-ins for FLUX's two tokenizers, built without any download.
+"""Local stand-ins for the text encoders' tokenizers, built without any download.
 
 FLUX reads prompts through a CLIP byte-level BPE tokenizer and a T5 sentencepiece (Unigram)
-tokenizer. Random-weight models do not need their real vocabularies, only tokenizers of the same
-kind, with the same special tokens and maximum lengths, so the pipeline code runs unchanged.
-Both are constructed from a small fixed corpus in sorted order, so every build is identical.
+tokenizer (SD3.5 adds a second CLIP, Wan's UMT5 is a sentencepiece one too); a model family's
+synthetic build takes the ones it needs from here. Random-weight models do not need their real
+vocabularies, only tokenizers of the same kind, with the same special tokens and maximum
+lengths, so the pipeline code runs unchanged. Each is constructed from a small fixed corpus in
+sorted order, so every build is identical.
 """
 
 from __future__ import annotations

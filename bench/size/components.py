@@ -1,10 +1,11 @@
 """What each pipeline component weighs on the device, computed from configs, never from weights.
 
 Models are built on the meta device (`accelerate.init_empty_weights`) from their config files
-(a diffusers folder's model_index.json + component config.json) or from a built-in architecture
-(`bench.models.synthetic.FLUX_DEV`), so FLUX.1-dev's 17 billion weights are sized on any laptop
-in seconds. Bytes are counted the way `bench.models.loading.component_weights` counts what was
-really loaded (parameters and buffers, tied tensors once), with the dtype each tensor would get:
+(a diffusers folder's model_index.json + component config.json) or from a model family's
+built-in architecture (`bench.families.flux.FLUX_DEV`), so FLUX.1-dev's 17 billion weights are
+sized on any laptop in seconds. Bytes are counted the way
+`bench.models.loading.component_weights` counts what was really loaded (parameters and buffers,
+tied tensors once), with the dtype each tensor would get:
 the pipeline dtype for floating tensors, float32 where transformers keeps modules in float32
 (`_keep_in_fp32_modules` for float16), and for a GGUF transformer the packed size of every
 quantized tensor, while F32/F16 tensors from the file are cast to the compute dtype by diffusers'
@@ -60,6 +61,7 @@ class PipelineComponents:
     components: dict[str, Component]
     offload_order: tuple[str, ...]
     transformer_format: str
+    family: str = "flux"  # bench.families name: its activation formulas size each phase
 
     @property
     def bytes(self) -> int:
@@ -172,17 +174,12 @@ def meta_modules_from_folder(folder: Path) -> tuple[dict[str, Any], str]:
     return modules, index.get("_class_name", "DiffusionPipeline")
 
 
-def meta_modules_from_spec(spec: Any) -> dict[str, Any]:
-    """Meta-device modules of a `SyntheticSpec`, built exactly as the synthetic builder does.
+def meta_modules_from_spec(spec: Any, family: str | None = None) -> dict[str, Any]:
+    """Meta-device modules of a family's synthetic spec (default FLUX), built exactly as the
+    synthetic builder does (vocabulary sizes the spec does not name: the local tokenizers')."""
+    from bench.families import get_family
 
-    The vocabulary sizes must be in the spec (FLUX_DEV has them; the tiny preset takes them
-    from its tokenizers, so size it from its built folder instead).
-    """
-    from bench.models.synthetic import meta_components
-
-    if "vocab_size" not in spec.clip or "vocab_size" not in spec.t5:
-        raise ValueError("spec without vocab sizes: size its built folder instead")
-    return meta_components(spec)
+    return get_family(family).meta_components(spec)
 
 
 def offload_order(pipeline_class: str, names: list[str]) -> tuple[str, ...]:
@@ -420,22 +417,28 @@ def pipeline_components(
     compute_dtype: str | None = None,
     layout: TensorLayout | None = None,
     layouts: dict[str, TensorLayout] | None = None,
+    family: str | None = None,
 ) -> PipelineComponents:
-    """Size every component: those in `layouts` (`layout` alone: the transformer) as their
-    backend stores them, at `compute_dtype` for what it leaves alone; the rest at `dtype`."""
+    """Size every component: those in `layouts` (`layout` alone: the family's denoiser, FLUX's
+    transformer by default) as their backend stores them, at `compute_dtype` for what it leaves
+    alone; the rest at `dtype`."""
+    from bench.families import get_family
+
+    fam = get_family(family)
     layouts = dict(layouts or {})
     if layout is not None:
-        layouts["transformer"] = layout
+        layouts[fam.denoiser] = layout
     out: dict[str, Component] = {}
     for name, module in modules.items():
         if name in layouts:
             out[name] = measure(name, module, compute_dtype or dtype, layouts[name])
         else:
             out[name] = measure(name, module, dtype)
-    fmt = layouts["transformer"].label if "transformer" in layouts else dtype
+    fmt = layouts[fam.denoiser].label if fam.denoiser in layouts else dtype
     return PipelineComponents(
         label=label,
         components=out,
         offload_order=offload_order(pipeline_class, list(out)),
         transformer_format=fmt,
+        family=fam.name,
     )

@@ -1,9 +1,15 @@
 """Predict peak VRAM of one configuration as a sum of named terms, without a GPU.
 
-A generation runs its components one after another (CLIP, T5, the transformer's denoising
+A generation runs its components one after another (FLUX: CLIP, T5, the transformer's denoising
 loop, the VAE decode), so the peak is the largest of those phases: what stays resident under the
 offload mode, plus that phase's working memory. The formulas are in docs/size.md; each term's
 explanation repeats the essentials so a printed prediction stands on its own.
+
+What is generic lives here: residency under each offload mode, the GGUF dequantisation scratch,
+allocator and CUDA context terms, and the working memory of building blocks several families
+share (T5 and CLIP text encoders, AutoencoderKL's decoder). Which formula applies to which
+component, and the denoiser's own formula, are the model family's (`Family.activations`;
+FLUX's in bench/families/flux.py, re-exported below under the names they had here).
 """
 
 from __future__ import annotations
@@ -14,17 +20,16 @@ from typing import Any
 
 from bench.config import OffloadSpec
 from bench.errors import UserInputError
+from bench.families import get_family
+from bench.families.flux import (  # FLUX's formulas, importable from here as before
+    LIVE_UNITS_FLOAT32,
+    LIVE_UNITS_HALF,
+    image_tokens,
+    transformer_activations,
+)
 from bench.size.components import DTYPE_BYTES, Component, PipelineComponents
 from bench.size.terms import ALLOCATOR_FACTOR, CUDA_CONTEXT_BYTES, Phase, Prediction, Term
 from bench.size.units import fmt_bytes
-
-#: Live (N tokens × hidden) tensors at the peak of a FLUX single-stream block, in units of one
-#: such tensor at the compute dtype: the block's input and its residual (2), the normed input
-#: (1), the MLP branch held across attention (4), q, k, v (3), and the rotary embedding's
-#: float32 temporaries for one of q/k (7 at 16-bit: x.float()·cos, x_rotated.float()·sin,
-#: their sum, x_rotated). Float32 compute skips the up-casts: 4 instead of 7. See docs/size.md.
-LIVE_UNITS_HALF = 17
-LIVE_UNITS_FLOAT32 = 14
 
 SEQUENTIAL_GGUF_NOTE = (
     "sequential offload fails with GGUF transformers (KeyError: None, diffusers issue #14691)"
@@ -71,27 +76,7 @@ def parse_offload(label: str) -> OffloadSpec:
 
 
 # ---------------------------------------------------------------------------------------------
-# Working memory of each component
-
-
-def image_tokens(vae: Component, height: int, width: int, patch: int = 2) -> int:
-    """FLUX latent tokens: the VAE divides by 2^(levels-1), the transformer packs 2×2 patches."""
-    factor = 2 ** (len(vae.config.get("block_out_channels", [0, 0, 0, 0])) - 1) * patch
-    return (height // factor) * (width // factor)
-
-
-def transformer_activations(
-    transformer: Component, tokens: int, batch: int, dtype: str
-) -> tuple[int, str]:
-    cfg = transformer.config
-    hidden = int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
-    units = LIVE_UNITS_FLOAT32 if dtype == "float32" else LIVE_UNITS_HALF
-    nbytes = units * batch * tokens * hidden * DTYPE_BYTES[dtype]
-    why = (
-        f"{units} live tensors of tokens×hidden = {units}×{batch}×{tokens}×{hidden}×"
-        f"{DTYPE_BYTES[dtype]} B at the peak of a single-stream block (SDPA: no score matrix)"
-    )
-    return nbytes, why
+# Working memory of building blocks several families share
 
 
 def text_encoder_activations(
@@ -182,38 +167,20 @@ def _phase(pipe: PipelineComponents, running: str, scenario: Scenario, compute_d
     terms: list[Term] = []
     for c, nbytes, why in resident(pipe, running, scenario.offload):
         terms.append(Term(f"weights: {c.name}", nbytes, why, "weights", c.name))
-    work = 0
-    if comp.name == "transformer":
-        if comp.dequant_bytes:
-            terms.append(
-                Term(
-                    "GGUF dequantisation scratch",
-                    comp.dequant_bytes,
-                    f"one weight dequantised at a time, the largest: {comp.dequant_tensor} "
-                    f"(float16 intermediates, then cast to {compute_dtype})",
-                    "scratch",
-                    comp.name,
-                )
-            )
-        tokens = image_tokens(pipe.components["vae"], scenario.height, scenario.width)
-        text = scenario.max_sequence_length
-        work, why = transformer_activations(comp, tokens + text, scenario.batch, compute_dtype)
+    family = get_family(pipe.family)
+    if comp.name == family.denoiser and comp.dequant_bytes:
         terms.append(
             Term(
-                "transformer activations",
-                work,
-                f"{tokens} image + {text} text tokens; {why}",
-                "activations",
+                "GGUF dequantisation scratch",
+                comp.dequant_bytes,
+                f"one weight dequantised at a time, the largest: {comp.dequant_tensor} "
+                f"(float16 intermediates, then cast to {compute_dtype})",
+                "scratch",
                 comp.name,
             )
         )
-    elif "block_out_channels" in comp.config:
-        work, why = vae_decode_activations(comp, scenario.height, scenario.width, scenario.batch)
-        terms.append(Term("VAE decode activations", work, why, "activations", comp.name))
-    else:
-        tokens = scenario.max_sequence_length
-        work, why = text_encoder_activations(comp, tokens, scenario.batch, comp.dtype)
-        terms.append(Term(f"{comp.name} activations", work, why, "activations", comp.name))
+    name, work, why = family.activations(comp, pipe, scenario, compute_dtype)
+    terms.append(Term(name, work, why, "activations", comp.name))
     terms.append(
         Term(
             "allocator overhead",
@@ -236,8 +203,8 @@ def _phase(pipe: PipelineComponents, running: str, scenario: Scenario, compute_d
 
 def predict(pipe: PipelineComponents, scenario: Scenario) -> Prediction:
     """Peak VRAM of `pipe` under `scenario`: the terms of the largest phase."""
-    transformer = pipe.components.get("transformer")
-    dtype = transformer.dtype if transformer else "bfloat16"
+    denoiser = pipe.components.get(get_family(pipe.family).denoiser)
+    dtype = denoiser.dtype if denoiser else "bfloat16"
     phases = tuple(_phase(pipe, name, scenario, dtype) for name in pipe.offload_order)
     peak = max(phases, key=lambda p: p.bytes)
     notes: list[str] = []
@@ -251,3 +218,18 @@ def predict(pipe: PipelineComponents, scenario: Scenario) -> Prediction:
         phases=phases,
         notes=tuple(notes),
     )
+
+
+__all__ = [
+    "LIVE_UNITS_FLOAT32",
+    "LIVE_UNITS_HALF",
+    "SEQUENTIAL_GGUF_NOTE",
+    "Scenario",
+    "image_tokens",
+    "parse_offload",
+    "predict",
+    "resident",
+    "text_encoder_activations",
+    "transformer_activations",
+    "vae_decode_activations",
+]

@@ -1,0 +1,66 @@
+"""The model-families axis: every kind of diffusion pipeline the harness can build, run and size.
+
+`FAMILIES` maps a family's name (the config's ``model.family``) to its entry
+(bench/families/base.py says what one owns). The synthetic builder, the pipeline call in a
+cell, the GGUF converter and `bench size` ask this registry instead of assuming FLUX, so adding
+a family (SD3.5, Wan, Qwen-Image next) is one module here plus its entry below.
+"""
+
+from __future__ import annotations
+
+from bench.errors import UserInputError
+from bench.families.base import Family, PublishedCount, UnknownPreset, UnsupportedOption
+from bench.families.flux import FLUX
+
+#: The family of configs, files and calls that name none: FLUX was the only one before.
+DEFAULT_FAMILY = "flux"
+
+FAMILIES: dict[str, Family] = {family.name: family for family in (FLUX,)}
+
+
+class UnknownFamily(UserInputError):
+    """A family name that is not registered; the message lists the registered ones."""
+
+
+def available() -> list[str]:
+    """Registered family names, in registry order (the first is the default)."""
+    return list(FAMILIES)
+
+
+def get_family(name: str | Family | None = None) -> Family:
+    """The family of a name (None: the default); a Family is returned as it is."""
+    if isinstance(name, Family):
+        return name
+    key = DEFAULT_FAMILY if name is None else name
+    try:
+        return FAMILIES[key]
+    except KeyError:
+        raise UnknownFamily(
+            f"model family {key!r}: not a known family (known: {', '.join(FAMILIES)})"
+        ) from None
+
+
+def family_for_pipeline(pipeline_class: str) -> Family | None:
+    """The family whose pipeline class a diffusers folder names (model_index.json's
+    ``_class_name``), or None when no registered family builds it."""
+    return next((f for f in FAMILIES.values() if f.pipeline_class == pipeline_class), None)
+
+
+def family_for_architecture(architecture: str) -> Family | None:
+    """The family whose GGUF files declare this ``general.architecture``, or None."""
+    return next((f for f in FAMILIES.values() if f.gguf.architecture == architecture), None)
+
+
+__all__ = [
+    "DEFAULT_FAMILY",
+    "FAMILIES",
+    "Family",
+    "PublishedCount",
+    "UnknownFamily",
+    "UnknownPreset",
+    "UnsupportedOption",
+    "available",
+    "family_for_architecture",
+    "family_for_pipeline",
+    "get_family",
+]
