@@ -12,6 +12,17 @@ through the same checks.
 
 Nothing here imports torch, diffusers or transformers at module level: the config and the CLI
 look families up by name, and the GGUF converter's worker processes must start without torch.
+
+Adding a family (SD3.5, Wan, Qwen-Image are next): a module ``bench/families/<name>.py`` with a
+frozen spec dataclass and presets (a tiny one whose block widths are multiples of 256 so the
+K-quants apply, and the real architecture), ``meta_components``/``build_components`` (local
+tokenizers from bench/models/tokenizers.py), ``generate`` (the pipeline's own keyword for
+guidance; a video family returns its frames and lists ``num_frames`` in
+``generation_options``), ``activations`` (reusing bench.size.predict's T5/CLIP/AutoencoderKL
+formulas where the family has those parts), and a ``TensorNames`` subclass with the community
+files' names and rules (``<name>_gguf.py``); then its entry in ``FAMILIES``. Not in this
+interface yet, because FLUX needs none of it: GGUF tensors of more than 4 dimensions (Wan's
+patch embedding), a frame count in `bench size`'s Scenario, saving frames in a run folder.
 """
 
 from __future__ import annotations
