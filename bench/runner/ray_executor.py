@@ -62,6 +62,9 @@ from bench.runner.worker import CellJob
 STOP_GRACE_S = 15.0  # how long cancelled tasks may take to end before they are killed
 POLL_S = 0.25
 FEASIBLE_CHECK_S = 5.0
+# How long the cluster may have no node for the waiting cells (a node restarting, an
+# autoscaler adding one) before the sweep stops with them missing.
+UNSCHEDULABLE_S = 300.0
 # Variables a cell reads that the driver's user set; forwarded to a cluster's workers. Tokens
 # are not: a cluster's nodes bring their own credentials.
 FORWARDED_ENV = (
@@ -217,6 +220,7 @@ class _RaySweep:
     records: list[dict[str, Any]]
     pending: dict[Any, _Task] = field(default_factory=dict)
     by_cell: dict[str, _Task] = field(default_factory=dict)
+    unschedulable_since: float | None = None
 
     def run(self) -> None:
         import ray
@@ -308,7 +312,11 @@ class _RaySweep:
                 self._stop_all()
                 raise KeyboardInterrupt
             self._events()
-            ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=POLL_S)
+            # Back as soon as one task is done (a result waits for no poll), then every other
+            # one that is done too.
+            ready, rest = ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
+            if ready and rest:
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             self._events()
             if self.stop.requested:
                 continue  # a Ctrl-C reaches the tasks too: what they return now is no result
@@ -474,6 +482,13 @@ class _RaySweep:
             return
         need = "GPU" if self.slots.kind == "gpu" else "CPU"
         if float(ray.cluster_resources().get(need, 0)) >= 1:
+            self.unschedulable_since = None
+            return
+        now = time.monotonic()
+        if self.unschedulable_since is None:
+            self.unschedulable_since = now
+            self.say(f"ray: no node with a {need} left; waiting up to {UNSCHEDULABLE_S:.0f} s")
+        if now - self.unschedulable_since < UNSCHEDULABLE_S:
             return
         waiting = len(self.pending)
         self._cancel(force=True)
