@@ -23,6 +23,7 @@ for ever.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -255,7 +256,8 @@ class _RaySweep:
                     self._cancel(force=True)
                     raise
                 finally:
-                    ray.kill(self.inbox)
+                    with contextlib.suppress(Exception):  # the cluster may be gone with it
+                        ray.kill(self.inbox)
 
     def _submit(self, remote: Any) -> None:
         have_cell_record = set(cell_records(self.records))
