@@ -53,16 +53,27 @@ def parse_variant(spec: dict[str, Any]) -> Any:
     return backend_for(spec).config_model.model_validate(spec)
 
 
-def variant_label(spec: dict[str, Any]) -> str:
-    """The quant column's words for a recorded spec; a kind this version does not know (a run
-    from a newer harness) is shown by its kind rather than refused."""
+def _describe(spec: dict[str, Any], what: str) -> str:
+    """`label` or `scheme` of a recorded spec; a kind this version does not know (a run from a
+    newer harness) is shown by its kind rather than refused."""
     backend = BACKENDS.get(str(spec.get("kind")))
     if backend is None:
-        return str(spec.get("kind"))
+        return str(spec.get("kind") or "?")
     try:
-        return backend.label(backend.config_model.model_validate(spec))
+        variant = backend.config_model.model_validate(spec)
     except ValueError:
         return str(spec.get("kind"))
+    return backend.label(variant) if what == "label" else backend.scheme(variant)
+
+
+def variant_label(spec: dict[str, Any]) -> str:
+    """Backend and scheme of a recorded spec in a table's words ("GGUF Q4_K", "full")."""
+    return _describe(spec, "label")
+
+
+def variant_scheme(spec: dict[str, Any]) -> str:
+    """The quantization scheme of a recorded spec ("Q4_K", "int8wo", "bf16")."""
+    return _describe(spec, "scheme")
 
 
 def backend_packages() -> tuple[str, ...]:
@@ -78,4 +89,5 @@ __all__ = [
     "backend_packages",
     "parse_variant",
     "variant_label",
+    "variant_scheme",
 ]

@@ -125,6 +125,18 @@ def offload_order(run: RunData) -> list[str]:
     return list(dict.fromkeys(cell["offload"] for cell in run.manifest["cells"]))
 
 
+def backend_of(cell: dict[str, Any]) -> str:
+    """The backend (variant kind) of a cell, as its manifest entry records it."""
+    return str((cell.get("variant_spec") or {}).get("kind") or "?")
+
+
+def scheme_of(cell: dict[str, Any]) -> str:
+    """The cell's quantization scheme in its backend's words ("Q4_K", "int8wo", "bf16")."""
+    from bench.backends import variant_scheme
+
+    return variant_scheme(cell.get("variant_spec") or {})
+
+
 def quant_of(cell: dict[str, Any]) -> str | None:
     """The GGUF quant type of a cell (None for full precision)."""
     spec = cell.get("variant_spec") or {}

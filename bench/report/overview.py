@@ -123,6 +123,7 @@ def published_sections(run: RunData) -> list[PublishedSection]:
                 )
             )
             continue
+        after_load = any(pub.after_load for _cell, pub in pairs)
         rows = []
         for cell, pub in pairs:
             row = run.summary[run.summary["cell_id"] == cell["cell_id"]].iloc[0]
@@ -133,6 +134,7 @@ def published_sections(run: RunData) -> list[PublishedSection]:
             seconds = DASH if missing(row["median_s"]) else f"{num(row['median_s'])} s"
             rows.append(
                 [cell["variant"], cell["offload"], memory, pub.memory, seconds, pub.seconds]
+                + ([pub.after_load or DASH] if after_load else [])
             )
         sections.append(
             PublishedSection(
@@ -144,7 +146,8 @@ def published_sections(run: RunData) -> list[PublishedSection]:
                     f"*published* {table.memory_label}",
                     "measured s/image",
                     "*published* s/image",
-                ],
+                ]
+                + ([f"*published* {table.memory_label} after load"] if after_load else []),
                 rows,
                 "Published figures are quoted, never measured here; hardware may differ "
                 f"(published: {table.hardware}).",

@@ -9,17 +9,47 @@ differs, rather than putting unlike numbers side by side.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from bench.report.data import RunData, quant_of
+from bench.report.data import RunData
 
 
 @dataclass(frozen=True)
 class PublishedRow:
-    variant: str  # "full" or a GGUF quant type
+    variant: str  # the row's words in the published table ("full", "Q8_0", "bitsandbytes NF4")
     offload: str  # none | model | sequential
     memory: str  # as published, with its unit
     seconds: str  # time per image as published
     quality: str = ""
+    #: what a cell's variant_spec must hold to be this row (the keys the row fixes)
+    spec: tuple[tuple[str, Any], ...] = ()
+    #: the pipeline components the row quantized (None: the backend's own, the transformer)
+    components: tuple[str, ...] | None = None
+    after_load: str = ""  # memory after loading, as published (empty: not published)
+
+    def describes(self, cell: dict[str, Any]) -> bool:
+        """Whether a manifest cell has this row's variant settings and offload mode."""
+        spec = cell.get("variant_spec") or {}
+        if cell.get("offload") != self.offload:
+            return False
+        if any(spec.get(key) != value for key, value in self.spec):
+            return False
+        if self.components is not None:
+            return tuple(sorted(spec.get("components") or ())) == tuple(sorted(self.components))
+        return True
+
+
+def _full(offload: str, memory: str, seconds: str, **kw: Any) -> PublishedRow:
+    return PublishedRow("full", offload, memory, seconds, spec=(("kind", "full"),), **kw)
+
+
+def _gguf(quant: str, offload: str, memory: str, seconds: str, **kw: Any) -> PublishedRow:
+    spec = (("kind", "gguf"), ("quant", quant))
+    return PublishedRow(quant, offload, memory, seconds, spec=spec, **kw)
+
+
+# The HF blog quantized the transformer and T5 for its bitsandbytes, torchao and quanto rows.
+_WITH_T5 = ("text_encoder_2", "transformer")
 
 
 @dataclass(frozen=True)
@@ -45,11 +75,11 @@ GGUF_BLOG = PublishedTable(
     steps=60,
     memory_label="VRAM (blog's words)",
     rows=(
-        PublishedRow("full", "none", '"24 GB?" (not run)', "–"),
-        PublishedRow("full", "sequential", "~3 GB", "~329 s", "excellent"),
-        PublishedRow("Q8_0", "model", "~14-15 GB", "~98 s", "excellent"),
-        PublishedRow("Q6_K", "model", "~10-12 GB", "~116 s", "very good"),
-        PublishedRow("Q4_K", "model", "~8 GB (claimed)", "–"),
+        _full("none", '"24 GB?" (not run)', "–"),
+        _full("sequential", "~3 GB", "~329 s", quality="excellent"),
+        _gguf("Q8_0", "model", "~14-15 GB", "~98 s", quality="excellent"),
+        _gguf("Q6_K", "model", "~10-12 GB", "~116 s", quality="very good"),
+        _gguf("Q4_K", "model", "~8 GB (claimed)", "–"),
     ),
 )
 
@@ -62,14 +92,67 @@ HF_BACKENDS_BLOG = PublishedTable(
     steps=50,
     memory_label="peak torch reserved",
     rows=(
-        PublishedRow("full", "none", "36.166 GB", "12 s"),
-        PublishedRow("full", "model", "23.271 GB", "20 s"),
-        PublishedRow("Q8_0", "none", "25.973 GB", "15 s"),
-        PublishedRow("Q8_0", "model", "12.965 GB", "22 s"),
-        PublishedRow("Q4_1", "none", "21.326 GB", "23 s"),
-        PublishedRow("Q4_1", "model", "9.164 GB", "28 s"),
-        PublishedRow("Q2_K", "none", "17.752 GB", "26 s"),
-        PublishedRow("Q2_K", "model", "9.164 GB", "31 s"),
+        _full("none", "36.166 GB", "12 s", after_load="31.447 GB"),
+        _full("model", "23.271 GB", "20 s", after_load="0.000 GB"),
+        _gguf("Q8_0", "none", "25.973 GB", "15 s", after_load="21.502 GB"),
+        _gguf("Q8_0", "model", "12.965 GB", "22 s", after_load="0.000 GB"),
+        _gguf("Q4_1", "none", "21.326 GB", "23 s", after_load="16.838 GB"),
+        _gguf("Q4_1", "model", "9.164 GB", "28 s", after_load="0.000 GB"),
+        _gguf("Q2_K", "none", "17.752 GB", "26 s", after_load="13.264 GB"),
+        _gguf("Q2_K", "model", "9.164 GB", "31 s", after_load="0.000 GB"),
+        PublishedRow(
+            "bitsandbytes NF4",
+            "none",
+            "17.281 GB",
+            "12 s",
+            spec=(("kind", "bitsandbytes"), ("scheme", "nf4")),
+            components=_WITH_T5,
+            after_load="12.584 GB",
+        ),
+        PublishedRow(
+            "bitsandbytes 8-bit",
+            "none",
+            "24.432 GB",
+            "27 s",
+            spec=(("kind", "bitsandbytes"), ("scheme", "int8")),
+            components=_WITH_T5,
+            after_load="19.273 GB",
+        ),
+        PublishedRow(
+            "torchao int8 weight-only",
+            "none",
+            "21.482 GB",
+            "15 s",
+            spec=(("kind", "torchao"), ("scheme", "int8wo")),
+            components=_WITH_T5,
+            after_load="17.020 GB",
+        ),
+        PublishedRow(
+            "torchao int8 weight-only",
+            "model",
+            "12.189 GB",
+            "26 s",
+            spec=(("kind", "torchao"), ("scheme", "int8wo")),
+            components=_WITH_T5,
+            after_load="0.000 GB",
+        ),
+        PublishedRow(
+            "quanto INT8",
+            "none",
+            "21.814 GB",
+            "15 s",
+            spec=(("kind", "quanto"), ("scheme", "int8")),
+            components=_WITH_T5,
+            after_load="17.330 GB",
+        ),
+        PublishedRow(
+            "FP8 layerwise casting",
+            "none",
+            "28.451 GB",
+            "13 s",
+            spec=(("kind", "layerwise"), ("storage_dtype", "float8_e4m3fn")),
+            after_load="23.682 GB",
+        ),
     ),
 )
 
@@ -127,7 +210,5 @@ def matches(run: RunData, table: PublishedTable) -> list[tuple[dict, PublishedRo
     for cell in run.manifest["cells"]:
         if (cell["height"], cell["width"]) != (table.height, table.width):
             continue
-        for row in table.rows:
-            if row.variant == (quant_of(cell) or "full") and row.offload == cell["offload"]:
-                pairs.append((cell, row))
+        pairs += [(cell, row) for row in table.rows if row.describes(cell)]
     return pairs

@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.cell_summary import MEMORY_COUNTERS
 from bench.metrics.noise_floor import is_noise_floor
-from bench.report.data import RunData, energy_reason, reference_variant
+from bench.report.data import RunData, backend_of, energy_reason, reference_variant, scheme_of
 from bench.report.fmt import DASH, GIB, gib, interval, missing, num
 
 # Quality columns of the main table: (metric, header). Others stay in table.csv.
@@ -130,6 +130,8 @@ def raw_table(run: RunData) -> pd.DataFrame:
         out: dict[str, Any] = {
             "cell_id": cell_id,
             "variant": row["variant"],
+            "backend": backend_of(cell),
+            "quantization": scheme_of(cell),
             "offload": row["offload"],
             "resolution": row["resolution"],
             "role": cell_role(run, cell),
@@ -197,6 +199,8 @@ def display_table(run: RunData, raw: pd.DataFrame) -> pd.DataFrame:
         if resolutions:
             out["resolution"] = str(row["resolution"])
         out["status"] = status_text(run, summary)
+        out["backend"] = str(row["backend"])
+        out["quantization"] = str(row["quantization"])
         ran = row["status"] in ("ok", "partial")
         for counter, header in memory:
             value = gib(row[f"peak_{counter}"])

@@ -198,3 +198,14 @@ def test_manifest_with_broken_cells_is_bad_input(
     with pytest.raises(UserInputError, match=r"cells\[0\] lacks variant"):
         build_report(run, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_main_table_names_each_cells_backend_and_scheme(report_dir: Path) -> None:
+    """The backend column comes from the backends registry, not from the variant's name."""
+    md = (report_dir / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| variant |"))
+    assert "| status | backend | quantization |" in header
+    row = next(line for line in md.splitlines() if line.startswith("| Q8_0 | none |"))
+    assert "| gguf | Q8_0 |" in row
+    csv = (report_dir / "table.csv").read_text().splitlines()
+    assert "backend" in csv[0].split(",") and "quantization" in csv[0].split(",")
