@@ -136,10 +136,35 @@ def gguf_variant(
 
 
 def builtin_variants(base: Base, quants: list[str] | None = None) -> list[Variant]:
-    """Full precision and the default (or named) GGUF types of a base."""
+    """Full precision and what `quants` names, sized; by default every backend's presets.
+
+    An entry of `quants` is a GGUF type ("Q4_K") or a backend and one of its preset schemes
+    ("torchao:int8wo", "bitsandbytes:nf4", "layerwise"); UserInputError for anything else.
+    """
+    from bench.backends import BACKENDS
+
     out = [full_variant(base)]
-    for quant in quants or list(DEFAULT_GGUF_TYPES):
-        out.append(gguf_variant(base, quant=quant, compute_dtype=base.dtype))
+    if not quants:
+        for backend in BACKENDS.values():
+            if not backend.quantized:
+                continue
+            for spec in backend.size_presets():
+                out.append(backend.size_variant(base, spec, None))
+        return out
+    for entry in quants:
+        kind, _, scheme = entry.partition(":")
+        backend = BACKENDS.get(kind)
+        if backend is None or not backend.quantized:
+            out.append(gguf_variant(base, quant=entry, compute_dtype=base.dtype))
+            continue
+        specs = [s for s in backend.size_presets() if not scheme or scheme in s.values()]
+        if not specs:
+            known = sorted({str(v) for s in backend.size_presets() for v in s.values()})
+            raise UserInputError(
+                f"--quant {entry!r}: {kind} has no preset {scheme!r} (its presets use: "
+                f"{', '.join(known)})"
+            )
+        out += [backend.size_variant(base, spec, None) for spec in specs]
     return out
 
 
