@@ -75,12 +75,38 @@ class ModelSource(_Strict):
     """
 
     source: Literal["synthetic", "pretrained"] = "synthetic"
-    preset: Literal["tiny", "flux-dev"] = "tiny"
+    family: str = Field(
+        default="flux",
+        description="model family (bench/families): its synthetic presets, pipeline call, GGUF "
+        "names and size formulas",
+    )
+    preset: str = "tiny"
     path: Text | None = Field(
         default=None, description="local diffusers folder or hub id (pretrained only)"
     )
     revision: Text | None = None
     seed: Seed = Field(default=0, description="seed of the random weights (synthetic only)")
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        from bench.families import FAMILIES
+
+        if value not in FAMILIES:
+            raise ValueError(f"expected one of {', '.join(FAMILIES)}")
+        return value
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str, info: ValidationInfo) -> str:
+        from bench.families import FAMILIES
+
+        family = FAMILIES.get(info.data.get("family", "flux"))
+        if family is not None and value not in family.presets:
+            raise ValueError(
+                f"expected one of {', '.join(family.presets)} (presets of family {family.name!r})"
+            )
+        return value
 
     @model_validator(mode="after")
     def _path_matches_source(self) -> ModelSource:
@@ -431,5 +457,9 @@ def load_config(path: Path) -> tuple[BenchConfig, Path]:
 def config_hash(config: BenchConfig) -> str:
     """Hash of everything that changes what is measured; names and descriptions excluded."""
     payload = config.model_dump(mode="json", exclude={"name", "description", "cell_order"})
+    # Keys added later leave the hash of configs that keep their default as it was, so a run
+    # made before they existed still resumes with the same config.
+    if payload["model"].get("family") == "flux":
+        del payload["model"]["family"]
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -24,7 +24,8 @@ __all__ = ["Prepared", "is_url"]
 def resolve_base(config: BenchConfig) -> str:
     """Local folder or hub id of the base pipeline (built first for synthetic sources)."""
     if config.model.source == "synthetic":
-        return str(ensure_synthetic_pipeline(config.model.preset, config.model.seed))
+        model = config.model
+        return str(ensure_synthetic_pipeline(model.preset, model.seed, model.family))
     assert config.model.path is not None
     return config.model.path
 
@@ -84,8 +85,23 @@ def make_gguf_from_base(base_dir: Path, quant: str) -> Path:
     out = base_dir / "gguf" / f"transformer-{quant}.gguf"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        quantize_checkpoint(base_dir / "transformer", out, quant, key_names="auto")
+        family = family_of_folder(base_dir)
+        quantize_checkpoint(
+            base_dir / family.denoiser, out, quant, key_names="auto", family=family.name
+        )
     return out
+
+
+def family_of_folder(base_dir: Path) -> Any:
+    """The family whose pipeline class a diffusers folder names (FLUX when none matches:
+    the harness's first family, and what every folder was before families existed)."""
+    import json
+
+    from bench.families import family_for_pipeline, get_family
+
+    index = base_dir / "model_index.json"
+    name = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+    return (family_for_pipeline(str(name)) if name else None) or get_family()
 
 
 def prepare_variant(variant: Any, base: str, config_dir: Path) -> Prepared:

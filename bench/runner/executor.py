@@ -15,7 +15,7 @@ import contextlib
 import os
 import shutil
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,36 @@ def _manifest(plan: RunPlan, run_id: str, environment: dict[str, Any]) -> dict[s
     }
 
 
+def cell_job(
+    plan: RunPlan,
+    manifest: dict[str, Any],
+    cell: dict[str, Any],
+    owed: list[dict[str, Any]],
+    write_cell_record: bool,
+) -> CellJob:
+    """What one cell's process needs, whichever executor starts it (run_dir left to it)."""
+    config = plan.config
+    prompt_text = {p["id"]: p["text"] for p in manifest["prompts"]}
+    prepared = plan.prepared.get(cell["variant"], Prepared())
+    return CellJob(
+        run_dir="",
+        run_id=manifest["run_id"],
+        cell=cell,
+        images=[{**i, "prompt": prompt_text[i["prompt_id"]]} for i in owed],
+        write_cell_record=write_cell_record,
+        base_model=plan.base,
+        revision=config.model.revision,
+        artifacts=prepared.artifacts,
+        device=config.device,
+        steps=config.steps,
+        guidance=config.guidance,
+        max_sequence_length=config.max_sequence_length,
+        warmup=config.warmup,
+        warmup_prompt=manifest["prompts"][0]["text"],
+        family=config.model.family,
+    )
+
+
 def _run_cells(
     run_dir: Path,
     manifest: dict[str, Any],
@@ -164,8 +194,6 @@ def _run_cells(
     stop: StopRequests,
 ) -> bool:
     """Run every cell that still owes records; True when there was any."""
-    config = plan.config
-    prompt_text = {p["id"]: p["text"] for p in manifest["prompts"]}
     records = read_records(run_dir)
     todo = missing_work(manifest, records)
     have_cell_record = set(cell_records(records))
@@ -205,23 +233,8 @@ def _run_cells(
                 say(f"{cell_id}: unavailable ({prepared.unavailable['message']})")
                 continue
             task = progress.add_task(f"{cell_id}: loading", total=len(owed))
-            job = CellJob(
-                run_dir=str(run_dir),
-                run_id=manifest["run_id"],
-                cell=cell,
-                images=[{**i, "prompt": prompt_text[i["prompt_id"]]} for i in owed],
-                write_cell_record=cell_id not in have_cell_record,
-                base_model=plan.base,
-                revision=config.model.revision,
-                artifacts=prepared.artifacts,
-                device=config.device,
-                steps=config.steps,
-                guidance=config.guidance,
-                max_sequence_length=config.max_sequence_length,
-                warmup=config.warmup,
-                warmup_prompt=manifest["prompts"][0]["text"],
-                driver_pid=os.getpid(),
-            )
+            job = cell_job(plan, manifest, cell, owed, cell_id not in have_cell_record)
+            job = replace(job, run_dir=str(run_dir), driver_pid=os.getpid())
             follower = _CellFollower(context, job, progress, task, overall, say, stop)
             exitcode, phase = follower.run()
             _after_cell(run_dir, manifest, cell, owed, exitcode, phase)

@@ -58,7 +58,6 @@ from bench.results import (
 )
 from bench.runner.executor_choice import ExecutorChoice
 from bench.runner.interrupt import StopRequests
-from bench.runner.worker import CellJob
 
 STOP_GRACE_S = 15.0  # how long cancelled tasks may take to end before they are killed
 POLL_S = 0.25
@@ -260,9 +259,9 @@ class _RaySweep:
                         ray.kill(self.inbox)
 
     def _submit(self, remote: Any) -> None:
+        from bench.runner.executor import cell_job
+
         have_cell_record = set(cell_records(self.records))
-        prompt_text = {p["id"]: p["text"] for p in self.manifest["prompts"]}
-        config = self.plan.config
         config_path = self.plan.config_path
         config_dir = (Path(config_path).parent if config_path else Path()).resolve()
         for cell in self.manifest["cells"]:
@@ -278,22 +277,8 @@ class _RaySweep:
                 self.progress.advance(self.overall, len(owed))
                 self.say(f"{cell_id}: unavailable ({prepared.unavailable['message']})")
                 continue
-            job = CellJob(
-                run_dir="",  # the task's own folder, set there
-                run_id=self.manifest["run_id"],
-                cell=cell,
-                images=[{**i, "prompt": prompt_text[i["prompt_id"]]} for i in owed],
-                write_cell_record=cell_id not in have_cell_record,
-                base_model=self.plan.base,
-                revision=config.model.revision,
-                artifacts=prepared.artifacts,
-                device=config.device,
-                steps=config.steps,
-                guidance=config.guidance,
-                max_sequence_length=config.max_sequence_length,
-                warmup=config.warmup,
-                warmup_prompt=self.manifest["prompts"][0]["text"],
-            )
+            # run_dir: the task's own folder, set there
+            job = cell_job(self.plan, self.manifest, cell, owed, cell_id not in have_cell_record)
             progress_task = self.progress.add_task(f"{cell_id}: queued", total=len(owed))
             prepare = {
                 "config": self.manifest["config"],
@@ -426,14 +411,17 @@ class _RaySweep:
             "images_write_s": time.monotonic() - begin,
             "image_bytes": sum(len(d) for d in result["images"].values()),
         }
+        differ = self._package_differences(result.get("packages") or {})
         out = []
         for record in result["records"]:
             record = {**record, **origin}
             if record["kind"] == "cell":
                 record["ray"] = ray_timing
+                record["packages"] = result.get("packages")
             out.append(record)
         append_jsonl(self.run_dir / RECORDS, out)
         self._note_gpu(result.get("gpu"))
+        self._note_packages(task.cell["cell_id"], result["node"], differ)
         if result["write_failed"]:
             error = {
                 "type": "TaskFolderWriteError",
@@ -475,6 +463,30 @@ class _RaySweep:
         if name and name not in self.entry["gpu_models"]:
             self.entry["gpu_models"] = sorted([*self.entry["gpu_models"], name])
             write_json_atomic(self.run_dir / MANIFEST, self.manifest)
+
+    def _package_differences(self, packages: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Packages whose version on the cell's node is not the driver's (the manifest's)."""
+        driver = (self.manifest.get("environment") or {}).get("packages") or {}
+        return {
+            name: {"driver": driver.get(name), "node": version}
+            for name, version in packages.items()
+            if name in driver and driver.get(name) != version
+        }
+
+    def _note_packages(
+        self, cell_id: str, node: dict[str, Any], differ: dict[str, dict[str, Any]]
+    ) -> None:
+        """The manifest's environment is the driver's: a cell that ran with other versions is
+        listed in the executor's entry, and said, so that the manifest never claims it."""
+        if not differ:
+            return
+        mismatches = self.entry.setdefault("package_mismatches", [])
+        mismatches.append(
+            {"cell_id": cell_id, "hostname": node.get("hostname"), "packages": differ}
+        )
+        write_json_atomic(self.run_dir / MANIFEST, self.manifest)
+        shown = ", ".join(f"{n} {v['driver']} here, {v['node']} there" for n, v in differ.items())
+        self.console.print(f"{cell_id}: ran on {node.get('hostname')} with {shown}")
 
     def _check_feasible(self) -> None:
         """Stop instead of waiting for ever when no node left can run the waiting cells."""

@@ -60,6 +60,7 @@ class CellJob:
     warmup_prompt: str
     # The sweep's own process: its CPU time is the harness's, not other work on the machine.
     driver_pid: int | None = None
+    family: str = "flux"  # bench.families: how the pipeline is called and its output taken
 
 
 def _error(exc: BaseException, phase: str) -> dict[str, str]:
@@ -111,6 +112,7 @@ def _run_cell(job: CellJob, events: Any) -> None:
 
     from bench.backends import parse_variant
     from bench.config import OffloadSpec
+    from bench.families import get_family
     from bench.models.loading import (
         apply_offload,
         component_weights,
@@ -167,8 +169,9 @@ def _run_cell(job: CellJob, events: Any) -> None:
         cell_record["weights"] = component_weights(pipe)
         emit("loaded", load_s=cell_record["load_s"])
 
+        family = get_family(job.family)
         timer = CallTimer(device)
-        pipe.transformer.register_forward_pre_hook(timer.pre_forward_hook)
+        family.denoiser_module(pipe).register_forward_pre_hook(timer.pre_forward_hook)
 
         numeric_change = contextlib.nullcontext
         noise_floor = getattr(variant, "noise_floor", None)
@@ -180,20 +183,20 @@ def _run_cell(job: CellJob, events: Any) -> None:
         def generate(prompt: str, seed: int) -> Any:
             timer.reset()
             with numeric_change():
-                result = pipe(
+                frames = family.generate(
+                    pipe,
                     prompt,
                     height=cell["height"],
                     width=cell["width"],
-                    num_inference_steps=job.steps,
-                    guidance_scale=job.guidance,
+                    steps=job.steps,
+                    guidance=job.guidance,
                     max_sequence_length=job.max_sequence_length,
                     # A CPU generator gives the same initial noise on every device (paired).
                     generator=torch.Generator("cpu").manual_seed(seed),
                     callback_on_step_end=timer.on_step_end,
-                    output_type="pil",
                 )
             timer.finish()
-            return result.images[0]
+            return frames[0]
 
         phase = "warmup"
         sampler.begin_phase()

@@ -23,7 +23,8 @@ from bench.size.components import (
 
 #: Built-in architectures `--model` accepts, and the GGUF types shown for them by default: the
 #: four the harness quantizes (and city96 publishes) in the community's _S form.
-BUILTIN_MODELS = {"flux-dev": "FLUX.1-dev"}
+#: `--model` names: (family, preset with the real architecture, label in tables)
+BUILTIN_MODELS = {"flux-dev": ("flux", "flux-dev", "FLUX.1-dev")}
 DEFAULT_GGUF_TYPES = ("Q8_0", "Q6_K", "Q5_K_S", "Q4_K_S")
 
 #: city96/FLUX.1-dev-gguf file sizes in GB (published-figures.md), shown beside predictions.
@@ -64,14 +65,18 @@ class Variant:
 
 
 def builtin_base(name: str) -> Base:
-    from bench.models.synthetic import PRESETS
+    """A published architecture sized from its family's spec (no weights, no folder)."""
+    from bench.families import get_family
 
     if name not in BUILTIN_MODELS:
         raise UserInputError(
             f"--model {name!r}: expected one of {', '.join(BUILTIN_MODELS)} or a diffusers folder"
         )
-    spec = PRESETS[name]
-    return Base(BUILTIN_MODELS[name], meta_modules_from_spec(spec), "FluxPipeline", spec.dtype)
+    family_name, preset, label = BUILTIN_MODELS[name]
+    family = get_family(family_name)
+    spec = family.preset(preset)
+    modules = meta_modules_from_spec(spec, family.name)
+    return Base(label, modules, family.pipeline_class, spec.dtype)
 
 
 def folder_base(folder: Path) -> Base:
@@ -176,13 +181,18 @@ def run_base(manifest: dict[str, Any]) -> Base:
         return folder_base(Path(resolved))
     preset = base.get("preset")
     if base.get("synthetic") and preset:
-        from bench.models.synthetic import PRESETS, ensure_synthetic_pipeline
+        from bench.families import FAMILIES
+        from bench.models.synthetic import ensure_synthetic_pipeline
 
-        if preset in BUILTIN_MODELS:
-            return builtin_base(preset)
-        if preset in PRESETS:  # tiny: vocab sizes come from its tokenizers, so build the folder
-            seed = int((manifest.get("config") or {}).get("model", {}).get("seed", 0))
-            return folder_base(ensure_synthetic_pipeline(preset, seed))
+        model = (manifest.get("config") or {}).get("model") or {}
+        family = str(model.get("family") or "flux")
+        for name, (f, p, _label) in BUILTIN_MODELS.items():
+            if (f, p) == (family, preset):
+                return builtin_base(name)
+        # tiny: vocab sizes come from its tokenizers, so build the folder
+        if family in FAMILIES and preset in FAMILIES[family].presets:
+            seed = int(model.get("seed", 0))
+            return folder_base(ensure_synthetic_pipeline(preset, seed, family))
     raise UserInputError(
         f"run {manifest.get('run_id')}: its base pipeline {resolved!r} is not on this machine"
     )
