@@ -52,17 +52,13 @@ def raised_in(exc: BaseException) -> str:
     return frames[-1].filename if frames else ""
 
 
-def raised_within(exc: BaseException, package: str) -> bool:
-    """Whether `package` raised this exception or one it chains from: transformers re-raises
-    a quantizer's failure as its own RuntimeError after its loading report."""
+def raised_within(exc: BaseException, *packages: str) -> bool:
+    """Whether one of `packages` raised this exception or one it chains from. transformers 5
+    collects a quantizer's failure into its loading report and raises its own RuntimeError
+    (no chained cause) when a text encoder loads before the diffusers models."""
     seen: BaseException | None = exc
     while seen is not None:
-        if f"/{package}/" in raised_in(seen):
+        if any(f"/{package}/" in raised_in(seen) for package in packages):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def raised_inside_bench(exc: BaseException) -> bool:
-    filename = raised_in(exc)
-    return bool(filename) and Path(filename).resolve().is_relative_to(BENCH_DIR)
