@@ -85,6 +85,22 @@ def task_gpu() -> dict[str, Any] | None:
     return gpu
 
 
+def node_packages() -> dict[str, str | None]:
+    """The versions of the manifest's packages in this node's environment (the cell's), read
+    from the installed metadata without importing them."""
+    from importlib import metadata
+
+    from bench.environment import PACKAGES
+
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -182,6 +198,7 @@ def cell_task(
         "cell_id": cell_id,
         "node": node,
         "gpu": gpu,
+        "packages": node_packages(),
         "torch_threads": follower.torch_threads,
         "exitcode": follower.exitcode,
         "phase": follower.phase,

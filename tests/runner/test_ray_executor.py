@@ -163,6 +163,9 @@ class TestFakeGpus:
             if record["kind"] == "cell":
                 timing = record["ray"]
                 assert timing["cell_s"] > 0 and timing["queued_s"] >= 0
+                # One machine, one environment: the node's versions are the manifest's.
+                assert record["packages"] == manifest["environment"]["packages"]
+        assert "package_mismatches" not in entry
 
     def test_killed_cell_and_worker_processes_become_crashed_records(
         self, tmp_path: Path, write_config: Callable[..., Path], one_thread: None
