@@ -62,3 +62,9 @@ def raised_within(exc: BaseException, *packages: str) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def raised_inside_bench(exc: BaseException) -> bool:
+    """Whether the innermost frame that raised is the harness's own code."""
+    filename = raised_in(exc)
+    return bool(filename) and Path(filename).resolve().is_relative_to(BENCH_DIR)
