@@ -310,7 +310,9 @@ class QuantoBackend(Backend):
         return Variant(name, pipe, self.kind, self.scheme(variant))
 
     def size_presets(self) -> list[dict[str, Any]]:
-        """The HF blog's quanto row: int8 for the transformer and T5."""
+        """The HF blog's quanto row (int8, transformer and T5), and the other two schemes."""
+        both = ["transformer", "text_encoder_2"]
         return [
-            {"kind": self.kind, "scheme": "int8", "components": ["transformer", "text_encoder_2"]}
+            {"kind": self.kind, "scheme": scheme, "components": both}
+            for scheme in ("int8", "float8", "int4")
         ]
