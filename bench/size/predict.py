@@ -169,12 +169,19 @@ def _phase(pipe: PipelineComponents, running: str, scenario: Scenario, compute_d
         terms.append(Term(f"weights: {c.name}", nbytes, why, "weights", c.name))
     family = get_family(pipe.family)
     if comp.name == family.denoiser and comp.dequant_bytes:
+        gguf = comp.weights_format.startswith("GGUF")
         terms.append(
             Term(
-                "GGUF dequantisation scratch",
+                # GGUF dequantises in Python (diffusers' quantizers/gguf/utils.py), the others
+                # in their library's kernels: same term, its own words.
+                "GGUF dequantisation scratch" if gguf else "dequantisation scratch",
                 comp.dequant_bytes,
                 f"one weight dequantised at a time, the largest: {comp.dequant_tensor} "
-                f"(float16 intermediates, then cast to {compute_dtype})",
+                + (
+                    f"(float16 intermediates, then cast to {compute_dtype})"
+                    if gguf
+                    else f"(as {comp.weights_format} stores it, widened to {compute_dtype})"
+                ),
                 "scratch",
                 comp.name,
             )
