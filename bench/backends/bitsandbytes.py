@@ -11,7 +11,7 @@ encoder is quantized by transformers exactly as a user of transformers would get
 diffusers' bitsandbytes quantizers refuse to run without a GPU (`validate_environment`:
 "No GPU found. A GPU is needed for quantization."), while transformers' quantize on the CPU
 with bitsandbytes' CPU kernels. A refusal is the cell's measurement, recorded with the
-library's own message; nothing here works around it (docs/backends-bnb-layerwise.md).
+library's own message; nothing here works around it (docs/backends.md).
 
 Sizing (`BnbLayout`) gives the bytes bitsandbytes stores per tensor, counted the way
 bench.models.loading.component_weights counts a loaded model:
