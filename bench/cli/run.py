@@ -32,12 +32,18 @@ def default_config() -> Path:
 
 
 def print_run_table(run_dir: Path, console: Console) -> None:
+    from bench.backends import variant_label
     from bench.cell_summary import headline_memory, summarize_run
+    from bench.results import read_manifest
 
     frame = summarize_run(run_dir)
     psnr = _psnr_by_cell(run_dir)
+    quant = {
+        c["cell_id"]: variant_label(c.get("variant_spec") or {})
+        for c in read_manifest(run_dir)["cells"]
+    }
     table = Table(title=f"run {run_dir.name}", title_justify="left")
-    for column in ("variant", "offload", "resolution", "status"):
+    for column in ("variant", "quantization", "offload", "resolution", "status"):
         table.add_column(column)
     for column in ("peak memory", "median s/image", "load s", "PSNR vs full, dB [95% CI]"):
         table.add_column(column, justify="right")
@@ -55,6 +61,7 @@ def print_run_table(run_dir: Path, console: Console) -> None:
         load = f"{row['load_s']:.2f}" if row["load_s"] is not None else "-"
         table.add_row(
             row["variant"],
+            quant.get(row["cell_id"], "-"),
             row["offload"],
             row["resolution"],
             status,
