@@ -8,6 +8,7 @@ command printed for `--resume` all speak of the same thing.
 from __future__ import annotations
 
 import importlib.util
+import socket
 from dataclasses import dataclass
 
 from bench.errors import UserInputError
@@ -15,8 +16,32 @@ from bench.errors import UserInputError
 EXECUTORS = ("local", "ray")
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
 class RayUnavailable(UserInputError):
     """`--executor ray` on an installation without Ray."""
+
+
+class RayConnectError(UserInputError):
+    """Ray could not be started here or the cluster at `--ray-address` not reached."""
+
+
+def unreachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why `host:port` (or `ray://host:port`) cannot be reached, else None; other forms
+    (`auto`, `local`) are Ray's to resolve. Asked before anything is written: an address
+    nobody answers on would otherwise keep Ray retrying for minutes and then end the process."""
+    target = address.removeprefix("ray://")
+    if "://" in target:
+        return None
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout).close()
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return None
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,10 @@ class ExecutorChoice:
                 "--executor ray: Ray is not installed here; install the extra: "
                 "pip install -e '.[ray]'"
             )
+        if kind == "ray" and ray_address:
+            reason = unreachable(ray_address)
+            if reason is not None:
+                raise RayConnectError(f"--ray-address {ray_address}: cannot connect ({reason})")
         return cls(kind=kind, ray_address=ray_address or None)
 
     @property

@@ -56,7 +56,7 @@ from bench.results import (
     write_file_atomic,
     write_json_atomic,
 )
-from bench.runner.executor_choice import ExecutorChoice
+from bench.runner.executor_choice import ExecutorChoice, RayConnectError, unreachable
 from bench.runner.interrupt import StopRequests
 
 STOP_GRACE_S = 15.0  # how long cancelled tasks may take to end before they are killed
@@ -148,14 +148,22 @@ def _connect(choice: ExecutorChoice) -> bool:
 
     if ray.is_initialized():
         return False
+    reason = unreachable(choice.ray_address) if choice.ray_address else None
+    if reason is not None:
+        raise RayConnectError(f"cannot reach the Ray cluster at {choice.ray_address}: {reason}")
     env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    ray.init(
-        address=choice.ray_address,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        runtime_env={"env_vars": env_vars} if env_vars else None,
-    )
+    try:
+        ray.init(
+            address=choice.ray_address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env={"env_vars": env_vars} if env_vars else None,
+        )
+    except Exception as exc:
+        where = f"the Ray cluster at {choice.ray_address}" if choice.ray_address else "Ray here"
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise RayConnectError(f"cannot start or reach {where}: {reason}") from exc
     return True
 
 
@@ -174,7 +182,10 @@ def run_cells_on_ray(
     todo = missing_work(manifest, records)
     if not todo:
         return False
-    started_ray = _connect(choice)
+    try:
+        started_ray = _connect(choice)
+    except RayConnectError as exc:
+        raise RayConnectError(f"{exc}; nothing ran, resume {run_dir} once it is up") from None
     try:
         slots = read_slots()
         entry = {

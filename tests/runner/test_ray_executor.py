@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from bench.compare.comparability import blocking_differences, cell_gpu_models
 from bench.errors import UserInputError
 from bench.results import cell_records, read_manifest, read_records
 from bench.runner.executor import resume_run, run_config
-from bench.runner.executor_choice import ExecutorChoice
+from bench.runner.executor_choice import ExecutorChoice, RayConnectError
 from tests.runner.live import LiveRun, assert_complete, image_count, run_folder
 
 ray = pytest.importorskip("ray")
@@ -95,7 +96,7 @@ def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_choice_is_checked_before_anything_runs() -> None:
     assert ExecutorChoice.parse(None) == ExecutorChoice()
-    assert ExecutorChoice.parse("ray", "ray://head:10001").words() == [
+    assert ExecutorChoice("ray", "ray://head:10001").words() == [
         "--executor",
         "ray",
         "--ray-address",
@@ -105,6 +106,11 @@ def test_the_choice_is_checked_before_anything_runs() -> None:
         ExecutorChoice.parse("slurm")
     with pytest.raises(UserInputError, match="--ray-address is for --executor ray"):
         ExecutorChoice.parse("local", "head:6379")
+    with socket.socket() as closed:  # a port nobody listens on: refused at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(RayConnectError, match=f"127.0.0.1:{port}: cannot connect"):
+        ExecutorChoice.parse("ray", f"127.0.0.1:{port}")
 
 
 def test_compare_says_when_one_runs_cells_came_from_different_gpu_models() -> None:
