@@ -11,11 +11,12 @@ from __future__ import annotations
 from bench.errors import UserInputError
 from bench.families.base import Family, PublishedCount, UnknownPreset, UnsupportedOption
 from bench.families.flux import FLUX
+from bench.families.qwen_image import QWEN_IMAGE_FAMILY
 
 #: The family of configs, files and calls that name none: FLUX was the only one before.
 DEFAULT_FAMILY = "flux"
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (FLUX,)}
+FAMILIES: dict[str, Family] = {family.name: family for family in (FLUX, QWEN_IMAGE_FAMILY)}
 
 
 class UnknownFamily(UserInputError):
