@@ -169,7 +169,8 @@ def _phase(pipe: PipelineComponents, running: str, scenario: Scenario, compute_d
         terms.append(Term(f"weights: {c.name}", nbytes, why, "weights", c.name))
     family = get_family(pipe.family)
     if comp.name == family.denoiser and comp.dequant_bytes:
-        gguf = comp.weights_format.startswith("GGUF")
+        fmt = comp.weights_format or pipe.transformer_format
+        gguf = fmt.startswith("GGUF")
         terms.append(
             Term(
                 # GGUF dequantises in Python (diffusers' quantizers/gguf/utils.py), the others
@@ -180,7 +181,7 @@ def _phase(pipe: PipelineComponents, running: str, scenario: Scenario, compute_d
                 + (
                     f"(float16 intermediates, then cast to {compute_dtype})"
                     if gguf
-                    else f"(as {comp.weights_format} stores it, widened to {compute_dtype})"
+                    else f"(as {fmt} stores it, widened to {compute_dtype})"
                 ),
                 "scratch",
                 comp.name,
