@@ -218,12 +218,17 @@ def _file_quant_type(quant: str) -> Any:
 
 
 def rule_types(transformer: Any, quant: str, source_dtype: str = "BF16") -> dict[str, str]:
-    """ggml type of every parameter under the community FLUX recipe (gguf-kquants.md §4)."""
+    """ggml type of every parameter under the community recipe of the transformer's family
+    (the family whose denoiser class it is; FLUX's otherwise, gguf-kquants.md §4)."""
+    from bench.families import FAMILIES
     from bench.gguf.plan import choose_tensor_type
 
     ft = _file_quant_type(quant)
+    cls = type(transformer).__name__
+    family = next((f for f in FAMILIES.values() if f.denoiser_class == cls), None)
+    names = family.gguf if family is not None else None
     return {
-        name: choose_tensor_type(name, tuple(p.shape), source_dtype, ft).name
+        name: choose_tensor_type(name, tuple(p.shape), source_dtype, ft, names).name
         for name, p in transformer.named_parameters()
     }
 
@@ -422,9 +427,10 @@ def pipeline_components(
     """Size every component: those in `layouts` (`layout` alone: the family's denoiser, FLUX's
     transformer by default) as their backend stores them, at `compute_dtype` for what it leaves
     alone; the rest at `dtype`."""
-    from bench.families import get_family
+    from bench.families import family_for_pipeline, get_family
 
-    fam = get_family(family)
+    # no family named: the one that builds this pipeline class (FLUX's when none does)
+    fam = get_family(family) if family else family_for_pipeline(pipeline_class) or get_family()
     layouts = dict(layouts or {})
     if layout is not None:
         layouts[fam.denoiser] = layout

@@ -24,7 +24,10 @@ from bench.size.components import (
 #: Built-in architectures `--model` accepts, and the GGUF types shown for them by default: the
 #: four the harness quantizes (and city96 publishes) in the community's _S form.
 #: `--model` names: (family, preset with the real architecture, label in tables)
-BUILTIN_MODELS = {"flux-dev": ("flux", "flux-dev", "FLUX.1-dev")}
+BUILTIN_MODELS = {
+    "flux-dev": ("flux", "flux-dev", "FLUX.1-dev"),
+    "qwen-image": ("qwen_image", "qwen-image", "Qwen-Image"),
+}
 DEFAULT_GGUF_TYPES = ("Q8_0", "Q6_K", "Q5_K_S", "Q4_K_S")
 
 #: city96/FLUX.1-dev-gguf file sizes in GB (published-figures.md), shown beside predictions.
@@ -153,7 +156,7 @@ def builtin_variants(base: Base, quants: list[str] | None = None) -> list[Varian
         for backend in BACKENDS.values():
             if not backend.quantized:
                 continue
-            for spec in backend.size_presets():
+            for spec in _presets_for(base, backend.size_presets()):
                 out.append(backend.size_variant(base, spec, None))
         return out
     for entry in quants:
@@ -169,7 +172,21 @@ def builtin_variants(base: Base, quants: list[str] | None = None) -> list[Varian
                 f"--quant {entry!r}: {kind} has no preset {scheme!r} (its presets use: "
                 f"{', '.join(known)})"
             )
-        out += [backend.size_variant(base, spec, None) for spec in specs]
+        out += [backend.size_variant(base, spec, None) for spec in _presets_for(base, specs)]
+    return out
+
+
+def _presets_for(base: Base, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A backend's presets with only the components this base has (FLUX's presets name T5,
+    ``text_encoder_2``, which other families lack); a preset left with none is dropped."""
+    out = []
+    for spec in specs:
+        if "components" in spec:
+            kept = [c for c in spec["components"] if c in base.modules]
+            if not kept:
+                continue
+            spec = {**spec, "components": kept}
+        out.append(spec)
     return out
 
 

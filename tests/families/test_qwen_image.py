@@ -245,3 +245,25 @@ def test_tiny_sweep_runs_every_variant_and_q8_0_is_closer_than_q4_k(tiny_sweep: 
             psnr.setdefault(row["variant"], []).append(row["value"])
     assert set(psnr) >= {"Q8_0", "Q4_K"}
     assert min(psnr["Q8_0"]) > max(psnr["Q4_K"])
+
+
+def test_bench_size_knows_the_real_model_and_sizes_it_with_the_family_rules() -> None:
+    """`bench size --model qwen-image`: its GGUF types follow Qwen-Image's names (no fused
+    qkv raised a level in the _M mixes, as FLUX's would be) and every phase uses the family's
+    formulas; FLUX-only backend presets (T5) keep the components this pipeline has."""
+    from bench.api import size
+    from bench.size.components import rule_types
+
+    transformer = QWEN.meta_components(QWEN.preset("qwen-image"))["transformer"]
+    types = rule_types(transformer, "Q4_K_M")
+    assert types["transformer_blocks.0.attn.to_q.weight"] == "Q4_K"
+    assert types["img_in.weight"] == "BF16"
+    options = size(model="qwen-image", vram="24GiB", quant=["Q4_K_S", "torchao:int8wo"])
+    assert {o.variant for o in options} >= {"Q4_K_S"}
+    assert any(o.fits for o in options)
+    for option in options:
+        phases = {p.name for p in option.prediction.phases}
+        assert phases == {"transformer", "text_encoder", "vae"}
+        encoder = next(p for p in option.prediction.phases if p.name == "text_encoder")
+        work = next(t for t in encoder.terms if t.kind == "activations")
+        assert "Qwen2.5-VL" in work.explanation
