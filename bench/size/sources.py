@@ -27,6 +27,7 @@ from bench.size.components import (
 BUILTIN_MODELS = {
     "flux-dev": ("flux", "flux-dev", "FLUX.1-dev"),
     "qwen-image": ("qwen_image", "qwen-image", "Qwen-Image"),
+    "sd3.5-large": ("sd3", "sd3.5-large", "Stable Diffusion 3.5 Large"),
 }
 DEFAULT_GGUF_TYPES = ("Q8_0", "Q6_K", "Q5_K_S", "Q4_K_S")
 

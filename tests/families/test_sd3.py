@@ -148,3 +148,27 @@ def test_tiny_sd3_sweeps_and_fidelity_follows_bits_per_weight(tiny_sd3_run: Path
     assert psnr["full-fp32"]["status"] == "reference"
     assert psnr["Q8_0"]["mean"] is not None and psnr["Q4_K"]["mean"] is not None
     assert psnr["Q8_0"]["mean"] > psnr["Q4_K"]["mean"], (psnr["Q8_0"], psnr["Q4_K"])
+
+
+def test_bench_size_sizes_sd35_large_from_its_configs() -> None:
+    """`bench size --model sd3.5-large`: bytes from the built modules, and the community
+    recipe's K-quant rule at SD3.5 Large's width (2432 = 9.5 × 256: rows of that length fall
+    back to F16, so only the MLPs' 9728-wide down projections take a K type)."""
+    from bench.size.components import rule_types
+    from bench.size.sources import builtin_base, full_variant, gguf_variant
+
+    base = builtin_base("sd3.5-large")
+    transformer = base.modules["transformer"]
+    weights = sum(p.numel() for p in transformer.parameters())
+    buffers = sum(b.numel() for b in transformer.buffers())  # the position table
+    full = full_variant(base).pipe.components["transformer"]
+    assert full.bytes == 2 * (weights + buffers)  # bf16, computed from the config
+
+    sized = {
+        q: gguf_variant(base, quant=q).pipe.components["transformer"].bytes
+        for q in ("Q8_0", "Q4_0", "Q4_K_S")
+    }
+    assert sized["Q4_0"] < sized["Q8_0"] < sized["Q4_K_S"] < full.bytes
+    k_quantized = {n for n, t in rule_types(transformer, "Q4_K_S").items() if t == "Q4_K"}
+    assert k_quantized
+    assert all(n.endswith(("ff.net.2.weight", "ff_context.net.2.weight")) for n in k_quantized)
