@@ -172,3 +172,14 @@ def test_bench_size_sizes_sd35_large_from_its_configs() -> None:
     k_quantized = {n for n, t in rule_types(transformer, "Q4_K_S").items() if t == "Q4_K"}
     assert k_quantized
     assert all(n.endswith(("ff.net.2.weight", "ff_context.net.2.weight")) for n in k_quantized)
+
+
+@pytest.mark.parametrize("name", ["tiny-sd3.yaml", "sd3.5-large-synthetic.yaml"])
+def test_sd3_configs_validate_against_the_family(name: str) -> None:
+    from bench.config import load_config
+
+    config, _ = load_config(CONFIG.parent / name)
+    assert config.model.family == "sd3"
+    assert config.model.preset in SD3.presets
+    kinds = {v.kind for v in config.variants}
+    assert {"full", "gguf"} < kinds  # and at least one backend besides them
