@@ -128,6 +128,8 @@ class Tally:
     # Time: the share of the processors other processes took (median over a cell's images),
     # every cell of both runs of every pair (stability.MAX_OTHERS_SHARE).
     others_shares: list[float] = field(default_factory=list)
+    # Time: B's median per-image time over A's, per cell (for the time band these runs suggest).
+    time_ratios: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "plants"}
@@ -323,6 +325,8 @@ def suggested_bands(tallies: dict[str, Tally], cells_per_pair: int) -> None:
                 f"{idle}/{shares.size} cells at or below {MAX_OTHERS_SHARE:.0%}, where times "
                 f"are judged"
             )
+        if aspect == "time" and len(t.time_ratios) >= 2:
+            print(_band_line("time", t.time_ratios, cells_per_pair, "--time-band cpu"))
         if not aspect.startswith("memory:") or len(t.aa_ratios) < 2:
             continue
         logs = np.log(np.asarray(t.aa_ratios))
@@ -335,6 +339,20 @@ def suggested_bands(tallies: dict[str, Tally], cells_per_pair: int) -> None:
             f"a band of ×{band:.3f} is crossed by noise in <= {GOAL_FALSE:.0%} of pairs "
             f"(--memory-band {aspect.split(':', 1)[1]}={band:.2f})"
         )
+
+
+def _band_line(what: str, ratios: list[float], cells_per_pair: int, option: str) -> str:
+    """The A/A spread of `ratios` and the band that noise alone would cross in at most 5% of
+    pairs of this many cells (normal log-ratios, one-sided), as for the memory counters."""
+    logs = np.log(np.asarray(ratios))
+    rms = float(np.sqrt(np.mean(logs**2)))
+    per_cell = 1.0 - (1.0 - GOAL_FALSE) ** (1.0 / max(cells_per_pair, 1))
+    band = float(np.exp(norm.ppf(1.0 - per_cell) * rms))
+    return (
+        f"{what}: A/A ratio of per-image medians ×{min(ratios):.3f}..×{max(ratios):.3f} over "
+        f"{len(ratios)} cells, rms log-ratio {rms:.1%}: a band of ×{band:.3f} is crossed by "
+        f"noise in <= {GOAL_FALSE:.0%} of pairs ({option}={band:.2f})"
+    )
 
 
 def run_log(run: RunInfo) -> dict[str, Any]:
@@ -362,6 +380,8 @@ def judge_pair(
                 share = float(np.median(side.others_share))
                 tallies.setdefault("time", Tally()).others_shares.append(share)
     for cell in aa.cells:
+        if cell.time is not None and cell.time.ratio is not None:
+            tallies.setdefault("time", Tally()).time_ratios.append(cell.time.ratio)
         for v in cell.memory_counters:
             if v.phase == "images" and v.ratio is not None and v.key is not None:
                 aspect = f"memory:{counter_name(v.key)}"

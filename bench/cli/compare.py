@@ -27,6 +27,7 @@ from bench.compare.render import (
     to_json,
     to_markdown,
 )
+from bench.compare.stability import TIME_PROCESS_BANDS
 from bench.compare.thresholds import check_factor, thresholds_from_options
 from bench.compare.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds, compare_runs
 
@@ -63,6 +64,16 @@ def compare_command(
             "identical runs, as benchmarks/compare_aa.py measures it (defaults: "
             + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_BANDS.items())
             + ")",
+        ),
+    ] = None,
+    time_band: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--time-band",
+            help="DEVICE=RATIO, repeatable: how far identical runs of a cell differ in time on "
+            "this device type, as benchmarks/compare_aa.py measures it (defaults: "
+            + ", ".join(f"{k}={v:g}" for k, v in TIME_PROCESS_BANDS.items())
+            + "; other devices: the factor alone)",
         ),
     ] = None,
     quality_margin: Annotated[
@@ -104,6 +115,7 @@ def compare_command(
         quality_margin=quality_margin,
         quality_metric=quality_metric,
         memory_band=memory_band,
+        time_band=time_band,
     )
     comparison = compare_runs(base_run, cand_run, thresholds, force=force)
     console = report_console()

@@ -73,6 +73,8 @@ class CellData:
     # Share of the machine's processors other processes used during each ok image (its `cpu`
     # record: others_s / (wall_s x cpus)); empty for runs recorded before it existed.
     others_share: list[float] = field(default_factory=list)
+    # The device the cell ran on ("cpu", "cuda:0"), from its cell record; None if unrecorded.
+    device: str | None = None
 
 
 @dataclass
@@ -205,6 +207,7 @@ def load_run(run_dir: Path) -> ComparedRun:
                 for r in images
                 if _present((r.get("memory") or {}).get("samples")) and float(r["wall_s"]) > 0
             ],
+            device=(cell_rows.get(cell_id) or {}).get("device"),
             others_share=[
                 float(r["cpu"]["others_s"]) / (float(r["wall_s"]) * int(r["cpu"]["cpus"]))
                 for r in images

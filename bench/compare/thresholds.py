@@ -7,6 +7,7 @@ any run folder is read.
 from __future__ import annotations
 
 from bench.compare.memory import DEFAULT_BANDS
+from bench.compare.stability import TIME_PROCESS_BANDS
 from bench.compare.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds
 from bench.errors import UserInputError
 from bench.size.units import MIB
@@ -29,23 +30,32 @@ def parse_margins(items: list[str] | None) -> dict[str, float]:
     return margins
 
 
-def parse_bands(items: list[str] | None) -> dict[str, float]:
-    """`host_rss=1.08` items over the default A/A noise bands; names and values checked."""
-    bands = dict(DEFAULT_BANDS)
+def parse_bands(
+    items: list[str] | None,
+    defaults: dict[str, float] | None = None,
+    option: str = "--memory-band",
+    what: str = "COUNTER",
+    example: str = "host_rss=1.10",
+    open_names: bool = False,
+) -> dict[str, float]:
+    """`host_rss=1.08` items over the default A/A noise bands; names and values checked
+    (`open_names`: any name is accepted, as for device types)."""
+    bands = dict(DEFAULT_BANDS if defaults is None else defaults)
     for item in items or []:
         for part in item.split(","):
             name, sep, value = part.partition("=")
             name = name.strip()
             try:
-                if not sep or name not in bands:
+                if not sep or not name or (name not in bands and not open_names):
                     raise ValueError
                 band = float(value)
                 if not band >= 1.0:
                     raise ValueError
             except ValueError:
+                names = "a device type" if open_names else f"one of {', '.join(bands)}"
                 raise UserInputError(
-                    f"--memory-band {part!r}: expected COUNTER=RATIO with RATIO >= 1 and "
-                    f"COUNTER one of {', '.join(bands)}, e.g. host_rss=1.10"
+                    f"{option} {part!r}: expected {what}=RATIO with RATIO >= 1 and "
+                    f"{what} {names}, e.g. {example}"
                 ) from None
             bands[name] = band
     return bands
@@ -66,6 +76,7 @@ def thresholds_from_options(
     quality_margin: list[str] | None = None,
     quality_metric: list[str] | None = None,
     memory_band: list[str] | None = None,
+    time_band: list[str] | None = None,
 ) -> Thresholds:
     """Validated Thresholds; `quality_margin` / `memory_band` items are `NAME=VALUE` strings
     (comma-separated or one per item), `quality_metric` items metric names."""
@@ -87,4 +98,7 @@ def thresholds_from_options(
         quality_margins=parse_margins(quality_margin),
         quality_metrics=tuple(metrics) if metrics else None,
         memory_bands=parse_bands(memory_band),
+        time_bands=parse_bands(
+            time_band, TIME_PROCESS_BANDS, "--time-band", "DEVICE", "cpu=1.30", open_names=True
+        ),
     )

@@ -10,7 +10,7 @@ pass. Everything else is reported but passes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,18 @@ from bench.compare.memory import (
 from bench.compare.stability import (
     MAX_OTHERS_SHARE,
     MAX_SAMPLER_SHIFT,
+    TIME_PROCESS_BANDS,
     Noise,
     StabilityWarning,
     contention_shift,
+    process_band,
     sampler_shift,
     stability_warnings,
     time_noise,
 )
 from bench.compare.stats import (
     BETTER,
+    FASTER,
     IMPROVEMENT_WORDS,
     INSUFFICIENT,
     MIN_PROMPTS,
@@ -43,6 +46,7 @@ from bench.compare.stats import (
     NO_CHANGE,
     NOT_MEASURED,
     REGRESSION_WORDS,
+    SLOWER,
     TOO_NOISY,
     WORSE,
     MemoryVerdict,
@@ -87,6 +91,8 @@ class Thresholds:
     memory_bands: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BANDS))
     # The absolute floor of a deterministic counter (torch allocated), instead of min_bytes.
     memory_exact_min_bytes: int = EXACT_MIN_BYTES
+    # Per device type ("cpu", "cuda"), how far identical runs of a cell differ in time.
+    time_bands: dict[str, float] = field(default_factory=lambda: dict(TIME_PROCESS_BANDS))
 
     def margin(self, metric: str) -> float:
         return self.quality_margins.get(metric, FALLBACK_QUALITY_MARGIN)
@@ -290,6 +296,24 @@ def _unequal_load(base: CellData, cand: CellData) -> str | None:
     )
 
 
+def _against_process_band(verdict: SampleVerdict, band: float, factor: float) -> SampleVerdict:
+    """Identical processes on this device type differ by up to `band` (TIME_PROCESS_BANDS):
+    where that is wider than the factor, only a change that clears the band is called, and
+    anything smaller is too noisy to judge, as for a memory counter whose band is wider."""
+    if band <= factor or verdict.verdict not in (NO_CHANGE, SLOWER, FASTER):
+        return verdict
+    ratio = verdict.ratio
+    if verdict.verdict != NO_CHANGE and ratio is not None and max(ratio, 1 / ratio) > band:
+        note = f"beyond ×{band:g}, how far identical runs of a cell differ on this device type"
+        return replace(verdict, note=f"{verdict.note}; {note}" if verdict.note else note)
+    return replace(
+        verdict,
+        verdict=TOO_NOISY,
+        note=f"identical runs of a cell differ by up to ×{band:g} on this device type (more "
+        f"than the factor ×{factor:g}; --time-band to set it from benchmarks/compare_aa.py)",
+    )
+
+
 def _noise_band(base: Noise, cand: Noise) -> tuple[float | None, str]:
     """The wider of the two runs' spreads, and what each run showed (for the note)."""
     bands = [n.band for n in (base, cand) if n.band is not None]
@@ -363,15 +387,19 @@ def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparis
         time_noise(base.wall_s, base.step_s), time_noise(cand.wall_s, cand.step_s)
     )
     unequal = _unequal_load(base, cand)
-    result.time = sample_verdict(
-        base.wall_s,
-        cand.wall_s,
+    result.time = _against_process_band(
+        sample_verdict(
+            base.wall_s,
+            cand.wall_s,
+            t.time_factor,
+            t.alpha,
+            t.min_samples,
+            noise_band=band,
+            noise_note=described,
+            unequal=unequal,
+        ),
+        process_band(base.device or cand.device, t.time_bands),
         t.time_factor,
-        t.alpha,
-        t.min_samples,
-        noise_band=band,
-        noise_note=described,
-        unequal=unequal,
     )
     if base.energy_j is not None and cand.energy_j is not None:
         energy_band, energy_described = _noise_band(

@@ -9,6 +9,7 @@ recorded values exactly as benchmarks/compare_aa.py does.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,34 @@ def test_a_quiet_share_leaves_time_judged() -> None:
     q4 = compare_cells(
         comparison_cells["shared-256-a"].cells["Q4_K__none__256x256"],
         comparison_cells["shared-256-b"].cells["Q4_K__none__256x256"],
-        Thresholds(),
+        Thresholds(time_bands={}),  # the share rule alone (the CPU band has its own tests)
     )
     assert q4.time is not None and q4.time.verdict == SLOWER
+
+
+def test_recorded_idle_pair_differs_by_less_than_the_cpu_band_and_is_not_called() -> None:
+    """Recorded on an idle machine: identical processes ran the Q4_K cell x1.26 apart. With
+    the CPU time band measured from such pairs, that is too noisy to judge, not slower."""
+    base, cand = cells("idle-256-a"), cells("idle-256-b")
+    q4b, q4c = base["Q4_K__none__256x256"], cand["Q4_K__none__256x256"]
+    assert max(np.median(q4b.others_share), np.median(q4c.others_share)) <= MAX_OTHERS_SHARE
+    band = max(time_noise(q4b.wall_s, q4b.step_s).band, time_noise(q4c.wall_s, q4c.step_s).band)
+    assert sample_verdict(q4b.wall_s, q4c.wall_s, 1.10, noise_band=band).verdict == SLOWER
+    comparison = compare_runs(FIXTURES / "idle-256-a", FIXTURES / "idle-256-b")
+    assert comparison.exit_code == 0
+    q4 = next(c for c in comparison.cells if c.cell_id == "Q4_K__none__256x256")
+    assert q4.time is not None and q4.time.verdict == TOO_NOISY
+    assert "identical runs" in (q4.time.note or "")
+
+
+def test_a_change_beyond_the_cpu_band_on_an_idle_machine_is_called() -> None:
+    """A x1.4 copy of an idle run's cell clears the band and is slower; x1.2 is not called."""
+    cell = cells("idle-256-a")["Q8_0__none__256x256"]
+    for factor, expected in ((1.4, SLOWER), (1.2, TOO_NOISY)):
+        slow = replace(
+            cell,
+            wall_s=[t * factor for t in cell.wall_s],
+            step_s=[[s * factor for s in image] for image in cell.step_s],
+        )
+        verdict = compare_cells(cell, slow, Thresholds()).time
+        assert verdict is not None and verdict.verdict == expected, factor
