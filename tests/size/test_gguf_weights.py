@@ -27,8 +27,8 @@ def q8_file(tiny_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_weights_term_equals_bytes_loaded_by_from_single_file(
     tiny_pipeline: Path, q8_file: Path
 ) -> None:
-    from bench.config import GGUFVariant
     from bench.backends.gguf import load_gguf_transformer
+    from bench.config import GGUFVariant
     from bench.models.loading import component_weights
 
     base = folder_base(tiny_pipeline)
