@@ -192,43 +192,27 @@ class LayerwiseBackend(Backend):
         return pipe
 
     def size_variant(self, base: Any, spec: dict[str, Any], cell: dict[str, Any] | None) -> Any:
-        from bench.errors import UserInputError
-        from bench.size.components import pipeline_components
-        from bench.size.sources import Variant
+        def layouts(variant: LayerwiseVariant) -> dict[str, Any]:
+            from diffusers import ModelMixin
 
-        variant = self.config_model.model_validate(
-            {"name": spec.get("name") or "layerwise", **spec, "kind": self.kind}
-        )
-        missing = [c for c in variant.components if c not in base.modules]
-        if missing:
-            raise UserInputError(
-                f"variant {variant.name}: components {missing} are not in {base.label} "
-                f"(it has {', '.join(base.modules)})"
-            )
-        from diffusers import ModelMixin
+            from bench.errors import UserInputError
 
-        for c in variant.components:
-            if not isinstance(base.modules[c], ModelMixin):
-                raise UserInputError(
-                    f"variant {variant.name}: component {c!r} is a "
-                    f"{type(base.modules[c]).__name__}, not a diffusers model: layerwise "
-                    "casting (enable_layerwise_casting) does not apply to it"
-                )
-        label = self.label(variant)
-        layouts = {
-            c: LayerwiseLayout(label, variant.storage_dtype, cast_weights(base.modules[c]))
-            for c in variant.components
-        }
-        pipe = pipeline_components(
-            base.modules,
-            base.pipeline_class,
-            base.label,
-            variant.compute_dtype,
-            compute_dtype=variant.compute_dtype,
-            layouts=layouts,  # type: ignore[arg-type]
+            for c in variant.components:
+                if not isinstance(base.modules[c], ModelMixin):
+                    raise UserInputError(
+                        f"variant {variant.name}: component {c!r} is a "
+                        f"{type(base.modules[c]).__name__}, not a diffusers model: layerwise "
+                        "casting (enable_layerwise_casting) does not apply to it"
+                    )
+            label = self.label(variant)
+            return {
+                c: LayerwiseLayout(label, variant.storage_dtype, cast_weights(base.modules[c]))
+                for c in variant.components
+            }
+
+        return pipeline_quant.sized_variant(
+            self, base, spec, cell, layouts, "layerwise", lambda v: str(v.compute_dtype)
         )
-        name = cell["variant"] if cell is not None else spec.get("name") or label
-        return Variant(name, pipe, self.kind, self.scheme(variant))
 
     def size_presets(self) -> list[dict[str, Any]]:
         """The HF blog's row: FP8 (e4m3) layerwise casting of the transformer, bf16 compute."""

@@ -114,3 +114,56 @@ def diffusers_skip_modules(model: Any) -> list[str]:
     """What diffusers' quantizers leave alone when a config names none: the model class's
     `_keep_in_fp32_modules` (None for FLUX's transformer and VAE)."""
     return list(getattr(type(model), "_keep_in_fp32_modules", None) or [])
+
+
+def check_local_base(variant: Any, base: str) -> dict[str, str] | None:
+    """`prepare` of a component-quantizing backend: on a local base, every listed component
+    must be one of its models, so a misspelt component stops the run at once (ConfigError).
+    Returns the base's component libraries (None for a hub id, checked at load instead)."""
+    from bench.errors import ConfigError
+
+    libraries = base_libraries(base)
+    if libraries is not None:
+        try:
+            check_components(variant.name, variant.components, libraries, Path(base).name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    return libraries
+
+
+def sized_variant(
+    backend: Any,
+    base: Any,
+    spec: dict[str, Any],
+    cell: dict[str, Any] | None,
+    layouts_for: Callable[[Any], dict[str, Any]],
+    default_name: str,
+    dtype_of: Callable[[Any], str] = lambda variant: str(variant.dtype),
+) -> Any:
+    """`size_variant` of a component-quantizing backend: its spec validated, the components it
+    names checked against the base, each sized by the layout `layouts_for(variant)` gives, the
+    rest at `dtype_of(variant)` (bench.size.components.pipeline_components)."""
+    from bench.errors import UserInputError
+    from bench.size.components import pipeline_components
+    from bench.size.sources import Variant
+
+    variant = backend.config_model.model_validate(
+        {"name": spec.get("name") or default_name, **spec, "kind": backend.kind}
+    )
+    missing = [c for c in variant.components if c not in base.modules]
+    if missing:
+        raise UserInputError(
+            f"variant {variant.name}: components {missing} are not in {base.label} "
+            f"(it has {', '.join(base.modules)})"
+        )
+    dtype = dtype_of(variant)
+    pipe = pipeline_components(
+        base.modules,
+        base.pipeline_class,
+        base.label,
+        dtype,
+        compute_dtype=dtype,
+        layouts=layouts_for(variant),
+    )
+    name = cell["variant"] if cell is not None else spec.get("name") or backend.label(variant)
+    return Variant(name, pipe, backend.kind, backend.scheme(variant))

@@ -264,16 +264,7 @@ class TorchAoBackend(Backend):
 
     def prepare(self, variant: TorchAoVariant, base: str, config_dir: Path) -> Prepared:
         """A local base is checked here, so a misspelt component stops the run at once."""
-        from bench.errors import ConfigError
-
-        libraries = pipeline_quant.base_libraries(base)
-        if libraries is not None:
-            try:
-                pipeline_quant.check_components(
-                    variant.name, variant.components, libraries, Path(base).name
-                )
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from exc
+        pipeline_quant.check_local_base(variant, base)
         return Prepared()
 
     def load_pipeline(
@@ -292,30 +283,14 @@ class TorchAoBackend(Backend):
         return pipe
 
     def size_variant(self, base: Any, spec: dict[str, Any], cell: dict[str, Any] | None) -> Any:
-        from bench.errors import UserInputError
-        from bench.size.components import pipeline_components
-        from bench.size.sources import Variant
-
-        variant = self.config_model.model_validate(
-            {"name": spec.get("name") or "torchao", **spec, "kind": self.kind}
+        return pipeline_quant.sized_variant(
+            self,
+            base,
+            spec,
+            cell,
+            lambda v: {c: layout_for(base.modules[c], v) for c in v.components},
+            "torchao",
         )
-        missing = [c for c in variant.components if c not in base.modules]
-        if missing:
-            raise UserInputError(
-                f"variant {variant.name}: components {missing} are not in {base.label} "
-                f"(it has {', '.join(base.modules)})"
-            )
-        layouts = {c: layout_for(base.modules[c], variant) for c in variant.components}
-        pipe = pipeline_components(
-            base.modules,
-            base.pipeline_class,
-            base.label,
-            variant.dtype,
-            compute_dtype=variant.dtype,
-            layouts=layouts,  # type: ignore[arg-type]
-        )
-        name = cell["variant"] if cell is not None else spec.get("name") or self.label(variant)
-        return Variant(name, pipe, self.kind, self.scheme(variant))
 
     def size_presets(self) -> list[dict[str, Any]]:
         """The HF blog's torchao row (transformer and T5), and the other two schemes."""
