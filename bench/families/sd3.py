@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bench.families import flux
 from bench.families.base import Family, PublishedCount, StepCallback
 
 if TYPE_CHECKING:
@@ -161,11 +162,11 @@ SD35_LARGE = SD3Spec(
 
 PRESETS: dict[str, SD3Spec] = {"tiny": TINY, "sd3.5-large": SD35_LARGE}
 
-# Special-token ids of the real tokenizers (openai/clip-vit-large-patch14's, which both CLIP
-# tokenizers of SD3.5 share the vocabulary of, and google/t5-v1_1-xxl's): used when a spec is
-# sized without building the local tokenizers.
-REAL_CLIP_TOKEN_IDS = {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1}
-REAL_T5_TOKEN_IDS = {"pad_token_id": 0, "eos_token_id": 1}
+# Special-token ids of the real tokenizers, FLUX's (both CLIP tokenizers of SD3.5 share CLIP-L's
+# vocabulary; the T5 is the same google/t5-v1_1-xxl): used when a spec is sized without
+# building the local tokenizers.
+REAL_CLIP_TOKEN_IDS = flux.REAL_CLIP_TOKEN_IDS
+REAL_T5_TOKEN_IDS = flux.REAL_T5_TOKEN_IDS
 
 
 def meta_components(
