@@ -13,11 +13,14 @@ from bench.families.base import Family, PublishedCount, UnknownPreset, Unsupport
 from bench.families.flux import FLUX
 from bench.families.qwen_image import QWEN_IMAGE_FAMILY
 from bench.families.sd3 import SD3
+from bench.families.wan import WAN
 
 #: The family of configs, files and calls that name none: FLUX was the only one before.
 DEFAULT_FAMILY = "flux"
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (FLUX, SD3, QWEN_IMAGE_FAMILY)}
+FAMILIES: dict[str, Family] = {
+    family.name: family for family in (FLUX, SD3, QWEN_IMAGE_FAMILY, WAN)
+}
 
 
 class UnknownFamily(UserInputError):

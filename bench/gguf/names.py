@@ -56,6 +56,9 @@ class TensorNames:
     block_prefixes: tuple[str, ...]
     #: substrings of names the community recipe never quantizes (embedders, final layer)
     keep_precision_markers: tuple[str, ...] = ()
+    #: substrings of names the recipe stores in F32 whatever the file type (Wan's modulation
+    #: tables: parameters used outside a Linear, which diffusers cannot dequantize from BF16)
+    float32_markers: tuple[str, ...] = ()
     #: prefix full original checkpoints carry before their names
     checkpoint_prefix: str = CHECKPOINT_PREFIX
 

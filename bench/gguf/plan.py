@@ -22,6 +22,9 @@ from bench.gguf.names import TensorNames, default_names
 from bench.gguf.qtypes import FileQuantType
 from bench.gguf.source import Checkpoint, SourceTensor, read_rows, to_float32
 
+#: ggml's GGML_MAX_DIMS: no ggml type but F32 is written for a tensor with more dimensions.
+GGML_MAX_DIMS = 4
+
 #: ``auto``, ``diffusers`` or a family's original scheme (FLUX: ``bfl``).
 KeyNames = Literal["auto", "bfl", "diffusers"]
 
@@ -130,14 +133,18 @@ def choose_tensor_type(
 ) -> T:
     """ggml type of one output tensor, following the community GGUF recipe of ``names``' family.
 
-    1-D and tiny (<=1024 weights) tensors are F32; embedders/final layer (the family's keep
-    markers) and everything outside its transformer blocks keep the input precision (BF16 for
-    bf16 sources, else F16); 2-D weights inside the blocks get the target type (fused attention
-    qkv one level higher for the ``_M`` mixes); K types need rows that are a multiple of 256 and
-    fall back to F16 otherwise (Q8_0: 32).
+    1-D and tiny (<=1024 weights) tensors are F32, and so are tensors of more than ggml's four
+    dimensions (Wan's Conv3d patch embedding: ComfyUI-GGUF's fix_5d_tensors.py appends them as
+    F32, which the GGUF format records with all their dimensions) and the family's F32 markers;
+    embedders/final layer (the family's keep markers) and everything outside its transformer
+    blocks keep the input precision (BF16 for bf16 sources, else F16); 2-D weights inside the
+    blocks get the target type (fused attention qkv one level higher for the ``_M`` mixes); K
+    types need rows that are a multiple of 256 and fall back to F16 otherwise (Q8_0: 32).
     """
     names = names or default_names()
     if len(shape) <= 1 or prod(shape) <= 1024:
+        return T.F32
+    if len(shape) > GGML_MAX_DIMS or any(m in name for m in names.float32_markers):
         return T.F32
     input_precision = T.BF16 if source_dtype == "BF16" else T.F16
     if ft.base in (T.F16, T.BF16):

@@ -1,0 +1,483 @@
+"""Wan 2.1 / 2.2 (Alibaba Wan team): the text-to-video family, and all about it that is not generic.
+
+WanPipeline: a WanTransformer3DModel (40 blocks of width 5120 for the 14B, 30 of 1536 for the
+1.3B; each block self-attention with 3-D rotary positions, cross-attention to the text, a GELU
+MLP, all modulated by the timestep) denoising 1×2×2 patches of a 16-channel video latent, the
+UMT5-XXL encoder (its last hidden states over at most 512 tokens), the causal-3D AutoencoderKLWan
+(8× in space, 4× in time: ``num_frames`` frames are ``1 + (num_frames - 1) / 4`` latent frames)
+and UniPC multistep in flow-matching mode (flow shift 3). Guidance is classifier-free
+(``guidance_scale``): the pipeline runs the transformer twice a step, conditional and
+unconditional, one after the other (two calls of batch 1, not one call of batch 2). Wan 2.2's
+text-to-video A14B is the same pipeline with a second expert (``transformer_2``) for the
+low-noise steps; its GGUF files use the same names.
+
+This module holds the synthetic specs and presets, how the components are built, the pipeline
+call and its output (the frames of one video), the working-memory formulas for `bench size`,
+and (through wan_gguf) the GGUF tensor names and rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from bench.families.base import Family, PublishedCount, StepCallback, UnsupportedOption
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from bench.gguf.names import TensorNames
+    from bench.size.components import Component, PipelineComponents
+    from bench.size.predict import Scenario
+
+
+@dataclass(frozen=True)
+class WanSpec:
+    """Every size that shapes a synthetic Wan pipeline. Its hash names the cache folder.
+
+    The pipeline's shape rules: the transformer's ``text_dim`` is UMT5's ``d_model``, its
+    ``in_channels``/``out_channels`` the VAE's ``z_dim``; the VAE must downsample 3 times in
+    space (the pipeline assumes 8×) and twice in time (4×, its ``scale_factor_temporal``).
+    """
+
+    transformer: dict[str, Any]
+    text_encoder: dict[str, Any]  # UMT5Config
+    vae: dict[str, Any]
+    # Wan-AI/Wan2.1-T2V-*-Diffusers' scheduler: UniPC in flow-matching mode (diffusers' Wan docs)
+    scheduler: dict[str, Any] = field(
+        default_factory=lambda: {
+            "prediction_type": "flow_prediction",
+            "use_flow_sigmas": True,
+            "num_train_timesteps": 1000,
+            "flow_shift": 3.0,
+        }
+    )
+    dtype: str = "float32"
+
+    def digest(self, seed: int) -> str:
+        from bench.models.synthetic import spec_digest
+
+        return spec_digest(self, seed)
+
+
+# Tiny: width 256 (4 heads of 64) and MLP 1024, so every quantized block weight has rows of a
+# multiple of 256 and the K-quants apply; a 2-layer UMT5 of the same width; a 4-level causal VAE
+# of 16 base channels (8× space, 4× time, as the real one). 9 frames at 64×64 take seconds.
+TINY = WanSpec(
+    transformer={
+        "patch_size": [1, 2, 2],
+        "num_attention_heads": 4,
+        "attention_head_dim": 64,
+        "in_channels": 16,
+        "out_channels": 16,
+        "text_dim": 256,
+        "freq_dim": 256,
+        "ffn_dim": 1024,
+        "num_layers": 2,
+        "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads",
+        "eps": 1e-6,
+        "rope_max_seq_len": 1024,
+    },
+    text_encoder={
+        "d_model": 256,
+        "d_kv": 64,
+        "d_ff": 512,
+        "num_layers": 2,
+        "num_heads": 4,
+        "relative_attention_num_buckets": 32,
+        "relative_attention_max_distance": 128,
+        "feed_forward_proj": "gated-gelu",
+        "tie_word_embeddings": False,
+    },
+    vae={
+        "base_dim": 16,
+        "z_dim": 16,
+        "dim_mult": [1, 2, 2, 2],
+        "num_res_blocks": 1,
+        "attn_scales": [],
+        "temperal_downsample": [False, True, True],
+    },
+)
+
+#: google/umt5-xxl's encoder, as Wan-AI/Wan2.1-T2V-*-Diffusers' text_encoder/config.json.
+UMT5_XXL = {
+    "vocab_size": 256384,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "feed_forward_proj": "gated-gelu",
+    "tie_word_embeddings": False,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "decoder_start_token_id": 0,
+}
+#: Wan 2.1's VAE (vae/config.json of both Diffusers repos; AutoencoderKLWan's defaults).
+WAN21_VAE = {
+    "base_dim": 96,
+    "z_dim": 16,
+    "dim_mult": [1, 2, 4, 4],
+    "num_res_blocks": 2,
+    "attn_scales": [],
+    "temperal_downsample": [False, True, True],
+}
+
+
+def _transformer(heads: int, ffn: int, layers: int) -> dict[str, Any]:
+    """transformer/config.json of Wan-AI/Wan2.1-T2V-{1.3B,14B}-Diffusers (they differ only in
+    heads, MLP width and depth; the head dim is 128 in both)."""
+    return {
+        "patch_size": [1, 2, 2],
+        "num_attention_heads": heads,
+        "attention_head_dim": 128,
+        "in_channels": 16,
+        "out_channels": 16,
+        "text_dim": 4096,
+        "freq_dim": 256,
+        "ffn_dim": ffn,
+        "num_layers": layers,
+        "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads",
+        "eps": 1e-6,
+        "rope_max_seq_len": 1024,
+    }
+
+
+WAN21_T2V_1_3B = WanSpec(
+    transformer=_transformer(12, 8960, 30),
+    text_encoder=UMT5_XXL,
+    vae=WAN21_VAE,
+    dtype="bfloat16",
+)
+WAN21_T2V_14B = WanSpec(
+    transformer=_transformer(40, 13824, 40),
+    text_encoder=UMT5_XXL,
+    vae=WAN21_VAE,
+    dtype="bfloat16",
+)
+
+#: The 1.3B's transformer, the one part it does not share with the 14B: its f16 GGUF file
+#: (calcuis/wan-1.3b-gguf's wan2.1-t2v-1_3b-f16.gguf, 2.85 GB, 2 B per weight).
+PUBLISHED_1_3B_TRANSFORMER = PublishedCount(
+    1.42e9, 0.01e9, "wan2.1-t2v-1_3b-f16.gguf 2.85 GB: 1.42 B"
+)
+
+PRESETS: dict[str, WanSpec] = {
+    "tiny": TINY,
+    "wan2.1-t2v-1.3b": WAN21_T2V_1_3B,
+    "wan2.1-t2v-14b": WAN21_T2V_14B,
+}
+
+
+def _local_tokenizer() -> Any:
+    """UMT5's tokenizer is a T5-style sentencepiece unigram (pad 0, eos 1, unk 2), as
+    bench/models/tokenizers.py's local T5 tokenizer."""
+    from bench.models.tokenizers import build_t5_tokenizer
+
+    return build_t5_tokenizer()
+
+
+def meta_components(spec: WanSpec, tokenizer: Any | None = None) -> dict[str, Any]:
+    """The three model components of a spec on the meta device. Without a tokenizer the spec
+    must name its vocabulary (the real presets: UMT5-XXL's)."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    text = dict(spec.text_encoder)
+    if tokenizer is not None:
+        text.update(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        )
+    elif "vocab_size" not in text:
+        raise ValueError("the spec names no vocabulary size: pass the local tokenizer")
+    with init_empty_weights():
+        components = {
+            "transformer": WanTransformer3DModel(**spec.transformer),
+            "text_encoder": UMT5EncoderModel(UMT5Config(**text)),
+            "vae": AutoencoderKLWan(**spec.vae),
+        }
+    components["text_encoder"].tie_weights()  # the encoder's input table is the shared one
+    return components
+
+
+def build_components(spec: WanSpec, seed: int) -> dict[str, Any]:
+    """WanPipeline's constructor arguments: random-weight models, the local tokenizer, the
+    scheduler (no second expert: Wan 2.1's single transformer)."""
+    import torch
+    from diffusers import UniPCMultistepScheduler
+
+    from bench.models.synthetic import fill_random_weights
+
+    dtype = getattr(torch, spec.dtype)
+    tokenizer = _local_tokenizer()
+    modules = meta_components(spec, tokenizer)
+    for prefix, module in modules.items():
+        fill_random_weights(module, seed, prefix, dtype)
+        if hasattr(module, "tie_weights"):  # UMT5 shares its input embedding table
+            module.tie_weights()
+        module.eval()
+    return {
+        **modules,
+        "tokenizer": tokenizer,
+        "scheduler": UniPCMultistepScheduler(**spec.scheduler),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Working memory (docs/size.md, "Wan 2.1")
+
+#: Live (tokens × hidden) tensors at the peak of a block, counted from diffusers'
+#: WanTransformerBlock and WanAttnProcessor (an estimate, not yet fitted to a GPU measurement):
+#: at the rotary embedding of k in self-attention the block's input (1), the modulated input
+#: (1), q (roped), k, v (3), the rotary output (1) and its float32 products (x1·cos, x2·sin,
+#: their sum: 3 half-width float32 = 3 units at 16-bit, 1.5 at float32). The MLP's peak (input,
+#: modulated input, up projection and GELU at ffn_dim each) is taken instead when it is larger.
+LIVE_UNITS_HALF = 9
+LIVE_UNITS_FLOAT32 = 7
+#: The pipeline's default negative prompt is empty; guidance runs a second, unconditional call.
+CFG_PASSES = 2
+
+
+def temporal_factor(vae: Mapping[str, Any]) -> int:
+    """Frames per latent frame after the first: 2 per temporal downsample stage (4 for Wan)."""
+    return 2 ** sum(bool(t) for t in vae.get("temperal_downsample", [False, True, True]))
+
+
+def spatial_factor(vae: Mapping[str, Any]) -> int:
+    """Pixels per latent pixel along a side: 2 per downsample stage (8 for Wan)."""
+    return 2 ** len(vae.get("temperal_downsample", [False, True, True]))
+
+
+def latent_frames(num_frames: int, vae: Mapping[str, Any]) -> int:
+    """The causal VAE keeps the first frame alone, then packs each ``factor`` frames in one."""
+    return 1 + (num_frames - 1) // temporal_factor(vae)
+
+
+def video_tokens(vae: Component, num_frames: int, height: int, width: int) -> int:
+    """Transformer tokens: latent frames × (H / 8 / 2) × (W / 8 / 2) (1×2×2 patches)."""
+    side = spatial_factor(vae.config) * 2
+    return latent_frames(num_frames, vae.config) * (height // side) * (width // side)
+
+
+def transformer_activations(
+    transformer: Component, tokens: int, text_tokens: int, batch: int, dtype: str
+) -> tuple[int, str]:
+    """The larger of the self-attention and MLP peaks of one block, over video tokens, plus the
+    cross-attention's k and v over the text. Classifier-free guidance does not raise it: the
+    unconditional pass runs after the conditional one."""
+    from bench.size.components import DTYPE_BYTES
+
+    cfg = transformer.config
+    hidden = int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
+    ffn = int(cfg["ffn_dim"])
+    units = LIVE_UNITS_FLOAT32 if dtype == "float32" else LIVE_UNITS_HALF
+    attention = units * tokens * hidden
+    mlp = tokens * (2 * hidden + 2 * ffn)
+    b = DTYPE_BYTES[dtype]
+    elements = max(attention, mlp) + 2 * text_tokens * hidden
+    where = (
+        f"{units} live tensors of tokens×hidden at self-attention"
+        if attention >= mlp
+        else f"MLP: 2 × hidden + 2 × ffn ({ffn}) per token"
+    )
+    why = (
+        f"{where}, {batch}×{tokens}×{hidden}×{b} B, plus the text's k, v "
+        f"({text_tokens} tokens); guidance runs its unconditional pass after, not beside, the "
+        "conditional one (SDPA: no score matrix)"
+    )
+    return batch * elements * b, why
+
+
+def _decoder_stages(cfg: Mapping[str, Any]) -> list[tuple[int, int, int]]:
+    """(channels, pixel divisor, frames per chunk) of each decoder stage, lowest resolution
+    first: the decoder mirrors the encoder's ``dim_mult`` and upsamples in time where the
+    encoder downsampled (each latent frame becomes up to 4 frames by the last stages)."""
+    base, mult = int(cfg["base_dim"]), list(cfg["dim_mult"])
+    ups = list(reversed(cfg["temperal_downsample"]))
+    stages = []
+    divisor, frames = 2 ** len(ups), 1
+    for i, m in enumerate(reversed(mult)):
+        stages.append((base * m, divisor, frames))
+        if i < len(ups):
+            divisor //= 2
+            frames *= 2 if ups[i] else 1
+    return stages
+
+
+#: Live activations of the running residual block (input, norm, SiLU, the causal conv's copy
+#: of its input with the cached frames), as Qwen-Image's one-frame formula counts them.
+VAE_LIVE_UNITS = 4
+#: Frames each causal conv caches from the previous chunk (diffusers' CACHE_T).
+VAE_CACHE_FRAMES = 2
+
+
+def vae_decode_activations(
+    vae: Component, num_frames: int, height: int, width: int, batch: int
+) -> tuple[int, str]:
+    """AutoencoderKLWan decodes one latent frame at a time: the running stage's residual blocks
+    at their chunk of frames, the causal cache of every conv (2 frames of its input, kept for
+    the next chunk), and the decoded video so far, which torch.cat copies once per chunk."""
+    from bench.size.components import DTYPE_BYTES
+
+    cfg = vae.config
+    b = DTYPE_BYTES[vae.dtype]
+    blocks = int(cfg["num_res_blocks"]) + 1  # per decoder stage
+    stages = _decoder_stages(cfg)
+    pixels = height * width
+    running = max(VAE_LIVE_UNITS * c * (pixels // d**2) * f for c, d, f in stages)
+    cache = sum(VAE_CACHE_FRAMES * 2 * blocks * c * (pixels // d**2) for c, d, _ in stages)
+    video = 2 * 3 * num_frames * pixels
+    elements = running + cache + video
+    why = (
+        f"{num_frames} frames at {height}×{width}, one latent frame at a time: running stage "
+        f"{running:,} values, causal caches {cache:,}, the video and its torch.cat copy "
+        f"{video:,}; × {b} B × batch {batch}"
+    )
+    return batch * elements * b, why
+
+
+# ---------------------------------------------------------------------------------------------
+# The family
+
+
+class WanFamily(Family):
+    """Wan 2.1 / 2.2 text-to-video pipelines (WanPipeline)."""
+
+    name: ClassVar[str] = "wan"
+    title: ClassVar[str] = "Wan"
+    pipeline_class: ClassVar[str] = "WanPipeline"
+    denoiser_class: ClassVar[str] = "WanTransformer3DModel"
+    output: ClassVar[Literal["image", "video"]] = "video"
+    side_multiple: ClassVar[int] = 16  # VAE factor 8 × 2×2 patches
+    real_preset: ClassVar[str] = "wan2.1-t2v-14b"
+    generation_options: ClassVar[tuple[str, ...]] = ("num_frames",)
+    #: Wan 2.1's documented defaults (WanPipeline's num_frames=81; the model card's 16 fps)
+    default_num_frames: ClassVar[int | None] = 81
+    default_fps: ClassVar[int | None] = 16
+    #: Published figures (docs/size.md, "Wan 2.1"): the Hugging Face model pages of
+    #: city96/Wan2.1-T2V-14B-gguf ("14.3B params") and city96/umt5-xxl-encoder-gguf ("5.68B
+    #: params"), and wan_2.1_vae.safetensors (254 MB in bf16, calcuis/wan-gguf) for the VAE.
+    published_parameters: ClassVar[Mapping[str, PublishedCount]] = {
+        "transformer": PublishedCount(14.3e9, 0.1e9, "city96/Wan2.1-T2V-14B-gguf: 14.3B params"),
+        "text_encoder": PublishedCount(5.68e9, 0.01e9, "city96/umt5-xxl-encoder-gguf: 5.68B"),
+        "vae": PublishedCount(127e6, 1e6, "wan_2.1_vae.safetensors 254 MB in bf16: 127 M"),
+    }
+
+    @property
+    def presets(self) -> Mapping[str, WanSpec]:
+        return PRESETS
+
+    def meta_components(self, spec: WanSpec) -> dict[str, Any]:
+        """UMT5-XXL's vocabulary when the spec names it (sizing the real models), else the
+        local tokenizer's (as the tiny build)."""
+        if "vocab_size" in spec.text_encoder:
+            return meta_components(spec)
+        return meta_components(spec, _local_tokenizer())
+
+    def build_components(self, spec: WanSpec, seed: int) -> dict[str, Any]:
+        return build_components(spec, seed)
+
+    def check_num_frames(self, num_frames: int) -> None:
+        """The VAE packs 4 frames in a latent frame after the first one, so the pipeline makes
+        4k+1 frames; it would silently round any other count down. Refused instead, naming the
+        nearest counts it makes."""
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+            raise UnsupportedOption(f"num_frames: expected a whole number 4k+1, got {num_frames!r}")
+        if (num_frames - 1) % 4:
+            below = (num_frames - 1) // 4 * 4 + 1
+            raise UnsupportedOption(
+                f"num_frames {num_frames}: Wan makes 4k+1 frames (its VAE packs 4 frames per "
+                f"latent frame after the first); use {below} or {below + 4}"
+            )
+
+    def generate(
+        self,
+        pipe: Any,
+        prompt: str,
+        *,
+        height: int,
+        width: int,
+        steps: int,
+        guidance: float,
+        max_sequence_length: int,
+        generator: Any,
+        callback_on_step_end: StepCallback | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> list[Image]:
+        """WanPipeline's call as its documentation shows it, with no negative prompt (the
+        pipeline encodes an empty one for the unconditional pass): ``guidance`` is
+        ``guidance_scale`` (above 1 each step runs the transformer twice), ``max_sequence_length``
+        UMT5's token count (512 in Wan), ``options["num_frames"]`` the frame count (4k+1;
+        the family's 81 when absent). Returns the video's frames in order, as PIL images."""
+        self.check_options(options)
+        num_frames = (options or {}).get("num_frames") or self.default_num_frames
+        assert num_frames is not None
+        self.check_num_frames(num_frames)
+        result = pipe(
+            prompt,
+            negative_prompt=None,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            max_sequence_length=max_sequence_length,
+            generator=generator,
+            callback_on_step_end=callback_on_step_end,
+            output_type="pil",
+        )
+        return [frame.convert("RGB") for frame in result.frames[0]]
+
+    @property
+    def gguf(self) -> TensorNames:
+        """Wan-AI's names, as city96's and QuantStack's Wan files (bench/families/wan_gguf.py)."""
+        from bench.families.wan_gguf import WAN_TENSOR_NAMES
+
+        return WAN_TENSOR_NAMES
+
+    def activations(
+        self,
+        component: Component,
+        pipe: PipelineComponents,
+        scenario: Scenario,
+        compute_dtype: str,
+    ) -> tuple[str, int, str]:
+        """Transformer: the video's latent tokens through one block; the VAE: the causal
+        decoder over every frame; UMT5: its encoder at max_sequence_length."""
+        from bench.size.predict import text_encoder_activations
+
+        frames = getattr(scenario, "num_frames", None) or self.default_num_frames
+        assert frames is not None
+        if component.name == self.denoiser:
+            vae = pipe.components["vae"]
+            tokens = video_tokens(vae, frames, scenario.height, scenario.width)
+            latent = latent_frames(frames, vae.config)
+            work, why = transformer_activations(
+                component, tokens, scenario.max_sequence_length, scenario.batch, compute_dtype
+            )
+            return (
+                "transformer activations",
+                work,
+                f"{frames} frames → {latent} latent frames, {tokens} video tokens; {why}",
+            )
+        if "base_dim" in component.config:
+            work, why = vae_decode_activations(
+                component, frames, scenario.height, scenario.width, scenario.batch
+            )
+            return "VAE decode activations", work, why
+        work, why = text_encoder_activations(
+            component, scenario.max_sequence_length, scenario.batch, component.dtype
+        )
+        return f"{component.name} activations", work, why
+
+
+WAN = WanFamily()
