@@ -86,6 +86,13 @@ def summarize(manifest: dict[str, Any], records: list[dict[str, Any]]) -> pd.Dat
             "median_s": float(np.median(walls)) if walls.size else None,
             "iqr_s": float(np.subtract(*np.percentile(walls, [75, 25]))) if walls.size else None,
             "median_step_s": float(np.median(steps)) if steps.size else None,
+            # A video family's frames per generation (manifest); None for images.
+            "num_frames": cell.get("num_frames"),
+            "median_s_per_frame": (
+                float(np.median(walls)) / cell["num_frames"]
+                if walls.size and cell.get("num_frames")
+                else None
+            ),
             "load_s": record.get("load_s"),
             "first_call_s": record.get("first_call_s"),
             "median_energy_j": float(np.median(energy)) if energy else None,

@@ -239,6 +239,17 @@ class BenchConfig(_Strict):
     steps: Annotated[int, _int_range(1, limits.MAX_STEPS)] = 28
     guidance: Annotated[float, _float_range(0.0, limits.MAX_GUIDANCE)] = 3.5
     max_sequence_length: Annotated[int, _int_range(1, limits.MAX_SEQUENCE_LENGTH)] = 512
+    num_frames: Annotated[int, _int_range(1, limits.MAX_FRAMES)] | None = Field(
+        default=None,
+        description="frames per video (video families only; default the family's own, "
+        "Wan: 81); the family's VAE decides which counts are valid",
+    )
+    fps: Annotated[int, _int_range(1, limits.MAX_FPS)] | None = Field(
+        default=None,
+        description="frame rate of the saved videos (video families only; default the "
+        "family's own, Wan: 16). Not part of the config hash: it changes the file, never "
+        "what is measured",
+    )
     warmup: Annotated[int, _int_range(0, limits.MAX_WARMUP)] = 1
     cell_order: Literal["variant", "offload"] = Field(
         default="variant",
@@ -289,6 +300,7 @@ class BenchConfig(_Strict):
                     f"offload modes {sorted(modes)}"
                 )
             BACKENDS[variant.kind].check_in_config(variant, self)
+        self._check_frames()
         if self.seed_strategy == "fixed" and self.seed + self.repeats - 1 > limits.MAX_SEED:
             raise ValueError(
                 f"seed: with seed_strategy fixed, seed + repeats - 1 must be at most "
@@ -297,6 +309,43 @@ class BenchConfig(_Strict):
         if isinstance(self.prompts, list):
             check_run_size(self, len(self.prompts))
         return self
+
+    def _check_frames(self) -> None:
+        """num_frames and fps only for a video family, num_frames as its VAE allows."""
+        from bench.families import FAMILIES, UnsupportedOption
+
+        family = FAMILIES[self.model.family]
+        try:
+            if self.num_frames is not None:
+                family.check_num_frames(self.num_frames)
+            if self.fps is not None and family.output != "video":
+                raise UnsupportedOption(
+                    f"fps: {family.title} makes images, not videos (video families: "
+                    "model.family wan)"
+                )
+        except UnsupportedOption as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def frames(self) -> int | None:
+        """Frames per generation: None for an image family, else the config's or the family's."""
+        from bench.families import FAMILIES
+
+        family = FAMILIES[self.model.family]
+        if family.output != "video":
+            return None
+        return self.num_frames or family.default_num_frames
+
+    @property
+    def frame_rate(self) -> int | None:
+        """Frame rate of saved videos: None for an image family, else the config's or the
+        family's."""
+        from bench.families import FAMILIES
+
+        family = FAMILIES[self.model.family]
+        if family.output != "video":
+            return None
+        return self.fps or family.default_fps
 
     @property
     def resolution_list(self) -> list[Resolution]:
@@ -353,11 +402,12 @@ def check_run_size(config: BenchConfig, n_prompts: int) -> None:
         )
     resolutions = config.resolution_list
     megapixels = sum(r.height * r.width for r in resolutions) / len(resolutions) / 1e6
-    work = total * config.steps * megapixels
+    work = total * config.steps * megapixels * (config.frames or 1)
     if work > limits.MAX_RUN_MEGAPIXEL_STEPS:
         raise ValueError(
             f"steps: {total} images x {config.steps} steps x {megapixels:.3g} megapixels per "
-            f"image = {work:.3g} megapixel-steps, more than the limit of "
+            f"image{f' x {config.frames} frames' if config.frames else ''} = {work:.3g} "
+            "megapixel-steps, more than the limit of "
             f"{limits.MAX_RUN_MEGAPIXEL_STEPS:g} per run (docs/limits.md)"
         )
 
@@ -456,10 +506,15 @@ def load_config(path: Path) -> tuple[BenchConfig, Path]:
 
 def config_hash(config: BenchConfig) -> str:
     """Hash of everything that changes what is measured; names and descriptions excluded."""
-    payload = config.model_dump(mode="json", exclude={"name", "description", "cell_order"})
+    payload = config.model_dump(mode="json", exclude={"name", "description", "cell_order", "fps"})
     # Keys added later leave the hash of configs that keep their default as it was, so a run
     # made before they existed still resumes with the same config.
     if payload["model"].get("family") == "flux":
         del payload["model"]["family"]
+    # A video family's default frame count is what it measures: hashed as the count itself.
+    if config.frames is None:
+        del payload["num_frames"]
+    else:
+        payload["num_frames"] = config.frames
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -38,6 +38,10 @@ MAX_SEQUENCE_LENGTH = 512  # T5's limit in FluxPipeline
 MAX_REPEATS = 10_000
 MAX_WARMUP = 100
 MAX_GUIDANCE = 100.0
+# Video: Wan 2.1 makes 81 frames at 16 fps, Wan 2.2 121 at 24; a frame count is also a factor
+# of the run's megapixel-steps below, so this bounds one video, not the run.
+MAX_FRAMES = 1025
+MAX_FPS = 240
 MAX_BLOCKS_PER_GROUP = 1024
 MAX_VARIANTS = 64
 MAX_OFFLOAD_MODES = 16

@@ -41,6 +41,37 @@ def image_relpath(cell_id: str, prompt_id: str, repeat: int) -> str:
     return f"{IMAGES}/{cell_id}/{prompt_id}__r{repeat}.png"
 
 
+def frame_relpath(cell_id: str, prompt_id: str, repeat: int, index: int) -> str:
+    """One frame of a video, lossless: the frames, not the video file, are what is scored."""
+    return f"{IMAGES}/{cell_id}/{prompt_id}__r{repeat}/{index:04d}.png"
+
+
+def video_relpath(cell_id: str, prompt_id: str, repeat: int) -> str:
+    """The video as people watch it (animated WebP at the run's frame rate)."""
+    return f"{IMAGES}/{cell_id}/{prompt_id}__r{repeat}.webp"
+
+
+def frame_paths(record: dict[str, Any]) -> list[str]:
+    """The frame files a video record names, in order (none for an image record)."""
+    count = record.get("num_frames")
+    if not isinstance(count, int) or not record.get("video"):
+        return []
+    return [
+        frame_relpath(record["cell_id"], record["prompt_id"], record["repeat"], i)
+        for i in range(count)
+    ]
+
+
+def record_files(record: dict[str, Any]) -> list[str]:
+    """Every file of the run folder an image record names: its image, a video's frames and
+    video file (what an executor moves from another machine)."""
+    files = [str(record["image"])] if record.get("image") else []
+    files += [f for f in frame_paths(record) if f not in files]
+    if record.get("video"):
+        files.append(str(record["video"]))
+    return files
+
+
 def record_header(run_id: str, cell: dict[str, Any]) -> dict[str, Any]:
     """Fields every record of a cell starts with (docs/run-folder.md)."""
     return {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from bench.metrics.distribution import (
     inception_features,
     too_few_samples,
 )
-from bench.metrics.fidelity import PAIRED_FUNCTIONS, PairScore
+from bench.metrics.fidelity import PAIRED_FUNCTIONS, PairScore, video_score
 from bench.metrics.images import LoadedImage
 from bench.metrics.lpips import MetricUnavailable, load_lpips
 from bench.metrics.run_view import RunView, read_run
@@ -69,23 +70,34 @@ def score_paired(
                 work.append((cell, image, ref_id, todo))
     # Image-major order: each reference image is decoded once for all the cells paired with it.
     work.sort(key=lambda item: (item[1]["prompt_id"], item[1]["repeat"], item[2]))
-    last: tuple[tuple[str, str, int], LoadedImage, Any] | None = None
+    last: tuple[tuple[str, str, int], LoadedImage, list[Any]] | None = None
     for cell, image, ref_id, todo in _progress(work, "fidelity", progress):
         ref_key = (ref_id, image["prompt_id"], image["repeat"])
         if last is None or last[0] != ref_key:
             want = view.load(*ref_key)
-            last = (ref_key, want, want.tensor)
-        _, want, want_tensor = last
+            last = (ref_key, want, want.frame_tensors())
+        _, want, want_frames = last
         got = view.load(cell["cell_id"], image["prompt_id"], image["repeat"])
-        got_tensor = got.tensor
+        got_frames = got.frame_tensors()
         rows = []
         for metric in todo:
             if not got.ok:
                 score = PairScore(None, got.status, got.note)
             elif not want.ok:
                 score = PairScore(None, f"reference_{want.status}", f"reference: {want.note}")
+            elif not (got.is_video or want.is_video):
+                score = functions[metric](got_frames[0], want_frames[0])
+            elif len(got_frames) != len(want_frames):
+                score = PairScore(
+                    None,
+                    "frames_mismatch",
+                    f"{len(got_frames)} frames, the reference has {len(want_frames)}",
+                )
             else:
-                score = functions[metric](got_tensor, want_tensor)
+                per_frame = [
+                    functions[metric](a, b) for a, b in zip(got_frames, want_frames, strict=True)
+                ]
+                score = video_score(per_frame, METRICS[metric].higher_is_better)
             rows.append(image_row(cell, image, metric, score, ref_id))
         book.add_image_rows(rows)
 
@@ -112,6 +124,9 @@ def score_clip(view: RunView, book: ScoreBook, bundle: ClipBundle, progress: boo
             if loaded.image is None:
                 score = PairScore(None, loaded.status, loaded.note)
                 rows.append(image_row(cell, image, "clip_score", score, None, bundle.name))
+            elif loaded.is_video:
+                score = _video_clip_score(bundle, loaded, view.prompts.get(image["prompt_id"], ""))
+                rows.append(image_row(cell, image, "clip_score", score, None, bundle.name))
             else:
                 ready.append((cell, image))
                 pils.append(loaded.image)
@@ -124,12 +139,43 @@ def score_clip(view: RunView, book: ScoreBook, bundle: ClipBundle, progress: boo
         book.add_image_rows(rows)
 
 
+def _video_clip_score(bundle: ClipBundle, video: LoadedImage, text: str) -> PairScore:
+    """CLIP score of every frame with the prompt: the mean, and the worst frame beside it."""
+    values: list[float] = []
+    truncated = False
+    for start in range(0, len(video.frames), CLIP_BATCH):
+        frames = list(video.frames[start : start + CLIP_BATCH])
+        got, cut = clip_scores(bundle, frames, [text] * len(frames))
+        values += got
+        truncated = truncated or any(cut)
+    scores = [PairScore(v) for v in values]
+    score = video_score(scores, METRICS["clip_score"].higher_is_better)
+    if truncated:
+        return replace(score, note=f"prompt truncated to {bundle.max_text_tokens} tokens")
+    return score
+
+
 def _ok_images(view: RunView, cell_id: str) -> list[tuple[str, int]]:
     return [
         (i["prompt_id"], i["repeat"])
         for i in view.images
         if view.readable(cell_id, i["prompt_id"], i["repeat"])
     ]
+
+
+def _samples(loaded: LoadedImage) -> list[Image.Image]:
+    """A distribution metric's samples from one record: the image, or every frame of a video
+    (frame-level statistics, as video FID is usually reported; docs/scores.md)."""
+    if loaded.frames:
+        return list(loaded.frames)
+    return [] if loaded.image is None else [loaded.image]
+
+
+def _sample_count(view: RunView, cell_id: str) -> int:
+    """Samples a cell gives a distribution metric: its readable images, or their frames."""
+    return sum(
+        len(view.frame_files.get((cell_id, p, r), ())) or 1 for p, r in _ok_images(view, cell_id)
+    )
 
 
 def score_distribution(
@@ -151,8 +197,8 @@ def score_distribution(
             features = []
             ok = _ok_images(view, cell_id)
             for start in range(0, len(ok), 64):  # bounded memory: decode 64 images at a time
-                pils = [view.load(cell_id, p, r).image for p, r in ok[start : start + 64]]
-                features.append(extractor([im for im in pils if im is not None]))
+                pils = [_samples(view.load(cell_id, p, r)) for p, r in ok[start : start + 64]]
+                features.append(extractor([im for some in pils for im in some]))
             cache[(name, cell_id)] = np.concatenate(features)
         return cache[(name, cell_id)]
 
@@ -163,7 +209,7 @@ def score_distribution(
         and view.cell_ok(c["cell_id"])
     ]
     for cell, ref_id in _progress(cells, "distribution", progress):
-        n, n_ref = len(_ok_images(view, cell["cell_id"])), len(_ok_images(view, ref_id))
+        n, n_ref = _sample_count(view, cell["cell_id"]), _sample_count(view, ref_id)
         for metric, space in spaces.items():
             if book.dist_done((cell["cell_id"], metric, ref_id, space[0], n, n_ref)):
                 continue

@@ -96,6 +96,9 @@ class Family:
     published_parameters: ClassVar[Mapping[str, PublishedCount]] = {}
     #: family-specific generation settings `generate` accepts in ``options`` (Wan: num_frames)
     generation_options: ClassVar[tuple[str, ...]] = ()
+    #: a video family's frame count and frame rate when the config names none (None: images)
+    default_num_frames: ClassVar[int | None] = None
+    default_fps: ClassVar[int | None] = None
 
     # --- synthetic pipelines --------------------------------------------------------------
     @property
@@ -148,6 +151,15 @@ class Family:
                 raise UnsupportedOption(
                     f"{key}: not a {self.title} generation option (accepted: {accepted})"
                 )
+
+    def check_num_frames(self, num_frames: int) -> None:
+        """Refuse a frame count the pipeline would not generate as asked (an image family
+        takes none; a video family overrides this with its VAE's temporal rule)."""
+        if self.output != "video":
+            raise UnsupportedOption(
+                f"num_frames: {self.title} makes images, not videos (video families: "
+                "model.family wan)"
+            )
 
     def generate(
         self,

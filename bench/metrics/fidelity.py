@@ -31,6 +31,9 @@ class PairScore:
     status: str = "ok"
     note: str | None = None
     identical: bool = False
+    #: a video's: the worst frame's value (lowest where higher is better) and the frame count
+    worst: float | None = None
+    frames: int | None = None
 
 
 def check_pair(image: torch.Tensor, reference: torch.Tensor) -> PairScore | None:
@@ -80,6 +83,30 @@ def ms_ssim(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
         )
     value = float(multiscale_structural_similarity_index_measure(image, reference, data_range=1.0))
     return PairScore(value, identical=torch.equal(image, reference))
+
+
+def video_score(scores: list[PairScore], higher_is_better: bool, what: str = "frames") -> PairScore:
+    """One video's score from its frames' scores: the mean over frames as the value (the
+    figure an interval over prompts is taken of) and the worst frame beside it, since one bad
+    frame is visible in a video that averages well.
+
+    A frame identical to its reference has no finite PSNR; such frames are left out of the
+    mean and counted in the note, and a video whose every frame is identical is identical.
+    The first frame that could not be scored makes the video's status.
+    """
+    count = len(scores)
+    failed = next((s for s in scores if s.status != "ok"), None)
+    if failed is not None:
+        return PairScore(None, failed.status, failed.note, frames=count)
+    values = [s.value for s in scores if s.value is not None]
+    if not values:
+        return PairScore(None, "ok", f"all {count} {what} identical", identical=True, frames=count)
+    same = sum(1 for s in scores if s.value is None)
+    note = f"{same} of {count} {what} identical, left out of the mean" if same else None
+    worst = min(values) if higher_is_better else max(values)
+    mean = float(sum(values) / len(values))
+    identical = all(s.identical for s in scores)
+    return PairScore(mean, "ok", note, identical=identical, worst=worst, frames=count)
 
 
 PAIRED_FUNCTIONS = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim}

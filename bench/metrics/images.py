@@ -24,10 +24,22 @@ class LoadedImage:
     image: Image.Image | None
     status: str
     note: str | None = None
+    #: a video's frames in order (``image`` is the first); empty for an image
+    frames: tuple[Image.Image, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def is_video(self) -> bool:
+        return bool(self.frames)
+
+    def frame_tensors(self) -> list[torch.Tensor]:
+        """Each frame as (1, 3, H, W) in [0, 1]; an image is its one frame."""
+        if self.frames:
+            return [pil_to_tensor(f) for f in self.frames]
+        return [] if self.image is None else [pil_to_tensor(self.image)]
 
     @property
     def tensor(self) -> torch.Tensor | None:
@@ -72,3 +84,17 @@ def load_image(path: Path | None, size: tuple[int, int] | None = None) -> Loaded
         Image.DecompressionBombError,
     ) as exc:
         return LoadedImage(None, "image_unreadable", f"{path.name}: {type(exc).__name__}: {exc}")
+
+
+def load_video(paths: list[Path], size: tuple[int, int] | None = None) -> LoadedImage:
+    """Every frame of a video (each as `load_image` reads it); the first frame that cannot be
+    read makes the video's status, its note naming the frame."""
+    if not paths:
+        return LoadedImage(None, "image_missing", "the video record names no frames")
+    frames = []
+    for path in paths:
+        loaded = load_image(path, size)
+        if not loaded.ok or loaded.image is None:
+            return LoadedImage(None, loaded.status, f"frame {path.parent.name}/{loaded.note}")
+        frames.append(loaded.image)
+    return LoadedImage(frames[0], "ok", frames=tuple(frames))

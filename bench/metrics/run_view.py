@@ -9,9 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.metrics.images import LoadedImage, load_image
+from bench.metrics.images import LoadedImage, load_image, load_video
 from bench.metrics.noise_floor import is_noise_floor
-from bench.results import cell_records, image_records, read_manifest, read_records
+from bench.results import (
+    cell_records,
+    frame_paths,
+    image_records,
+    read_manifest,
+    read_records,
+)
 
 
 @dataclass
@@ -38,6 +44,8 @@ class RunView:
     image_paths: dict[tuple[str, str, int], str | None]
     image_status: dict[tuple[str, str, int], str]
     prompts: dict[str, str]
+    #: a video record's frame files, in order (absent for images)
+    frame_files: dict[tuple[str, str, int], list[str]] = field(default_factory=dict)
     references: dict[str, Reference] = field(default_factory=dict)
     _status: dict[tuple[str, str, int], str] = field(default_factory=dict)
 
@@ -60,7 +68,10 @@ class RunView:
         else:
             cell = next(c for c in self.cells if c["cell_id"] == cell_id)
             size = (cell["width"], cell["height"])
-            loaded = load_image(self.run_dir / str(self.image_paths[key]), size)
+            if key in self.frame_files:
+                loaded = load_video([self.run_dir / f for f in self.frame_files[key]], size)
+            else:
+                loaded = load_image(self.run_dir / str(self.image_paths[key]), size)
         self._status[key] = loaded.status
         return loaded
 
@@ -84,6 +95,7 @@ def read_run(run_dir: Path) -> RunView:
         image_paths={key: rec.get("image") for key, rec in images.items()},
         image_status={key: rec.get("status", "?") for key, rec in images.items()},
         prompts={p["id"]: p["text"] for p in manifest.get("prompts", [])},
+        frame_files={key: names for key, rec in images.items() if (names := frame_paths(rec))},
     )
     view.references = choose_references(view.cells, view.cell_status)
     return view

@@ -152,6 +152,13 @@ def _image_summary(
     }
     if model is not None:
         extra["model"] = model
+    worst = [r["worst_frame"] for r in ok if r.get("worst_frame") is not None]
+    if worst or any("frames" in r for r in ok):
+        # Videos: the mean is over per-video means; the worst single frame of any video beside it
+        # (lowest where higher is better), with its frame count per video.
+        better_high = METRICS[metric].higher_is_better if metric in METRICS else True
+        extra["worst_frame"] = (min(worst) if better_high else max(worst)) if worst else None
+        extra["frames"] = sorted({int(r["frames"]) for r in ok if "frames" in r})
     if not rows:
         return _status_only("not_scored", f"no {metric} rows in {SCORES}"), extra
     interval = bootstrap_mean(per_prompt_means(values))

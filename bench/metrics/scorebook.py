@@ -132,6 +132,9 @@ def image_row(
     }
     if score.identical:
         row["identical"] = True
+    if score.frames is not None:  # a video: value is the mean over frames
+        row["frames"] = score.frames
+        row["worst_frame"] = score.worst
     if model is not None:
         row["model"] = model
     return row

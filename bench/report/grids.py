@@ -2,6 +2,9 @@
 against full precision, so "barely a difference" can be checked by eye rather than taken from a
 PSNR figure.
 
+A video is shown as a frame strip: `STRIP_FRAMES` frames evenly spaced from the first to the
+last, side by side, one row per variant with its difference strip beside it.
+
 The difference map is |variant − full| averaged over RGB, in 8-bit levels, drawn on a fixed
 colour scale clipped at `DIFF_CLIP` levels (an amplification of 255 / DIFF_CLIP), the same for
 every panel and every prompt so maps can be compared with each other.
@@ -19,13 +22,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bench.metrics.images import load_image
+from bench.metrics.images import load_image, load_video
 from bench.report.artifacts import Picture
 from bench.report.data import RunData, offload_order, reference_variant, variant_order
+from bench.results import frame_paths
 
 DIFF_CLIP = 32  # 8-bit levels at the top of the colour scale
 AMPLIFY = round(256 / DIFF_CLIP)  # the colour scale spans 1/AMPLIFY of the full range
 DPI = 110
+STRIP_FRAMES = 6  # frames of a video in its strip (all of them when it has fewer)
+STRIP_GAP = 4  # white pixels between the frames of a strip
 
 
 @dataclass(frozen=True)
@@ -38,13 +44,30 @@ class Slot:
     note: str = ""
 
 
+def strip_indices(count: int, shown: int = STRIP_FRAMES) -> list[int]:
+    """Frames of a strip: evenly spaced, the first and the last included."""
+    if count <= shown:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (shown - 1)) for i in range(shown)})
+
+
 def _load(run: RunData, cell_id: str, prompt_id: str, repeat: int) -> np.ndarray | None:
     record = run.images.get((cell_id, prompt_id, repeat))
     if not record or record.get("status") != "ok" or not record.get("image"):
         return None
     cell = run.cells[cell_id]
+    size = (cell["width"], cell["height"])
+    frames = frame_paths(record)
+    if frames:
+        picked = [run.run_dir / frames[i] for i in strip_indices(len(frames))]
+        video = load_video(picked, size)
+        if not video.ok:
+            return None
+        gap = np.full((cell["height"], STRIP_GAP, 3), 255, dtype=np.int16)
+        parts = [np.asarray(f, dtype=np.int16) for f in video.frames]
+        return np.concatenate([p for f in parts for p in (f, gap)][:-1], axis=1)
     # The scorer's reader: a PNG not of its cell's size is refused from its header.
-    loaded = load_image(run.run_dir / record["image"], (cell["width"], cell["height"]))
+    loaded = load_image(run.run_dir / record["image"], size)
     return None if loaded.image is None else np.asarray(loaded.image, dtype=np.int16)
 
 
@@ -94,21 +117,35 @@ def _draw(
     prompt_text: str,
     title: str,
     path: Path,
+    strips: bool = False,
 ) -> list[str]:
-    """Draw one grid; returns per-variant difference statistics for the caption."""
+    """Draw one grid; returns per-variant difference statistics for the caption.
+
+    Images: a column per variant, the image above its difference map. Videos (``strips``): a
+    row per variant, the frame strip beside its difference strip.
+    """
     n = len(slots)
-    fig, axes = plt.subplots(
-        2, n, figsize=(2.3 * n + 1.2, 5.6), squeeze=False, layout="constrained"
-    )
+    if strips:
+        fig, axes = plt.subplots(
+            n, 2, figsize=(13.0, 1.5 * n + 1.2), squeeze=False, layout="constrained"
+        )
+        pairs = [(axes[i][0], axes[i][1]) for i in range(n)]
+    else:
+        fig, axes = plt.subplots(
+            2, n, figsize=(2.3 * n + 1.2, 5.6), squeeze=False, layout="constrained"
+        )
+        pairs = [(axes[0][i], axes[1][i]) for i in range(n)]
     stats = []
     heat = None
-    for i, slot in enumerate(slots):
-        top, bottom = axes[0][i], axes[1][i]
+    for slot, (top, bottom) in zip(slots, pairs, strict=True):
         for ax in (top, bottom):
             ax.set_xticks([])
             ax.set_yticks([])
         offload = run.cells[slot.cell_id]["offload"] if slot.cell_id else ""
-        top.set_title(f"{slot.variant}\n{offload}", fontsize=9)
+        if strips:
+            top.set_ylabel(f"{slot.variant}\n{offload}", fontsize=8)
+        else:
+            top.set_title(f"{slot.variant}\n{offload}", fontsize=9)
         if slot.image is None:
             top.text(0.5, 0.5, slot.note, ha="center", va="center", wrap=True, fontsize=7)
             bottom.axis("off")
@@ -131,8 +168,12 @@ def _draw(
         heat = bottom.imshow(diff, cmap="inferno", vmin=0, vmax=DIFF_CLIP, interpolation="nearest")
         bottom.set_xlabel(f"mean {diff.mean():.2f}, max {diff.max():.0f}", fontsize=8)
         stats.append(f"{slot.variant}: mean {diff.mean():.2f}, max {diff.max():.0f} levels")
-    axes[0][0].set_ylabel("image", fontsize=9)
-    axes[1][0].set_ylabel("|diff| to full", fontsize=9)
+    if strips:
+        axes[0][0].set_title("frames", fontsize=9)
+        axes[0][1].set_title("|diff| to full", fontsize=9)
+    else:
+        axes[0][0].set_ylabel("image", fontsize=9)
+        axes[1][0].set_ylabel("|diff| to full", fontsize=9)
     if heat is not None:
         bar = fig.colorbar(heat, ax=axes.ravel().tolist(), shrink=0.45, anchor=(0.0, 0.1))
         bar.set_label(
@@ -144,6 +185,16 @@ def _draw(
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return stats
+
+
+def _frame_count(run: RunData, prompt_id: str, repeat: int, res: tuple[int, int]) -> int | None:
+    """A video's frame count for this prompt (the first ok record that has one), else None."""
+    for (cell_id, pid, r), record in run.images.items():
+        cell = run.cells[cell_id]
+        same = (pid, r) == (prompt_id, repeat) and (cell["height"], cell["width"]) == res
+        if same and record.get("status") == "ok" and frame_paths(record):
+            return len(frame_paths(record))
+    return None
 
 
 def image_grids(run: RunData, out_dir: Path) -> list[Picture]:
@@ -194,6 +245,7 @@ def image_grids(run: RunData, out_dir: Path) -> list[Picture]:
                 None,
             )
             filename = f"{key}.png"
+            frames = _frame_count(run, prompt_id, repeat, res)
             stats = _draw(
                 run,
                 slots,
@@ -201,8 +253,13 @@ def image_grids(run: RunData, out_dir: Path) -> list[Picture]:
                 text,
                 f"{title}, repeat {repeat}, seed {seed}",
                 out_dir / filename,
+                strips=frames is not None,
             )
-            caption = (
+            shown = ""
+            if frames is not None:
+                picked = ", ".join(str(i + 1) for i in strip_indices(frames))
+                shown = f"Frames {picked} of {frames}, left to right. "
+            caption = shown + (
                 f"Same seed ({seed}) for every variant, offload mode {mode} where it ran. "
                 "Bottom row: |variant − full precision| averaged over RGB, colour scale "
                 f"clipped at {DIFF_CLIP} of 255 levels (×{AMPLIFY}). "

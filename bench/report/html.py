@@ -44,7 +44,18 @@ SECTIONS = (
     ("claims-checked", "Claims checked"),
     ("published", "Published figures"),
 )
-NUMERIC_HINTS = ("(GiB)", "(s)", "(J)", "bits/weight", "n images", "s/image")
+NUMERIC_HINTS = (
+    "(GiB)",
+    "(s)",
+    "(J)",
+    "bits/weight",
+    "n images",
+    "s/image",
+    "n videos",
+    "s/video",
+    "s/frame",
+    "frames",
+)
 
 
 def _em(text: str) -> str:

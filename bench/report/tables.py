@@ -91,6 +91,8 @@ def quality_text(run: RunData, cell_id: str, metric: str) -> str:
     text = interval(row["mean"], row.get("ci_low"), row.get("ci_high"), digits)
     if status not in ("ok", None):
         text += f" ({str(status).replace('_', ' ')}, n={row.get('n')})"
+    if not missing(row.get("worst_frame")):  # a video: mean over frames, and its worst frame
+        text += f", worst frame {row['worst_frame']:.{digits}g}"
     return text
 
 
@@ -144,6 +146,8 @@ def raw_table(run: RunData) -> pd.DataFrame:
             "median_s_per_image": row["median_s"],
             "iqr_s_per_image": row["iqr_s"],
             "median_s_per_step": row["median_step_s"],
+            "num_frames": row.get("num_frames"),
+            "median_s_per_frame": row.get("median_s_per_frame"),
             "load_s": row["load_s"],
             "first_call_s": row["first_call_s"],
             "median_energy_j_per_image": row["median_energy_j"],
@@ -185,6 +189,7 @@ def display_table(run: RunData, raw: pd.DataFrame) -> pd.DataFrame:
     memory = memory_columns(run)
     energy_measured = raw["median_energy_j_per_image"].notna().any()
     resolutions = raw["resolution"].nunique() > 1
+    video = raw["num_frames"].notna().any()
     if run.scores is None:
         quality = [("quality", "quality vs full")]
     else:
@@ -206,8 +211,14 @@ def display_table(run: RunData, raw: pd.DataFrame) -> pd.DataFrame:
             value = gib(row[f"peak_{counter}"])
             out[header] = value if ran or value == DASH else f"{value} {BEFORE_FAILURE}"
         median, iqr, n = row["median_s_per_image"], row["iqr_s_per_image"], row["n_images"]
-        out["s/image, median (IQR)"] = DASH if missing(median) else f"{num(median)} ({num(iqr, 2)})"
-        out["n images"] = str(int(n)) if not missing(n) else "0"
+        each = "video" if video else "image"
+        out[f"s/{each}, median (IQR)"] = (
+            DASH if missing(median) else f"{num(median)} ({num(iqr, 2)})"
+        )
+        if video:
+            out["frames"] = DASH if missing(row["num_frames"]) else str(int(row["num_frames"]))
+            out["s/frame"] = num(row["median_s_per_frame"])
+        out[f"n {each}s"] = str(int(n)) if not missing(n) else "0"
         out["load (s)"] = num(row["load_s"])
         if energy_measured:
             out["energy/image (J)"] = num(row["median_energy_j_per_image"])

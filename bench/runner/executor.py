@@ -103,6 +103,12 @@ def plan_run(config_path: Path, only: list[str] | None = None) -> RunPlan:
                 "width": c.resolution.width,
                 "variant_spec": c.variant.model_dump(mode="json"),
                 "offload_spec": c.offload.model_dump(mode="json"),
+                # A video family's frames: what every later stage reads a video's length from.
+                **(
+                    {"num_frames": config.frames, "fps": config.frame_rate}
+                    if config.frames is not None
+                    else {}
+                ),
             }
             for c in cells
         ],
@@ -182,6 +188,8 @@ def cell_job(
         warmup=config.warmup,
         warmup_prompt=manifest["prompts"][0]["text"],
         family=config.model.family,
+        num_frames=cell.get("num_frames"),
+        fps=cell.get("fps"),
     )
 
 

@@ -41,7 +41,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from bench.results import RECORDS, iter_jsonl
+from bench.results import RECORDS, iter_jsonl, record_files
 from bench.runner.processes import born_ignoring_sigint, call_in_fresh_process, cell_context
 from bench.runner.worker import CellJob, run_cell
 
@@ -188,9 +188,9 @@ def cell_task(
         child_end = time.time()
         records = list(iter_jsonl(Path(folder) / RECORDS))
         images = {
-            record["image"]: (Path(folder) / record["image"]).read_bytes()
+            name: (Path(folder) / name).read_bytes()
             for record in records
-            if record.get("image")
+            for name in record_files(record)
         }
     finally:
         shutil.rmtree(folder, ignore_errors=True)

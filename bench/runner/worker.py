@@ -30,9 +30,11 @@ from bench.results import (
     RECORDS,
     RunFolderWriteError,
     append_jsonl,
+    frame_relpath,
     image_relpath,
     record_header,
     utc_now,
+    video_relpath,
     write_file_atomic,
 )
 
@@ -61,6 +63,8 @@ class CellJob:
     # The sweep's own process: its CPU time is the harness's, not other work on the machine.
     driver_pid: int | None = None
     family: str = "flux"  # bench.families: how the pipeline is called and its output taken
+    num_frames: int | None = None  # a video family's frames per generation (None: images)
+    fps: int | None = None  # the frame rate its videos are saved at
 
 
 def _error(exc: BaseException, phase: str) -> dict[str, str]:
@@ -100,6 +104,38 @@ def run_cell(job: CellJob, events: Any) -> None:
                 {"kind": "write_failed", "cell_id": job.cell["cell_id"], "message": str(exc)}
             )
         sys.exit(WRITE_FAILED_EXIT)
+
+
+def _save(run_dir: Path, rel: str, picture: Any, kind: str, **options: Any) -> str:
+    """One file of the run folder, written whole (bench.results.write_file_atomic)."""
+    path = run_dir / rel
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderWriteError.from_os_error(path.parent, exc) from exc
+    write_file_atomic(path, partial(picture.save, format=kind, **options))
+    return rel
+
+
+def _save_video(
+    run_dir: Path, key: tuple[str, str, int], frames: list[Any], fps: int
+) -> dict[str, Any]:
+    """A video's record fields: every frame as a lossless PNG (what is scored), then the video
+    as an animated WebP at ``fps`` (what people watch; Pillow writes it), then the first
+    frame as the record's ``image`` (the still that stages showing one picture use)."""
+    names = [_save(run_dir, frame_relpath(*key, i), f, "PNG") for i, f in enumerate(frames)]
+    video = _save(
+        run_dir,
+        video_relpath(*key),
+        frames[0],
+        "WEBP",
+        save_all=True,
+        append_images=frames[1:],
+        duration=round(1000 / fps),
+        loop=0,
+        quality=90,
+    )
+    return {"image": names[0], "video": video, "num_frames": len(frames), "fps": fps}
 
 
 def _run_cell(job: CellJob, events: Any) -> None:
@@ -180,7 +216,9 @@ def _run_cell(job: CellJob, events: Any) -> None:
 
             numeric_change = partial(harmless_change, noise_floor)
 
-        def generate(prompt: str, seed: int) -> Any:
+        options = {"num_frames": job.num_frames} if job.num_frames is not None else None
+
+        def generate(prompt: str, seed: int) -> list[Any]:
             timer.reset()
             with numeric_change():
                 frames = family.generate(
@@ -194,9 +232,10 @@ def _run_cell(job: CellJob, events: Any) -> None:
                     # A CPU generator gives the same initial noise on every device (paired).
                     generator=torch.Generator("cpu").manual_seed(seed),
                     callback_on_step_end=timer.on_step_end,
+                    options=options,
                 )
             timer.finish()
-            return frames[0]
+            return frames
 
         phase = "warmup"
         sampler.begin_phase()
@@ -257,9 +296,13 @@ def _run_cell(job: CellJob, events: Any) -> None:
         sampler.begin_phase()
         cpu = CpuMeter(harness_pids=(job.driver_pid,) if job.driver_pid else ())
         cpu.begin()
-        picture = None
+        frames: list[Any] | None = None
         try:
-            picture = generate(image["prompt"], image["seed"])
+            frames = generate(image["prompt"], image["seed"])
+            if job.num_frames is not None and len(frames) != job.num_frames:
+                raise RuntimeError(
+                    f"the pipeline returned {len(frames)} frames, {job.num_frames} were asked"
+                )
             record.update(timer.summary())
             record["cpu"] = cpu.end()
             record["memory"] = sampler.end_phase()
@@ -275,16 +318,13 @@ def _run_cell(job: CellJob, events: Any) -> None:
             record["memory"] = sampler.end_phase()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        if picture is not None:
+        if frames is not None and record["status"] == "ok":
             # Written whole before its record exists: a record never names a missing image.
-            rel = image_relpath(cell["cell_id"], image["prompt_id"], image["repeat"])
-            path = run_dir / rel
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise RunFolderWriteError.from_os_error(path.parent, exc) from exc
-            write_file_atomic(path, partial(picture.save, format="PNG"))
-            record["image"] = rel
+            key = (cell["cell_id"], image["prompt_id"], image["repeat"])
+            if job.num_frames is None:
+                record["image"] = _save(run_dir, image_relpath(*key), frames[0], "PNG")
+            else:
+                record.update(_save_video(run_dir, key, frames, job.fps or 1))
         append_jsonl(records_path, [{**record, "time": utc_now()}])
         emit("image", status=record["status"], wall_s=record.get("wall_s"))
     sampler.stop()

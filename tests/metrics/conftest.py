@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.results import frame_relpath, video_relpath
+
 NOISE = {"full": 0.0, "Q8_0": 2.0, "Q6_K": 6.0, "Q4_K": 16.0}  # noise sigma in 8-bit levels
 
 
@@ -48,8 +50,15 @@ def write_run(
     cell_status: dict[str, str] | None = None,
     clip_model: str | None = None,
     noise: dict[str, float] | None = None,
+    frames: int | None = None,
+    bad_frame: int | None = None,
 ) -> Path:
-    """A run folder: manifest.json, records.jsonl and PNGs, per docs/run-folder.md."""
+    """A run folder: manifest.json, records.jsonl and PNGs, per docs/run-folder.md.
+
+    ``frames``: a video run, each record's frames written where the runner writes them (frame
+    ``i`` is the reference of repeat ``i`` plus the variant's noise); ``bad_frame``: that frame
+    of every non-reference variant gets four times its noise, so the worst frame is known.
+    """
     variants = variants or {
         "full": {"name": "full", "kind": "full", "dtype": "float32"},
         "Q8_0": {"name": "Q8_0", "kind": "gguf", "quant": "Q8_0"},
@@ -76,6 +85,7 @@ def write_run(
             "variant_spec": spec,
             "offload_spec": {"mode": offload},
             "transformer_file": None,
+            **({"num_frames": frames, "fps": 8} if frames else {}),
         }
         for name, spec in variants.items()
         for offload in offloads
@@ -109,8 +119,22 @@ def write_run(
             base = reference_array(image["prompt_id"], image["repeat"], size)
             sigma = noise.get(cell["variant"], 0.0)
             array = noisy(base, sigma, seed=image["seed"] + len(cell["variant"]))
-            (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(array).save(run_dir / rel)
+            video: dict[str, Any] = {}
+            if frames:
+                key = (cell["cell_id"], image["prompt_id"], image["repeat"])
+                for i in range(frames):
+                    base = reference_array(image["prompt_id"], image["repeat"] * 100 + i, size)
+                    boost = 4.0 if i == bad_frame else 1.0
+                    array = noisy(base, sigma * boost, seed=image["seed"] * 100 + i)
+                    path = run_dir / frame_relpath(*key, i)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(array).save(path)
+                rel = frame_relpath(*key, 0)
+                video = {"num_frames": frames, "fps": 8, "video": video_relpath(*key)}
+                Image.fromarray(array).save(run_dir / video["video"])
+            else:
+                (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(run_dir / rel)
             records.append(
                 {
                     **common,
@@ -120,6 +144,7 @@ def write_run(
                     "error": None,
                     **image,
                     "image": rel,
+                    **video,
                     "wall_s": 0.1,
                     "step_s": [0.01],
                 }
