@@ -51,6 +51,12 @@ def size_command(
     width: Annotated[int, typer.Option(min=16)] = 1024,
     batch: Annotated[int, typer.Option(min=1, help="images per prompt")] = 1,
     max_sequence_length: Annotated[int, typer.Option(min=1, max=512)] = 512,
+    frames: Annotated[
+        int | None,
+        typer.Option(
+            "--frames", min=1, help="frames of one video (video models; default 81 for Wan)"
+        ),
+    ] = None,
     margin: Annotated[
         float, typer.Option(min=0.0, max=0.9, help="safety margin kept free of the VRAM")
     ] = 0.1,
@@ -63,7 +69,7 @@ def size_command(
     else:
         payload = _predict_or_recommend(
             vram, gpu, model, quant, runs, offload, height, width, batch,
-            max_sequence_length, margin, console,
+            max_sequence_length, margin, console, frames,
         )  # fmt: skip
     if json_out is not None:
         from bench.results import write_json_atomic
@@ -85,13 +91,14 @@ def _predict_or_recommend(
     max_sequence_length: int,
     margin: float,
     console: Console,
+    frames: int | None = None,
 ) -> dict[str, Any]:
     from bench.size.options import size_options
 
     result = size_options(
         model=model, vram=vram, gpu=gpu, quant=quant, runs=runs, offload=offload,
         height=height, width=width, batch=batch, max_sequence_length=max_sequence_length,
-        margin=margin,
+        margin=margin, num_frames=frames,
     )  # fmt: skip
     if result.budget_bytes is None:
         _print_predictions(result.options, result.settings, console)
@@ -114,8 +121,9 @@ def _terms_table(pred: Prediction, title: str) -> Table:
 
 
 def _settings_line(settings: dict[str, Any]) -> str:
+    frames = f"{settings['num_frames']} frames of " if settings.get("num_frames") else ""
     return (
-        f"{settings['height']}×{settings['width']}, batch {settings['batch']}, "
+        f"{frames}{settings['height']}×{settings['width']}, batch {settings['batch']}, "
         f"max_sequence_length {settings['max_sequence_length']}"
     )
 

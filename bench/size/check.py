@@ -112,7 +112,7 @@ def check_run(run_dir: Path) -> list[CellCheck]:
             if offload is None
             else OffloadSpec.model_validate(offload)
         )
-        scenario = Scenario(spec, cell["height"], cell["width"], 1, seq_len)
+        scenario = Scenario(spec, cell["height"], cell["width"], 1, seq_len, _num_frames(cell))
         check.prediction = predict(variant.pipe, scenario)
         check.weights_predicted = {k: c.bytes for k, c in variant.pipe.components.items()}
         if check.status != "ok":
@@ -129,3 +129,10 @@ def check_run(run_dir: Path) -> list[CellCheck]:
         if str(record.get("device", "")).startswith("cpu"):
             check.note = "CPU cell: no VRAM to compare; weights checked against the loaded bytes"
     return out
+
+
+def _num_frames(cell: dict[str, Any]) -> int | None:
+    """A video cell's frame count, at the top of the cell or among its generation options
+    (None: an image cell, or the family's default count)."""
+    frames = cell.get("num_frames") or (cell.get("options") or {}).get("num_frames")
+    return int(frames) if frames else None

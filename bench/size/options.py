@@ -64,12 +64,15 @@ def size_options(
     batch: int = 1,
     max_sequence_length: int = 512,
     margin: float = 0.1,
+    num_frames: int | None = None,
 ) -> SizeOptions:
     """Every option of `model` (or of the variants of `runs`, with their measurements) for the
     budget `vram` (e.g. "16GiB") or `gpu` (a card of the built-in table), ranked.
 
-    Without a budget every option is predicted and none fits. Raises UserInputError for bad
-    input (both budgets, an unknown card or offload mode, a malformed size).
+    ``num_frames`` sizes one video of a video family (None: the family's default count, 81 for
+    Wan); an image family refuses it. Without a budget every option is predicted and none
+    fits. Raises UserInputError for bad input (both budgets, an unknown card or offload mode, a
+    malformed size, a frame count the family does not make).
     """
     from bench.size.recommend import lookup_gpu, parse_offloads, recommend
 
@@ -84,16 +87,35 @@ def size_options(
         budget_label = f"{card} ({fmt_bytes(budget)})"
     specs = parse_offloads(offload)  # validate before the slow part
     variants, measured = _variants(model, quant, runs)
+    frames = _frames(variants, num_frames)
     options = recommend(
-        variants, specs, budget or 0, margin, height, width, batch, max_sequence_length, measured
-    )
-    settings = {
+        variants, specs, budget or 0, margin, height, width, batch, max_sequence_length, measured,
+        num_frames=frames,
+    )  # fmt: skip
+    settings: dict[str, Any] = {
         "height": height,
         "width": width,
         "batch": batch,
         "max_sequence_length": max_sequence_length,
     }
+    if frames is not None:
+        settings["num_frames"] = frames
     return SizeOptions(options, settings, budget, budget_label, margin)
+
+
+def _frames(variants: list[Any], num_frames: int | None) -> int | None:
+    """The frame count to size: the one asked for, checked by the family of the variants'
+    pipeline (its VAE's rule; an image family refuses any), else a video family's default."""
+    from bench.families import get_family
+
+    families = {get_family(v.pipe.family) for v in variants}
+    frames = num_frames
+    for family in families:
+        if frames is None and family.output == "video":
+            frames = family.default_num_frames
+        if frames is not None:
+            family.check_num_frames(frames)
+    return frames
 
 
 def _variants(model: str, quant: list[str] | None, runs: list[Path] | None) -> tuple[list, dict]:

@@ -45,15 +45,20 @@ class Scenario:
     width: int = 1024
     batch: int = 1
     max_sequence_length: int = 512
+    #: frames of one video (a video family; None: an image, or the family's default count)
+    num_frames: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "offload": self.offload.label,
             "height": self.height,
             "width": self.width,
             "batch": self.batch,
             "max_sequence_length": self.max_sequence_length,
         }
+        if self.num_frames is not None:
+            out["num_frames"] = self.num_frames
+        return out
 
 
 _GROUP = re.compile(r"^group-(leaf|block(\d*))(-stream)?$")

@@ -174,14 +174,16 @@ def recommend(
     batch: int = 1,
     max_sequence_length: int = 512,
     measured: dict[tuple[str, str, str], Measured] | None = None,
+    num_frames: int | None = None,
 ) -> list[Option]:
-    """Every variant × offload option, fitting ones first in rank order."""
+    """Every variant × offload option, fitting ones first in rank order (``num_frames``: the
+    frames of one video, for a video family)."""
     budget = int(vram * (1 - margin))
     measured = measured or {}
     options: list[Option] = []
     for variant in variants:
         for spec in offloads:
-            scenario = Scenario(spec, height, width, batch, max_sequence_length)
+            scenario = Scenario(spec, height, width, batch, max_sequence_length, num_frames)
             pred = predict(variant.pipe, scenario)
             m = measured.get((variant.name, spec.label, f"{height}x{width}"))
             option = Option(

@@ -28,6 +28,8 @@ BUILTIN_MODELS = {
     "flux-dev": ("flux", "flux-dev", "FLUX.1-dev"),
     "qwen-image": ("qwen_image", "qwen-image", "Qwen-Image"),
     "sd3.5-large": ("sd3", "sd3.5-large", "Stable Diffusion 3.5 Large"),
+    "wan2.1-t2v-14b": ("wan", "wan2.1-t2v-14b", "Wan2.1-T2V-14B"),
+    "wan2.1-t2v-1.3b": ("wan", "wan2.1-t2v-1.3b", "Wan2.1-T2V-1.3B"),
 }
 DEFAULT_GGUF_TYPES = ("Q8_0", "Q6_K", "Q5_K_S", "Q4_K_S")
 
@@ -44,6 +46,26 @@ PUBLISHED_GGUF_GB = {
     "Q4_0": 6.79,
     "Q3_K_S": 5.23,
     "Q2_K": 4.03,
+}
+#: city96/Wan2.1-T2V-14B-gguf file sizes in GB (the repository's file list, docs/size.md "Wan
+#: 2.1"). Made from Wan-AI's float32 weights: the tensors outside the blocks stay F32 there
+#: (0.47 GB more than our bf16-sourced layout) and lcpp.patch raises ffn.2 in the _S/_0 mixes.
+PUBLISHED_WAN21_14B_GGUF_GB = {
+    "F16": 29.1,
+    "BF16": 29.1,
+    "Q5_1": 11.5,
+    "Q5_0": 10.8,
+    "Q4_K_M": 10.1,
+    "Q4_1": 9.73,
+    "Q4_K_S": 9.22,
+    "Q4_0": 9.03,
+    "Q3_K_M": 7.65,
+    "Q3_K_S": 6.99,
+}
+#: Published community file sizes shown beside the predictions, by the base's label.
+PUBLISHED_GGUF_BY_MODEL = {
+    "FLUX.1-dev": PUBLISHED_GGUF_GB,
+    "Wan2.1-T2V-14B": PUBLISHED_WAN21_14B_GGUF_GB,
 }
 
 
@@ -140,7 +162,7 @@ def gguf_variant(
         layout=layout,
     )
     label = name or (quant.upper() if quant else file.stem if file else "gguf")
-    published = PUBLISHED_GGUF_GB.get(layout.quant) if base.label == "FLUX.1-dev" else None
+    published = PUBLISHED_GGUF_BY_MODEL.get(base.label, {}).get(layout.quant)
     return Variant(label, pipe, "gguf", layout.quant, published)
 
 
