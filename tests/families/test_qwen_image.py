@@ -267,3 +267,23 @@ def test_bench_size_knows_the_real_model_and_sizes_it_with_the_family_rules() ->
         encoder = next(p for p in option.prediction.phases if p.name == "text_encoder")
         work = next(t for t in encoder.terms if t.kind == "activations")
         assert "Qwen2.5-VL" in work.explanation
+
+
+def test_real_weights_config_names_city96_files_and_the_model_cards_settings() -> None:
+    """configs/qwen-image-gguf.yaml: the real base, city96's files (each file's type is the
+    variant's), every offload mode, and the model card's call: 50 steps, true_cfg_scale 4.0
+    (the family's `guidance`), 1328² (its 1:1 size)."""
+    from bench.config import load_config
+
+    config, _ = load_config(CONFIG.parent / "qwen-image-gguf.yaml")
+    assert config.model.family == "qwen_image" and config.model.source == "pretrained"
+    assert config.model.path == "Qwen/Qwen-Image"
+    assert (config.height, config.width, config.steps, config.guidance) == (1328, 1328, 50, 4.0)
+    assert config.height % QWEN.side_multiple == 0
+    assert [o.mode for o in config.offload_specs] == ["none", "model", "sequential"]
+    full, *ggufs = config.variants
+    assert (full.kind, full.dtype) == ("full", "bfloat16")
+    assert ggufs and all(v.kind == "gguf" and v.compute_dtype == "bfloat16" for v in ggufs)
+    prefix = "https://huggingface.co/city96/Qwen-Image-gguf/blob/main/"
+    for v in ggufs:
+        assert v.file == f"{prefix}qwen-image-{v.quant}.gguf", v.name

@@ -183,3 +183,21 @@ def test_sd3_configs_validate_against_the_family(name: str) -> None:
     assert config.model.preset in SD3.presets
     kinds = {v.kind for v in config.variants}
     assert {"full", "gguf"} < kinds  # and at least one backend besides them
+
+
+def test_real_weights_config_names_city96_files_and_the_model_cards_settings() -> None:
+    """configs/sd3.5-large-gguf.yaml: the real base, city96's files (each file's type is the
+    variant's), every offload mode, and the model card's call (28 steps, guidance 3.5, 1024²)."""
+    from bench.config import load_config
+
+    config, _ = load_config(CONFIG.parent / "sd3.5-large-gguf.yaml")
+    assert config.model.family == "sd3" and config.model.source == "pretrained"
+    assert config.model.path == "stabilityai/stable-diffusion-3.5-large"
+    assert (config.height, config.width, config.steps, config.guidance) == (1024, 1024, 28, 3.5)
+    assert [o.mode for o in config.offload_specs] == ["none", "model", "sequential"]
+    full, *ggufs = config.variants
+    assert (full.kind, full.dtype) == ("full", "bfloat16")
+    assert ggufs and all(v.kind == "gguf" and v.compute_dtype == "bfloat16" for v in ggufs)
+    prefix = "https://huggingface.co/city96/stable-diffusion-3.5-large-gguf/blob/main/"
+    for v in ggufs:
+        assert v.file == f"{prefix}sd3.5_large-{v.quant}.gguf", v.name
