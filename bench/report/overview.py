@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bench.report.data import RunData
 from bench.report.fmt import DASH, GIB, gib, missing, num
+from bench.report.model import run_model
 from bench.report.published import TABLES, differences, matches
 from bench.report.tables import memory_columns, peak_bytes
 
@@ -33,9 +34,10 @@ def facts(run: RunData) -> list[tuple[str, str]]:
         f"{g.get('name')} ({num((g.get('total_memory_bytes') or 0) / GIB)} GiB)" for g in gpus
     )
     resolutions = ", ".join(dict.fromkeys(f"{c['height']}×{c['width']}" for c in m["cells"]))
-    model = base.get("path") or base.get("preset") or base.get("source")
-    if base.get("synthetic"):
-        model = f"synthetic {base.get('preset')!r} (random weights)"
+    family = run_model(m)
+    model = f"{family.title}: {base.get('path') or base.get('preset') or base.get('source')}"
+    if family.synthetic:
+        model = f"{family.title}, synthetic {family.preset!r} (random weights)"
     return [
         ("run", run.run_id),
         ("config", f"{config.get('name')}: {config.get('description') or ''}".strip(": ")),
@@ -63,10 +65,12 @@ def warnings(run: RunData) -> list[str]:
     """What changes how every number below is read."""
     out = []
     if run.synthetic:
+        model = run_model(run.manifest)
         out.append(
             "Synthetic run: the images come from random weights. Timings and memory show the "
-            "harness and the model's shape, not FLUX.1-dev; fidelity figures (PSNR, SSIM, LPIPS) "
-            "measure quantization error only, and the CLIP score means nothing."
+            f"harness and {model.shape()}, not the trained {model.real_model}; "
+            "fidelity figures (PSNR, SSIM, LPIPS) measure quantization error only, and the CLIP "
+            "score means nothing."
         )
     if not run.finished:
         out.append(

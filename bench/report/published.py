@@ -1,9 +1,10 @@
 """Published figures (from the shared reference published-figures.md) and when they may be
 shown beside measured ones.
 
-A published number is only comparable with a cell run with the same model (the real FLUX.1-dev
-weights), resolution and step count; anywhere else the report says the table exists and what
-differs, rather than putting unlike numbers side by side.
+A published number is only comparable with a cell run with the same model (each table says
+which: both tables here measured the real FLUX.1-dev weights), resolution and step count;
+anywhere else the report says the table exists and what differs, naming the run's own model
+(another family's run is another model), rather than putting unlike numbers side by side.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.report.data import RunData
+from bench.report.model import run_model
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ _WITH_T5 = ("text_encoder_2", "transformer")
 class PublishedTable:
     key: str
     source: str
+    #: the model the published figures were measured with: its family (registry key) and the
+    #: words that name it, matched in a pretrained run's path
+    family: str
+    model: str
     hardware: str
     height: int
     width: int
@@ -67,6 +73,8 @@ class PublishedTable:
 GGUF_BLOG = PublishedTable(
     key="gguf-blog",
     source="the GGUF Q8 with diffusers blog post this project grew from",
+    family="flux",
+    model="FLUX.1-dev",
     hardware="a GPU with less than 24 GB (16 GB class)",
     height=496,
     # The post asked for 496×680; FluxPipeline rounds sides down to multiples of 16, so its
@@ -86,6 +94,8 @@ GGUF_BLOG = PublishedTable(
 HF_BACKENDS_BLOG = PublishedTable(
     key="hf-backends",
     source='Hugging Face blog "Exploring Quantization Backends in Diffusers" (May 2025)',
+    family="flux",
+    model="FLUX.1-dev",
     hardware="1× H100 80GB",
     height=1024,
     width=1024,
@@ -159,13 +169,34 @@ HF_BACKENDS_BLOG = PublishedTable(
 TABLES = (GGUF_BLOG, HF_BACKENDS_BLOG)
 
 
-def is_real_flux_dev(run: RunData) -> bool:
-    """Real FLUX.1-dev weights: not synthetic, and the model path names FLUX.1-dev."""
-    base = run.manifest.get("base_model") or {}
-    if base.get("synthetic") is not False:
+def is_published_model(run: RunData, table: PublishedTable) -> bool:
+    """The table's own weights: same family, not synthetic, and the path names its model."""
+    model = run_model(run.manifest)
+    if model.family != table.family or model.synthetic:
         return False
+    base = run.manifest.get("base_model") or {}
     names = " ".join(str(base.get(k) or "") for k in ("path", "resolved_path", "preset"))
-    return "flux.1-dev" in names.lower()
+    return table.model.lower() in names.lower()
+
+
+def model_difference(run: RunData, table: PublishedTable) -> str | None:
+    """Why this run's model is not the table's, in words (None: it is the table's model)."""
+    if is_published_model(run, table):
+        return None
+    model = run_model(run.manifest)
+    if model.family != table.family:
+        if model.synthetic:
+            named = model.real_model if model.is_real_architecture else model.title
+            what = f"{named} with random weights (synthetic preset {model.preset!r})"
+        else:
+            what = f"{model.title} ({model.path!r})"
+        return (
+            f"model {what}, not {table.model}: the published figures are another model's "
+            f"({table.model}'s architecture and weights), whatever the settings"
+        )
+    if model.synthetic:
+        return f"random weights (synthetic preset {model.preset!r}), not {table.model}"
+    return f"model {model.path!r}, not {table.model}"
 
 
 def steps_of(run: RunData) -> int | None:
@@ -176,11 +207,9 @@ def steps_of(run: RunData) -> int | None:
 def differences(run: RunData, table: PublishedTable) -> list[str]:
     """What keeps this run's cells from being compared with `table` (empty: comparable)."""
     out = []
-    base = run.manifest.get("base_model") or {}
-    if base.get("synthetic"):
-        out.append(f"random weights (synthetic preset {base.get('preset')!r}), not FLUX.1-dev")
-    elif not is_real_flux_dev(run):
-        out.append(f"model {base.get('path') or base.get('preset')!r}, not FLUX.1-dev")
+    model = model_difference(run, table)
+    if model is not None:
+        out.append(model)
     resolutions = {(c["height"], c["width"]) for c in run.manifest["cells"]}
     if (table.height, table.width) not in resolutions:
         shown = ", ".join(f"{h}×{w}" for h, w in sorted(resolutions))
@@ -193,10 +222,11 @@ def differences(run: RunData, table: PublishedTable) -> list[str]:
 
 
 def comparable(run: RunData, table: PublishedTable) -> bool:
-    """Same model (real FLUX.1-dev), a cell at the published resolution, same step count."""
+    """Same model (the table's real weights), a cell at the published resolution, same step
+    count."""
     resolutions = {(c["height"], c["width"]) for c in run.manifest["cells"]}
     return (
-        is_real_flux_dev(run)
+        is_published_model(run, table)
         and (table.height, table.width) in resolutions
         and steps_of(run) == table.steps
     )
