@@ -62,13 +62,30 @@ def import_pipeline_classes(base: str, revision: str | None = None) -> None:
             getattr(module, class_name, None)
 
 
-def from_pretrained(base: str, dtype: str, revision: str | None = None, **kwargs: Any) -> Any:
-    """`DiffusionPipeline.from_pretrained` as every backend calls it, progress bars off."""
-    from diffusers import DiffusionPipeline
+def pipeline_class(base: str, revision: str | None = None) -> type:
+    """The pipeline class the base names in its model_index.json (``_class_name``)."""
+    import diffusers
 
+    name = _model_index(base, revision).get("_class_name")
+    cls = getattr(diffusers, str(name), None)
+    if not isinstance(cls, type):
+        raise ValueError(f"{base}: model_index.json names pipeline {name!r}, not a diffusers one")
+    return cls
+
+
+def from_pretrained(base: str, dtype: str, revision: str | None = None, **kwargs: Any) -> Any:
+    """`<Pipeline>.from_pretrained` as every backend calls it, progress bars off.
+
+    Called on the class the folder names, not on DiffusionPipeline: diffusers 0.42 reads a
+    pipeline's optional components (`_optional_components`) from the class it is called on,
+    so `DiffusionPipeline.from_pretrained(wan, transformer=quantized)` takes the passed
+    transformer for a config value and loads the folder's full-precision one instead
+    (WanPipeline's transformer is optional, for Wan 2.2's second expert).
+    """
     if revision:
         kwargs["revision"] = revision
-    pipe = DiffusionPipeline.from_pretrained(base, torch_dtype=torch_dtype(dtype), **kwargs)
+    cls = pipeline_class(base, revision)
+    pipe = cls.from_pretrained(base, torch_dtype=torch_dtype(dtype), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
