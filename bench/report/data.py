@@ -46,6 +46,11 @@ class RunData:
         return bool((self.manifest.get("base_model") or {}).get("synthetic"))
 
     @property
+    def video(self) -> bool:
+        """A video family's run: its cells name a frame count (bench.runner.executor)."""
+        return any(c.get("num_frames") for c in self.manifest.get("cells", []))
+
+    @property
     def finished(self) -> bool:
         return self.manifest.get("finished_at") is not None
 

@@ -46,7 +46,13 @@ def table_notes(run: RunData) -> list[str]:
         memory_note(run),
         f"{BEFORE_FAILURE} = peak reached before the cell failed, not the memory it needs to run.",
         "s/image: median wall time of the measured images (warm-up excluded), interquartile "
-        "range in brackets; n images = measured images that ran ok.",
+        "range in brackets; n images = measured images that ran ok."
+        if not run.video
+        else "s/video: median wall time of one whole video (text encoding, every step, VAE "
+        "decode of every frame; warm-up excluded), interquartile range in brackets; s/frame = "
+        "s/video / frames; n videos = measured videos that ran ok. Quality: per video, the mean "
+        "over its frames (the interval is over prompts), and the worst single frame of any "
+        "video beside it.",
         "Load: from the first from_pretrained/from_single_file call until the pipeline is ready "
         "with offload applied.",
         "Transformer size: the GGUF file for quantized variants; for full precision, the "

@@ -333,7 +333,8 @@ class _CellFollower:
             self.progress.advance(self.task)
             self.progress.advance(self.overall)
             wall = f"{event['wall_s']:.2f} s" if event.get("wall_s") else event["status"]
-            self.say(f"{cell_id}: image {self.done}/{owed} {wall}")
+            what = "video" if self.job.num_frames else "image"
+            self.say(f"{cell_id}: {what} {self.done}/{owed} {wall}")
         elif event["kind"] == "cell_failed":
             error = event["error"]
             self.progress.update(self.task, description=f"{cell_id}: {error['type']}")

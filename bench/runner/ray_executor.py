@@ -365,7 +365,8 @@ class _RaySweep:
             self.progress.advance(task.progress_task)
             self.progress.advance(self.overall)
             wall = f"{event['wall_s']:.2f} s" if event.get("wall_s") else event["status"]
-            self.say(f"{cell_id}: image {task.done}/{len(task.owed)} {wall}")
+            what = "video" if task.cell.get("num_frames") else "image"
+            self.say(f"{cell_id}: {what} {task.done}/{len(task.owed)} {wall}")
         elif kind == "cell_failed":
             error = event["error"]
             self.progress.update(task.progress_task, description=f"{cell_id}: {error['type']}")
