@@ -119,3 +119,15 @@ def test_resume_regenerates_a_video_whose_record_is_missing(video_run: Path) -> 
     again = records[(last["cell_id"], last["prompt_id"], last["repeat"])]
     assert again["status"] == "ok" and again["num_frames"] == FRAMES
     assert all((video_run / f).is_file() for f in frame_paths(again))
+
+
+def test_real_wan_config_names_city96_files_and_the_documented_call() -> None:
+    from bench.config import load_config
+
+    config, _ = load_config(ROOT / "configs" / "wan2.1-t2v-14b-gguf.yaml")
+    assert (config.model.family, config.model.path) == ("wan", "Wan-AI/Wan2.1-T2V-14B-Diffusers")
+    assert (config.height, config.width, config.frames, config.frame_rate) == (480, 832, 81, 16)
+    assert config.guidance == 5.0 and config.max_sequence_length == 512
+    for variant in config.variants[1:]:
+        assert variant.file.startswith("https://huggingface.co/city96/Wan2.1-T2V-14B-gguf/")
+        assert variant.file.endswith(f"wan2.1-t2v-14b-{variant.quant}.gguf")
