@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bench import limits
 from bench.config import check_recorded_keys
 from bench.errors import ConfigError, RunFolderError
 
@@ -106,6 +107,8 @@ _CELL: Fields = {
     "variant_spec": ("object|null", False),
     "offload_spec": ("object|null", False),
     "transformer_file": ("object|null", False),
+    "num_frames": ("int|null", False),  # video families only
+    "fps": ("int|null", False),
 }
 
 
@@ -185,6 +188,10 @@ _IMAGE_RECORD: Fields = {
     "energy_j": ("num|null", False),
     "memory": ("object|null", False),
     "cpu": ("object|null", False),
+    # a video: its frames are images/<cell>/<prompt>__r<k>/NNNN.png (bench.results.frame_paths)
+    "video": ("str|null", False),
+    "num_frames": ("int|null", False),
+    "fps": ("int|null", False),
 }
 
 
@@ -209,6 +216,9 @@ def check_record(record: dict[str, Any], where: str) -> None:
     if "step_s" in record:
         _check_list_of(record["step_s"], "num", where, "step_s")
     _check_numbers(record.get("memory"), where, "memory")
+    frames = record.get("num_frames")
+    if frames is not None and not 1 <= frames <= limits.MAX_FRAMES:
+        raise RunFolderError(f"{where}: 'num_frames' must be from 1 to {limits.MAX_FRAMES}")
     if record["status"] == "ok" and not _is(record.get("wall_s"), "num"):
         raise RunFolderError(f"{where}: an image with status 'ok' needs a number in 'wall_s'")
 
@@ -229,6 +239,8 @@ _IMAGE_SCORE: Fields = {
     "repeat": ("int", True),
     "model": ("str|null", False),
     "identical": ("bool|null", False),
+    "frames": ("int|null", False),  # a video's score: value is the mean over its frames
+    "worst_frame": ("num|null", False),
 }
 _DIST_SCORE: Fields = {
     "features": ("str|null", False),

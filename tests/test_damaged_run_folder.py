@@ -132,6 +132,13 @@ def _drop_key(key: str) -> Callable[[bytes], bytes]:
     return edit
 
 
+def _set_key(key: str, value: Any) -> Callable[[bytes], bytes]:
+    def edit(line: bytes) -> bytes:
+        return json.dumps({**json.loads(line), key: value}).encode()
+
+    return edit
+
+
 def _edit_manifest(run_dir: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
     path = run_dir / "manifest.json"
     path.write_text(json.dumps(edit(json.loads(path.read_text()))))
@@ -158,6 +165,12 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], tuple[str, ...], tuple[str, ...]
     "record-missing-key": (
         lambda d: _edit_line(d / "records.jsonl", 3, _drop_key("cell_id")),
         ("records.jsonl line 3", "'cell_id'"),
+        ALL,
+    ),
+    # A video record's frame count names its frame files: one a reader would list without end.
+    "record-absurd-frame-count": (
+        lambda d: _edit_line(d / "records.jsonl", 3, _set_key("num_frames", 10**9)),
+        ("records.jsonl line 3", "'num_frames'", "1 to 1025"),
         ALL,
     ),
     "record-cut-mid-file": (
