@@ -10,50 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from bench.results import cell_records, read_manifest, read_records
-from bench.runner.executor import run_config
 from bench.size.sources import cell_variant, run_base
-from tests.runner.sample_config import BASE_CONFIG
+from tests.backends.runner_run import BNB_LAYERWISE
 
 pytestmark = pytest.mark.slow
 
-VARIANTS: list[dict[str, Any]] = [
-    {"name": "full", "kind": "full", "dtype": "float32"},
-    {"name": "nf4", "kind": "bitsandbytes", "scheme": "nf4", "dtype": "float32"},
-    {
-        "name": "int8-te",
-        "kind": "bitsandbytes",
-        "scheme": "int8",
-        "dtype": "float32",
-        "components": ["text_encoder", "text_encoder_2"],
-    },
-    {
-        "name": "nf4dq-te",
-        "kind": "bitsandbytes",
-        "scheme": "nf4",
-        "double_quant": True,
-        "dtype": "float32",
-        "components": ["text_encoder_2"],
-    },
-    {"name": "fp8", "kind": "layerwise", "compute_dtype": "float32"},
-]
-
-
-@pytest.fixture(scope="module")
-def backends_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("backends-run")
-    config = {
-        **BASE_CONFIG,
-        "variants": VARIANTS,
-        "prompts": BASE_CONFIG["prompts"][:1],
-        "steps": 2,
-        "warmup": 0,
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return run_config(path, folder / "results")
+VARIANTS = BNB_LAYERWISE  # read from the shared run (tests/backends/conftest.py)
 
 
 def library_verdict(variant: dict[str, Any]) -> BaseException | None:

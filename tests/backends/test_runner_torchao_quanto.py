@@ -13,40 +13,14 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
 
 from bench.results import cell_records, read_manifest, read_records
-from bench.runner.executor import run_config
 from bench.size.sources import cell_variant, run_base
-from tests.runner.sample_config import BASE_CONFIG
+from tests.backends.runner_run import TORCHAO_QUANTO
 
 pytestmark = pytest.mark.slow
 
-BOTH = ["transformer", "text_encoder_2"]
-VARIANTS: list[dict[str, Any]] = [
-    {"name": "full", "kind": "full", "dtype": "float32"},
-    {"name": "ao-int8", "kind": "torchao", "scheme": "int8wo", "dtype": "float32"},
-    # transformer only: with T5 listed too, which library fails first (and so the recorded
-    # error) depends on the order diffusers loads components in, which varies with
-    # PYTHONHASHSEED (docs/backends.md)
-    {"name": "ao-int4", "kind": "torchao", "scheme": "int4wo"},
-    {"name": "q-int4", "kind": "quanto", "scheme": "int4", "dtype": "bfloat16", "components": BOTH},
-]
-
-
-@pytest.fixture(scope="module")
-def backends_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("ao-quanto-run")
-    config = {
-        **BASE_CONFIG,
-        "variants": VARIANTS,
-        "prompts": BASE_CONFIG["prompts"][:1],
-        "steps": 2,
-        "warmup": 0,
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return run_config(path, folder / "results")
+VARIANTS = TORCHAO_QUANTO  # read from the shared run (tests/backends/conftest.py)
 
 
 def library_verdict(variant: dict[str, Any]) -> BaseException | None:

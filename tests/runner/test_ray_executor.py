@@ -209,6 +209,43 @@ class TestFakeGpus:
         assert worker["node"]["hostname"] and worker["node"]["ray_node_id"]
         assert read_manifest(run_dir)["finished_at"] is not None
 
+    def test_resume_after_the_driver_is_killed(
+        self, tmp_path: Path, write_config: Callable[..., Path], one_thread: None
+    ) -> None:
+        """The killed `bench run` started its own Ray instance (a job of its own, killed whole);
+        the resume runs on this class's instance, already up, so no second instance starts."""
+        variants = [
+            {"name": "full", "kind": "full", "dtype": "float32"},
+            {"name": "full-b", "kind": "full", "dtype": "float32"},
+            {"name": "Q8_0", "kind": "gguf", "quant": "Q8_0", "compute_dtype": "float32"},
+            {"name": "Q6_K", "kind": "gguf", "quant": "Q6_K", "compute_dtype": "float32"},
+        ]
+        config = write_config(variants=variants, steps=2)
+        results = tmp_path / "results"
+        # RAY_ADDRESS=local: the job starts a Ray instance of its own, never joins this one
+        env = {**os.environ, "RAY_ADDRESS": "local"}
+        live = LiveRun(
+            str(config), "--out", str(results), "--no-score", "--executor", "ray", env=env
+        )
+        try:
+            live.wait_for("a finished cell", lambda: image_count(results) >= 1, timeout=300)
+        finally:
+            live.kill()  # the whole job: driver, its Ray instance and the cells, at once
+        run_dir = run_folder(results)
+        assert run_dir is not None
+        manifest = read_manifest(run_dir)
+        assert manifest["finished_at"] is None
+        done = {r["cell_id"] for r in read_records(run_dir) if r["kind"] == "cell"}
+        assert 1 <= len(done) < len(manifest["cells"])
+
+        resume_run(run_dir, executor=RAY)
+
+        assert_complete(run_dir)
+        executors = read_manifest(run_dir)["executors"]
+        assert [e["kind"] for e in executors] == ["ray", "ray"]
+        # the job's own instance had no GPUs; the resume ran on this one's two fake GPUs
+        assert [e["slots"] for e in executors] == ["cpu", "gpu"]
+
 
 @pytest.mark.slow
 def test_two_nodes_and_a_node_that_disappears(
@@ -253,37 +290,6 @@ def test_two_nodes_and_a_node_that_disappears(
     (kept,) = [r for node, r in by_node.items() if node != second.node_id]
     assert kept["status"] == "ok"
     assert read_manifest(run_dir)["finished_at"] is not None
-
-
-@pytest.mark.slow
-def test_resume_after_the_driver_is_killed(
-    tmp_path: Path, write_config: Callable[..., Path], one_thread: None
-) -> None:
-    variants = [
-        {"name": "full", "kind": "full", "dtype": "float32"},
-        {"name": "full-b", "kind": "full", "dtype": "float32"},
-        {"name": "Q8_0", "kind": "gguf", "quant": "Q8_0", "compute_dtype": "float32"},
-        {"name": "Q6_K", "kind": "gguf", "quant": "Q6_K", "compute_dtype": "float32"},
-    ]
-    config = write_config(variants=variants, steps=2)
-    results = tmp_path / "results"
-    live = LiveRun(str(config), "--out", str(results), "--no-score", "--executor", "ray")
-    try:
-        live.wait_for("a finished cell", lambda: image_count(results) >= 1, timeout=300)
-    finally:
-        live.kill()  # the whole job: driver, its Ray instance and the cells, at once
-    run_dir = run_folder(results)
-    assert run_dir is not None
-    manifest = read_manifest(run_dir)
-    assert manifest["finished_at"] is None
-    done = {r["cell_id"] for r in read_records(run_dir) if r["kind"] == "cell"}
-    assert 1 <= len(done) < len(manifest["cells"])
-
-    resume_run(run_dir, executor=RAY)
-
-    assert_complete(run_dir)
-    assert [e["kind"] for e in read_manifest(run_dir)["executors"]] == ["ray", "ray"]
-    assert read_manifest(run_dir)["executors"][0]["slots"] == "cpu"
 
 
 @pytest.mark.slow
