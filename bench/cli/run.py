@@ -45,14 +45,17 @@ def print_run_table(run_dir: Path, console: Console) -> None:
     table = Table(title=f"run {run_dir.name}", title_justify="left")
     for column in ("variant", "quantization", "offload", "resolution", "status"):
         table.add_column(column)
-    for column in ("peak memory", "median s/image", "load s", "PSNR vs full, dB [95% CI]"):
+    video = frame["num_frames"].notna().any()
+    speed_column = "median s/video (frames)" if video else "median s/image"
+    for column in ("peak memory", speed_column, "load s", "PSNR vs full, dB [95% CI]"):
         table.add_column(column, justify="right")
     for _, row in frame.iterrows():
         row = row.astype(object).where(row.notna(), None)
         gib, counter = headline_memory(row)
         memory = f"{gib:.2f} GiB ({counter})" if gib is not None else "-"
         if row["median_s"] is not None and row["n"]:
-            speed = f"{row['median_s']:.3f} (n={row['n']})"
+            frames = f", {int(row['num_frames'])} frames" if row["num_frames"] else ""
+            speed = f"{row['median_s']:.3f} (n={row['n']}{frames})"
         else:
             speed = "-"
         status = row["status"]
