@@ -145,11 +145,13 @@ def size(
     batch: int = 1,
     max_sequence_length: int = 512,
     margin: float = 0.1,
+    num_frames: int | None = None,
 ) -> list[Option]:
     """Every variant × offload option of `model` (or of `runs`' variants, with their measured
     s/image) ranked for `vram` ("16GiB") or `gpu` ("RTX 4090"): fitting ones first, fastest
     first. Each option has `.variant`, `.offload`, `.fits`, `.reason`, `.peak_bytes` and the
-    `.prediction` with its named terms. Without a budget nothing fits (predictions only)."""
+    `.prediction` with its named terms. Without a budget nothing fits (predictions only).
+    `num_frames`: one video's frames for a video family (None: its default, Wan 81)."""
     from bench.size.options import size_options
 
     return size_options(
@@ -164,4 +166,5 @@ def size(
         batch=batch,
         max_sequence_length=max_sequence_length,
         margin=margin,
+        num_frames=num_frames,
     ).options

@@ -33,7 +33,11 @@ def split_types(values: list[str]) -> list[str]:
 def quantize_command(
     src: Annotated[
         Path,
-        typer.Argument(help="diffusers FluxTransformer2DModel folder or a .safetensors file"),
+        typer.Argument(
+            help="a transformer checkpoint: a diffusers folder (FluxTransformer2DModel, "
+            "SD3Transformer2DModel, QwenImageTransformer2DModel, WanTransformer3DModel) or a "
+            ".safetensors file"
+        ),
     ],
     type: Annotated[
         list[str],
@@ -49,8 +53,19 @@ def quantize_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for <stem>-<TYPE>.gguf")],
     key_names: Annotated[
         str,
-        typer.Option(help="Tensor names: auto (BFL for 3072-wide FLUX.1), bfl or diffusers"),
+        typer.Option(
+            help="Tensor names: auto (the family's community names; FLUX: BFL's at width "
+            "3072), bfl (the original names) or diffusers"
+        ),
     ] = "auto",
+    family: Annotated[
+        str | None,
+        typer.Option(
+            help="Model family (flux, sd3, qwen_image, wan) whose community layout to write; "
+            "default: read from the folder's config.json or the tensor names",
+            show_default=False,
+        ),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -64,9 +79,16 @@ def quantize_command(
         ),
     ] = None,
 ) -> None:
-    """Quantize a FLUX transformer checkpoint to GGUF files, one per type."""
+    """Quantize a diffusion transformer checkpoint to GGUF files, one per type, in its
+    family's community layout (the names and high-precision tensors city96's files use)."""
     made = quantize_to_folder(
-        src, split_types(type), out, key_names=key_names, jobs=jobs, progress=sys.stderr.isatty()
+        src,
+        split_types(type),
+        out,
+        key_names=key_names,
+        jobs=jobs,
+        progress=sys.stderr.isatty(),
+        family=family,
     )
     for s in made:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(s.tensor_counts.items()))

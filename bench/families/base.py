@@ -13,16 +13,18 @@ through the same checks.
 Nothing here imports torch, diffusers or transformers at module level: the config and the CLI
 look families up by name, and the GGUF converter's worker processes must start without torch.
 
-Adding a family (SD3.5, Wan, Qwen-Image are next): a module ``bench/families/<name>.py`` with a
-frozen spec dataclass and presets (a tiny one whose block widths are multiples of 256 so the
-K-quants apply, and the real architecture), ``meta_components``/``build_components`` (local
-tokenizers from bench/models/tokenizers.py), ``generate`` (the pipeline's own keyword for
-guidance; a video family returns its frames and lists ``num_frames`` in
-``generation_options``), ``activations`` (reusing bench.size.predict's T5/CLIP/AutoencoderKL
-formulas where the family has those parts), and a ``TensorNames`` subclass with the community
-files' names and rules (``<name>_gguf.py``); then its entry in ``FAMILIES``. Not in this
-interface yet, because FLUX needs none of it: GGUF tensors of more than 4 dimensions (Wan's
-patch embedding), a frame count in `bench size`'s Scenario, saving frames in a run folder.
+Adding a family (FLUX, SD3.5, Qwen-Image and Wan are the models): a module
+``bench/families/<name>.py`` with a frozen spec dataclass and presets (a tiny one whose block
+widths are multiples of 256 so the K-quants apply, and the real architecture),
+``meta_components``/``build_components`` (local tokenizers from bench/models/tokenizers.py),
+``generate`` (the pipeline's own keyword for guidance; a video family sets ``output = "video"``,
+``default_num_frames``/``default_fps`` and ``check_num_frames``, takes ``num_frames`` in
+``options`` and returns its frames, which the runner saves and every later stage reads as one
+video), ``activations`` (reusing bench.size.predict's T5/CLIP/AutoencoderKL formulas where the
+family has those parts; ``scenario.num_frames`` for a video), and a ``TensorNames`` subclass
+with the community files' names and rules (``<name>_gguf.py``; tensors of more than 4
+dimensions are written as the community files write them, bench/gguf/plan.py); then its entry
+in ``FAMILIES``.
 """
 
 from __future__ import annotations

@@ -88,6 +88,7 @@ def test_cli_quantize_several_types(tiny_flux_pipeline: Path, tmp_path: Path) ->
     [
         (["--type", "Q3_K"], "Q3_K"),
         (["--type", "Q8_0", "--key-names", "bfl2"], "--key-names"),
+        (["--type", "Q8_0", "--family", "sdxl"], "--family"),
     ],
 )
 def test_cli_quantize_bad_input_exit_2(
@@ -126,3 +127,24 @@ def test_cli_inspect(q8_file: Path, tmp_path: Path) -> None:
 
 def test_split_types() -> None:
     assert split_types(["Q8_0,q6_k", "Q4_K Q4_K_M", "Q8_0"]) == ["Q8_0", "Q6_K", "Q4_K", "Q4_K_M"]
+
+
+@pytest.mark.parametrize("family", ["sd3", "qwen_image", "wan"])
+def test_cli_quantize_writes_the_family_it_reads_from_the_tensor_names(
+    family: str, tmp_path: Path
+) -> None:
+    """A bare .safetensors file (no config.json) of another family's transformer: the family
+    comes from its tensor names, and the file is in that family's community layout."""
+    from bench.families import get_family
+    from bench.models.synthetic import ensure_synthetic_pipeline
+
+    folder = ensure_synthetic_pipeline("tiny", 0, family) / "transformer"
+    (source,) = sorted(folder.glob("*.safetensors"))
+    res = CliRunner().invoke(
+        _app(), ["quantize", str(source), "--type", "Q8_0", "--out", str(tmp_path), "-j", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    (made,) = tmp_path.glob("*.gguf")
+    assert (
+        inspect_gguf(made).metadata["general.architecture"] == get_family(family).gguf.architecture
+    )
