@@ -34,6 +34,9 @@ def facts(run: RunData) -> list[tuple[str, str]]:
         f"{g.get('name')} ({num((g.get('total_memory_bytes') or 0) / GIB)} GiB)" for g in gpus
     )
     resolutions = ", ".join(dict.fromkeys(f"{c['height']}×{c['width']}" for c in m["cells"]))
+    videos = sorted({(c["num_frames"], c.get("fps")) for c in m["cells"] if c.get("num_frames")})
+    if videos:  # a video family's run: each generation is a video of this many frames
+        resolutions += "; " + ", ".join(f"{n} frames at {fps} fps" for n, fps in videos)
     family = run_model(m)
     model = f"{family.title}: {base.get('path') or base.get('preset') or base.get('source')}"
     if family.synthetic:
@@ -121,7 +124,7 @@ def published_sections(run: RunData) -> list[PublishedSection]:
                     title,
                     [],
                     [],
-                    "A published table exists for this setup but is not shown beside this run: "
+                    f"A published table of {table.model} exists but is not shown beside this run: "
                     + ("; ".join(diff) if diff else "no cell has a matching variant and offload")
                     + ".",
                 )

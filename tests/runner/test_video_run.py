@@ -102,7 +102,7 @@ def test_video_scores_and_report_have_frames(video_run: Path, tmp_path: Path) ->
     out = build_report(video_run, tmp_path / "report")
     markdown = (out / "report.md").read_text() if out.is_dir() else out.read_text()
     assert "s/video, median (IQR)" in markdown and "s/frame" in markdown
-    assert "worst frame" in markdown
+    assert "worst frame" in markdown and f"{FRAMES} frames at 8 fps" in markdown
     assert f"Frames 1, 2, 3, 4, 5 of {FRAMES}" in markdown  # the grid is a frame strip
 
 
