@@ -47,8 +47,18 @@ def size_command(
             help="offload modes (default none, model, group-block1, group-leaf, sequential)"
         ),
     ] = None,
-    height: Annotated[int, typer.Option(min=16)] = 1024,
-    width: Annotated[int, typer.Option(min=16)] = 1024,
+    height: Annotated[
+        int | None,
+        typer.Option(
+            min=16, help="default: the pipeline's own (1024; Wan 480)", show_default=False
+        ),
+    ] = None,
+    width: Annotated[
+        int | None,
+        typer.Option(
+            min=16, help="default: the pipeline's own (1024; Wan 832)", show_default=False
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option(min=1, help="images per prompt")] = 1,
     max_sequence_length: Annotated[int, typer.Option(min=1, max=512)] = 512,
     frames: Annotated[
@@ -85,8 +95,8 @@ def _predict_or_recommend(
     quant: list[str] | None,
     runs: list[Path] | None,
     offload: list[str] | None,
-    height: int,
-    width: int,
+    height: int | None,
+    width: int | None,
     batch: int,
     max_sequence_length: int,
     margin: float,

@@ -98,6 +98,10 @@ class Family:
     published_parameters: ClassVar[Mapping[str, PublishedCount]] = {}
     #: family-specific generation settings `generate` accepts in ``options`` (Wan: num_frames)
     generation_options: ClassVar[tuple[str, ...]] = ()
+    #: the pipeline's own default size (its __call__'s height/width), what `bench size` sizes
+    #: when asked for none
+    default_height: ClassVar[int] = 1024
+    default_width: ClassVar[int] = 1024
     #: a video family's frame count and frame rate when the config names none (None: images)
     default_num_frames: ClassVar[int | None] = None
     default_fps: ClassVar[int | None] = None

@@ -361,6 +361,9 @@ class WanFamily(Family):
     real_preset: ClassVar[str] = "wan2.1-t2v-14b"
     generation_options: ClassVar[tuple[str, ...]] = ("num_frames",)
     #: Wan 2.1's documented defaults (WanPipeline's num_frames=81; the model card's 16 fps)
+    #: WanPipeline's call defaults: Wan 2.1's 480p (832×480 landscape)
+    default_height: ClassVar[int] = 480
+    default_width: ClassVar[int] = 832
     default_num_frames: ClassVar[int | None] = 81
     default_fps: ClassVar[int | None] = 16
     #: Published figures (docs/size.md, "Wan 2.1"): the Hugging Face model pages of

@@ -59,8 +59,8 @@ def size_options(
     quant: list[str] | None = None,
     runs: list[Path] | None = None,
     offload: list[str] | None = None,
-    height: int = 1024,
-    width: int = 1024,
+    height: int | None = None,
+    width: int | None = None,
     batch: int = 1,
     max_sequence_length: int = 512,
     margin: float = 0.1,
@@ -88,6 +88,7 @@ def size_options(
     specs = parse_offloads(offload)  # validate before the slow part
     variants, measured = _variants(model, quant, runs)
     frames = _frames(variants, num_frames)
+    height, width = _size(variants, height, width)
     options = recommend(
         variants, specs, budget or 0, margin, height, width, batch, max_sequence_length, measured,
         num_frames=frames,
@@ -101,6 +102,15 @@ def size_options(
     if frames is not None:
         settings["num_frames"] = frames
     return SizeOptions(options, settings, budget, budget_label, margin)
+
+
+def _size(variants: list[Any], height: int | None, width: int | None) -> tuple[int, int]:
+    """The size asked for, else the pipeline's own default (the first family's: Wan 480×832,
+    the image families 1024×1024)."""
+    from bench.families import get_family
+
+    family = get_family(variants[0].pipe.family) if variants else get_family(None)
+    return height or family.default_height, width or family.default_width
 
 
 def _frames(variants: list[Any], num_frames: int | None) -> int | None:

@@ -94,6 +94,21 @@ def test_size_options_default_to_the_family_frames_and_check_them() -> None:
         size_options(model="sd3.5-large", quant=["Q8_0"], offload=["model"], num_frames=33)
 
 
+def test_size_defaults_to_the_pipelines_own_resolution() -> None:
+    """Without --height/--width a Wan video is sized at WanPipeline's 480×832, an image model at
+    1024²: the size each pipeline makes when called without one."""
+    from bench.size.options import size_options
+
+    wan = size_options(model="wan2.1-t2v-1.3b", quant=["Q8_0"], offload=["model"])
+    assert (wan.settings["height"], wan.settings["width"]) == (480, 832)
+    explicit = size_options(
+        model="wan2.1-t2v-1.3b", quant=["Q8_0"], offload=["model"], height=480, width=832
+    )
+    assert [o.peak_bytes for o in wan.options] == [o.peak_bytes for o in explicit.options]
+    sd3 = size_options(model="sd3.5-large", quant=["Q8_0"], offload=["model"])
+    assert (sd3.settings["height"], sd3.settings["width"]) == (1024, 1024)
+
+
 def test_cli_sizes_a_wan_video_with_frames(tmp_path: Path) -> None:
     out = tmp_path / "wan.json"
     result = runner.invoke(
