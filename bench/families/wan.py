@@ -54,6 +54,9 @@ class WanSpec:
         }
     )
     dtype: str = "float32"
+    #: WanPipeline's own config (Wan 2.2 TI2V: ``expand_timesteps``, one timestep per latent
+    #: patch); empty for Wan 2.1
+    pipeline: dict[str, Any] = field(default_factory=dict)
 
     def digest(self, seed: int) -> str:
         from bench.models.synthetic import spec_digest
@@ -161,6 +164,68 @@ WAN21_T2V_14B = WanSpec(
     dtype="bfloat16",
 )
 
+#: Wan 2.2's VAE (Wan-AI/Wan2.2-TI2V-5B-Diffusers vae/config.json): 48 latent channels, 2×2
+#: pixel patches before the encoder (12 input channels), so 16× in space and 4× in time, and a
+#: wider decoder. Its trained latent statistics (48 means and stds) are left at 0 and 1: a
+#: random-weight build has none, and they change no shape or size.
+WAN22_VAE = {
+    "base_dim": 160,
+    "decoder_base_dim": 256,
+    "z_dim": 48,
+    "dim_mult": [1, 2, 4, 4],
+    "num_res_blocks": 2,
+    "attn_scales": [],
+    "temperal_downsample": [False, True, True],
+    "in_channels": 12,
+    "out_channels": 12,
+    "patch_size": 2,
+    "scale_factor_spatial": 16,
+    "scale_factor_temporal": 4,
+    "is_residual": True,
+    "latents_mean": [0.0] * 48,
+    "latents_std": [1.0] * 48,
+}
+#: Wan2.2-TI2V-5B (text and image to video): width 3072 (24 heads of 128), MLP 14336, 30 blocks,
+#: on the 48-channel latents; the same UMT5-XXL; its pipeline expands timesteps per patch; the
+#: Diffusers repository's scheduler shift is 5.0.
+WAN22_TI2V_5B = WanSpec(
+    transformer={
+        **_transformer(24, 14336, 30),
+        "in_channels": 48,
+        "out_channels": 48,
+    },
+    text_encoder=UMT5_XXL,
+    vae=WAN22_VAE,
+    scheduler={
+        "prediction_type": "flow_prediction",
+        "use_flow_sigmas": True,
+        "num_train_timesteps": 1000,
+        "flow_shift": 5.0,
+    },
+    dtype="bfloat16",
+    pipeline={"expand_timesteps": True},
+)
+
+#: Wan2.2-TI2V-5B's transformer: "5B" is the model's own name (Wan-AI/Wan2.2-TI2V-5B, "a 5B
+#: dense model" on its card); built on the meta device it is 4,999,787,712 weights.
+PUBLISHED_TI2V_5B_TRANSFORMER = PublishedCount(5.0e9, 0.1e9, "Wan2.2-TI2V-5B: 5B")
+
+#: Tiny Wan 2.2 TI2V: the tiny transformer on 48 latent channels and a small Wan 2.2 VAE (2×2
+#: pixel patches, residual blocks, a wider decoder), so the 16×-space path runs on a CPU.
+TINY_TI2V = WanSpec(
+    transformer={**TINY.transformer, "in_channels": 48, "out_channels": 48},
+    text_encoder=TINY.text_encoder,
+    vae={
+        **WAN22_VAE,
+        "base_dim": 16,
+        "decoder_base_dim": 32,
+        "dim_mult": [1, 2, 2, 2],
+        "num_res_blocks": 1,
+    },
+    scheduler=WAN22_TI2V_5B.scheduler,
+    pipeline={"expand_timesteps": True},
+)
+
 #: The 1.3B's transformer, the one part it does not share with the 14B: its f16 GGUF file
 #: (calcuis/wan-1.3b-gguf's wan2.1-t2v-1_3b-f16.gguf, 2.85 GB, 2 B per weight).
 PUBLISHED_1_3B_TRANSFORMER = PublishedCount(
@@ -169,8 +234,10 @@ PUBLISHED_1_3B_TRANSFORMER = PublishedCount(
 
 PRESETS: dict[str, WanSpec] = {
     "tiny": TINY,
+    "tiny-ti2v": TINY_TI2V,
     "wan2.1-t2v-1.3b": WAN21_T2V_1_3B,
     "wan2.1-t2v-14b": WAN21_T2V_14B,
+    "wan2.2-ti2v-5b": WAN22_TI2V_5B,
 }
 
 
@@ -229,6 +296,7 @@ def build_components(spec: WanSpec, seed: int) -> dict[str, Any]:
         **modules,
         "tokenizer": tokenizer,
         "scheduler": UniPCMultistepScheduler(**spec.scheduler),
+        **spec.pipeline,
     }
 
 
@@ -253,8 +321,10 @@ def temporal_factor(vae: Mapping[str, Any]) -> int:
 
 
 def spatial_factor(vae: Mapping[str, Any]) -> int:
-    """Pixels per latent pixel along a side: 2 per downsample stage (8 for Wan)."""
-    return 2 ** len(vae.get("temperal_downsample", [False, True, True]))
+    """Pixels per latent pixel along a side: 2 per downsample stage (8 for Wan 2.1), times the
+    pixel patches the Wan 2.2 VAE folds in first (2: 16 in all)."""
+    stages = 2 ** len(vae.get("temperal_downsample", [False, True, True]))
+    return stages * int(vae.get("patch_size") or 1)
 
 
 def latent_frames(num_frames: int, vae: Mapping[str, Any]) -> int:
@@ -301,10 +371,12 @@ def _decoder_stages(cfg: Mapping[str, Any]) -> list[tuple[int, int, int]]:
     """(channels, pixel divisor, frames per chunk) of each decoder stage, lowest resolution
     first: the decoder mirrors the encoder's ``dim_mult`` and upsamples in time where the
     encoder downsampled (each latent frame becomes up to 4 frames by the last stages)."""
-    base, mult = int(cfg["base_dim"]), list(cfg["dim_mult"])
+    base, mult = int(cfg.get("decoder_base_dim") or cfg["base_dim"]), list(cfg["dim_mult"])
     ups = list(reversed(cfg["temperal_downsample"]))
     stages = []
-    divisor, frames = 2 ** len(ups), 1
+    # The Wan 2.2 VAE decodes at half the side and unfolds 2×2 pixel patches at the end.
+    patch = int(cfg.get("patch_size") or 1)
+    divisor, frames = 2 ** len(ups) * patch, 1
     for i, m in enumerate(reversed(mult)):
         stages.append((base * m, divisor, frames))
         if i < len(ups):

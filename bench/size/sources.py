@@ -30,6 +30,7 @@ BUILTIN_MODELS = {
     "sd3.5-large": ("sd3", "sd3.5-large", "Stable Diffusion 3.5 Large"),
     "wan2.1-t2v-14b": ("wan", "wan2.1-t2v-14b", "Wan2.1-T2V-14B"),
     "wan2.1-t2v-1.3b": ("wan", "wan2.1-t2v-1.3b", "Wan2.1-T2V-1.3B"),
+    "wan2.2-ti2v-5b": ("wan", "wan2.2-ti2v-5b", "Wan2.2-TI2V-5B"),
 }
 DEFAULT_GGUF_TYPES = ("Q8_0", "Q6_K", "Q5_K_S", "Q4_K_S")
 

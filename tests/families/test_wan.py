@@ -268,3 +268,54 @@ def test_generate_refuses_a_frame_count_the_vae_cannot_make(tiny) -> None:
         )  # fmt: skip
     with pytest.raises(UnsupportedOption, match="fps"):
         WAN.check_options({"fps": 16})
+
+
+def test_wan22_ti2v_5b_has_its_published_shape() -> None:
+    """Wan 2.2's dense 5B: 3072 wide, 30 blocks on 48 latent channels, the Wan 2.2 VAE (16× in
+    space: 2×2 pixel patches, then 8×), per-patch timesteps in the pipeline, shift 5."""
+    from bench.families.wan import PUBLISHED_TI2V_5B_TRANSFORMER, spatial_factor
+
+    spec = WAN.preset("wan2.2-ti2v-5b")
+    modules = WAN.meta_components(spec)
+    transformer, vae = modules["transformer"], modules["vae"]
+    cfg = transformer.config
+    assert (
+        cfg.num_attention_heads * cfg.attention_head_dim == 3072 and len(transformer.blocks) == 30
+    )
+    assert cfg.in_channels == vae.config.z_dim == 48
+    assert PUBLISHED_TI2V_5B_TRANSFORMER.matches(_count(transformer)), _count(transformer)
+    assert spatial_factor(vae.config) == vae.config.scale_factor_spatial == 16
+    assert spec.pipeline == {"expand_timesteps": True} and spec.scheduler["flow_shift"] == 5.0
+    assert WAN.published_parameters["text_encoder"].matches(_count(modules["text_encoder"]))
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-ti2v"])
+def test_video_tokens_are_what_the_transformer_sees(preset: str) -> None:
+    """`bench size`'s token count (latent frames × latent patches) against the hidden states the
+    transformer is called with in a real tiny generation, for the 8× (2.1) and 16× (2.2) VAE."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from bench.families.wan import video_tokens
+    from bench.models.loading import from_pretrained
+    from bench.models.synthetic import ensure_synthetic_pipeline
+
+    pipe = from_pretrained(str(ensure_synthetic_pipeline(preset, 0, "wan")), "float32")
+    seen: list[tuple[int, ...]] = []
+
+    def record(_module: Any, args: tuple, kwargs: dict) -> None:
+        states = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        seen.append(tuple(states.shape))
+
+    pipe.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    frames, height, width = 9, 64, 96
+    out = WAN.generate(
+        pipe, "a cat", height=height, width=width, steps=1, guidance=1.0,
+        max_sequence_length=16, generator=torch.Generator().manual_seed(0),
+        options={"num_frames": frames},
+    )  # fmt: skip
+    assert len(out) == frames and out[0].size == (width, height)
+    _, _, f, h, w = seen[0]
+    vae = SimpleNamespace(config=dict(pipe.vae.config))
+    assert video_tokens(vae, frames, height, width) == f * (h // 2) * (w // 2)  # type: ignore[arg-type]
