@@ -145,7 +145,8 @@ class TestFakeGpus:
     def test_ray_writes_the_same_run_as_the_local_executor(
         self, tmp_path: Path, write_config: Callable[..., Path], one_thread: None
     ) -> None:
-        config = write_config(**SMALL)
+        # no warm-up: it writes no record and both executors would run it alike
+        config = write_config(**{**SMALL, "warmup": 0})
         local = run_config(config, tmp_path / "local")
         remote = run_config(config, tmp_path / "ray", executor=RAY)
 
@@ -220,7 +221,7 @@ class TestFakeGpus:
             {"name": "Q8_0", "kind": "gguf", "quant": "Q8_0", "compute_dtype": "float32"},
             {"name": "Q6_K", "kind": "gguf", "quant": "Q6_K", "compute_dtype": "float32"},
         ]
-        config = write_config(variants=variants, steps=2)
+        config = write_config(variants=variants, steps=2, warmup=0)  # the kill waits for an image
         results = tmp_path / "results"
         # RAY_ADDRESS=local: the job starts a Ray instance of its own, never joins this one
         env = {**os.environ, "RAY_ADDRESS": "local"}
