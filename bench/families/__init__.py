@@ -9,7 +9,13 @@ a family (SD3.5, Wan, Qwen-Image next) is one module here plus its entry below.
 from __future__ import annotations
 
 from bench.errors import UserInputError
-from bench.families.base import Family, PublishedCount, UnknownPreset, UnsupportedOption
+from bench.families.base import (
+    Family,
+    NonFiniteOutput,
+    PublishedCount,
+    UnknownPreset,
+    UnsupportedOption,
+)
 from bench.families.flux import FLUX
 from bench.families.qwen_image import QWEN_IMAGE_FAMILY
 from bench.families.sd3 import SD3
@@ -60,6 +66,7 @@ __all__ = [
     "DEFAULT_FAMILY",
     "FAMILIES",
     "Family",
+    "NonFiniteOutput",
     "PublishedCount",
     "UnknownFamily",
     "UnknownPreset",

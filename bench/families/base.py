@@ -54,6 +54,30 @@ class UnsupportedOption(UserInputError):
     """A generation option the family does not take (a video frame count for an image model)."""
 
 
+class NonFiniteOutput(RuntimeError):
+    """The pipeline returned NaN or infinite pixel values. Cast to 8 bits they would be a
+    black (or clipped) image scored as if the model had drawn it; the image is a failure with
+    this reason instead (a half-precision overflow, a schedule that divides by zero)."""
+
+
+def pictures(array: Any) -> list[Image]:
+    """PIL images of a pipeline's ``output_type="np"`` result (float, [0, 1], ... × H × W × 3:
+    one image per leading index), converted as diffusers' own ``numpy_to_pil`` converts them,
+    after checking every value is finite (`NonFiniteOutput` otherwise)."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    values = np.asarray(array)
+    bad = int(values.size - np.isfinite(values).sum())
+    if bad:
+        raise NonFiniteOutput(
+            f"{bad} of {values.size} output values are NaN or infinite (shape "
+            f"{tuple(values.shape)}): the image would be cast to black"
+        )
+    pixels = (values.reshape(-1, *values.shape[-3:]) * 255).round().astype("uint8")
+    return [PILImage.fromarray(p).convert("RGB") for p in pixels]
+
+
 @dataclass(frozen=True)
 class PublishedCount:
     """A parameter count as its source publishes it: ``value`` rounded to ``unit``.

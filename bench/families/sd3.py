@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.families import flux
-from bench.families.base import Family, PublishedCount, StepCallback
+from bench.families.base import Family, PublishedCount, StepCallback, pictures
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -386,9 +386,9 @@ class SD3Family(Family):
             max_sequence_length=max_sequence_length,
             generator=generator,
             callback_on_step_end=callback_on_step_end,
-            output_type="pil",
+            output_type="np",
         )
-        return [result.images[0]]
+        return pictures(result.images[:1])
 
     @property
     def gguf(self) -> TensorNames:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from bench.families.base import Family, PublishedCount, StepCallback, UnsupportedOption
+from bench.families.base import Family, PublishedCount, StepCallback, UnsupportedOption, pictures
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -508,9 +508,9 @@ class WanFamily(Family):
             max_sequence_length=max_sequence_length,
             generator=generator,
             callback_on_step_end=callback_on_step_end,
-            output_type="pil",
+            output_type="np",
         )
-        return [frame.convert("RGB") for frame in result.frames[0]]
+        return pictures(result.frames[0])
 
     @property
     def gguf(self) -> TensorNames:
