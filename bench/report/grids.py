@@ -187,6 +187,58 @@ def _draw(
     return stats
 
 
+LABEL_HEIGHT = 14  # pixels of the name band above each video of a video grid
+VIDEO_GRID_WIDTH = 1600  # pixels across a video grid at most
+
+
+def _video_grid(
+    run: RunData, slots: list[Slot], prompt_id: str, repeat: int, path: Path
+) -> list[str] | None:
+    """Every variant's video side by side, playing in step, as one animated WebP at the run's
+    frame rate (Pillow writes it), each under its variant's name. Returns the variants shown, or
+    None when no slot has a readable video."""
+    from PIL import Image, ImageDraw
+
+    videos = []
+    for slot in slots:
+        record = run.images.get((slot.cell_id, prompt_id, repeat)) if slot.cell_id else None
+        if not record or not frame_paths(record):
+            continue
+        cell = run.cells[str(slot.cell_id)]
+        loaded = load_video(
+            [run.run_dir / f for f in frame_paths(record)], (cell["width"], cell["height"])
+        )
+        if loaded.ok:
+            videos.append((slot.variant, loaded.frames, int(record.get("fps") or 1)))
+    if not videos:
+        return None
+    count = min(len(frames) for _, frames, _ in videos)
+    width, height = videos[0][1][0].size
+    # At most VIDEO_GRID_WIDTH pixels across (the report inlines it): frames scaled down alike.
+    scale = min(1.0, VIDEO_GRID_WIDTH / (width * len(videos)))
+    if scale < 1.0:
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        videos = [
+            (name, [f.resize((width, height), Image.Resampling.LANCZOS) for f in frames], fps)
+            for name, frames, fps in videos
+        ]
+    canvas = (width * len(videos) + STRIP_GAP * (len(videos) - 1), height + LABEL_HEIGHT)
+    out = []
+    for i in range(count):
+        frame = Image.new("RGB", canvas, "white")
+        draw = ImageDraw.Draw(frame)
+        for k, (name, frames, _) in enumerate(videos):
+            x = k * (width + STRIP_GAP)
+            frame.paste(frames[i], (x, LABEL_HEIGHT))
+            draw.text((x + 2, 1), name[: max(1, width // 6)], fill="black")
+        out.append(frame)
+    out[0].save(
+        path, format="WEBP", save_all=True, append_images=out[1:], loop=0,
+        duration=round(1000 / videos[0][2]), quality=85,
+    )  # fmt: skip
+    return [name for name, _, _ in videos]
+
+
 def _frame_count(run: RunData, prompt_id: str, repeat: int, res: tuple[int, int]) -> int | None:
     """A video's frame count for this prompt (the first ok record that has one), else None."""
     for (cell_id, pid, r), record in run.images.items():
@@ -269,4 +321,18 @@ def image_grids(run: RunData, out_dir: Path) -> list[Picture]:
             if reference is None or reference.image is None:
                 caption += " No full-precision image for this prompt: no difference maps."
             pictures.append(Picture(key, title, filename, caption.strip()))
+            if frames is not None:
+                video_name = f"video-{prompt_id}-{res[0]}x{res[1]}.webp"
+                shown = _video_grid(run, slots, prompt_id, repeat, out_dir / video_name)
+                if shown:
+                    pictures.append(
+                        Picture(
+                            f"video-{prompt_id}-{res[0]}x{res[1]}",
+                            f"{title}, the videos",
+                            video_name,
+                            f"Every variant's video of repeat {repeat} (seed {seed}) side by side, "
+                            f"playing in step at the run's frame rate (WebP, quality 85): "
+                            f"{', '.join(shown)}.",
+                        )
+                    )
     return pictures

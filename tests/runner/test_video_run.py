@@ -104,6 +104,11 @@ def test_video_scores_and_report_have_frames(video_run: Path, tmp_path: Path) ->
     assert "s/video, median (IQR)" in markdown and "s/frame" in markdown
     assert "worst frame" in markdown and f"{FRAMES} frames at 8 fps" in markdown
     assert f"Frames 1, 2, 3, 4, 5 of {FRAMES}" in markdown  # the grid is a frame strip
+    (grid,) = sorted(out.glob("video-blog-city-*.webp"))  # the videos side by side, animated
+    assert f"]({grid.name})" in markdown
+    with Image.open(grid) as video:
+        assert video.n_frames == FRAMES
+        assert video.size[0] > 3 * 64 and video.size[1] > 64  # three variants and their names
 
 
 @pytest.mark.slow
