@@ -136,3 +136,12 @@ def test_real_wan_config_names_city96_files_and_the_documented_call() -> None:
     for variant in config.variants[1:]:
         assert variant.file.startswith("https://huggingface.co/city96/Wan2.1-T2V-14B-gguf/")
         assert variant.file.endswith(f"wan2.1-t2v-14b-{variant.quant}.gguf")
+
+
+def test_gpu_synthetic_wan_config_is_the_published_architecture() -> None:
+    from bench.config import load_config
+
+    config, _ = load_config(ROOT / "configs" / "wan2.1-t2v-1.3b-synthetic.yaml")
+    assert (config.model.family, config.model.preset) == ("wan", "wan2.1-t2v-1.3b")
+    assert (config.height, config.width, config.frames) == (480, 832, 33)
+    assert {v.kind for v in config.variants} == {"full", "gguf", "layerwise"}
