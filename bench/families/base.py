@@ -118,6 +118,9 @@ class Family:
     default_preset: ClassVar[str] = "tiny"
     #: preset with the published architecture (random weights), the one sized by `--model`
     real_preset: ClassVar[str]
+    #: the published model that preset reproduces, in words ("Stable Diffusion 3.5 Large"):
+    #: what reports name when they say what a run is not
+    real_model: ClassVar[str] = ""
     #: published parameter counts of the real architecture, per component
     published_parameters: ClassVar[Mapping[str, PublishedCount]] = {}
     #: family-specific generation settings `generate` accepts in ``options`` (Wan: num_frames)

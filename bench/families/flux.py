@@ -283,6 +283,7 @@ class FluxFamily(Family):
     denoiser_class: ClassVar[str] = "FluxTransformer2DModel"
     side_multiple: ClassVar[int] = 16  # VAE factor 8 × 2×2 patches
     real_preset: ClassVar[str] = "flux-dev"
+    real_model: ClassVar[str] = "FLUX.1-dev"
     #: black-forest-labs/FLUX.1-dev's component sizes in bf16 (shared/reference/
     #: published-figures.md: transformer 23.8 GB, T5-XXL encoder 9.52 GB, CLIP-L 246 MB,
     #: VAE 168 MB) at 2 bytes a weight, to the precision they are published with; the model

@@ -312,6 +312,7 @@ class QwenImageFamily(Family):
     denoiser_class: ClassVar[str] = "QwenImageTransformer2DModel"
     side_multiple: ClassVar[int] = 16  # VAE factor 8 × 2×2 patches
     real_preset: ClassVar[str] = "qwen-image"
+    real_model: ClassVar[str] = "Qwen-Image"
     #: Published figures (docs/size.md, "Qwen-Image"): the model card's "20B MMDiT" for the
     #: transformer; Qwen/Qwen2.5-VL-7B-Instruct's model page, "8.29B params", for the text
     #: encoder; ComfyUI's qwen_image_vae.safetensors, 254 MB in bf16, for the VAE

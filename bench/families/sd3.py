@@ -329,6 +329,7 @@ class SD3Family(Family):
     #: real VAE; the tiny VAE's factor 4 divides it)
     side_multiple: ClassVar[int] = 16
     real_preset: ClassVar[str] = "sd3.5-large"
+    real_model: ClassVar[str] = "Stable Diffusion 3.5 Large"
     #: Transformer: Stability AI's announcement of SD3.5 ("Stable Diffusion 3.5 Large: At 8.1
     #: billion parameters", stability.ai/news/introducing-stable-diffusion-3-5, 2024-10-22).
     #: CLIP-L and OpenCLIP bigG text towers with their projections: OpenCLIP's model profile

@@ -431,6 +431,7 @@ class WanFamily(Family):
     output: ClassVar[Literal["image", "video"]] = "video"
     side_multiple: ClassVar[int] = 16  # VAE factor 8 × 2×2 patches
     real_preset: ClassVar[str] = "wan2.1-t2v-14b"
+    real_model: ClassVar[str] = "Wan2.1-T2V-14B"
     generation_options: ClassVar[tuple[str, ...]] = ("num_frames",)
     #: Wan 2.1's documented defaults (WanPipeline's num_frames=81; the model card's 16 fps)
     #: WanPipeline's call defaults: Wan 2.1's 480p (832×480 landscape)

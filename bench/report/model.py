@@ -4,8 +4,8 @@ A run folder records its family (the config's ``model.family``; folders from bef
 existed have none and are FLUX) and its base (a synthetic preset or a pretrained path). The
 report's warnings and its notes on published tables must name that model, not assume FLUX.1-dev,
 so they ask here. The family's words come from the families registry; the name of the real
-model its published-architecture preset reproduces ("Stable Diffusion 3.5 Large") from the
-built-in models `bench size --model` knows, the one table that already pairs them.
+model its published-architecture preset reproduces ("Stable Diffusion 3.5 Large") is the
+family's own ``real_model``.
 """
 
 from __future__ import annotations
@@ -42,19 +42,8 @@ class RunModel:
 
 def real_model_name(family: str) -> str | None:
     """The published model a family's real-architecture preset stands for, where known."""
-    from bench.size.sources import BUILTIN_MODELS
-
     entry = FAMILIES.get(family)
-    if entry is None:
-        return None
-    return next(
-        (
-            label
-            for f, preset, label in BUILTIN_MODELS.values()
-            if (f, preset) == (family, entry.real_preset)
-        ),
-        None,
-    )
+    return (entry.real_model or None) if entry is not None else None
 
 
 def run_model(manifest: dict[str, Any]) -> RunModel:
