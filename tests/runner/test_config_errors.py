@@ -102,9 +102,14 @@ def test_shipped_configs_validate() -> None:
     from bench.config import load_config
 
     root = Path(__file__).resolve().parents[2] / "configs"
-    for name in ("tiny.yaml", "flux-dev-gguf.yaml", "flux-dev-synthetic.yaml"):
-        config, _ = load_config(root / name)
-        assert config.variants, name
+    shipped = sorted(root.glob("*.yaml"))  # every config of the checkout, prompts/ aside
+    assert {"tiny.yaml", "tiny-sd3.yaml", "tiny-qwen-image.yaml", "tiny-wan.yaml"} <= {
+        p.name for p in shipped
+    }
+    for path in shipped:
+        config, _ = load_config(path)
+        assert config.variants, path.name
+        assert config.name == path.stem, path.name  # the run folder is named after the file
     blog, _ = load_config(root / "flux-dev-gguf.yaml")
     assert (blog.height, blog.width, blog.steps, blog.guidance) == (496, 672, 60, 3.5)
     assert blog.max_sequence_length == 512 and blog.seed == 42
