@@ -39,9 +39,13 @@ def test_more_than_four_dimensions_are_f32_for_every_file_type(quant: str, sourc
 def test_a_5d_tensor_is_written_with_all_its_dimensions(tmp_path: Path, quant: str) -> None:
     gen = torch.Generator().manual_seed(0)
     conv = torch.randn(256, 16, 1, 2, 2, generator=gen)
-    save_file({CONV3D: conv, LINEAR: torch.randn(256, 256, generator=gen)}, tmp_path / "m.safetensors")
+    save_file(
+        {CONV3D: conv, LINEAR: torch.randn(256, 256, generator=gen)}, tmp_path / "m.safetensors"
+    )
     out = tmp_path / f"m-{quant}.gguf"
-    summary = quantize_checkpoint(tmp_path / "m.safetensors", out, quant, key_names="diffusers", jobs=1)
+    summary = quantize_checkpoint(
+        tmp_path / "m.safetensors", out, quant, key_names="diffusers", jobs=1
+    )
     assert summary.tensor_counts == {"F32": 1, quant: 1}
 
     ours = {t.name: t for t in read_header(out).tensors}[CONV3D]
