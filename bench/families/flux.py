@@ -216,17 +216,12 @@ def build_components(spec: FluxSpec, seed: int) -> dict[str, Any]:
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from bench.models.synthetic import fill_random_weights
+    from bench.models.synthetic import fill_components
 
     dtype = getattr(torch, spec.dtype)
     clip_tokenizer, t5_tokenizer = _local_tokenizers()
     modules = _local_meta_components(spec, clip_tokenizer, t5_tokenizer)
-    for prefix in ("transformer", "text_encoder", "text_encoder_2", "vae"):
-        module = modules[prefix]
-        fill_random_weights(module, seed, prefix, dtype)
-        if hasattr(module, "tie_weights"):  # T5 shares its input embedding table
-            module.tie_weights()
-        module.eval()
+    fill_components(modules, seed, dtype)
     return {
         **modules,
         "tokenizer": clip_tokenizer,

@@ -210,14 +210,12 @@ def build_components(spec: QwenImageSpec, seed: int) -> dict[str, Any]:
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from bench.models.synthetic import fill_random_weights
+    from bench.models.synthetic import fill_components
 
     dtype = getattr(torch, spec.dtype)
     tokenizer = _local_tokenizer()
     modules = meta_components(spec, tokenizer)
-    for prefix, module in modules.items():
-        fill_random_weights(module, seed, prefix, dtype)
-        module.eval()
+    fill_components(modules, seed, dtype, tie=False)
     return {
         **modules,
         "tokenizer": tokenizer,

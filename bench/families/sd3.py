@@ -250,19 +250,12 @@ def build_components(spec: SD3Spec, seed: int) -> dict[str, Any]:
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from bench.models.synthetic import fill_random_weights
+    from bench.models.synthetic import fill_components
 
     dtype = getattr(torch, spec.dtype)
     clip_l_tokenizer, clip_g_tokenizer, t5_tokenizer = _local_tokenizers()
     modules = _local_meta_components(spec, clip_l_tokenizer, t5_tokenizer)
-    for prefix, module in modules.items():
-        fill_random_weights(module, seed, prefix, dtype)
-        if hasattr(module, "tie_weights"):  # T5 shares its input embedding table
-            module.tie_weights()
-        for buffer in module.buffers():  # the transformer's position table, at the dtype
-            if buffer.is_floating_point():
-                buffer.data = buffer.data.to(dtype)
-        module.eval()
+    fill_components(modules, seed, dtype, cast_buffers=True)  # the position table, at the dtype
     return {
         **modules,
         "tokenizer": clip_l_tokenizer,

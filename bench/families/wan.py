@@ -282,16 +282,12 @@ def build_components(spec: WanSpec, seed: int) -> dict[str, Any]:
     import torch
     from diffusers import UniPCMultistepScheduler
 
-    from bench.models.synthetic import fill_random_weights
+    from bench.models.synthetic import fill_components
 
     dtype = getattr(torch, spec.dtype)
     tokenizer = _local_tokenizer()
     modules = meta_components(spec, tokenizer)
-    for prefix, module in modules.items():
-        fill_random_weights(module, seed, prefix, dtype)
-        if hasattr(module, "tie_weights"):  # UMT5 shares its input embedding table
-            module.tie_weights()
-        module.eval()
+    fill_components(modules, seed, dtype)
     return {
         **modules,
         "tokenizer": tokenizer,

@@ -110,6 +110,31 @@ def fill_random_weights(
         _fill(module, seed, prefix, dtype, set_module_tensor_to_device)
 
 
+def fill_components(
+    modules: dict[str, Any],
+    seed: int,
+    dtype: torch.dtype,
+    *,
+    tie: bool = True,
+    cast_buffers: bool = False,
+) -> dict[str, Any]:
+    """Every model component of a family's meta build filled (`fill_random_weights`, each
+    named by its pipeline key), shared tables tied again (T5 and UMT5 share their input
+    embedding; ``tie=False`` leaves each table as filled, as Qwen-Image's build always has), in
+    eval mode; ``cast_buffers``: floating buffers to ``dtype`` too (SD3's
+    position table is a buffer diffusers saves with the weights). Returns ``modules``."""
+    for prefix, module in modules.items():
+        fill_random_weights(module, seed, prefix, dtype)
+        if tie and hasattr(module, "tie_weights"):
+            module.tie_weights()
+        if cast_buffers:
+            for buffer in module.buffers():
+                if buffer.is_floating_point():
+                    buffer.data = buffer.data.to(dtype)
+        module.eval()
+    return modules
+
+
 def _fill(module: Any, seed: int, prefix: str, dtype: Any, setter: Any) -> None:
     """Tensors are made on several threads: torch's CPU randn runs on one core per call, so a
     full-size build one tensor at a time takes minutes. Each tensor has its own generator, so
