@@ -36,6 +36,7 @@ from bench.config_fields import float_range as _float_range
 from bench.config_fields import int_range as _int_range
 from bench.config_fields import unique as _unique
 from bench.errors import ConfigError
+from bench.offload import OffloadEntry, OffloadSpec, spec_of  # OffloadSpec: also importable here
 from bench.yamlfile import load_yaml_file
 
 SYNTHETIC_PRESETS = ("tiny", "flux-dev")
@@ -126,45 +127,6 @@ Variant = Annotated[
 ]
 
 
-class OffloadSpec(_Strict):
-    """How weights move between host and accelerator during generation.
-
-    `group` is diffusers' group offloading (`enable_group_offload`), applied to every model
-    component; `level` and `use_stream` are passed through.
-    """
-
-    mode: OffloadMode
-    level: Literal["leaf", "block"] = "leaf"
-    blocks_per_group: Annotated[int, _int_range(1, limits.MAX_BLOCKS_PER_GROUP)] = 1
-    use_stream: bool = False
-
-    @model_validator(mode="after")
-    def _settings_that_apply(self) -> OffloadSpec:
-        """A setting the mode ignores would be recorded as if it had been used."""
-        ignored = []
-        if self.mode != "group":
-            ignored = [
-                key
-                for key, default in (("level", "leaf"), ("use_stream", False))
-                if getattr(self, key) != default
-            ]
-        if self.blocks_per_group != 1 and not (self.mode == "group" and self.level == "block"):
-            ignored.append("blocks_per_group")
-        if ignored:
-            where = "level leaf" if self.mode == "group" else f"mode {self.mode!r}"
-            raise ValueError(f"{', '.join(ignored)}: not used with {where}")
-        return self
-
-    @property
-    def label(self) -> str:
-        if self.mode != "group":
-            return self.mode
-        label = f"group-{self.level}"
-        if self.level == "block":
-            label += f"{self.blocks_per_group}"
-        return label + ("-stream" if self.use_stream else "")
-
-
 class Prompt(_Strict):
     id: Name
     text: Annotated[Text, Field(max_length=limits.MAX_PROMPT_CHARS)]
@@ -194,21 +156,12 @@ def _prompts_tag(value: Any) -> str:
     return "PromptFile" if isinstance(value, dict | PromptFile) else "list[Prompt]"
 
 
-def _offload_tag(value: Any) -> str:
-    return "Literal[str]" if isinstance(value, str) else "OffloadSpec"
-
-
 # A tag picks the member by the input's type, so an error names what is wrong with that member
 # (not that a mapping is not a list); _format_location leaves the tags out of the key path.
 Prompts = Annotated[
     Annotated[list[Prompt], Field(min_length=1, max_length=limits.MAX_PROMPTS), Tag("list[Prompt]")]
     | Annotated[PromptFile, Tag("PromptFile")],
     Discriminator(_prompts_tag),
-]
-OffloadEntry = Annotated[
-    Annotated[Literal["none", "model", "sequential"], Tag("Literal[str]")]
-    | Annotated[OffloadSpec, Tag("OffloadSpec")],
-    Discriminator(_offload_tag),
 ]
 
 
@@ -356,7 +309,7 @@ class BenchConfig(_Strict):
 
     @property
     def offload_specs(self) -> list[OffloadSpec]:
-        return [o if isinstance(o, OffloadSpec) else OffloadSpec(mode=o) for o in self.offload]
+        return [spec_of(o) for o in self.offload]
 
     def cell_count(self) -> int:
         """Cells of the whole config (every variant, whatever `--only` selects)."""

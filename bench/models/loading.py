@@ -1,9 +1,9 @@
 """Load a variant the way users do, then apply an offload mode.
 
 Each backend (bench/backends/) says how its variant is loaded, through diffusers' own API;
-this module holds what they share (dtypes, devices, the pipeline's classes, `from_pretrained`)
-and the offload modes. Nothing here works around a library failure: an exception is the
-measurement (the runner records it).
+this module holds what they share (dtypes, devices, the pipeline's classes, `from_pretrained`).
+The offload modes are bench.offload's; `apply_offload` is re-exported here. Nothing here works
+around a library failure: an exception is the measurement (the runner records it).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from bench.config import OffloadSpec
+# Re-exported: the worker and callers import the offload step from here, beside the loaders.
+from bench.offload import OffloadUnavailable, apply_offload  # noqa: F401
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -101,42 +102,6 @@ def load_pipeline(
     from bench.backends import backend_for
 
     return backend_for(variant).load_pipeline(base, variant, artifacts or {}, revision)
-
-
-class OffloadUnavailable(RuntimeError):
-    """The offload mode cannot do anything meaningful on this device."""
-
-
-def apply_offload(pipe: Any, offload: OffloadSpec, device: torch.device) -> None:
-    """Move the pipeline to `device` under the given offload mode, with diffusers' own methods."""
-    # With no accelerator, model and sequential offload are called as users call them, without
-    # a device: diffusers then refuses with its own error. Passing device="cpu" would make it
-    # "offload" from the host to the host and the cell would measure nothing it is named for.
-    target = {"device": device} if device.type != "cpu" else {}
-    if offload.mode == "none":
-        pipe.to(device)
-    elif offload.mode == "model":
-        pipe.enable_model_cpu_offload(**target)
-    elif offload.mode == "sequential":
-        pipe.enable_sequential_cpu_offload(**target)
-    elif offload.mode == "group":
-        if device.type == "cpu":
-            # diffusers accepts an onload device of "cpu" and then moves nothing: a cell that
-            # measured that would be mislabelled, so it is reported as not runnable here.
-            raise OffloadUnavailable(
-                "group offload needs an accelerator to onload to; this cell's device is cpu"
-            )
-        kwargs: dict[str, Any] = {
-            "onload_device": device,
-            "offload_device": torch.device("cpu"),
-            "offload_type": f"{offload.level}_level",
-            "use_stream": offload.use_stream,
-        }
-        if offload.level == "block":
-            kwargs["num_blocks_per_group"] = offload.blocks_per_group
-        pipe.enable_group_offload(**kwargs)
-    else:  # pragma: no cover - the config schema admits no other value
-        raise ValueError(f"unknown offload mode {offload.mode!r}")
 
 
 def component_weights(pipe: Any) -> dict[str, dict[str, int]]:

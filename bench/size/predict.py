@@ -14,12 +14,9 @@ FLUX's in bench/families/flux.py, re-exported below under the names they had her
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config import OffloadSpec
-from bench.errors import UserInputError
 from bench.families import get_family
 from bench.families.flux import (  # FLUX's formulas, importable from here as before
     LIVE_UNITS_FLOAT32,
@@ -27,13 +24,10 @@ from bench.families.flux import (  # FLUX's formulas, importable from here as be
     image_tokens,
     transformer_activations,
 )
+from bench.offload import SEQUENTIAL_GGUF_NOTE, OffloadSpec, parse_offload  # re-exported
 from bench.size.components import DTYPE_BYTES, Component, PipelineComponents
 from bench.size.terms import ALLOCATOR_FACTOR, CUDA_CONTEXT_BYTES, Phase, Prediction, Term
 from bench.size.units import fmt_bytes
-
-SEQUENTIAL_GGUF_NOTE = (
-    "sequential offload fails with GGUF transformers (KeyError: None, diffusers issue #14691)"
-)
 
 
 @dataclass(frozen=True)
@@ -59,25 +53,6 @@ class Scenario:
         if self.num_frames is not None:
             out["num_frames"] = self.num_frames
         return out
-
-
-_GROUP = re.compile(r"^group-(leaf|block(\d*))(-stream)?$")
-
-
-def parse_offload(label: str) -> OffloadSpec:
-    """OffloadSpec of a cell label: none, model, sequential, group-leaf, group-block2-stream."""
-    if label in ("none", "model", "sequential"):
-        return OffloadSpec(mode=label)
-    match = _GROUP.match(label)
-    if match is None:
-        raise UserInputError(
-            f"offload {label!r}: expected none, model, sequential, group-leaf or group-blockN"
-        )
-    level = "leaf" if match.group(1) == "leaf" else "block"
-    blocks = int(match.group(2) or 1)
-    return OffloadSpec(
-        mode="group", level=level, blocks_per_group=blocks, use_stream=bool(match.group(3))
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,27 +118,33 @@ def vae_decode_activations(vae: Component, height: int, width: int, batch: int) 
 def resident(
     pipe: PipelineComponents, running: str, offload: OffloadSpec
 ) -> list[tuple[Component, int, str]]:
-    """(component, bytes on the device, why) while `running` computes."""
+    """(component, bytes on the device, why) while `running` computes.
+
+    Reads what the mode keeps (`offload.kind`, bench.offload's KINDS); one formula per kind.
+    """
     comps = pipe.components
     comp = comps[running]
-    if offload.mode == "none":
-        return [(c, c.bytes, f"{c.weights_format}, all of it (no offload)") for c in comps.values()]
-    if offload.mode == "model":
-        return [(comp, comp.bytes, "model offload keeps only the running component on the device")]
-    copies = 2 if offload.use_stream else 1
+    kind = offload.kind
+    if kind.keeps == "all":
+        return [
+            (c, c.bytes, f"{c.weights_format}, all of it ({kind.words})") for c in comps.values()
+        ]
+    if kind.keeps == "component":
+        why = f"{kind.words} keeps only the running component on the device"
+        return [(comp, comp.bytes, why)]
+    copies = offload.copies
     stream = " ×2 (use_stream prefetches the next group)" if copies == 2 else ""
-    if offload.mode == "sequential" or offload.level == "leaf":
-        how = "sequential offload" if offload.mode == "sequential" else "leaf group offload"
-        why = f"{how}: one leaf module at a time, the largest is {comp.leaf_name!r}{stream}"
+    if kind.keeps == "leaf":
+        why = f"{kind.words}: one leaf module at a time, the largest is {comp.leaf_name!r}{stream}"
         return [(comp, min(comp.leaf_bytes * copies, comp.bytes), why)]
     k = offload.blocks_per_group
     onloaded = comp.outside_blocks_bytes + k * comp.block_bytes * copies
     why = (
-        f"block group offload: {k} of {comp.n_blocks} blocks at a time{stream} plus "
+        f"{kind.words}: {k} of {comp.n_blocks} blocks at a time{stream} plus "
         f"{fmt_bytes(comp.outside_blocks_bytes)} outside the blocks"
     )
     if comp.n_blocks == 0:
-        why = "block group offload: no top-level block list, the whole model moves at once"
+        why = f"{kind.words}: no top-level block list, the whole model moves at once"
     return [(comp, min(onloaded, comp.bytes), why)]
 
 
@@ -220,9 +201,8 @@ def predict(pipe: PipelineComponents, scenario: Scenario) -> Prediction:
     dtype = denoiser.dtype if denoiser else "bfloat16"
     phases = tuple(_phase(pipe, name, scenario, dtype) for name in pipe.offload_order)
     peak = max(phases, key=lambda p: p.bytes)
-    notes: list[str] = []
-    if pipe.transformer_format.startswith("GGUF") and scenario.offload.mode == "sequential":
-        notes.append(SEQUENTIAL_GGUF_NOTE)
+    failure = scenario.offload.fails_with(pipe.transformer_format)
+    notes = [failure] if failure else []
     return Prediction(
         label=f"{pipe.label} · {pipe.transformer_format} · {scenario.offload.label}",
         settings={**scenario.to_json(), "compute_dtype": dtype},

@@ -20,13 +20,13 @@ import yaml
 
 from bench.config import OffloadSpec
 from bench.errors import UserInputError
-from bench.size.predict import SEQUENTIAL_GGUF_NOTE, Scenario, parse_offload, predict
+from bench.offload import SEQUENTIAL_GGUF_NOTE, one_of_each_kind, parse_offload
+from bench.size.predict import Scenario, predict
 from bench.size.sources import Variant
 from bench.size.terms import Prediction
 from bench.size.units import fmt_bytes, parse_size
 
-DEFAULT_OFFLOADS = ("none", "model", "group-block1", "group-leaf", "sequential")
-_SPEED_RANK = {"none": 0, "model": 1, "group-block": 2, "group-leaf": 3, "sequential": 4}
+DEFAULT_OFFLOADS = one_of_each_kind()  # none, model, group-block1, group-leaf, sequential
 QUALITY_METRICS = ("psnr", "ssim", "lpips", "clip_score_delta")
 
 
@@ -110,10 +110,7 @@ class Option:
 
 
 def _speed_rank(offload: str) -> int:
-    for prefix, rank in _SPEED_RANK.items():
-        if offload.startswith(prefix):
-            return rank
-    return len(_SPEED_RANK)
+    return parse_offload(offload).kind.speed_rank
 
 
 def read_measurements(
