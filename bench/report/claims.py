@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.offload import NO_ACCELERATOR
 from bench.report.data import (
     RunData,
     energy_reason,
@@ -29,8 +30,6 @@ MIXED = "mixed"
 NOT_MEASURED = "not measured"
 # Yardstick for "quality kept": INT8 W8A8 FLUX.1-dev against BF16 in the SVDQuant paper.
 PSNR_YARDSTICK_DB = 27.0
-# accelerate's message when an offload mode is applied on a machine without one.
-NO_ACCELERATOR = "requires accelerator"
 
 
 @dataclass(frozen=True)
