@@ -193,7 +193,7 @@ def load_gguf_transformer(
 
     cls = transformer_class(base, revision)
     return cls.from_single_file(
-        gguf_checkpoint(gguf_file),
+        gguf_file,
         quantization_config=GGUFQuantizationConfig(
             compute_dtype=torch_dtype(variant.compute_dtype)
         ),
@@ -201,46 +201,3 @@ def load_gguf_transformer(
         subfolder="transformer",
         torch_dtype=torch_dtype(variant.compute_dtype),
     )
-
-
-#: ComfyUI-GGUF's metadata key for a tensor its converter stored reshaped (tools/convert.py
-#: flattens some tensors to rows of 256 so the K-quants apply; loader.py reshapes them back).
-ORIG_SHAPE_PREFIX = "comfy.gguf.orig_shape."
-
-
-def recorded_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """The original shapes a GGUF file records for tensors it stores reshaped (none: {})."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-    return {
-        key[len(ORIG_SHAPE_PREFIX) :]: tuple(int(field.parts[i][0]) for i in field.data)
-        for key, field in reader.fields.items()
-        if key.startswith(ORIG_SHAPE_PREFIX)
-    }
-
-
-def gguf_checkpoint(gguf_file: str) -> Any:
-    """What ``from_single_file`` is given: the file itself, or, when the file records original
-    shapes, its state dict read by diffusers' own ``load_gguf_checkpoint`` with those shapes
-    restored (diffusers 0.42 ignores the metadata and would refuse the reshaped tensors as a
-    shape mismatch). A plain tensor is reshaped; a quantized one cannot keep its ggml rows
-    under another shape, so it is dequantized (diffusers' ``dequantize_gguf_tensor``) and
-    loaded unquantized, as ComfyUI-GGUF's loader computes with it. URLs are passed through."""
-    if is_url(gguf_file):
-        return gguf_file
-    shapes = recorded_shapes(gguf_file)
-    if not shapes:
-        return gguf_file
-    from diffusers.models.model_loading_utils import load_gguf_checkpoint
-    from diffusers.quantizers.gguf.utils import GGUFParameter, dequantize_gguf_tensor
-
-    state = load_gguf_checkpoint(gguf_file)
-    for name, shape in shapes.items():
-        if name not in state:
-            continue
-        tensor = state[name]
-        if isinstance(tensor, GGUFParameter):
-            tensor = dequantize_gguf_tensor(tensor)
-        state[name] = tensor.reshape(shape).contiguous()
-    return state

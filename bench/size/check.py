@@ -132,7 +132,6 @@ def check_run(run_dir: Path) -> list[CellCheck]:
 
 
 def _num_frames(cell: dict[str, Any]) -> int | None:
-    """A video cell's frame count, at the top of the cell or among its generation options
-    (None: an image cell, or the family's default count)."""
-    frames = cell.get("num_frames") or (cell.get("options") or {}).get("num_frames")
+    """A video cell's frame count (the manifest's ``num_frames``; None: an image cell)."""
+    frames = cell.get("num_frames")
     return int(frames) if frames else None

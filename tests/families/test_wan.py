@@ -5,8 +5,7 @@ The conformance test (test_conformance.py) checks what every family owes the har
 check what is Wan's own: the published Wan 2.1 figures on the meta device (both sizes), the
 4k+1 frame rule, names that diffusers' own Wan converter turns back into the model's (including
 the image-to-video tensors), the 5-D patch embedding written as the community files write it,
-files that record reshaped tensors (ComfyUI-GGUF's ``comfy.gguf.orig_shape``) loading through
-the GGUF backend, and Q8_0 frames closer to full precision than Q4_K frames.
+and Q8_0 frames closer to full precision than Q4_K frames.
 """
 
 from __future__ import annotations
@@ -188,42 +187,6 @@ def test_gguf_files_load_through_the_backend_and_match_the_model(tiny, gguf_file
     error = float((_forward(model) - reference).norm() / reference.norm())
     assert error < (0.02 if quant == "Q8_0" else 0.15), error
     assert torch.isfinite(_forward(model)).all()
-
-
-def test_recorded_original_shapes_are_restored(tiny, gguf_files, tmp_path: Path) -> None:
-    """A file in ComfyUI-GGUF's reshaped form (the patch embedding stored as rows of 256 with
-    ``comfy.gguf.orig_shape.<name>``) is refused by diffusers alone and loads through the
-    backend as the same model; a file without the metadata is passed to diffusers as it is."""
-    import gguf
-    import torch
-    from diffusers import GGUFQuantizationConfig, WanTransformer3DModel
-
-    from bench.backends.gguf import gguf_checkpoint, load_gguf_transformer, recorded_shapes
-
-    source = gguf_files["Q8_0"]
-    reshaped = tmp_path / "wan-reshaped.gguf"
-    writer = gguf.GGUFWriter(reshaped, arch="wan")
-    for t in gguf.GGUFReader(source).tensors:
-        data = t.data
-        if t.name == "patch_embedding.weight":
-            writer.add_array(f"comfy.gguf.orig_shape.{t.name}", [int(d) for d in data.shape])
-            data = np.ascontiguousarray(data).reshape(-1, 256)
-        writer.add_tensor(t.name, data, raw_dtype=t.tensor_type)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-
-    assert recorded_shapes(reshaped) == {"patch_embedding.weight": (256, 16, 1, 2, 2)}
-    assert recorded_shapes(source) == {} and gguf_checkpoint(str(source)) == str(source)
-    quant = GGUFQuantizationConfig(compute_dtype=torch.float32)
-    with pytest.raises(ValueError, match=r"patch_embedding\.weight"):
-        WanTransformer3DModel.from_single_file(
-            str(reshaped), quantization_config=quant, config=str(tiny), subfolder="transformer"
-        )
-    restored = load_gguf_transformer(str(tiny), _variant(), str(reshaped))
-    direct = load_gguf_transformer(str(tiny), _variant(), str(source))
-    assert torch.equal(_forward(restored), _forward(direct))
 
 
 @pytest.mark.slow

@@ -187,5 +187,4 @@ def test_check_reads_a_video_cells_frame_count() -> None:
     from bench.size.check import _num_frames
 
     assert _num_frames({"num_frames": 33}) == 33
-    assert _num_frames({"options": {"num_frames": 9}}) == 9
     assert _num_frames({"height": 64}) is None
