@@ -263,42 +263,38 @@ class BenchConfig(_Strict):
             check_run_size(self, len(self.prompts))
         return self
 
+    @property
+    def _family(self) -> Any:
+        from bench.families import FAMILIES
+
+        return FAMILIES[self.model.family]
+
     def _check_frames(self) -> None:
         """num_frames and fps only for a video family, num_frames as its VAE allows."""
-        from bench.families import FAMILIES, UnsupportedOption
+        from bench.families import UnsupportedOption
 
-        family = FAMILIES[self.model.family]
         try:
             if self.num_frames is not None:
-                family.check_num_frames(self.num_frames)
-            if self.fps is not None and family.output != "video":
-                raise UnsupportedOption(
-                    f"fps: {family.title} makes images, not videos (video families: "
-                    "model.family wan)"
-                )
+                self._family.check_num_frames(self.num_frames)
+            if self.fps is not None:
+                self._family.check_video_option("fps")
         except UnsupportedOption as exc:
             raise ValueError(str(exc)) from None
 
     @property
     def frames(self) -> int | None:
         """Frames per generation: None for an image family, else the config's or the family's."""
-        from bench.families import FAMILIES
-
-        family = FAMILIES[self.model.family]
-        if family.output != "video":
+        if self._family.output != "video":
             return None
-        return self.num_frames or family.default_num_frames
+        return self.num_frames or self._family.default_num_frames
 
     @property
     def frame_rate(self) -> int | None:
         """Frame rate of saved videos: None for an image family, else the config's or the
         family's."""
-        from bench.families import FAMILIES
-
-        family = FAMILIES[self.model.family]
-        if family.output != "video":
+        if self._family.output != "video":
             return None
-        return self.fps or family.default_fps
+        return self.fps or self._family.default_fps
 
     @property
     def resolution_list(self) -> list[Resolution]:

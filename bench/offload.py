@@ -149,12 +149,9 @@ def _apply_none(pipe: Any, offload: OffloadSpec, device: torch.device) -> None:
     pipe.to(device)
 
 
-def _apply_model(pipe: Any, offload: OffloadSpec, device: torch.device) -> None:
-    pipe.enable_model_cpu_offload(**_target(device))
-
-
-def _apply_sequential(pipe: Any, offload: OffloadSpec, device: torch.device) -> None:
-    pipe.enable_sequential_cpu_offload(**_target(device))
+def _apply_cpu_offload(pipe: Any, offload: OffloadSpec, device: torch.device) -> None:
+    """Model and sequential offload: the mode's own pipeline method (`Mode.call`)."""
+    getattr(pipe, MODES[offload.mode].call)(**_target(device))
 
 
 def _apply_group(pipe: Any, offload: OffloadSpec, device: torch.device) -> None:
@@ -179,11 +176,11 @@ def _apply_group(pipe: Any, offload: OffloadSpec, device: torch.device) -> None:
 
 MODES: dict[str, Mode] = {
     "none": Mode("to", needs_accelerator=False, apply=_apply_none),
-    "model": Mode("enable_model_cpu_offload", needs_accelerator=True, apply=_apply_model),
+    "model": Mode("enable_model_cpu_offload", needs_accelerator=True, apply=_apply_cpu_offload),
     "sequential": Mode(
         "enable_sequential_cpu_offload",
         needs_accelerator=True,
-        apply=_apply_sequential,
+        apply=_apply_cpu_offload,
         fails_with=(("GGUF", SEQUENTIAL_GGUF_NOTE),),
     ),
     "group": Mode(

@@ -54,7 +54,7 @@ def video_relpath(cell_id: str, prompt_id: str, repeat: int) -> str:
 def frame_paths(record: dict[str, Any]) -> list[str]:
     """The frame files a video record names, in order (none for an image record)."""
     count = record.get("num_frames")
-    if not isinstance(count, int) or not record.get("video"):
+    if not isinstance(count, int):
         return []
     return [
         frame_relpath(record["cell_id"], record["prompt_id"], record["repeat"], i)
@@ -65,11 +65,10 @@ def frame_paths(record: dict[str, Any]) -> list[str]:
 def record_files(record: dict[str, Any]) -> list[str]:
     """Every file of the run folder an image record names: its image, a video's frames and
     video file (what an executor moves from another machine)."""
-    files = [str(record["image"])] if record.get("image") else []
-    files += [f for f in frame_paths(record) if f not in files]
-    if record.get("video"):
-        files.append(str(record["video"]))
-    return files
+    frames = frame_paths(record)  # a video's `image` is its first frame
+    if frames:
+        return [*frames, *([str(record["video"])] if record.get("video") else [])]
+    return [str(record["image"])] if record.get("image") else []
 
 
 def record_header(run_id: str, cell: dict[str, Any]) -> dict[str, Any]:

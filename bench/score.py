@@ -163,14 +163,6 @@ def _ok_images(view: RunView, cell_id: str) -> list[tuple[str, int]]:
     ]
 
 
-def _samples(loaded: LoadedImage) -> list[Image.Image]:
-    """A distribution metric's samples from one record: the image, or every frame of a video
-    (frame-level statistics, as video FID is usually reported; docs/scores.md)."""
-    if loaded.frames:
-        return list(loaded.frames)
-    return [] if loaded.image is None else [loaded.image]
-
-
 def _sample_count(view: RunView, cell_id: str) -> int:
     """Samples a cell gives a distribution metric: its readable images, or their frames."""
     return sum(
@@ -197,8 +189,9 @@ def score_distribution(
             features = []
             ok = _ok_images(view, cell_id)
             for start in range(0, len(ok), 64):  # bounded memory: decode 64 images at a time
-                pils = [_samples(view.load(cell_id, p, r)) for p, r in ok[start : start + 64]]
-                features.append(extractor([im for some in pils for im in some]))
+                # A video gives every frame as a sample (frame-level statistics, docs/scores.md).
+                loaded = [view.load(cell_id, p, r) for p, r in ok[start : start + 64]]
+                features.append(extractor([im for one in loaded for im in one.pictures]))
             cache[(name, cell_id)] = np.concatenate(features)
         return cache[(name, cell_id)]
 

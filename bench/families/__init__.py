@@ -57,6 +57,12 @@ def family_for_pipeline(pipeline_class: str) -> Family | None:
     return next((f for f in FAMILIES.values() if f.pipeline_class == pipeline_class), None)
 
 
+def family_for_denoiser(class_name: str) -> Family | None:
+    """The family whose denoiser is this diffusers class (a transformer's config.json
+    ``_class_name``, or a loaded module's type name), or None."""
+    return next((f for f in FAMILIES.values() if f.denoiser_class == class_name), None)
+
+
 def family_for_architecture(architecture: str) -> Family | None:
     """The family whose GGUF files declare this ``general.architecture``, or None."""
     return next((f for f in FAMILIES.values() if f.gguf.architecture == architecture), None)
@@ -73,6 +79,7 @@ __all__ = [
     "UnsupportedOption",
     "available",
     "family_for_architecture",
+    "family_for_denoiser",
     "family_for_pipeline",
     "get_family",
 ]

@@ -75,7 +75,7 @@ def pictures(array: Any) -> list[Image]:
             f"{tuple(values.shape)}): the image would be cast to black"
         )
     pixels = (values.reshape(-1, *values.shape[-3:]) * 255).round().astype("uint8")
-    return [PILImage.fromarray(p).convert("RGB") for p in pixels]
+    return [PILImage.fromarray(p) for p in pixels]  # (H, W, 3) uint8: RGB
 
 
 @dataclass(frozen=True)
@@ -185,14 +185,23 @@ class Family:
                     f"{key}: not a {self.title} generation option (accepted: {accepted})"
                 )
 
+    def check_video_option(self, key: str) -> None:
+        """Refuse a video setting (``num_frames``, ``fps``) for a family that makes images,
+        naming the registered video families."""
+        if self.output == "video":
+            return
+        from bench.families import FAMILIES
+
+        videos = ", ".join(f.name for f in FAMILIES.values() if f.output == "video")
+        raise UnsupportedOption(
+            f"{key}: {self.title} makes images, not videos (video families: model.family "
+            f"{videos or 'none registered'})"
+        )
+
     def check_num_frames(self, num_frames: int) -> None:
         """Refuse a frame count the pipeline would not generate as asked (an image family
         takes none; a video family overrides this with its VAE's temporal rule)."""
-        if self.output != "video":
-            raise UnsupportedOption(
-                f"num_frames: {self.title} makes images, not videos (video families: "
-                "model.family wan)"
-            )
+        self.check_video_option("num_frames")
 
     def generate(
         self,

@@ -64,25 +64,31 @@ class WanSpec:
         return spec_digest(self, seed)
 
 
-# Tiny: width 256 (4 heads of 64) and MLP 1024, so every quantized block weight has rows of a
-# multiple of 256 and the K-quants apply; a 2-layer UMT5 of the same width; a 4-level causal VAE
-# of 16 base channels (8× space, 4× time, as the real one). 9 frames at 64×64 take seconds.
-TINY = WanSpec(
-    transformer={
+def _transformer(heads: int, ffn: int, layers: int) -> dict[str, Any]:
+    """transformer/config.json of Wan-AI/Wan2.1-T2V-{1.3B,14B}-Diffusers (they differ only in
+    heads, MLP width and depth; the head dim is 128 in both)."""
+    return {
         "patch_size": [1, 2, 2],
-        "num_attention_heads": 4,
-        "attention_head_dim": 64,
+        "num_attention_heads": heads,
+        "attention_head_dim": 128,
         "in_channels": 16,
         "out_channels": 16,
-        "text_dim": 256,
+        "text_dim": 4096,
         "freq_dim": 256,
-        "ffn_dim": 1024,
-        "num_layers": 2,
+        "ffn_dim": ffn,
+        "num_layers": layers,
         "cross_attn_norm": True,
         "qk_norm": "rms_norm_across_heads",
         "eps": 1e-6,
         "rope_max_seq_len": 1024,
-    },
+    }
+
+
+# Tiny: width 256 (4 heads of 64) and MLP 1024, so every quantized block weight has rows of a
+# multiple of 256 and the K-quants apply; a 2-layer UMT5 of the same width; a 4-level causal VAE
+# of 16 base channels (8× space, 4× time, as the real one). 9 frames at 64×64 take seconds.
+TINY = WanSpec(
+    transformer={**_transformer(4, 1024, 2), "attention_head_dim": 64, "text_dim": 256},
     text_encoder={
         "d_model": 256,
         "d_kv": 64,
@@ -129,26 +135,6 @@ WAN21_VAE = {
     "attn_scales": [],
     "temperal_downsample": [False, True, True],
 }
-
-
-def _transformer(heads: int, ffn: int, layers: int) -> dict[str, Any]:
-    """transformer/config.json of Wan-AI/Wan2.1-T2V-{1.3B,14B}-Diffusers (they differ only in
-    heads, MLP width and depth; the head dim is 128 in both)."""
-    return {
-        "patch_size": [1, 2, 2],
-        "num_attention_heads": heads,
-        "attention_head_dim": 128,
-        "in_channels": 16,
-        "out_channels": 16,
-        "text_dim": 4096,
-        "freq_dim": 256,
-        "ffn_dim": ffn,
-        "num_layers": layers,
-        "cross_attn_norm": True,
-        "qk_norm": "rms_norm_across_heads",
-        "eps": 1e-6,
-        "rope_max_seq_len": 1024,
-    }
 
 
 WAN21_T2V_1_3B = WanSpec(

@@ -96,32 +96,36 @@ def _rename(key: str, pairs: Iterable[tuple[str, str]], to_original: bool) -> st
     return None
 
 
-def to_original(key: str) -> str | None:
-    """Wan's name of one diffusers key (None: the converter makes no such name)."""
-    if key == "scale_shift_table":
-        return "head.modulation"
+#: The one tensor each scheme names without a dot-separated module path: (original, diffusers),
+#: at the top level and inside every block.
+_TOP_MODULATION = ("head.modulation", "scale_shift_table")
+_BLOCK_MODULATION = ("modulation", "scale_shift_table")
+
+
+def _convert(key: str, to_original: bool) -> str | None:
+    """One key in the other scheme (None: the converter makes no such name); the same tables
+    read in either direction, so the two schemes cannot drift apart."""
+    src, dst = (1, 0) if to_original else (0, 1)
+    if key == _TOP_MODULATION[src]:
+        return _TOP_MODULATION[dst]
     m = _BLOCK.match(key)
     if m:
         i, rest = m.groups()
-        if rest == "scale_shift_table":
-            return f"{BLOCK_PREFIX}{i}.modulation"
-        renamed = _rename(rest, _BLOCK_MODULES, to_original=True)
+        if rest == _BLOCK_MODULATION[src]:
+            return f"{BLOCK_PREFIX}{i}.{_BLOCK_MODULATION[dst]}"
+        renamed = _rename(rest, _BLOCK_MODULES, to_original=to_original)
         return None if renamed is None else f"{BLOCK_PREFIX}{i}.{renamed}"
-    return _rename(key, _TOP_LEVEL, to_original=True)
+    return _rename(key, _TOP_LEVEL, to_original=to_original)
+
+
+def to_original(key: str) -> str | None:
+    """Wan's name of one diffusers key (None: the converter makes no such name)."""
+    return _convert(key, to_original=True)
 
 
 def to_diffusers(key: str) -> str | None:
     """diffusers' name of one of Wan's keys, as convert_wan_transformer_to_diffusers makes it."""
-    if key == "head.modulation":
-        return "scale_shift_table"
-    m = _BLOCK.match(key)
-    if m:
-        i, rest = m.groups()
-        if rest == "modulation":
-            return f"{BLOCK_PREFIX}{i}.scale_shift_table"
-        renamed = _rename(rest, _BLOCK_MODULES, to_original=False)
-        return None if renamed is None else f"{BLOCK_PREFIX}{i}.{renamed}"
-    return _rename(key, _TOP_LEVEL, to_original=False)
+    return _convert(key, to_original=False)
 
 
 def is_original_wan(keys: Iterable[str]) -> bool:

@@ -71,13 +71,12 @@ def detect_family(src: Path) -> str:
     otherwise the tensor names decide: the one family whose original or diffusers naming the
     keys are in. ConversionError when none or several match, naming ``--family``.
     """
-    from bench.families import FAMILIES
+    from bench.families import FAMILIES, family_for_denoiser
 
     ckpt = Checkpoint(src)
-    class_name = ckpt.config.get("_class_name")
-    by_class = [f.name for f in FAMILIES.values() if f.denoiser_class == class_name]
-    if by_class:
-        return by_class[0]
+    by_class = family_for_denoiser(str(ckpt.config.get("_class_name")))
+    if by_class is not None:
+        return by_class.name
     matches = []
     for family in FAMILIES.values():
         names = family.gguf

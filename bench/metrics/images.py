@@ -35,11 +35,16 @@ class LoadedImage:
     def is_video(self) -> bool:
         return bool(self.frames)
 
-    def frame_tensors(self) -> list[torch.Tensor]:
-        """Each frame as (1, 3, H, W) in [0, 1]; an image is its one frame."""
+    @property
+    def pictures(self) -> list[Image.Image]:
+        """Every picture it holds: a video's frames, an image alone, nothing when unread."""
         if self.frames:
-            return [pil_to_tensor(f) for f in self.frames]
-        return [] if self.image is None else [pil_to_tensor(self.image)]
+            return list(self.frames)
+        return [] if self.image is None else [self.image]
+
+    def frame_tensors(self) -> list[torch.Tensor]:
+        """Each picture as (1, 3, H, W) in [0, 1]."""
+        return [pil_to_tensor(p) for p in self.pictures]
 
     @property
     def tensor(self) -> torch.Tensor | None:

@@ -244,8 +244,8 @@ def _frame_count(run: RunData, prompt_id: str, repeat: int, res: tuple[int, int]
     for (cell_id, pid, r), record in run.images.items():
         cell = run.cells[cell_id]
         same = (pid, r) == (prompt_id, repeat) and (cell["height"], cell["width"]) == res
-        if same and record.get("status") == "ok" and frame_paths(record):
-            return len(frame_paths(record))
+        if same and record.get("status") == "ok" and (frames := frame_paths(record)):
+            return len(frames)
     return None
 
 

@@ -189,7 +189,7 @@ def display_table(run: RunData, raw: pd.DataFrame) -> pd.DataFrame:
     memory = memory_columns(run)
     energy_measured = raw["median_energy_j_per_image"].notna().any()
     resolutions = raw["resolution"].nunique() > 1
-    video = raw["num_frames"].notna().any()
+    video = run.video
     if run.scores is None:
         quality = [("quality", "quality vs full")]
     else:

@@ -220,12 +220,11 @@ def _file_quant_type(quant: str) -> Any:
 def rule_types(transformer: Any, quant: str, source_dtype: str = "BF16") -> dict[str, str]:
     """ggml type of every parameter under the community recipe of the transformer's family
     (the family whose denoiser class it is; FLUX's otherwise, gguf-kquants.md §4)."""
-    from bench.families import FAMILIES
+    from bench.families import family_for_denoiser
     from bench.gguf.plan import choose_tensor_type
 
     ft = _file_quant_type(quant)
-    cls = type(transformer).__name__
-    family = next((f for f in FAMILIES.values() if f.denoiser_class == cls), None)
+    family = family_for_denoiser(type(transformer).__name__)
     names = family.gguf if family is not None else None
     return {
         name: choose_tensor_type(name, tuple(p.shape), source_dtype, ft, names).name

@@ -138,7 +138,7 @@ def test_real_wan_config_names_city96_files_and_the_documented_call() -> None:
         assert variant.file.endswith(f"wan2.1-t2v-14b-{variant.quant}.gguf")
 
 
-def test_gpu_synthetic_wan_config_is_the_published_architecture() -> None:
+def test_gpu_synthetic_wan_config_names_the_real_preset() -> None:
     from bench.config import load_config
 
     config, _ = load_config(ROOT / "configs" / "wan2.1-t2v-1.3b-synthetic.yaml")
