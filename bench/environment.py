@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from packaging.utils import canonicalize_name
 
 from bench.backends import backend_packages
 
@@ -82,6 +83,17 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
+
+
+def installed_distributions() -> dict[str, str]:
+    """{canonical name: version} of every distribution this interpreter sees, first on the path
+    winning: in a `bench matrix` environment, what its resolution moved, over the base."""
+    out: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            out.setdefault(canonicalize_name(name), dist.version)
+    return dict(sorted(out.items()))
 
 
 def _origin(package: str) -> str | None:
@@ -162,6 +174,8 @@ def collect_environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "packages": {name: _version(name) for name in PACKAGES},
+        # Everything else installed, so a comparison names every package that changed.
+        "distributions": installed_distributions(),
         "package_sources": {
             name: {"version": _version(name), "path": _origin(name)} for name in SOURCE_PACKAGES
         },

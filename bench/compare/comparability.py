@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 # Keys of the config that say nothing about the measurement: those bench.config.config_hash
 # leaves out (names, and the order the cells run in).
 CONFIG_IGNORED = ("name", "description", "cell_order")
@@ -129,7 +131,17 @@ def blocking_differences(base: dict[str, Any], cand: dict[str, Any]) -> list[Dif
 def version_changes(base: dict[str, Any], cand: dict[str, Any]) -> list[Difference]:
     """Package, Python and driver versions that differ: what the comparison is about."""
     env_base, env_cand = base.get("environment") or {}, cand.get("environment") or {}
-    out = _diff("packages", env_base.get("packages") or {}, env_cand.get("packages") or {})
+    packages_base, packages_cand = env_base.get("packages") or {}, env_cand.get("packages") or {}
+    out = _diff("packages", packages_base, packages_cand)
+    # Every other installed distribution, where both manifests list them (runs written since
+    # the lock): a `bench matrix` resolution moves huggingface-hub or tokenizers too.
+    if "distributions" in env_base and "distributions" in env_cand:
+        named = {canonicalize_name(name) for name in {*packages_base, *packages_cand}}
+        out += _diff(
+            "distributions",
+            {k: v for k, v in env_base["distributions"].items() if k not in named},
+            {k: v for k, v in env_cand["distributions"].items() if k not in named},
+        )
     out += _diff("python", env_base.get("python"), env_cand.get("python"))
     out += _diff(
         "cuda",

@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.compare.envs import LayeredEnv, ensure_env, pins_label, strip_local
+from bench.compare.envs import LayeredEnv, check_version, ensure_env, pins_label, strip_local
 from bench.compare.verdicts import Comparison, Thresholds, compare_runs
 from bench.errors import UserInputError
 from bench.results import MANIFEST, read_manifest
@@ -31,7 +31,12 @@ def version_sets(options: dict[str, list[str] | None]) -> list[dict[str, str]]:
     5.24.0. Lists of different lengths (both > 1) are ambiguous and rejected.
     """
     lists = {
-        name: [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+        name: [
+            check_version(f"--{name}", v.strip())
+            for item in values or []
+            for v in item.split(",")
+            if v.strip()
+        ]
         for name, values in options.items()
     }
     lists = {name: versions for name, versions in lists.items() if versions}
@@ -106,7 +111,9 @@ def run_matrix(
     entries: list[MatrixEntry] = []
     for pins in sets:
         console.print(f"environment {pins_label(pins)} ...")
-        entries.append(MatrixEntry(ensure_env(pins)))
+        entry = MatrixEntry(ensure_env(pins))
+        console.print(f"  {resolution_line(entry.env)}")
+        entries.append(entry)
     for entry in entries:
         label = entry.env.label
         console.print(f"running {config} with {label} ...")
@@ -120,6 +127,12 @@ def run_matrix(
     return entries, comparisons
 
 
+def resolution_line(env: LayeredEnv) -> str:
+    """What the environment holds that the base does not: `diffusers 0.42.1 -> 0.41.0, ...`."""
+    moved = [f"{name} {old or '(none)'} -> {new}" for name, (old, new) in env.resolved.items()]
+    return "resolved: " + (", ".join(moved) if moved else "the base environment as it is")
+
+
 def matrix_summary(entries: list[MatrixEntry], comparisons: list[Comparison]) -> dict[str, Any]:
     return {
         "schema": 1,
@@ -129,7 +142,10 @@ def matrix_summary(entries: list[MatrixEntry], comparisons: list[Comparison]) ->
                 "label": e.env.label,
                 "pins": e.env.pins,
                 "packages": e.env.packages,
-                "extra_installed": e.env.extra_installed,
+                "resolved": {
+                    name: {"base": old, "version": new}
+                    for name, (old, new) in e.env.resolved.items()
+                },
                 "path": str(e.env.path),
                 "run_dir": str(e.run_dir) if e.run_dir else None,
             }

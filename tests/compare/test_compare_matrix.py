@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import typer
 import yaml
+from packaging.specifiers import SpecifierSet
 from typer.testing import CliRunner
 
 from bench.cli.compare import matrix_command
-from bench.compare.envs import env_key, pins_label
+from bench.compare.envs import (
+    MARKER,
+    EnvironmentBuildError,
+    ensure_env,
+    env_key,
+    find_uv,
+    pins_label,
+    resolve,
+)
 from bench.compare.releases import version_sets
+from bench.environment import PACKAGES
 from bench.errors import UserInputError
 
 
@@ -39,6 +51,8 @@ def test_version_sets_zip_and_broadcast() -> None:
         ({"diffusers": None}, "at least one version list"),
         ({"diffusers": ["0.42.1"]}, "at least two version sets"),
         ({"diffusers": ["0.40.0,0.41.0,0.42.1"], "transformers": ["5.23.0,5.24.0"]}, "lengths"),
+        ({"diffusers": ["latest,0.42.1"]}, "--diffusers: 'latest' is not a release version"),
+        ({"diffusers": [">=1,0.42.1"]}, "--diffusers: '>=1' is not a release version"),
     ],
 )
 def test_version_sets_reject_ambiguous_input(options: dict, message: str) -> None:
@@ -63,9 +77,79 @@ def test_matrix_bad_input_exit_2(tmp_path: Path) -> None:
     assert one.exit_code == 2 and "two version sets" in one.stderr
 
 
+def test_matrix_refuses_a_version_word_before_building_anything(tmp_path: Path) -> None:
+    """A real process: one error line, exit 2, and neither an environment nor a run folder."""
+    config = tmp_path / "matrix.yaml"
+    config.write_text(yaml.safe_dump(TINY_MATRIX_CONFIG))
+    bench = Path(sys.executable).parent / "bench"
+    result = subprocess.run(
+        [str(bench), "matrix", str(config), "--diffusers", "latest,0.42.1", "--out", "m"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "BENCH_CACHE_DIR": str(tmp_path / "cache")},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --diffusers: 'latest' is not a release version (expected an exact version such "
+        "as 0.42.1, no ranges or names)"
+    ]
+    assert result.stdout == ""
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_resolution_moves_only_what_a_release_needs() -> None:
+    """Asks the package registry (uv's resolver, network). diffusers 0.41.0 needs
+    huggingface-hub below 2 while the locked transformers needs hub 2: both dependents move,
+    and nothing else that fits stays where the base has it. The base's own release moves
+    nothing; torch is never part of a resolution it was not named in."""
+    uv = find_uv()
+    base_diffusers = metadata.version("diffusers")
+    assert resolve({"diffusers": base_diffusers}, uv) == {}
+    moved = resolve({"diffusers": "0.41.0"}, uv)
+    assert moved["diffusers"] == (base_diffusers, "0.41.0")
+    hub_base, hub_new = moved["huggingface-hub"]
+    assert hub_base == metadata.version("huggingface-hub")
+    # diffusers 0.41.0 requires huggingface-hub>=1.32.0,<2.0 (the next test reads it from uv).
+    assert SpecifierSet(">=1.32.0,<2.0").contains(hub_new)
+    assert not SpecifierSet(">=1.32.0,<2.0").contains(hub_base)
+    old_transformers, new_transformers = moved["transformers"]
+    assert old_transformers == metadata.version("transformers") != new_transformers
+    for name in ("torch", "numpy", "safetensors", "accelerate"):
+        assert name not in moved
+
+
+@pytest.mark.slow
+def test_no_resolution_is_one_line_naming_the_conflict(tmp_path: Path) -> None:
+    hub = metadata.version("huggingface-hub")
+    with pytest.raises(EnvironmentBuildError) as caught:
+        ensure_env({"diffusers": "0.41.0", "huggingface-hub": hub}, root=tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "diffusers==0.41.0 depends on huggingface-hub" in message
+    assert list(tmp_path.iterdir()) == []  # nothing built, nothing to reuse
+
+
+def test_an_incomplete_environment_is_never_reused(tmp_path: Path) -> None:
+    """A folder without the completion marker, and a leftover build, are both replaced by a
+    verified environment with its marker (the base's own diffusers: the resolution, which asks
+    the registry, moves nothing, so nothing is downloaded)."""
+    pins = {"diffusers": metadata.version("diffusers")}
+    key = env_key(pins)
+    (tmp_path / key).mkdir()
+    (tmp_path / key / "junk").write_text("half-built")
+    (tmp_path / f"{key}.building").mkdir()
+    env = ensure_env(pins, root=tmp_path)
+    assert env.resolved == {} and env.path == tmp_path / key
+    assert sorted(p.name for p in tmp_path.iterdir()) == [key]
+    assert (env.path / MARKER).is_file() and not (env.path / "junk").exists()
+
+
 def test_layered_env_sees_the_current_packages_without_copying_them(tmp_path: Path) -> None:
     """Offline: the `.pth` layer alone makes torch and the editable bench importable."""
-    from bench.compare.envs import _check, _create_venv, find_uv
+    from bench.compare.envs import _check, _create_venv
 
     python = _create_venv(tmp_path / "env", find_uv())
     probe = subprocess.run(
@@ -91,14 +175,13 @@ def test_layered_env_sees_the_current_packages_without_copying_them(tmp_path: Pa
 
 
 def test_requirement_helpers() -> None:
-    from bench.compare.envs import _name, _plain
+    from bench.compare.envs import _plain
 
     assert _plain('huggingface-hub<2.0,>=1.32.0; python_version >= "3.9"') in {
         "huggingface-hub<2.0,>=1.32.0",
         "huggingface-hub>=1.32.0,<2.0",
     }
     assert _plain("requests[socks]>=2") == "requests[socks]>=2"
-    assert _name("Torch_Thing>=2") == "torch-thing"
 
 
 TINY_MATRIX_CONFIG = {
@@ -120,8 +203,10 @@ TINY_MATRIX_CONFIG = {
 
 @pytest.mark.slow
 def test_matrix_two_real_diffusers_releases(tmp_path: Path) -> None:
-    """Installs diffusers 0.41.0 and 0.42.1 from the package registry (network), runs a tiny
-    config in each, and compares them. torch must stay the base environment's build."""
+    """Installs diffusers 0.41.0 from the package registry (network) with what the resolver
+    moves for it (huggingface-hub, transformers: stable, since both releases are old and the
+    base is the lock's), uses the locked 0.42.1 as it is, runs a tiny config in each, and
+    compares them. torch must stay the base environment's build."""
     config = tmp_path / "matrix.yaml"
     config.write_text(yaml.safe_dump(TINY_MATRIX_CONFIG))
     out = tmp_path / "matrix"
@@ -150,8 +235,31 @@ def test_matrix_two_real_diffusers_releases(tmp_path: Path) -> None:
         assert not (site / "torch").exists()  # torch comes from the layer, never reinstalled
     (comparison,) = summary["comparisons"]
     assert comparison["comparable"] is True
-    assert [v["field"] for v in comparison["versions"]] == ["packages.diffusers"]
+    # Every package a resolution moved is named, diffusers' dependents too, and nothing else.
+    moved = {n for e in summary["environments"] for n in e["resolved"]}
+    assert {"diffusers", "transformers", "huggingface-hub"} <= moved
+    assert {v["field"] for v in comparison["versions"]} == {
+        f"packages.{n}" if n in PACKAGES else f"distributions.{n}" for n in moved
+    }
     (cell,) = comparison["cells"]
     assert cell["status"]["verdict"] == "no change"
     assert cell["time"]["verdict"] == "insufficient data"  # 2 images per run: honest
     assert "diffusers-0.41.0" in result.output and "diffusers-0.42.1" in result.output
+
+
+def test_version_changes_name_every_moved_distribution_once() -> None:
+    """A package the manifest names under `packages` is diffed there only; every other
+    installed distribution that moved is named under `distributions`; manifests from before
+    the distribution list (no such key) diff their packages only."""
+    from bench.compare.comparability import version_changes
+
+    def manifest(diffusers: str, hub: str, with_distributions: bool = True) -> dict:
+        env: dict = {"packages": {"diffusers": diffusers, "torch": "2.13.0"}}
+        if with_distributions:
+            env["distributions"] = {"diffusers": diffusers, "huggingface-hub": hub, "numpy": "2"}
+        return {"environment": env}
+
+    fields = [d.field for d in version_changes(manifest("0.42.1", "2.4"), manifest("0.41", "1"))]
+    assert fields == ["packages.diffusers", "distributions.huggingface-hub"]
+    old = manifest("0.42.1", "2.4", with_distributions=False)
+    assert [d.field for d in version_changes(old, manifest("0.41", "1"))] == ["packages.diffusers"]
