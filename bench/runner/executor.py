@@ -61,7 +61,12 @@ from bench.results import (
 from bench.runner.executor_choice import LOCAL, ExecutorChoice
 from bench.runner.interrupt import RunInterrupted, StopRequests
 from bench.runner.lock import RunFolderLock
-from bench.runner.processes import born_ignoring_sigint, call_in_fresh_process, cell_context
+from bench.runner.processes import (
+    born_ignoring_sigint,
+    call_in_fresh_process,
+    cell_context,
+    usable_context,
+)
 from bench.runner.worker import WRITE_FAILED_EXIT, CellJob, run_cell
 
 STOP_GRACE_S = 10.0  # how long a stopped cell may take to end before it is killed
@@ -502,6 +507,7 @@ def run_config(
             # already: this process never imports torch nor touches CUDA (a context held here
             # would sit in every cell's device memory).
             _import_while_the_server_warms()
+            context = _usable(context, console)
             environment = call_in_fresh_process(context, collect_environment)
             manifest = _manifest(plan, run_dir.name, environment)
             write_json_atomic(run_dir / MANIFEST, manifest)
@@ -514,6 +520,15 @@ def run_config(
             raise
         _sweep(run_dir, manifest, plan, console, context, stop, executor)
     return run_dir
+
+
+def _usable(context: Any, console: Console) -> Any:
+    """The context cells start from (bench.runner.processes.usable_context), said in one line
+    when the warm server cannot serve them."""
+    context, note = usable_context(context)
+    if note:
+        console.print(f"note: {note}", highlight=False)
+    return context
 
 
 def _import_while_the_server_warms() -> None:
@@ -626,6 +641,7 @@ def resume_run(
                 context = cell_context()
                 config_dir = Path(plan.config_path).parent if plan.config_path else Path()
                 _prepare(plan, config_dir.resolve(), console)
+                context = _usable(context, console)
         except KeyboardInterrupt:
             raise _interrupted(stop, run_dir) from None
         _sweep(run_dir, manifest, plan, console, context, stop, executor)

@@ -16,6 +16,15 @@ touching the driver (NVML holds no CUDA context and is safe across fork); the va
 restored, so a cell asks CUDA itself. Idle native thread pools that imports start (OpenBLAS)
 shut themselves down around fork through their own `pthread_atfork` handlers.
 
+The NVML answer covers only `is_available()` and `device_count()`. An import that asks more
+initialises CUDA in the server all the same: bitsandbytes (installed by `.[backends]`, imported
+by diffusers' quantizers) calls `torch.cuda.get_device_capability()` at import to pick its
+native library, diffusers' GGUF utils do under `DIFFUSERS_GGUF_CUDA_KERNELS=true`, and torch's
+NVML count gives up on a `MIG-` entry in CUDA_VISIBLE_DEVICES and runs `cudaGetDeviceCount`.
+So the server looks after warming up (`CUDA_IN_SERVER`, torch's own flag and the driver's
+state) and says why it holds CUDA; bench.runner.processes.usable_context then starts cells
+`spawn`ed instead of forked, each importing the libraries itself.
+
 Ctrl-C: a terminal sends SIGINT to every process of its foreground group, cells included. A
 cell must not turn it into a KeyboardInterrupt (that would look like a failure); the parent
 decides what an interruption means and stops the cell itself. The server already ignores
@@ -25,9 +34,13 @@ cell's life when Ctrl-C can raise in it.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
+from collections.abc import Callable
 from contextlib import suppress
+from functools import partial
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 # The pipeline classes of the families the harness ships (FLUX), looked up through diffusers'
@@ -68,39 +81,104 @@ def _thread_only_progress_lock() -> None:
     tqdm.tqdm.set_lock(threading.RLock())
 
 
-def warm_up() -> None:
-    """Import what cells use; never raises (a cell then imports what is missing itself)."""
+CUDA_NOT_INITIALIZED = 3  # CUresult of a driver call made before cuInit
+
+
+def _driver_initialised() -> bool:
+    """Whether this process ran `cuInit`, asked without running it.
+
+    Only a process that has the driver library mapped can have; there a driver call made before
+    `cuInit` returns CUDA_ERROR_NOT_INITIALIZED and initialises nothing.
+    """
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            if "libcuda.so" not in maps.read():
+                return False
+    except OSError:
+        return False
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")  # already mapped: the same handle, nothing loaded
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    return int(driver.cuDeviceGetCount(ctypes.byref(count))) != CUDA_NOT_INITIALIZED
+
+
+def cuda_initialised() -> str | None:
+    """What of CUDA this process holds that a forked child could not use, or None."""
+    torch = sys.modules.get("torch")
+    with suppress(Exception):
+        if torch is not None and torch.cuda.is_initialized():
+            return "torch.cuda.is_initialized() is True"
+    if _driver_initialised():
+        return "the CUDA driver is initialised (cuInit ran)"
+    return None
+
+
+def _step(name: str, do: Callable[[], object], culprit: list[str]) -> None:
+    """One import of the warm-up (a failure leaves it to the cell); the first whose end finds
+    CUDA initialised is named in `culprit`."""
+    with suppress(Exception):
+        do()
+    if not culprit:
+        state = cuda_initialised()
+        if state is not None:
+            culprit.append(f"{name}: {state}")
+
+
+def warm_up() -> str | None:
+    """Import what cells use; never raises (a cell then imports what is missing itself).
+
+    Returns None, or why a cell forked from this process could not use CUDA: the first
+    import after which CUDA was found initialised, and how.
+    """
     import importlib
 
+    culprit: list[str] = []
+    before = cuda_initialised()
+    if before is not None:
+        culprit.append(f"before the warm-up: {before}")
     previous = os.environ.get(NVML_CHECK)
     os.environ[NVML_CHECK] = "1"
     try:
-        with suppress(Exception):
-            from bench.environment import quiet_library_environment, quiet_library_output
-
-            quiet_library_environment()  # before the libraries read their verbosity variables
-            quiet_library_output()
+        _step("bench.environment", _quiet_libraries, culprit)
         for name in MODULES:
-            with suppress(Exception):
-                importlib.import_module(name)
-        with suppress(Exception):
-            import diffusers
-
-            for attribute in DIFFUSERS_CLASSES:
-                getattr(diffusers, attribute)
-        with suppress(Exception):
-            import transformers
-
-            for attribute in TRANSFORMERS_CLASSES:
-                getattr(transformers, attribute)
-        with suppress(Exception):
-            _thread_only_progress_lock()
+            _step(name, partial(importlib.import_module, name), culprit)
+        _step(
+            "diffusers' pipeline classes",
+            partial(_classes, "diffusers", DIFFUSERS_CLASSES),
+            culprit,
+        )
+        _step(
+            "transformers' model classes",
+            partial(_classes, "transformers", TRANSFORMERS_CLASSES),
+            culprit,
+        )
+        _step("tqdm", _thread_only_progress_lock, culprit)
     finally:
         if previous is None:
             os.environ.pop(NVML_CHECK, None)
         else:
             os.environ[NVML_CHECK] = previous
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return culprit[0] if culprit else None
 
 
-warm_up()
+def _quiet_libraries() -> None:
+    from bench.environment import quiet_library_environment, quiet_library_output
+
+    quiet_library_environment()  # before the libraries read their verbosity variables
+    quiet_library_output()
+
+
+def _classes(module: str, names: tuple[str, ...]) -> None:
+    """The classes cells load, looked up through the library's lazy module."""
+    import importlib
+
+    library = importlib.import_module(module)
+    for name in names:
+        getattr(library, name)
+
+
+# Read by bench.runner.processes in a child forked from the server: the server's own answer.
+CUDA_IN_SERVER: str | None = warm_up()

@@ -5,6 +5,9 @@ parent's own preparation (base pipeline, GGUF files, manifest). It lives as long
 and serves later sweeps of the same process; a sweep that finds the environment changed since
 the server started (libraries read variables such as HF_HUB_OFFLINE when they are imported)
 starts a new one, so a cell always sees the environment of the sweep that started it.
+
+A server whose imports initialised CUDA (bench.runner.preload says which and how) cannot fork
+cells that use the GPU; `usable_context` asks it once and then gives `spawn` instead.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 PRELOAD = ["bench.runner.preload"]
 _server_environment: dict[str, str] | None = None
 _stop_registered = False
+# The running server's answer to usable_context (None: it holds no CUDA), asked once per server.
+_server_cuda: tuple[int, str | None] | None = None
 
 
 def cell_context() -> BaseContext:
@@ -45,6 +50,40 @@ def cell_context() -> BaseContext:
         _stop_registered = True
     _server_environment = environment
     return context
+
+
+def usable_context(context: BaseContext) -> tuple[BaseContext, str | None]:
+    """The context cells can use CUDA from, and a line to show when it is not `context`.
+
+    A cell forked from a server that initialised CUDA while warming up cannot use the GPU
+    ("Cannot re-initialize CUDA in forked subprocess", or the driver's initialization error):
+    the server says whether it did (bench.runner.preload.CUDA_IN_SERVER, read in a child it
+    forks) and such a server's cells are started `spawn`ed instead, each importing the
+    libraries itself. Asked once per server; call it after the parent's own preparation, so the
+    server's imports overlap it.
+    """
+    global _server_cuda
+    if context.get_start_method() != "forkserver":
+        return context, None
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if _server_cuda is None or _server_cuda[0] != pid:
+        _server_cuda = (pid, call_in_fresh_process(context, server_cuda_state))
+    reason = _server_cuda[1]
+    if reason is None:
+        return context, None
+    note = (
+        f"the cell server initialised CUDA while importing ({reason}): a cell forked from it "
+        "could not use the GPU, so cells start spawned (each imports the libraries itself: "
+        "slower to start, the same measurements)"
+    )
+    return mp.get_context("spawn"), note
+
+
+def server_cuda_state() -> str | None:
+    """In a child forked from the warm server: what the server said of its CUDA state."""
+    from bench.runner import preload
+
+    return preload.CUDA_IN_SERVER
 
 
 def call_in_fresh_process(context: BaseContext, function: Callable[[], Any]) -> Any:
@@ -86,7 +125,7 @@ def stop_cell_server() -> None:
     so whoever reads them (a CI log, a pipe) waits that long for their end. It holds nothing
     worth a clean exit (each cell is a process of its own), so it is terminated.
     """
-    global _server_environment
+    global _server_environment, _server_cuda
     server = getattr(forkserver, "_forkserver", None)
     pid = getattr(server, "_forkserver_pid", None)
     if pid is not None:
@@ -96,6 +135,7 @@ def stop_cell_server() -> None:
     if stop is not None:
         stop()  # closes its pipe and reaps it
     _server_environment = None
+    _server_cuda = None
 
 
 @contextmanager

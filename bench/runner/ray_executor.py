@@ -371,6 +371,10 @@ class _RaySweep:
             error = event["error"]
             self.progress.update(task.progress_task, description=f"{cell_id}: {error['type']}")
             self.say(f"{cell_id}: failed in {error['phase']}: {error['type']}")
+        elif kind == "note":  # shown on a terminal too: it changes how cells start there
+            node = (task.started or {}).get("node") or {}
+            where = f" on {node['hostname']}" if node.get("hostname") else ""
+            self.console.print(f"{cell_id}{where}: note: {event['message']}", highlight=False)
 
     def _finish(self, ref: Any, task: _Task) -> None:
         """Write what one finished (or failed) task brought back."""

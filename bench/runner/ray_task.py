@@ -42,7 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import RECORDS, iter_jsonl, record_files
-from bench.runner.processes import born_ignoring_sigint, call_in_fresh_process, cell_context
+from bench.runner.processes import (
+    born_ignoring_sigint,
+    call_in_fresh_process,
+    cell_context,
+    usable_context,
+)
 from bench.runner.worker import CellJob, run_cell
 
 STOP_GRACE_S = 10.0  # how long a cancelled cell may take to end before it is killed
@@ -176,7 +181,9 @@ def cell_task(
     _remove_stale_folders()
     folder = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
     try:
-        context = cell_context()
+        context, note = usable_context(cell_context())
+        if note:
+            send({"kind": "note", "message": note})
         if missing_inputs(job):
             send({"kind": "preparing", "missing": missing_inputs(job)})
         local_job = replace(
