@@ -3,7 +3,7 @@
 Reads the run folder (manifest, records, images) and appends one row per (image, metric) to
 `scores.jsonl`; distribution metrics add one row per (cell, metric). Scoring is resumable: a
 row that exists with status ok is never recomputed, and a failed one is retried but appended
-again only if its outcome changed. Per-cell summaries (mean with a bootstrap interval over
+again only if its outcome changed. Per-cell summaries (mean with a 95% interval over
 prompts) are derived data, rewritten whole into `scores_summary.json` on every call, so re-runs
 never duplicate them. Schema: docs/scores.md.
 """

@@ -1,4 +1,4 @@
-"""Per-cell figures from the raw score rows: a mean with a 95% bootstrap interval, or a status.
+"""Per-cell figures from the raw score rows: a mean with a 95% interval, or a status.
 
 Derived data: recomputed whole from `scores.jsonl` on every `bench score`, written to
 `scores_summary.json`, never appended. Schema: docs/scores.md.
@@ -13,7 +13,7 @@ from typing import Any
 from bench.metrics.contracts import METRICS
 from bench.metrics.run_view import Reference, RunView
 from bench.metrics.scorebook import SCHEMA, ScoreBook
-from bench.metrics.stats import Interval, bootstrap_mean, per_prompt_means
+from bench.metrics.stats import Interval, mean_interval, per_prompt_means, prompt_means
 from bench.results import SCORES, utc_now, write_json_atomic
 
 
@@ -63,7 +63,7 @@ def write_summary(
 def summarize(
     view: RunView, book: ScoreBook, metrics: list[str], unavailable: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """One row per (cell, metric): a mean with a bootstrap interval over prompts, or a status."""
+    """One row per (cell, metric): a mean with an interval over prompts, or a status."""
     names = list(dict.fromkeys([*metrics, *(k[3] for k in book.image_rows)]))
     names += [k[1] for k in book.dist_rows if k[1] not in names]
     rows: list[dict[str, Any]] = []
@@ -138,14 +138,14 @@ def _image_summary(
 ) -> tuple[Interval, dict[str, Any]]:
     rows = _rows_for(view, book, cell_id, metric, ref_id, model)
     ok = [r for r in rows if r["status"] == "ok"]
-    values = [(r["prompt_id"], r["value"]) for r in ok if r["value"] is not None]
-    identical = sum(1 for r in ok if r.get("identical") and r["value"] is None)
+    prompts = prompt_means(ok)
+    identical = prompts.n_identical
     failed: dict[str, int] = {}
     for r in rows:
         if r["status"] != "ok":
             failed[r["status"]] = failed.get(r["status"], 0) + 1
     extra: dict[str, Any] = {
-        "n_images": len(values),
+        "n_images": prompts.n_values,
         "n_expected": len(view.images),
         "n_identical": identical,
         "failed": failed,
@@ -161,13 +161,13 @@ def _image_summary(
         extra["frames"] = sorted({int(r["frames"]) for r in ok if "frames" in r})
     if not rows:
         return _status_only("not_scored", f"no {metric} rows in {SCORES}"), extra
-    interval = bootstrap_mean(per_prompt_means(values))
+    interval = mean_interval(prompts.values)
     notes = [interval.note] if interval.note else []
     if identical:
         notes.append(f"{identical} image(s) identical to the reference (PSNR +inf), not averaged")
-        if not values:
+        if not prompts.values:
             interval = _status_only("identical", None)
-    if failed and not values and not identical:
+    if failed and not prompts.values and not identical:
         notes.append(f"every image failed: {failed}")
         interval = _status_only(next(iter(failed)), None)
     elif failed:
@@ -185,7 +185,7 @@ def _clip_delta(view: RunView, book: ScoreBook, cell_id: str, ref_id: str, model
             diffs.append((image["prompt_id"], mine["value"] - theirs["value"]))
     if not diffs:
         return _status_only("no_data", "no image has a CLIP score in both cells")
-    return bootstrap_mean(per_prompt_means(diffs))
+    return mean_interval(per_prompt_means(diffs))
 
 
 def _distribution_summary(
