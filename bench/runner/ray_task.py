@@ -8,10 +8,11 @@ task returns the records and image bytes it found there and removes the folder. 
 writes the run folder.
 
 What the task adds is where the cell ran: the node (hostname, Ray node id) and the GPU Ray gave
-it. Ray hands a GPU as an ordinal in CUDA_VISIBLE_DEVICES; NVML ignores that variable and counts
-in PCI bus order, so the ordinal is resolved to the GPU's UUID through NVML and the cell is given
-`CUDA_VISIBLE_DEVICES=<UUID>`: torch's cuda:0 and the NVML handle the memory sampler opens
-(bench.runner.memory.NvmlDevice matches UUIDs) are then the same device by construction.
+it. Ray hands a GPU as an entry of CUDA_VISIBLE_DEVICES, which the cell inherits unchanged: CUDA
+reads it as every other CUDA process Ray starts there does. Which physical GPU that is, only
+CUDA knows (its order is fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID, NVML's is its own),
+so the cell itself matches its CUDA device to NVML's by UUID (bench.runner.memory, as in the
+local executor) and says which it is (the `device` event): that is the GPU the records name.
 
 Inputs: the base pipeline and the variant's prepared files (GGUF conversions) are paths on the
 driver's disk. A node that has them at the same path (a shared file system, or an earlier
@@ -67,27 +68,26 @@ def node_info() -> dict[str, Any]:
 
 
 def task_gpu() -> dict[str, Any] | None:
-    """The GPU Ray assigned to this task (None without one), resolved through NVML by ordinal
-    or UUID; name and UUID stay None where NVML cannot be read (fake GPU resources in tests)."""
+    """The GPU Ray assigned to this task, as Ray names it (None without one); the cell adds
+    its name, UUID and NVML index (`with_cell_device`)."""
     import ray
 
     ids = [str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU") or []]
     if not ids:
         return None
-    gpu: dict[str, Any] = {"ray_gpu_id": ids[0], "name": None, "uuid": None, "nvml_index": None}
-    with contextlib.suppress(Exception):
-        import pynvml
+    return {"ray_gpu_id": ids[0], "name": None, "uuid": None, "nvml_index": None}
 
-        pynvml.nvmlInit()
-        target = ids[0]
-        if target.isdigit():
-            handle = pynvml.nvmlDeviceGetHandleByIndex(int(target))
-        else:
-            handle = pynvml.nvmlDeviceGetHandleByUUID(target)
-        gpu["name"] = _text(pynvml.nvmlDeviceGetName(handle))
-        gpu["uuid"] = _text(pynvml.nvmlDeviceGetUUID(handle))
-        gpu["nvml_index"] = int(pynvml.nvmlDeviceGetIndex(handle))
-    return gpu
+
+def with_cell_device(gpu: dict[str, Any] | None, nvml: dict[str, Any] | None) -> dict | None:
+    """The task's GPU completed with the device the cell matched by UUID (its `device` event),
+    or with why NVML could not say (`nvml_error`)."""
+    if gpu is None or not nvml:
+        return gpu
+    out = {**gpu, "name": nvml.get("name"), "uuid": nvml.get("uuid")}
+    out["nvml_index"] = nvml.get("index")
+    if nvml.get("nvml_error"):
+        out["nvml_error"] = nvml["nvml_error"]
+    return out
 
 
 def node_packages() -> dict[str, str | None]:
@@ -106,16 +106,10 @@ def node_packages() -> dict[str, str | None]:
     return out
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _cell_environment(gpu: dict[str, Any] | None, threads: int) -> None:
-    """The variables the cell process starts with (the warm server restarts when they change)."""
+def _cell_environment(threads: int) -> None:
+    """The variables the cell process starts with (the warm server restarts when they change);
+    CUDA_VISIBLE_DEVICES stays as Ray set it."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu["uuid"] or gpu["ray_gpu_id"]
-        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # ordinals, where still used, as NVML's
 
 
 def cell_child(job: CellJob, events: Any, threads: int) -> None:
@@ -177,7 +171,7 @@ def cell_task(
         inbox.put.remote({"cell_id": cell_id, **event})
 
     send({"kind": "started", "node": node, "gpu": gpu, "worker_pid": os.getpid()})
-    _cell_environment(gpu, threads)
+    _cell_environment(threads)
     _remove_stale_folders()
     folder = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
     try:
@@ -204,7 +198,7 @@ def cell_task(
     return {
         "cell_id": cell_id,
         "node": node,
-        "gpu": gpu,
+        "gpu": with_cell_device(gpu, follower.device),
         "packages": node_packages(),
         "torch_threads": follower.torch_threads,
         "exitcode": follower.exitcode,
@@ -258,6 +252,7 @@ class _TaskFollower:
         self.write_failed: str | None = None
         self.exitcode: int | None = None
         self.process_started: float | None = None  # when the warm server had forked the cell
+        self.device: dict[str, Any] | None = None  # the NVML device the cell matched
 
     def run(self) -> None:
         receive, send = self.context.Pipe(duplex=False)
@@ -302,6 +297,9 @@ class _TaskFollower:
         kind = event.get("kind")
         if kind == "threads":
             self.torch_threads = event.get("torch_threads")
+            return
+        if kind == "device":
+            self.device = event.get("nvml")
             return
         if kind == "loaded":
             self.phase = "warmup"

@@ -21,10 +21,11 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.results import (
     RECORDS,
@@ -38,6 +39,7 @@ from bench.results import (
     write_file_atomic,
 )
 
+T = TypeVar("T")
 WRITE_FAILED_EXIT = 75  # EX_TEMPFAIL: the run folder could not be written; try again later
 PARENT_GONE_EXIT = 3  # nobody is left to read it: the sweep's process ended first
 
@@ -70,6 +72,18 @@ class CellJob:
 def _error(exc: BaseException, phase: str) -> dict[str, str]:
     message = str(exc) if str(exc) else repr(exc)
     return {"type": type(exc).__name__, "message": message.strip()[:2000], "phase": phase}
+
+
+def _after_failure(cleanup: Callable[[], T], error: dict[str, str]) -> T | None:
+    """`cleanup()` after a failure, which a CUDA error that poisoned the context (an illegal
+    address, a device-side assert) makes raise again: that second exception is noted in
+    `error["cleanup"]` instead of replacing the original one, or ending the process."""
+    try:
+        return cleanup()
+    except Exception as exc:
+        message = _error(exc, error.get("phase", ""))["message"][:500]
+        error.setdefault("cleanup", f"{type(exc).__name__}: {message}")
+        return None
 
 
 def _exit_with_parent() -> None:
@@ -156,7 +170,7 @@ def _run_cell(job: CellJob, events: Any) -> None:
         load_pipeline,
         resolve_device,
     )
-    from bench.runner.memory import MemorySampler, monotonic
+    from bench.runner.memory import MemorySampler, monotonic, synchronize
     from bench.runner.timing import CallTimer, CpuMeter
 
     run_dir = Path(job.run_dir)
@@ -186,20 +200,33 @@ def _run_cell(job: CellJob, events: Any) -> None:
         "energy_supported": False,
     }
 
+    # Before anything creates this process's CUDA context: NVML's baseline must not hold it.
     sampler = MemorySampler(device).start()
     cell_record["memory"]["baseline"] = sampler.baseline()
-    cell_record["energy_supported"] = sampler.energy_j() is not None
     phase = "load"
     pipe = None
     try:
         # Inside the try: a variant this process cannot read is the cell's failure, recorded.
         variant = parse_variant(cell["variant_spec"])
         import_pipeline_classes(job.base_model, job.revision)
+        if device.type == "cuda":
+            # Libraries place weights on the current device, not the configured one (diffusers'
+            # bitsandbytes quantizer: cuda:{torch.cuda.current_device()}). Creates the context.
+            torch.cuda.set_device(device)
+        sampler.attach()
+        cell_record["memory"]["baseline"] = sampler.baseline()
+        cell_record["energy_supported"] = sampler.energy_j() is not None
+        cell_record["nvml"] = sampler.describe()  # after the energy read: with its reason
+        if cell_record["nvml"] is not None:
+            emit("device", nvml=cell_record["nvml"])
         sampler.begin_phase()
         started = monotonic()
         pipe = load_pipeline(job.base_model, variant, job.artifacts, job.revision)
         phase = "offload"
         apply_offload(pipe, offload, device)
+        # Copies to the device are asynchronous (and bitsandbytes quantizes on it): load time
+        # ends when they have, not when the last one was queued.
+        synchronize(device)
         cell_record["load_s"] = monotonic() - started
         cell_record["memory"]["load"] = sampler.end_phase()
         cell_record["weights"] = component_weights(pipe)
@@ -247,12 +274,14 @@ def _run_cell(job: CellJob, events: Any) -> None:
             cell_record["memory"]["warmup"] = sampler.end_phase()
         emit("warm")
     except Exception as exc:
+        # The error first: the cleanup below can raise again (a CUDA error poisons the context).
         cell_record["status"] = "failed"
         cell_record["error"] = _error(exc, phase)
         cell_record["traceback"] = traceback.format_exc(limit=8)[-4000:]
         if phase in ("load", "offload"):
-            cell_record["memory"]["load"] = sampler.end_phase()
+            cell_record["memory"]["load"] = _after_failure(sampler.end_phase, cell_record["error"])
         sampler.stop()
+        cell_record["nvml"] = sampler.describe()
         if job.write_cell_record:
             append_jsonl(records_path, [{**cell_record, "time": utc_now()}])
         else:
@@ -279,6 +308,7 @@ def _run_cell(job: CellJob, events: Any) -> None:
         return
 
     if job.write_cell_record:
+        cell_record["nvml"] = sampler.describe()
         append_jsonl(records_path, [{**cell_record, "time": utc_now()}])
 
     for image in job.images:
@@ -292,12 +322,12 @@ def _run_cell(job: CellJob, events: Any) -> None:
             "error": None,
             "image": None,
         }
-        energy_before = sampler.energy_j()
-        sampler.begin_phase()
         cpu = CpuMeter(harness_pids=(job.driver_pid,) if job.driver_pid else ())
-        cpu.begin()
         frames: list[Any] | None = None
         try:
+            energy_before = sampler.energy_j()
+            sampler.begin_phase()  # synchronizes: raises here once an error poisoned the context
+            cpu.begin()
             frames = generate(image["prompt"], image["seed"])
             if job.num_frames is not None and len(frames) != job.num_frames:
                 raise RuntimeError(
@@ -313,11 +343,14 @@ def _run_cell(job: CellJob, events: Any) -> None:
                 else None
             )
         except Exception as exc:
+            # The error first: the cleanup below can raise again (a CUDA error poisons the
+            # context), and then this image's record must still name the original one.
             record["status"] = "failed"
             record["error"] = _error(exc, "generate")
-            record["memory"] = sampler.end_phase()
+            record["memory"] = _after_failure(sampler.end_phase, record["error"])
             if device.type == "cuda":
-                torch.cuda.empty_cache()
+                _after_failure(torch.cuda.empty_cache, record["error"])
+        record.update(sampler.problems())
         if frames is not None and record["status"] == "ok":
             # Written whole before its record exists: a record never names a missing image.
             key = (cell["cell_id"], image["prompt_id"], image["repeat"])
