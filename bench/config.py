@@ -48,18 +48,12 @@ SYNTHETIC_PRESETS = ("tiny", "flux-dev")
 RECORDED = "recorded"
 
 
-def _side(value: int, info: ValidationInfo) -> int:
-    """An image side FluxPipeline uses as given: a multiple of 16 within the limits."""
-    low, high, step = limits.MIN_SIDE, limits.MAX_SIDE, limits.SIDE_MULTIPLE
+def _side(value: int) -> int:
+    """An image side within the limits; the multiple it must be is the model family's rule
+    (BenchConfig._check_sides), which needs the config's model."""
+    low, high = limits.MIN_SIDE, limits.MAX_SIDE
     if not low <= value <= high:
-        raise ValueError(f"expected a multiple of {step} from {low} to {high}")
-    if value % step and not (info.context or {}).get(RECORDED):
-        below, above = value // step * step, (value // step + 1) * step
-        nearest = " or ".join(str(v) for v in (below, above) if low <= v <= high)
-        raise ValueError(
-            f"expected a multiple of {step} (FLUX's VAE and 2x2 patches: the pipeline would "
-            f"silently make it {below}); nearest valid: {nearest}"
-        )
+        raise ValueError(f"expected a whole number of pixels from {low} to {high}")
     return value
 
 
@@ -230,6 +224,8 @@ class BenchConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> BenchConfig:
+        if not (info.context or {}).get(RECORDED):
+            self._check_sides()  # first: before the sizes took part in a field's own check
         # Names become folder and file names, which differ only in case on some filesystems.
         _no_duplicates("variants: duplicate names", [v.name for v in self.variants], fold=True)
         if isinstance(self.prompts, list):
@@ -268,6 +264,29 @@ class BenchConfig(_Strict):
         from bench.families import FAMILIES
 
         return FAMILIES[self.model.family]
+
+    def _check_sides(self) -> None:
+        """Every side a multiple of what the family's pipeline keeps (FLUX 16, Wan 2.2 32):
+        any other size it would silently round down, and the record would name a size the
+        image is not. A pretrained model's VAE is only known when it loads: its cells check
+        the same rule (Family.check_generation_size)."""
+        family = self._family
+        if self.model.source == "synthetic":
+            rule = family.preset_side_rule(self.model.preset)
+        else:
+            rule = family.side_rule({}, {})
+        if self.resolutions is None:
+            sides = [("height", self.height), ("width", self.width)]
+        else:
+            sides = [
+                (f"resolutions.{i}.{key}", getattr(r, key))
+                for i, r in enumerate(self.resolutions)
+                for key in ("height", "width")
+            ]
+        for key, value in sides:
+            problem = rule.problem(value, limits.MIN_SIDE, limits.MAX_SIDE)
+            if problem:
+                raise ValueError(f"{key}: {problem} (got {value})")
 
     def _check_frames(self) -> None:
         """num_frames and fps only for a video family, num_frames as its VAE allows."""

@@ -17,3 +17,30 @@ class RunFolderError(UserInputError):
     The message names the file and, for JSON Lines files, the line, so the user can repair or
     remove exactly that line instead of reading a traceback.
     """
+
+
+class ArgumentError(UserInputError):
+    """A bad value of one argument, named as the caller wrote it.
+
+    The library raises it with the Python parameter's name and its command-line option; the
+    message says the option (``--only: ...``), what the `bench` command prints, until the Python
+    API marks it as its own (``as_parameter``), after which it says ``only=: ...``. So one check
+    serves both surfaces, and neither names the other's spelling.
+    """
+
+    def __init__(self, parameter: str, problem: str, *, option: str | None = None) -> None:
+        self.parameter = parameter
+        self.option = option or "--" + parameter.replace("_", "-")
+        self.problem = problem
+        self.api = False
+        super().__init__(problem)
+
+    def as_parameter(self) -> ArgumentError:
+        """This error as the Python API reports it: naming ``parameter=``."""
+        self.api = True
+        return self
+
+    def __str__(self) -> str:
+        return (
+            f"{self.parameter}=: {self.problem}" if self.api else f"{self.option}: {self.problem}"
+        )

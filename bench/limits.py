@@ -25,12 +25,12 @@ MAX_NAME_CHARS = 64
 MAX_PROMPTS = 100_000
 MAX_PROMPT_CHARS = 10_000  # T5 reads at most 512 tokens (~2-3k characters); CLIP 77
 
-# Image size. FLUX's VAE downsamples by 8 and its transformer packs 2x2 latent patches, so
-# FluxPipeline rounds any other size down to a multiple of 16 (with only a log warning): a
-# record would then name a size the image is not. Sizes must be multiples of 16.
+# Image size. Each side must also be a multiple of what the model family's pipeline keeps
+# (its VAE's down-sampling times the transformer's patch side: 16 for FLUX, 32 for Wan 2.2),
+# or the pipeline rounds it down with only a log warning and a record would name a size the
+# image is not: bench.families.base.Family.side_rule.
 MIN_SIDE = 16
 MAX_SIDE = 8192
-SIDE_MULTIPLE = 16
 
 # Per-image and per-run work.
 MAX_STEPS = 1000  # the flow-matching schedulers' training timesteps; more means nothing

@@ -222,6 +222,10 @@ def parse_offload(label: str) -> OffloadSpec:
         )
     level = "leaf" if match.group(1) == "leaf" else "block"
     blocks = int(match.group(2) or 1)
+    if not 1 <= blocks <= limits.MAX_BLOCKS_PER_GROUP:  # else a pydantic traceback
+        raise UserInputError(
+            f"offload {label!r}: blocks per group expected from 1 to {limits.MAX_BLOCKS_PER_GROUP}"
+        )
     return OffloadSpec(
         mode="group", level=level, blocks_per_group=blocks, use_stream=bool(match.group(3))
     )

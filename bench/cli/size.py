@@ -49,30 +49,25 @@ def size_command(
     ] = None,
     height: Annotated[
         int | None,
-        typer.Option(
-            min=16, help="default: the pipeline's own (1024; Wan 480)", show_default=False
-        ),
+        typer.Option(help="default: the pipeline's own (1024; Wan 480)", show_default=False),
     ] = None,
     width: Annotated[
         int | None,
-        typer.Option(
-            min=16, help="default: the pipeline's own (1024; Wan 832)", show_default=False
-        ),
+        typer.Option(help="default: the pipeline's own (1024; Wan 832)", show_default=False),
     ] = None,
-    batch: Annotated[int, typer.Option(min=1, help="images per prompt")] = 1,
-    max_sequence_length: Annotated[int, typer.Option(min=1, max=512)] = 512,
+    batch: Annotated[int, typer.Option(help="images per prompt (1 to 1024)")] = 1,
+    max_sequence_length: Annotated[int, typer.Option(help="1 to 512")] = 512,
     frames: Annotated[
         int | None,
-        typer.Option(
-            "--frames", min=1, help="frames of one video (video models; default 81 for Wan)"
-        ),
+        typer.Option("--frames", help="frames of one video (video models; default 81 for Wan)"),
     ] = None,
-    margin: Annotated[
-        float, typer.Option(min=0.0, max=0.9, help="safety margin kept free of the VRAM")
-    ] = 0.1,
+    margin: Annotated[float, typer.Option(help="share of the VRAM kept free (0 to 0.9)")] = 0.1,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
 ) -> None:
-    """Predict peak VRAM without a GPU, check it against a run, or list what fits a card."""
+    """Predict peak VRAM without a GPU, check it against a run, or list what fits a card.
+
+    Values are checked by the library (bench.size.options), not by typer's bounds, so a bad
+    one is the same single `error:` line as every other bad input."""
     console = Console()
     if check is not None:
         payload = _check(check, console)

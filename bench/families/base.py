@@ -51,7 +51,17 @@ class UnknownPreset(UserInputError):
 
 
 class UnsupportedOption(UserInputError):
-    """A generation option the family does not take (a video frame count for an image model)."""
+    """A generation option the family does not take (a video frame count for an image model),
+    or a value of it the pipeline would not make as asked.
+
+    `key` is the setting as a config names it (``num_frames``) and `problem` the rest, so a
+    caller that calls the setting otherwise (`bench size --frames`, ``num_frames=``) names it
+    its own way with the same words.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key, self.problem = key, problem
+        super().__init__(f"{key}: {problem}")
 
 
 class NonFiniteOutput(RuntimeError):
@@ -76,6 +86,36 @@ def pictures(array: Any) -> list[Image]:
         )
     pixels = (values.reshape(-1, *values.shape[-3:]) * 255).round().astype("uint8")
     return [PILImage.fromarray(p) for p in pixels]  # (H, W, 3) uint8: RGB
+
+
+@dataclass(frozen=True)
+class SideRule:
+    """What an image side must be for one pipeline: a multiple of `multiple`, because of `why`
+    (the VAE's down-sampling and the transformer's patches, in words). The pipeline refuses a
+    side that is not a multiple of `refused` (0: none; it rounds every other side down with
+    only a log warning), which the message says instead of the rounding."""
+
+    multiple: int
+    why: str
+    refused: int = 0
+
+    def problem(self, value: int, low: int = 1, high: int | None = None) -> str | None:
+        """None when `value` is a multiple; else what to write instead, naming the nearest
+        valid sides within `low`..`high`."""
+        step = self.multiple
+        if value % step == 0:
+            return None
+        below, above = value // step * step, (value // step + 1) * step
+        nearest = " or ".join(
+            str(v) for v in (below, above) if v >= max(low, step) and (high is None or v <= high)
+        )
+        if not below:
+            effect = "the pipeline cannot make it"
+        elif self.refused and value % self.refused:
+            effect = "the pipeline refuses it"
+        else:
+            effect = f"the pipeline would silently make it {below}"
+        return f"expected a multiple of {step} ({self.why}, so {effect}); nearest valid: {nearest}"
 
 
 @dataclass(frozen=True)
@@ -111,9 +151,14 @@ class Family:
     denoiser_class: ClassVar[str]
     #: what one generation gives: one image, or the frames of one video
     output: ClassVar[Literal["image", "video"]] = "image"
-    #: image sides must be a multiple of this (VAE down-sampling × patch size), else the
-    #: pipeline silently resizes
+    #: image sides must be a multiple of this (VAE down-sampling × patch size) in the published
+    #: architecture, else the pipeline silently resizes (or refuses); `side_why` says why in
+    #: words and `side_refused` is the multiple the pipeline itself insists on (0: it rounds
+    #: every other side down with only a log warning). A pipeline whose VAE downsamples more
+    #: (Wan 2.2) needs more: `side_rule` computes it from the VAE's and transformer's configs.
     side_multiple: ClassVar[int] = 16
+    side_why: ClassVar[str] = "VAE downsamples by 8 and its transformer packs 2×2 patches"
+    side_refused: ClassVar[int] = 0
     #: preset the config uses when it names none
     default_preset: ClassVar[str] = "tiny"
     #: preset with the published architecture (random weights), the one sized by `--model`
@@ -171,6 +216,56 @@ class Family:
 
         return getattr(diffusers, self.pipeline_class)(**self.build_components(spec, seed))
 
+    # --- sizes ----------------------------------------------------------------------------
+    def side_factors(
+        self, vae: Mapping[str, Any], transformer: Mapping[str, Any]
+    ) -> tuple[int, int]:
+        """(the VAE's spatial down-sampling, the transformer's patch side) of the pipeline with
+        these component configs, as the pipeline class computes them. The base class knows no
+        architecture: the class's `side_multiple` as one factor."""
+        return self.side_multiple, 1
+
+    def side_rule(self, vae: Mapping[str, Any], transformer: Mapping[str, Any]) -> SideRule:
+        """The multiple every side must be for the pipeline whose VAE and transformer have
+        these configs (a spec's dicts, a folder's config.json files, a loaded model's
+        ``config``), and why. Never less than the published architecture's `side_multiple`:
+        a tiny preset (a 3-level VAE) keeps its real model's rule, so a config means the same
+        size whichever preset it names."""
+        factor, patch = self.side_factors(vae, transformer)
+        if factor * patch <= self.side_multiple:
+            return SideRule(
+                self.side_multiple, f"{self.title}'s {self.side_why}", self.side_refused
+            )
+        why = (
+            f"this {self.title} VAE downsamples by {factor} and its transformer packs "
+            f"{patch}×{patch} patches"
+        )
+        return SideRule(factor * patch, why, self.side_refused)
+
+    def preset_side_rule(self, preset: str) -> SideRule:
+        """The side rule of a synthetic preset (`UnknownPreset` for a name it lacks)."""
+        spec = self.preset(preset)
+        return self.side_rule(spec.vae, spec.transformer)
+
+    def pipeline_side_rule(self, pipe: Any) -> SideRule:
+        """The side rule of a loaded pipeline, from its own VAE's and denoiser's configs."""
+        vae = getattr(pipe, "vae", None)
+        denoiser = getattr(pipe, self.denoiser, None)
+        return self.side_rule(
+            dict(getattr(vae, "config", None) or {}), dict(getattr(denoiser, "config", None) or {})
+        )
+
+    def check_generation_size(self, pipe: Any, height: int, width: int) -> None:
+        """Refuse, before the pipeline runs, a size it would silently change (FLUX, Qwen-Image
+        and Wan round it down with only a log warning): for a pretrained model, whose VAE the
+        config could not know, this is where the rule is checked (`UnsupportedOption`, a cell
+        failure naming the size)."""
+        rule = self.pipeline_side_rule(pipe)
+        for key, value in (("height", height), ("width", width)):
+            problem = rule.problem(value)
+            if problem:
+                raise UnsupportedOption(key, f"{problem} (got {value})")
+
     # --- running --------------------------------------------------------------------------
     def denoiser_module(self, pipe: Any) -> Any:
         """The denoiser of a loaded pipeline (the module the step timer hooks)."""
@@ -182,7 +277,7 @@ class Family:
             if key not in self.generation_options:
                 accepted = ", ".join(self.generation_options) or "none"
                 raise UnsupportedOption(
-                    f"{key}: not a {self.title} generation option (accepted: {accepted})"
+                    key, f"not a {self.title} generation option (accepted: {accepted})"
                 )
 
     def check_video_option(self, key: str) -> None:
@@ -194,8 +289,9 @@ class Family:
 
         videos = ", ".join(f.name for f in FAMILIES.values() if f.output == "video")
         raise UnsupportedOption(
-            f"{key}: {self.title} makes images, not videos (video families: model.family "
-            f"{videos or 'none registered'})"
+            key,
+            f"{self.title} makes images, not videos (video families: model.family "
+            f"{videos or 'none registered'})",
         )
 
     def check_num_frames(self, num_frames: int) -> None:

@@ -277,6 +277,8 @@ class FluxFamily(Family):
     pipeline_class: ClassVar[str] = "FluxPipeline"
     denoiser_class: ClassVar[str] = "FluxTransformer2DModel"
     side_multiple: ClassVar[int] = 16  # VAE factor 8 × 2×2 patches
+    #: FluxPipeline rounds other sides down to a multiple of vae_scale_factor × 2 (a warning)
+    side_why: ClassVar[str] = "VAE downsamples by 8 and its transformer packs 2×2 patches"
     real_preset: ClassVar[str] = "flux-dev"
     real_model: ClassVar[str] = "FLUX.1-dev"
     #: black-forest-labs/FLUX.1-dev's component sizes in bf16 (shared/reference/
@@ -297,6 +299,13 @@ class FluxFamily(Family):
     def cache_stem(self, preset: str) -> str:
         """The bare preset name, as before families existed: existing caches stay valid."""
         return preset
+
+    def side_factors(
+        self, vae: Mapping[str, Any], transformer: Mapping[str, Any]
+    ) -> tuple[int, int]:
+        """FluxPipeline's vae_scale_factor (2 per VAE level after the first) and its packing
+        of 2×2 latent patches."""
+        return 2 ** (len(vae.get("block_out_channels") or [0, 0, 0, 0]) - 1), 2
 
     def meta_components(self, spec: FluxSpec) -> dict[str, Any]:
         """Real tokenizers' special-token ids when the spec names its vocabularies (sizing
@@ -325,6 +334,7 @@ class FluxFamily(Family):
         """FluxPipeline's call as its documentation shows it; ``guidance`` is the distilled
         guidance scale (an embedding input of FLUX.1-dev, not classifier-free guidance)."""
         self.check_options(options)
+        self.check_generation_size(pipe, height, width)
         result = pipe(
             prompt,
             height=height,

@@ -309,6 +309,8 @@ class QwenImageFamily(Family):
     pipeline_class: ClassVar[str] = "QwenImagePipeline"
     denoiser_class: ClassVar[str] = "QwenImageTransformer2DModel"
     side_multiple: ClassVar[int] = 16  # VAE factor 8 × 2×2 patches
+    #: QwenImagePipeline rounds other sides down to a multiple of vae_scale_factor × 2
+    side_why: ClassVar[str] = "VAE downsamples by 8 and its transformer packs 2×2 patches"
     real_preset: ClassVar[str] = "qwen-image"
     real_model: ClassVar[str] = "Qwen-Image"
     #: Published figures (docs/size.md, "Qwen-Image"): the model card's "20B MMDiT" for the
@@ -323,6 +325,13 @@ class QwenImageFamily(Family):
     @property
     def presets(self) -> Mapping[str, QwenImageSpec]:
         return PRESETS
+
+    def side_factors(
+        self, vae: Mapping[str, Any], transformer: Mapping[str, Any]
+    ) -> tuple[int, int]:
+        """QwenImagePipeline's vae_scale_factor (2 per entry of the VAE's temperal_downsample)
+        and its 2×2 latent patches."""
+        return 2 ** len(vae.get("temperal_downsample") or [False, True, True]), 2
 
     def meta_components(self, spec: QwenImageSpec) -> dict[str, Any]:
         """Qwen2.5-VL's ids when the spec names its vocabulary (sizing the real model), else
@@ -354,6 +363,7 @@ class QwenImageFamily(Family):
         the pipeline runs without guidance. ``guidance_scale`` stays None: Qwen-Image is not
         guidance-distilled (the pipeline warns and ignores it otherwise)."""
         self.check_options(options)
+        self.check_generation_size(pipe, height, width)
         result = pipe(
             prompt,
             negative_prompt=" " if guidance > 1 else None,

@@ -321,6 +321,8 @@ class SD3Family(Family):
     #: the pipeline refuses sides that are not a multiple of VAE factor × patch (8 × 2 for the
     #: real VAE; the tiny VAE's factor 4 divides it)
     side_multiple: ClassVar[int] = 16
+    side_why: ClassVar[str] = "VAE downsamples by 8 and its transformer's patches are 2×2"
+    side_refused: ClassVar[int] = 16
     real_preset: ClassVar[str] = "sd3.5-large"
     real_model: ClassVar[str] = "Stable Diffusion 3.5 Large"
     #: Transformer: Stability AI's announcement of SD3.5 ("Stable Diffusion 3.5 Large: At 8.1
@@ -340,6 +342,14 @@ class SD3Family(Family):
     @property
     def presets(self) -> Mapping[str, SD3Spec]:
         return PRESETS
+
+    def side_factors(
+        self, vae: Mapping[str, Any], transformer: Mapping[str, Any]
+    ) -> tuple[int, int]:
+        """StableDiffusion3Pipeline's vae_scale_factor (2 per VAE level after the first) and
+        its transformer's patch_size."""
+        levels = len(vae.get("block_out_channels") or [0, 0, 0, 0])
+        return 2 ** (levels - 1), int(transformer.get("patch_size") or 2)
 
     def meta_components(self, spec: SD3Spec) -> dict[str, Any]:
         """Real tokenizers' ids when the spec names its vocabularies (sizing SD3.5 Large),
@@ -370,6 +380,7 @@ class SD3Family(Family):
         classifier-free guidance scale (above 1 the unconditional branch runs on an empty
         negative prompt), ``max_sequence_length`` T5's token count (at most 512)."""
         self.check_options(options)
+        self.check_generation_size(pipe, height, width)
         result = pipe(
             prompt,
             negative_prompt=None,

@@ -411,7 +411,11 @@ class WanFamily(Family):
     pipeline_class: ClassVar[str] = "WanPipeline"
     denoiser_class: ClassVar[str] = "WanTransformer3DModel"
     output: ClassVar[Literal["image", "video"]] = "video"
-    side_multiple: ClassVar[int] = 16  # VAE factor 8 × 2×2 patches
+    side_multiple: ClassVar[int] = 16  # Wan 2.1: VAE factor 8 × 2×2 patches
+    #: WanPipeline refuses a side that is not a multiple of 16 and rounds the others down to a
+    #: multiple of its VAE's scale_factor_spatial × the patch side (32 for Wan 2.2's VAE)
+    side_why: ClassVar[str] = "VAE downsamples by 8 and its transformer packs 2×2 patches"
+    side_refused: ClassVar[int] = 16
     real_preset: ClassVar[str] = "wan2.1-t2v-14b"
     real_model: ClassVar[str] = "Wan2.1-T2V-14B"
     generation_options: ClassVar[tuple[str, ...]] = ("num_frames",)
@@ -444,17 +448,28 @@ class WanFamily(Family):
     def build_components(self, spec: WanSpec, seed: int) -> dict[str, Any]:
         return build_components(spec, seed)
 
+    def side_factors(
+        self, vae: Mapping[str, Any], transformer: Mapping[str, Any]
+    ) -> tuple[int, int]:
+        """The VAE's spatial factor (8 for Wan 2.1, 16 for Wan 2.2's, which folds 2×2 pixel
+        patches in first) and the transformer's patch height (1×2×2 patches)."""
+        patch = transformer.get("patch_size") or [1, 2, 2]
+        return spatial_factor(vae), int(patch[1])
+
     def check_num_frames(self, num_frames: int) -> None:
         """The VAE packs 4 frames in a latent frame after the first one, so the pipeline makes
         4k+1 frames; it would silently round any other count down. Refused instead, naming the
         nearest counts it makes."""
         if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-            raise UnsupportedOption(f"num_frames: expected a whole number 4k+1, got {num_frames!r}")
+            raise UnsupportedOption(
+                "num_frames", f"expected a whole number 4k+1, got {num_frames!r}"
+            )
         if (num_frames - 1) % 4:
             below = (num_frames - 1) // 4 * 4 + 1
             raise UnsupportedOption(
-                f"num_frames {num_frames}: Wan makes 4k+1 frames (its VAE packs 4 frames per "
-                f"latent frame after the first); use {below} or {below + 4}"
+                "num_frames",
+                f"Wan makes 4k+1 frames (its VAE packs 4 frames per latent frame after the "
+                f"first), not {num_frames}; use {below} or {below + 4}",
             )
 
     def generate(
@@ -477,6 +492,7 @@ class WanFamily(Family):
         UMT5's token count (512 in Wan), ``options["num_frames"]`` the frame count (4k+1;
         the family's 81 when absent). Returns the video's frames in order, as PIL images."""
         self.check_options(options)
+        self.check_generation_size(pipe, height, width)
         num_frames = (options or {}).get("num_frames") or self.default_num_frames
         assert num_frames is not None
         self.check_num_frames(num_frames)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench.errors import UserInputError
+from bench.errors import ArgumentError, UserInputError
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 #: ggml types diffusers' GGUF loader turns into plain torch tensors (then cast to compute dtype).
@@ -196,7 +196,7 @@ def offload_order(pipeline_class: str, names: list[str]) -> tuple[str, ...]:
 # GGUF layouts
 
 
-def _file_quant_type(quant: str) -> Any:
+def file_quant_type_of(quant: str) -> Any:
     """The converter's FileQuantType, or a pure one for ggml types it cannot make (Q4_0, Q2_K)."""
     from gguf import GGML_QUANT_SIZES
     from gguf import GGMLQuantizationType as T
@@ -211,9 +211,9 @@ def _file_quant_type(quant: str) -> Any:
     try:
         qtype = T[base]
     except KeyError:
-        raise UserInputError(f"quant type {quant!r}: not a ggml type") from None
+        raise ArgumentError("quant", f"{quant!r}: not a ggml type") from None
     if qtype not in GGML_QUANT_SIZES:
-        raise UserInputError(f"quant type {quant!r}: no block size known")
+        raise ArgumentError("quant", f"{quant!r}: no block size known")
     return FileQuantType(quant.upper(), qtype, qtype, 0)
 
 
@@ -223,7 +223,7 @@ def rule_types(transformer: Any, quant: str, source_dtype: str = "BF16") -> dict
     from bench.families import family_for_denoiser
     from bench.gguf.plan import choose_tensor_type
 
-    ft = _file_quant_type(quant)
+    ft = file_quant_type_of(quant)
     family = family_for_denoiser(type(transformer).__name__)
     names = family.gguf if family is not None else None
     return {

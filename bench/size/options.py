@@ -12,11 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import UserInputError
+from bench import arguments, limits
+from bench.errors import ArgumentError
 from bench.size.units import fmt_bytes, parse_size
 
 if TYPE_CHECKING:
     from bench.size.recommend import Option
+
+
+#: Images per prompt `bench size` sizes at most: one pipeline call holds them all at once, and
+#: 64 images of FLUX at 1024² already need about 60 GiB of activations.
+MAX_BATCH = 1024
+#: The share of the memory kept free at most: more would leave nothing to fit.
+MAX_MARGIN = 0.9
 
 
 @dataclass
@@ -75,17 +83,33 @@ def size_options(
     malformed size, a frame count the family does not make).
     """
     from bench.size.recommend import lookup_gpu, parse_offloads, recommend
+    from bench.size.sources import check_quants
 
+    # Every argument checked before the slow part (building meta models), each error naming it.
     if vram is not None and gpu is not None:
-        raise UserInputError("--vram and --gpu: give one of them")
+        raise ArgumentError("gpu", "give either a VRAM size or a GPU, not both")
     budget_label = None
     budget: int | None = None
     if vram is not None:
-        budget, budget_label = parse_size(vram), vram
+        budget, budget_label = parse_size(arguments.text(vram, "vram")), vram
     elif gpu is not None:
-        card, budget = lookup_gpu(gpu)
+        card, budget = lookup_gpu(arguments.text(gpu, "gpu"))
         budget_label = f"{card} ({fmt_bytes(budget)})"
-    specs = parse_offloads(offload)  # validate before the slow part
+    model = arguments.text(model, "model")
+    quant = arguments.names(quant, "quant")
+    check_quants(quant)
+    runs = arguments.paths(runs, "runs")
+    specs = parse_offloads(arguments.names(offload, "offload"))
+    for key, side in (("height", height), ("width", width)):
+        if side is not None:
+            arguments.whole_number(side, key, limits.MIN_SIDE, limits.MAX_SIDE)
+    if num_frames is not None:
+        arguments.whole_number(num_frames, "num_frames", 1, limits.MAX_FRAMES, option="--frames")
+    batch = arguments.whole_number(batch, "batch", 1, MAX_BATCH)
+    max_sequence_length = arguments.whole_number(
+        max_sequence_length, "max_sequence_length", 1, limits.MAX_SEQUENCE_LENGTH
+    )
+    margin = arguments.number(margin, "margin", 0.0, MAX_MARGIN)
     variants, measured = _variants(model, quant, runs)
     frames = _frames(variants, num_frames)
     height, width = _size(variants, height, width)
@@ -106,25 +130,55 @@ def size_options(
 
 def _size(variants: list[Any], height: int | None, width: int | None) -> tuple[int, int]:
     """The size asked for, else the pipeline's own default (the first family's: Wan 480×832,
-    the image families 1024×1024)."""
+    the image families 1024×1024), each side a multiple of what every variant's pipeline keeps
+    (its family's rule from its VAE and transformer: Wan 2.2 needs 32): a prediction at a size
+    the pipeline would round is a prediction of another size."""
     from bench.families import get_family
 
     family = get_family(variants[0].pipe.family) if variants else get_family(None)
-    return height or family.default_height, width or family.default_width
+    height, width = height or family.default_height, width or family.default_width
+    for variant in variants:
+        pipe = variant.pipe
+        fam = get_family(pipe.family)
+        vae, denoiser = pipe.components.get("vae"), pipe.components.get(fam.denoiser)
+        rule = fam.side_rule(
+            vae.config if vae is not None else {}, denoiser.config if denoiser is not None else {}
+        )
+        for key, value in (("height", height), ("width", width)):
+            problem = rule.problem(value, limits.MIN_SIDE, limits.MAX_SIDE)
+            if problem:
+                raise ArgumentError(key, f"{problem} (got {value}, {pipe.label})")
+    return height, width
 
 
 def _frames(variants: list[Any], num_frames: int | None) -> int | None:
     """The frame count to size: the one asked for, checked by the family of the variants'
     pipeline (its VAE's rule; an image family refuses any), else a video family's default."""
-    from bench.families import get_family
+    from bench.families import UnsupportedOption, get_family
+    from bench.size.sources import BUILTIN_MODELS
 
     families = {get_family(v.pipe.family) for v in variants}
     frames = num_frames
     for family in families:
         if frames is None and family.output == "video":
             frames = family.default_num_frames
-        if frames is not None:
+        if frames is None:
+            continue
+        if family.output != "video":
+            videos = [
+                name
+                for name, (f, _, _) in BUILTIN_MODELS.items()
+                if get_family(f).output == "video"
+            ]
+            raise ArgumentError(
+                "num_frames",
+                f"{family.title} makes images, not videos (video models: {', '.join(videos)})",
+                option="--frames",
+            )
+        try:
             family.check_num_frames(frames)
+        except UnsupportedOption as exc:
+            raise ArgumentError("num_frames", exc.problem, option="--frames") from None
     return frames
 
 

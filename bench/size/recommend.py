@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from bench.config import OffloadSpec
-from bench.errors import UserInputError
+from bench.errors import ArgumentError, UserInputError
 from bench.offload import SEQUENTIAL_GGUF_NOTE, one_of_each_kind, parse_offload
 from bench.size.predict import Scenario, predict
 from bench.size.sources import Variant
@@ -48,7 +48,7 @@ def lookup_gpu(name: str) -> tuple[str, int]:
         return starts[0], table[starts[0]]
     close = starts or difflib.get_close_matches(name, list(table), n=4, cutoff=0.4)
     hint = f"close matches: {', '.join(close)}" if close else f"known: {', '.join(table)}"
-    raise UserInputError(f"--gpu {name!r}: not in the GPU table; {hint}")
+    raise ArgumentError("gpu", f"{name!r}: not in the GPU table; {hint}")
 
 
 @dataclass
@@ -222,4 +222,8 @@ def _verdict(option: Option, budget: int, vram: int, margin: float) -> tuple[boo
 
 
 def parse_offloads(labels: list[str] | None) -> list[OffloadSpec]:
-    return [parse_offload(label) for label in (labels or list(DEFAULT_OFFLOADS))]
+    """The offload modes asked for (default: one of each kind); ArgumentError naming `offload`."""
+    try:
+        return [parse_offload(label) for label in (labels or list(DEFAULT_OFFLOADS))]
+    except UserInputError as exc:
+        raise ArgumentError("offload", str(exc).removeprefix("offload ")) from None

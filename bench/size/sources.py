@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserInputError
+from bench.errors import ArgumentError, UserInputError
 from bench.size.components import (
     GGUFLayout,
     PipelineComponents,
@@ -96,8 +96,8 @@ def builtin_base(name: str) -> Base:
     from bench.families import get_family
 
     if name not in BUILTIN_MODELS:
-        raise UserInputError(
-            f"--model {name!r}: expected one of {', '.join(BUILTIN_MODELS)} or a diffusers folder"
+        raise ArgumentError(
+            "model", f"{name!r}: expected one of {', '.join(BUILTIN_MODELS)} or a diffusers folder"
         )
     family_name, preset, label = BUILTIN_MODELS[name]
     family = get_family(family_name)
@@ -125,9 +125,9 @@ def resolve_base(model: str) -> Base:
     path = Path(model).expanduser()
     if path.is_dir():
         return folder_base(path)
-    raise UserInputError(
-        f"--model {model!r}: not a built-in model ({', '.join(BUILTIN_MODELS)}) "
-        "and not a diffusers folder"
+    raise ArgumentError(
+        "model",
+        f"{model!r}: not a built-in model ({', '.join(BUILTIN_MODELS)}) and not a diffusers folder",
     )
 
 
@@ -167,6 +167,28 @@ def gguf_variant(
     return Variant(label, pipe, "gguf", layout.quant, published)
 
 
+def check_quants(quants: list[str] | None) -> None:
+    """Each entry of `quants` a GGUF type or a backend's preset (ArgumentError naming `quant`
+    otherwise), checked from names alone: before any meta model is built."""
+    from bench.backends import BACKENDS
+    from bench.size.components import file_quant_type_of
+
+    for entry in quants or []:
+        kind, _, scheme = entry.partition(":")
+        backend = BACKENDS.get(kind)
+        if backend is None or not backend.quantized:
+            file_quant_type_of(entry)
+            continue
+        presets = backend.size_presets()
+        if scheme and not any(scheme in s.values() for s in presets):
+            known = sorted({str(v) for s in presets for v in s.values()})
+            raise ArgumentError(
+                "quant",
+                f"{entry!r}: {kind} has no preset {scheme!r} (its presets use: "
+                f"{', '.join(known)})",
+            )
+
+
 def builtin_variants(base: Base, quants: list[str] | None = None) -> list[Variant]:
     """Full precision and what `quants` names, sized; by default every backend's presets.
 
@@ -192,9 +214,9 @@ def builtin_variants(base: Base, quants: list[str] | None = None) -> list[Varian
         specs = [s for s in backend.size_presets() if not scheme or scheme in s.values()]
         if not specs:
             known = sorted({str(v) for s in backend.size_presets() for v in s.values()})
-            raise UserInputError(
-                f"--quant {entry!r}: {kind} has no preset {scheme!r} (its presets use: "
-                f"{', '.join(known)})"
+            raise ArgumentError(
+                "quant",
+                f"{entry!r}: {kind} has no preset {scheme!r} (its presets use: {', '.join(known)})",
             )
         out += [backend.size_variant(base, spec, None) for spec in _presets_for(base, specs)]
     return out

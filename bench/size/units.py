@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from bench.errors import UserInputError
+from bench.errors import ArgumentError
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -33,21 +33,35 @@ _UNITS: dict[str, int] = {
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:[eE]\d+)?)\s*([A-Za-z]*)\s*$")
 
 
-def parse_size(text: str) -> int:
-    """Bytes in `text`; raises UserInputError with one line saying what was expected.
+#: The largest size a budget may name (1 EiB): far above any card, and a float beyond it (or
+#: "1e400GiB", infinity) cannot become a byte count.
+MAX_BYTES = 1 << 60
+
+
+def parse_size(text: str, parameter: str = "vram") -> int:
+    """Bytes in `text`; raises ArgumentError naming `parameter` with one line saying what was
+    expected.
 
     Binary units throughout (GB = GiB): a "16 GB" card has 16 GiB of memory. A plain number is
-    bytes.
+    bytes; a number that is not a string (``vram=16`` from Python) is refused rather than
+    guessed at.
     """
+    if not isinstance(text, str):
+        raise ArgumentError(
+            parameter,
+            f"expected a size as text, such as '16GiB' or '16384MiB' (got {text!r}: a number "
+            "alone does not say its unit)",
+        )
     match = _SIZE.match(text)
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _UNITS:
-        raise UserInputError(
-            f"size {text!r}: expected a number with a unit such as 12GiB, 12 GB, 12G or 16384MiB"
+        raise ArgumentError(
+            parameter,
+            f"{text!r}: expected a number with a unit such as 12GiB, 12 GB, 12G or 16384MiB",
         )
     value = float(match.group(1)) * _UNITS[unit]
-    if value <= 0:
-        raise UserInputError(f"size {text!r}: must be more than zero")
+    if not 0 < value <= MAX_BYTES:  # also NaN and infinity
+        raise ArgumentError(parameter, f"{text!r}: expected more than zero and at most 1 EiB")
     return int(value)
 
 

@@ -57,9 +57,9 @@ def test_real_presets_have_the_published_shape_and_counts(preset: str) -> None:
 def test_num_frames_must_be_4k_plus_1() -> None:
     for ok in (1, 5, 9, 49, 81):
         WAN.check_num_frames(ok)
-    with pytest.raises(UnsupportedOption, match=r"num_frames 8: .* use 5 or 9"):
+    with pytest.raises(UnsupportedOption, match=r"^num_frames: .*not 8; use 5 or 9"):
         WAN.check_num_frames(8)
-    with pytest.raises(UnsupportedOption, match=r"num_frames 80: .* use 77 or 81"):
+    with pytest.raises(UnsupportedOption, match=r"^num_frames: .*not 80; use 77 or 81"):
         WAN.check_num_frames(80)
     for bad in (0, -3, 2.0, True):
         with pytest.raises(UnsupportedOption, match="num_frames"):
@@ -282,3 +282,30 @@ def test_video_tokens_are_what_the_transformer_sees(preset: str) -> None:
     _, _, f, h, w = seen[0]
     vae = SimpleNamespace(config=dict(pipe.vae.config))
     assert video_tokens(vae, frames, height, width) == f * (h // 2) * (w // 2)  # type: ignore[arg-type]
+
+
+def test_wan22_sides_follow_its_16x_vae() -> None:
+    """Wan 2.2's VAE downsamples by 16: WanPipeline itself turns a 48-pixel side into 32 (with
+    only a log warning), so the family's rule for its presets is 32, and a cell refuses 48
+    before the pipeline runs instead of recording a 48×64 video made at 32×64."""
+    import torch
+
+    from bench.models.loading import from_pretrained
+    from bench.models.synthetic import ensure_synthetic_pipeline
+
+    assert WAN.preset_side_rule("wan2.2-ti2v-5b").multiple == 32
+    assert WAN.preset_side_rule("tiny-ti2v").multiple == 32
+    assert WAN.preset_side_rule("wan2.1-t2v-14b").multiple == 16
+    pipe = from_pretrained(str(ensure_synthetic_pipeline("tiny-ti2v", 0, "wan")), "float32")
+    pipe.set_progress_bar_config(disable=True)
+    made = pipe(
+        "a cat", height=48, width=64, num_frames=1, num_inference_steps=1, guidance_scale=1.0,
+        max_sequence_length=8, generator=torch.Generator().manual_seed(0), output_type="np",
+    ).frames[0]  # fmt: skip
+    assert made.shape[-3:-1] == (32, 64)  # what the rule protects against
+    assert WAN.pipeline_side_rule(pipe).multiple == 32
+    with pytest.raises(UnsupportedOption, match=r"^height: expected a multiple of 32 .*32 or 64"):
+        WAN.generate(
+            pipe, "a cat", height=48, width=64, steps=1, guidance=1.0, max_sequence_length=8,
+            generator=torch.Generator().manual_seed(0), options={"num_frames": 1},
+        )  # fmt: skip

@@ -12,6 +12,7 @@ from bench import limits
 from bench.cells import expand_cells, expand_images
 from bench.config import BenchConfig, check_recorded_keys, validate_config
 from bench.errors import ConfigError
+from bench.families.flux import FLUX
 from bench.yamlfile import load_yaml_file
 from tests.runner.sample_config import BASE_CONFIG
 
@@ -82,7 +83,7 @@ def test_every_accepted_size_is_one_the_pipeline_keeps() -> None:
         try:
             config(height=side)
         except ConfigError:
-            assert side % limits.SIDE_MULTIPLE
+            assert side % FLUX.side_multiple
             continue
         assert 2 * (side // (vae_scale_factor * 2)) * vae_scale_factor == side
 

@@ -46,7 +46,7 @@ def test_malformed_size_exits_2_with_one_line() -> None:
     result = runner.invoke(app, ["size", "--vram", "12 potatoes"])
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: size '12 potatoes'")
+    assert len(lines) == 1 and lines[0].startswith("error: --vram: '12 potatoes'")
 
 
 def test_unknown_gpu_exits_2_listing_close_matches() -> None:
@@ -58,4 +58,4 @@ def test_unknown_gpu_exits_2_listing_close_matches() -> None:
 def test_unknown_offload_exits_2() -> None:
     result = runner.invoke(app, ["size", "--vram", "8GiB", "--offload", "sometimes"])
     assert result.exit_code == 2
-    assert "offload 'sometimes'" in result.output
+    assert "--offload: 'sometimes'" in result.output
