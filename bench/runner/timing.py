@@ -1,8 +1,16 @@
-"""Per-phase timing of one pipeline call: text encoding, each denoising step, decoding.
+"""Per-phase timing of one pipeline call: text encoding, the first step's transfer, each
+denoising step, decoding.
 
-Step ends come from `callback_on_step_end`; the start of the first step from a forward
-pre-hook on the transformer, so text encoding is not charged to step 0. On CUDA every mark
-synchronizes first, otherwise a mark would only time the kernel launch.
+Step ends come from `callback_on_step_end`; the start of the first step from forward pre-hooks,
+so text encoding is not charged to step 0, nor is the transfer an offload mode makes before it.
+A module's forward pre-hooks run before its `forward`, and offload hooks (accelerate's
+`cpu_offload_with_hook`, diffusers' group offloading) replace `forward` with a wrapper that
+moves the weights first: the transformer's pre-hook therefore fires before its weights move,
+the pre-hooks of its direct children after the transformer-level move. The span between the two
+is `transfer_s` (under model offload, the whole transformer copied in; without offload, about
+nothing). Moves inside the children (sequential offload's per-layer hooks, group offloading's
+per-block ones) happen at every step and stay in the steps: they are what those modes cost per
+step. On CUDA every mark synchronizes first, otherwise a mark would only time the kernel launch.
 """
 
 from __future__ import annotations
@@ -20,12 +28,20 @@ from bench.runner.memory import monotonic, synchronize
 class CallTimer:
     device: torch.device
     start: float = 0.0
-    first_forward: float | None = None
+    first_forward: float | None = None  # the denoiser called, its offload hooks not yet run
+    first_compute: float | None = None  # its first submodule called: its weights are in place
     step_ends: list[float] = field(default_factory=list)
     end: float = 0.0
 
+    def watch(self, denoiser: torch.nn.Module) -> None:
+        """Hook the denoiser (its call) and each of its direct children (its compute)."""
+        denoiser.register_forward_pre_hook(self.pre_forward_hook)
+        for child in denoiser.children():
+            child.register_forward_pre_hook(self.child_pre_forward_hook)
+
     def reset(self) -> None:
         self.first_forward = None
+        self.first_compute = None
         self.step_ends = []
         synchronize(self.device)
         self.start = monotonic()
@@ -34,6 +50,11 @@ class CallTimer:
         if self.first_forward is None:
             synchronize(self.device)
             self.first_forward = monotonic()
+
+    def child_pre_forward_hook(self, _module: torch.nn.Module, _args: Any) -> None:
+        if self.first_forward is not None and self.first_compute is None:
+            synchronize(self.device)
+            self.first_compute = monotonic()
 
     def on_step_end(self, _pipe: Any, _step: int, _timestep: Any, kwargs: dict) -> dict:
         synchronize(self.device)
@@ -46,12 +67,14 @@ class CallTimer:
 
     def summary(self) -> dict[str, Any]:
         begin = self.first_forward if self.first_forward is not None else self.start
-        marks = [begin, *self.step_ends]
+        compute = self.first_compute if self.first_compute is not None else begin
+        marks = [compute, *self.step_ends]
         return {
             "wall_s": self.end - self.start,
             "encode_s": begin - self.start,
+            "transfer_s": compute - begin,
             "step_s": [b - a for a, b in itertools.pairwise(marks)],
-            "decode_s": self.end - (self.step_ends[-1] if self.step_ends else begin),
+            "decode_s": self.end - (self.step_ends[-1] if self.step_ends else compute),
         }
 
 

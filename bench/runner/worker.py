@@ -234,7 +234,7 @@ def _run_cell(job: CellJob, events: Any) -> None:
 
         family = get_family(job.family)
         timer = CallTimer(device)
-        family.denoiser_module(pipe).register_forward_pre_hook(timer.pre_forward_hook)
+        timer.watch(family.denoiser_module(pipe))
 
         numeric_change = contextlib.nullcontext
         noise_floor = getattr(variant, "noise_floor", None)

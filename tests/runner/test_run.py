@@ -72,7 +72,9 @@ def test_cells_that_run_have_sane_measurements(tiny_run: Path) -> None:
             assert record["seed"] == image["seed"]
             assert len(record["step_s"]) == steps
             assert all(s > 0 for s in record["step_s"])
-            parts = record["encode_s"] + sum(record["step_s"]) + record["decode_s"]
+            assert record["transfer_s"] >= 0  # no offload: a synchronize apart
+            parts = record["encode_s"] + record["transfer_s"] + sum(record["step_s"])
+            parts += record["decode_s"]
             assert parts == pytest.approx(record["wall_s"], rel=1e-6, abs=1e-6)
             assert record["memory"]["host_rss_peak_bytes"] >= record["memory"]["samples"] > 0
             with Image.open(tiny_run / record["image"]) as picture:
