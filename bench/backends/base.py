@@ -10,6 +10,7 @@ test (tests/backends/test_conformance.py) runs every registered backend through 
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,6 +19,20 @@ from bench.config_fields import VariantConfig
 
 if TYPE_CHECKING:
     from bench.config import BenchConfig
+
+
+class MissingPackages(RuntimeError):
+    """A variant needs modules this environment cannot import: raised in the cell before
+    anything loads, so the record names every one and what installs it, in one line."""
+
+
+def importable(module: str) -> bool:
+    """Whether `module` can be imported here, found without importing it (a dotted name
+    imports its parents only)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a broken one
+        return False
 
 
 @dataclass
@@ -74,6 +89,24 @@ class Backend:
         """Config-time check of files the variant names; ConfigError naming the key."""
 
     # --- run ----------------------------------------------------------------------------
+    def runtime_modules(self, variant: Any) -> dict[str, str]:
+        """{module: distribution that installs it} the variant's loading imports. By default
+        the backend's `packages`, whose import names are their distribution names."""
+        return {name.replace("-", "_"): name for name in self.packages}
+
+    def check_runtime(self, variant: Any) -> None:
+        """Called in the cell before loading: MissingPackages naming each module the variant
+        needs that is not importable here (the cell's own environment, a Ray node's too)."""
+        missing = {m: d for m, d in self.runtime_modules(variant).items() if not importable(m)}
+        if missing:
+            shown = ", ".join(
+                m if m == d else f"{m} (distribution {d})" for m, d in missing.items()
+            )
+            raise MissingPackages(
+                f"{self.label(variant)} needs {shown}, not installed in this environment: "
+                f"pip install {' '.join(missing.values())}"
+            )
+
     def prepare_message(self, variant: Any) -> str | None:
         """What preparing does, when it takes a while (shown while it runs)."""
         return None

@@ -20,10 +20,11 @@ class FullVariant(VariantConfig):
 
     kind: Literal["full"]
     dtype: Dtype = "bfloat16"
-    noise_floor: Literal["sdpa-math", "no-tf32"] | None = Field(
+    noise_floor: Literal["sdpa-math", "no-tf32", "no-reduced-precision"] | None = Field(
         default=None,
         description="generate under this harmless numeric change: a second full-precision "
-        "image set that shows how far 'identical' moves on this stack (the noise floor)",
+        "image set that shows how far 'identical' moves on this stack (the noise floor); "
+        "no-tf32 bears on float32 only, no-reduced-precision on bf16 and fp16 too",
     )
 
 

@@ -239,6 +239,9 @@ class QuantoBackend(Backend):
         "{c: QuantoConfig(weights_dtype=...)}))"
     )
 
+    def runtime_modules(self, variant: Any) -> dict[str, str]:
+        return {"optimum.quanto": "optimum-quanto"}
+
     def scheme(self, variant: QuantoVariant) -> str:
         return _SCHEME_WORDS[variant.scheme]
 

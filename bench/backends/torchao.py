@@ -16,8 +16,11 @@ subclasses, counted by bench.models.loading.component_weights through `__tensor_
 - int4wo, `Int4Tensor` (plain packing): two weights per byte (N*K/2), a scale and a zero point
   per group of `group_size` weights of a row, both in the weight's dtype. A Linear whose K is
   not a multiple of `group_size` is left unquantized by torchao itself (it logs and skips).
-  Packing needs the mslk kernels (CUDA): without them `Int4Tensor.from_hp` raises
-  `ImportError: Requires mslk >= 1.0.0`, which a CPU cell records as its failure.
+  torchao 0.18's `Int4WeightOnlyConfig` packs `Int4PackingFormat.PLAIN` by default, whose
+  `Int4Tensor.from_hp` quantizes with mslk's kernels on every device: without the `mslk`
+  module (the `mslk-cuda` distribution) it raises `ImportError: Requires mslk >= 1.0.0`.
+  The cell checks for it before loading (`runtime_modules`) and records `MissingPackages`
+  naming it, instead of a half-run load. int8wo and float8wo use mslk only when it is there.
 
 Which weights: diffusers quantizes the weight of every `nn.Linear` outside the model class's
 `_keep_in_fp32_modules`; transformers every `nn.Linear` outside `get_keys_to_not_convert` and
@@ -242,6 +245,13 @@ class TorchAoBackend(Backend):
         "config=PipelineQuantizationConfig(quant_mapping={c: TorchAoConfig(Int8WeightOnlyConfig()"
         " | Float8WeightOnlyConfig() | Int4WeightOnlyConfig(group_size))}))"
     )
+
+    def runtime_modules(self, variant: TorchAoVariant) -> dict[str, str]:
+        """int4wo also needs mslk, on every device (see the module docstring)."""
+        modules = super().runtime_modules(variant)
+        if variant.scheme == "int4wo":
+            modules["mslk"] = "mslk-cuda"
+        return modules
 
     def scheme(self, variant: TorchAoVariant) -> str:
         words = _SCHEME_WORDS[variant.scheme]

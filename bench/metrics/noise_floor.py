@@ -22,7 +22,7 @@ from bench.metrics.fidelity import PAIRED_FUNCTIONS
 from bench.metrics.images import load_image, pil_to_tensor
 from bench.metrics.stats import bootstrap_mean, per_prompt_means
 
-HarmlessChange = Literal["sdpa-math", "no-tf32"]
+HarmlessChange = Literal["sdpa-math", "no-tf32", "no-reduced-precision"]
 NOISE_SUFFIX = "__noise"
 
 ImageLike = Path | str | Image.Image | torch.Tensor
@@ -39,26 +39,84 @@ def harmless_change(kind: HarmlessChange = "sdpa-math") -> Iterator[None]:
     """Generate inside this to get a numerically different but equivalent full-precision run.
 
     `sdpa-math`: scaled-dot-product attention through the plain math kernel instead of the
-    default (flash / memory-efficient) kernels. `no-tf32`: TF32 matmuls off on CUDA. On a CPU
-    both may change nothing, in which case the floor is exact (PSNR +inf, reported as such).
+    default (flash / memory-efficient / cuDNN) kernels. `no-tf32`: TF32 off for CUDA matmuls
+    and cuDNN convolutions; it bears on float32 only (bf16 and fp16 never use TF32) and torch
+    already leaves matmul TF32 off. `no-reduced-precision`: that, and cuBLAS's reduced-precision
+    reductions off for bf16 and fp16 matmuls (on by default), so it bears on every dtype.
+    Whether a change alters anything for a given device and dtype is `altered_settings`: where
+    nothing is altered the floor is exact by construction, and the worker records so.
     """
     if kind == "sdpa-math":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         with sdpa_kernel(SDPBackend.MATH):
             yield
-    elif kind == "no-tf32":
-        old_matmul = torch.backends.cuda.matmul.allow_tf32
-        old_cudnn = torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = old_matmul
-            torch.backends.cudnn.allow_tf32 = old_cudnn
-    else:
+        return
+    if kind not in ("no-tf32", "no-reduced-precision"):
         raise ValueError(f"unknown harmless change {kind!r}")
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    old = (matmul.allow_tf32, cudnn.allow_tf32)
+    old_reduced = (
+        matmul.allow_bf16_reduced_precision_reduction,
+        matmul.allow_fp16_reduced_precision_reduction,
+    )
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
+    if kind == "no-reduced-precision":
+        matmul.allow_bf16_reduced_precision_reduction = False
+        matmul.allow_fp16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = old
+        matmul.allow_bf16_reduced_precision_reduction = old_reduced[0]
+        matmul.allow_fp16_reduced_precision_reduction = old_reduced[1]
+
+
+def altered_settings(kind: HarmlessChange, device_type: str, dtype: str) -> list[str]:
+    """The settings `harmless_change(kind)` turns off, as they stand now, that bear on a
+    pipeline computing in `dtype` ("bfloat16", ...) on `device_type` ("cuda", "cpu").
+
+    Empty: the change cannot alter a single operation of that pipeline, and the noise floor
+    is an exact copy of full precision (PSNR +inf) by construction, not by measurement.
+    """
+    if kind == "sdpa-math":
+        from torch.backends import cuda
+
+        others = (cuda.flash_sdp_enabled(), cuda.mem_efficient_sdp_enabled())
+        if device_type == "cuda":
+            others += (cuda.cudnn_sdp_enabled(),)
+        return ["scaled_dot_product_attention: math kernel only"] if any(others) else []
+    if kind not in ("no-tf32", "no-reduced-precision"):
+        raise ValueError(f"unknown harmless change {kind!r}")
+    if device_type != "cuda":  # these are cuBLAS's and cuDNN's settings
+        return []
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    # TF32 bears on float32 operations: every one of a float32 pipeline, and the Linear layers
+    # a 16-bit pipeline keeps in float32 (transformers keeps T5's `wo` so), none of them a
+    # convolution.
+    candidates = {"torch.backends.cuda.matmul.allow_tf32": matmul.allow_tf32}
+    if dtype == "float32":
+        candidates["torch.backends.cudnn.allow_tf32"] = cudnn.allow_tf32
+    elif kind == "no-reduced-precision" and dtype == "bfloat16":
+        name = "torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction"
+        candidates[name] = matmul.allow_bf16_reduced_precision_reduction
+    elif kind == "no-reduced-precision" and dtype == "float16":
+        name = "torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction"
+        candidates[name] = matmul.allow_fp16_reduced_precision_reduction
+    return [f"{name}: True -> False" for name, on in candidates.items() if on]
+
+
+def floor_record(kind: HarmlessChange, device_type: str, dtype: str) -> dict[str, Any]:
+    """What a noise-floor cell records about its change: which settings it altered, and, where
+    none, that its images are full precision's exactly (so a PSNR of +inf is expected)."""
+    altered = altered_settings(kind, device_type, dtype)
+    out: dict[str, Any] = {"change": kind, "altered": altered, "exact": not altered}
+    if not altered:
+        out["note"] = (
+            f"{kind!r} alters nothing a {dtype} pipeline on {device_type} computes with: "
+            "the floor is exact by construction"
+        )
+    return out
 
 
 def _tensor(image: ImageLike) -> torch.Tensor | None:

@@ -160,7 +160,7 @@ def _run_cell(job: CellJob, events: Any) -> None:
 
     quiet_library_output()
 
-    from bench.backends import parse_variant
+    from bench.backends import backend_for, parse_variant
     from bench.config import OffloadSpec
     from bench.families import get_family
     from bench.models.loading import (
@@ -208,6 +208,8 @@ def _run_cell(job: CellJob, events: Any) -> None:
     try:
         # Inside the try: a variant this process cannot read is the cell's failure, recorded.
         variant = parse_variant(cell["variant_spec"])
+        # Every module the backend needs, named in one line before anything loads.
+        backend_for(variant).check_runtime(variant)
         import_pipeline_classes(job.base_model, job.revision)
         if device.type == "cuda":
             # Libraries place weights on the current device, not the configured one (diffusers'
@@ -239,9 +241,10 @@ def _run_cell(job: CellJob, events: Any) -> None:
         numeric_change = contextlib.nullcontext
         noise_floor = getattr(variant, "noise_floor", None)
         if noise_floor:
-            from bench.metrics.noise_floor import harmless_change
+            from bench.metrics.noise_floor import floor_record, harmless_change
 
             numeric_change = partial(harmless_change, noise_floor)
+            cell_record["noise_floor"] = floor_record(noise_floor, device.type, variant.dtype)
 
         options = {"num_frames": job.num_frames} if job.num_frames is not None else None
 

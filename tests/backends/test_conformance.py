@@ -42,6 +42,40 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return BACKENDS[request.param]
 
 
+# --- runtime modules --------------------------------------------------------------------------
+
+
+def test_every_backend_names_modules_this_install_has(backend: Backend) -> None:
+    """`.[backends]` is installed here: every module a preset needs imports, but mslk, which no
+    CPU machine installs (torchao's int4 packing needs it on every device)."""
+    for spec in presets(backend):
+        variant = backend.config_model.model_validate(spec)
+        needed = backend.runtime_modules(variant)
+        for module, distribution in needed.items():
+            if module != "mslk":
+                assert importlib.metadata.distribution(distribution), module
+        if "mslk" not in needed:
+            backend.check_runtime(variant)  # raises nothing
+
+
+def test_a_missing_module_is_named_in_one_line_before_loading() -> None:
+    from bench.backends.base import MissingPackages
+
+    backend = BACKENDS["torchao"]
+    int4 = parse_variant({"name": "ao", "kind": "torchao", "scheme": "int4wo"})
+    assert backend.runtime_modules(int4) == {"torchao": "torchao", "mslk": "mslk-cuda"}
+    with pytest.raises(MissingPackages) as caught:
+        backend.check_runtime(int4)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message == (
+        "torchao int4wo-g128 needs mslk (distribution mslk-cuda), not installed in this "
+        "environment: pip install mslk-cuda"
+    )
+    int8 = parse_variant({"name": "ao", "kind": "torchao", "scheme": "int8wo"})
+    assert "mslk" not in backend.runtime_modules(int8)
+
+
 # --- registry and config model ----------------------------------------------------------------
 
 

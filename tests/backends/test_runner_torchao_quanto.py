@@ -1,7 +1,9 @@
 """torchao and quanto variants through the real runner: one process per cell.
 
-A scheme this machine cannot run (torchao's int4 packing without its kernels) is a failed cell
-carrying the library's own exception type and message, phase `load`; one that runs records
+A scheme this machine cannot run is a failed cell, phase `load`, carrying the library's own
+exception type and message; or, where the library refuses for want of a module (torchao's int4
+packing without mslk), `MissingPackages` naming that module, raised before loading. One that
+runs records
 weights that `bench size` predicts exactly (bytes; quanto's parameter count differs by its two
 scalar buffers per converted layer, charged to the weight's bytes by the layout).
 """
@@ -46,6 +48,13 @@ def test_each_cell_is_the_libraries_verdict(backends_run: Path, variant: dict[st
     verdict = library_verdict(variant)
     if verdict is None:
         assert cell["status"] == "ok", cell["error"]
+    elif isinstance(verdict, ImportError):
+        # The library's refusal names the module; the cell named it first, before loading.
+        (module,) = [m for m in ("mslk",) if m in str(verdict)]
+        assert cell["status"] == "failed" and cell["error"]["phase"] == "load"
+        assert cell["error"]["type"] == "MissingPackages"
+        assert f"needs {module} (distribution " in cell["error"]["message"]
+        assert cell["load_s"] is None
     else:
         assert cell["status"] == "failed"
         assert cell["error"] == {

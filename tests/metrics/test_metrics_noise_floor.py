@@ -9,7 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.metrics.noise_floor import harmless_change, is_noise_floor, noise_floor_scores
+from bench.metrics.noise_floor import (
+    altered_settings,
+    floor_record,
+    harmless_change,
+    is_noise_floor,
+    noise_floor_scores,
+)
 
 
 def _pair(seed: int, sigma: float, size: int = 24) -> tuple[Image.Image, Image.Image]:
@@ -60,3 +66,41 @@ def test_noise_floor_cells_are_recognised() -> None:
     assert is_noise_floor({"variant": "full__noise", "variant_spec": {"kind": "full"}})
     assert is_noise_floor({"variant": "fp", "variant_spec": {"kind": "full", "noise_floor": True}})
     assert not is_noise_floor({"variant": "full", "variant_spec": {"kind": "full"}})
+
+
+def test_no_tf32_changes_nothing_of_a_bf16_pipeline_and_the_record_says_so() -> None:
+    # torch leaves matmul TF32 off and bf16 never uses TF32: on a bf16 pipeline the images of
+    # this "noise floor" are full precision's own.
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+    record = floor_record("no-tf32", "cuda", "bfloat16")
+    assert record["altered"] == [] and record["exact"] is True
+    assert "exact by construction" in record["note"] and "bfloat16" in record["note"]
+    # cuDNN's TF32 (on by default) does bear on a float32 pipeline's convolutions.
+    assert floor_record("no-tf32", "cuda", "float32")["altered"] == [
+        "torch.backends.cudnn.allow_tf32: True -> False"
+    ]
+
+
+def test_no_reduced_precision_perturbs_bf16_and_fp16_matmuls() -> None:
+    matmul = torch.backends.cuda.matmul
+    assert matmul.allow_bf16_reduced_precision_reduction is True  # torch's default
+    for dtype, flag in (("bfloat16", "bf16"), ("float16", "fp16")):
+        record = floor_record("no-reduced-precision", "cuda", dtype)
+        assert record["exact"] is False and "note" not in record
+        assert record["altered"] == [
+            f"torch.backends.cuda.matmul.allow_{flag}_reduced_precision_reduction: True -> False"
+        ]
+    with harmless_change("no-reduced-precision"):
+        assert matmul.allow_bf16_reduced_precision_reduction is False
+        assert matmul.allow_fp16_reduced_precision_reduction is False
+        assert altered_settings("no-reduced-precision", "cuda", "bfloat16") == []  # already off
+    assert matmul.allow_bf16_reduced_precision_reduction is True  # restored
+    assert matmul.allow_fp16_reduced_precision_reduction is True
+
+
+def test_cuda_settings_alter_nothing_on_a_cpu_but_the_attention_kernel_does() -> None:
+    for kind in ("no-tf32", "no-reduced-precision"):
+        assert floor_record(kind, "cpu", "float32")["exact"] is True  # cuBLAS/cuDNN settings
+    assert floor_record("sdpa-math", "cpu", "float32")["altered"] == [
+        "scaled_dot_product_attention: math kernel only"
+    ]
