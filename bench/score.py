@@ -32,7 +32,7 @@ from bench.metrics.distribution import (
     inception_features,
     too_few_samples,
 )
-from bench.metrics.fidelity import PAIRED_FUNCTIONS, PairScore, video_score
+from bench.metrics.fidelity import PAIRED_FUNCTIONS, VIDEO_POOLING, PairScore, video_score
 from bench.metrics.images import LoadedImage
 from bench.metrics.lpips import MetricUnavailable, load_lpips
 from bench.metrics.run_view import RunView, read_run
@@ -97,7 +97,9 @@ def score_paired(
                 per_frame = [
                     functions[metric](a, b) for a, b in zip(got_frames, want_frames, strict=True)
                 ]
-                score = video_score(per_frame, METRICS[metric].higher_is_better)
+                score = video_score(
+                    per_frame, METRICS[metric].higher_is_better, pool=VIDEO_POOLING.get(metric)
+                )
             rows.append(image_row(cell, image, metric, score, ref_id))
         book.add_image_rows(rows)
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.cell_summary import MEMORY_COUNTERS, net_memory_peaks, summarize
 from bench.errors import UserInputError
+from bench.metrics.stats import prompt_means
 from bench.results import (
     MANIFEST,
     SCORES,
@@ -28,8 +27,10 @@ from bench.results import (
 )
 
 REQUIRED_MANIFEST_KEYS = ("cells", "images", "prompts")
-# Image-level metrics only: distribution metrics have one value per cell, nothing to pair.
+# Image-level metrics are paired per prompt and judged; distribution metrics have one value per
+# cell and are only shown (with their floor and n).
 SCORE_KIND = "image_score"
+DISTRIBUTION_KIND = "distribution_score"
 NVML_KEY = "nvml_used_peak_bytes"
 CELL_PHASES = ("load", "warmup")
 
@@ -38,8 +39,10 @@ CELL_PHASES = ("load", "warmup")
 class PromptScores:
     """One metric of one cell: the mean over repeats per prompt, and which prompts were identical.
 
-    PSNR of an image equal to its reference is +inf and stored as null with `identical: true`
-    (docs/scores.md); those prompts are kept apart rather than given an invented value.
+    `bench.metrics.stats.prompt_means` makes both: an identical image's finite value (SSIM 1,
+    LPIPS 0) is averaged like any other; PSNR of an image equal to its reference is +inf and
+    stored as null with `identical: true` (docs/scores.md), so a prompt with only such images
+    has no value and is kept apart rather than given an invented one.
     """
 
     metric: str
@@ -75,6 +78,8 @@ class CellData:
     others_share: list[float] = field(default_factory=list)
     # The device the cell ran on ("cpu", "cuda:0"), from its cell record; None if unrecorded.
     device: str | None = None
+    # Metric -> the cell's latest distribution row (FID, KID, CMMD) from scores.jsonl.
+    distribution: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,37 +104,39 @@ def _present(value: Any) -> bool:
 
 
 def _read_scores(run_dir: Path) -> dict[str, dict[str, PromptScores]]:
-    """Latest ok row per (cell, prompt, repeat, metric), repeats averaged per prompt."""
+    """Latest row per (cell, prompt, repeat, metric), reduced to prompts by the same
+    `prompt_means` the score summary uses (so both average identical rows alike)."""
     latest: dict[tuple[str, str, int, str], dict[str, Any]] = {}
     for row in iter_jsonl(run_dir / SCORES):
         if row.get("kind") != SCORE_KIND:
             continue
         key = (row["cell_id"], row["prompt_id"], int(row["repeat"]), row["metric"])
         latest[key] = row  # later rows supersede earlier ones (docs/scores.md: latest per key)
-    grouped: dict[tuple[str, str], dict[str, list[float]]] = {}
-    identical: dict[tuple[str, str], set[str]] = {}
-    higher: dict[str, bool] = {}
-    for (cell_id, prompt_id, _repeat, metric), row in latest.items():
-        if row.get("status") != "ok":
-            continue
-        higher[metric] = bool(row.get("higher_is_better", True))
-        if row.get("identical"):
-            identical.setdefault((cell_id, metric), set()).add(prompt_id)
-            continue
-        if row.get("value") is None:
-            continue
-        grouped.setdefault((cell_id, metric), {}).setdefault(prompt_id, []).append(
-            float(row["value"])
-        )
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for (cell_id, _prompt, _repeat, metric), row in latest.items():
+        grouped.setdefault((cell_id, metric), []).append(row)
     out: dict[str, dict[str, PromptScores]] = {}
-    for key in set(grouped) | set(identical):
-        cell_id, metric = key
-        values = {p: float(np.mean(v)) for p, v in grouped.get(key, {}).items()}
-        same = identical.get(key, set())
-        # A prompt with any finite repeat keeps its finite mean; only all-identical prompts
-        # count as identical.
-        same = same - set(values)
-        out.setdefault(cell_id, {})[metric] = PromptScores(metric, higher[metric], values, same)
+    for (cell_id, metric), rows in grouped.items():
+        ok = [r for r in rows if r.get("status") == "ok"]
+        if not ok:
+            continue
+        prompts = prompt_means(ok)
+        if not prompts.values and not prompts.identical:
+            continue
+        higher = bool(ok[-1].get("higher_is_better", True))
+        out.setdefault(cell_id, {})[metric] = PromptScores(
+            metric, higher, prompts.values, set(prompts.identical)
+        )
+    return out
+
+
+def _read_distribution(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """Cell -> metric -> the latest distribution row (a rescore with more images or another
+    reference appends a newer one)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in iter_jsonl(run_dir / SCORES):
+        if row.get("kind") == DISTRIBUTION_KIND:
+            out.setdefault(row["cell_id"], {})[row["metric"]] = row
     return out
 
 
@@ -175,6 +182,7 @@ def load_run(run_dir: Path) -> ComparedRun:
         if image.get("status") == "ok":
             ok_images.setdefault(image["cell_id"], []).append(image)
     scores = _read_scores(run_dir)
+    distribution = _read_distribution(run_dir)
     cell_rows = cell_records(records)
     cells: dict[str, CellData] = {}
     for _, row in summary.iterrows():
@@ -200,6 +208,7 @@ def load_run(run_dir: Path) -> ComparedRun:
             energy_j=energy,
             memory=net_memory_peaks(row),
             scores=scores.get(cell_id, {}),
+            distribution=distribution.get(cell_id, {}),
             step_s=[[float(s) for s in r.get("step_s") or []] for r in images],
             image_memory=_image_memory(images, baseline),
             sampler_hz=[

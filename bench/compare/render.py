@@ -15,6 +15,7 @@ from rich.table import Table
 
 from bench.compare.stats import (
     IMPROVEMENT_WORDS,
+    NOT_COMPARABLE,
     NOT_JUDGED,
     REGRESSION_WORDS,
     TOO_NOISY,
@@ -22,7 +23,14 @@ from bench.compare.stats import (
     QualityVerdict,
     SampleVerdict,
 )
-from bench.compare.verdicts import NEWLY_FAILING, NEWLY_WORKING, CellComparison, Comparison
+from bench.compare.verdicts import (
+    NEWLY_FAILING,
+    NEWLY_WORKING,
+    CellComparison,
+    Comparison,
+    DistributionComparison,
+)
+from bench.metrics.stats import method_label
 from bench.size.units import MIB, fmt_bytes
 
 
@@ -101,7 +109,38 @@ def quality_text(v: QualityVerdict, sep: str = ": ") -> str:
         else ""
     )
     p = f", p={v.p_value:.2g}" if v.p_value is not None else ""
+    if v.p_adjusted is not None:
+        p += f", {v.p_adjusted:.2g} corrected"
     return f"{v.metric} {v.verdict}{sep}Δ{v.diff_mean:+.3g}{interval} (n={v.n_prompts}{p})"
+
+
+def distribution_text(d: DistributionComparison) -> str:
+    """`fid 3.1 → 3.4 (floor 0.43 at n=600; not judged)`, or why the two are not comparable."""
+    if d.verdict == NOT_COMPARABLE:
+        return f"{d.metric} {NOT_COMPARABLE}: {d.note}"
+    if d.base_value is None or d.cand_value is None:
+        return f"{d.metric} {d.note or 'no value'}"
+    floor = d.cand_floor if d.cand_floor is not None else d.base_floor
+    at = f"floor {floor:.3g} at n={d.cand_n}; " if floor is not None else ""
+    return f"{d.metric} {d.base_value:.3g} → {d.cand_value:.3g} ({at}{d.verdict})"
+
+
+def _quality_lines(c: CellComparison, sep: str) -> list[tuple[str, str]]:
+    """(text, verdict) of the cell's quality verdicts, then its distribution metrics."""
+    out = [(quality_text(q, sep), q.verdict) for q in c.quality]
+    return out + [(distribution_text(d), d.verdict) for d in c.distribution]
+
+
+def quality_rule(comparison: Comparison) -> str:
+    """How the quality verdicts were decided, in words, e.g. "95% t/bootstrap-t interval of
+    the paired difference over prompts and sign-flip test, benjamini-hochberg over 12 tests"."""
+    methods = {
+        q.method.split(";")[0] for c in comparison.cells for q in c.quality if q.method != "none"
+    }
+    interval = " or ".join(sorted(methods)) or method_label()
+    corrections = {q.correction for c in comparison.cells for q in c.quality if q.correction}
+    tail = f", p corrected by {next(iter(corrections))}" if corrections else ""
+    return f"interval of the paired difference ({interval}) and sign-flip test{tail}"
 
 
 def status_text(c: CellComparison) -> str:
@@ -132,9 +171,11 @@ def print_comparison(comparison: Comparison, console: Console) -> None:
             _styled(sample_text(c.time, "s", nl), c.time.verdict if c.time else ""),
             nl.join(_styled(text, verdict) for text, verdict in memory_lines(c, " ")) or "-",
             _styled(sample_text(c.energy, "J", nl), c.energy.verdict if c.energy else ""),
-            nl.join(_styled(quality_text(q, nl), q.verdict) for q in c.quality) or "-",
+            nl.join(_styled(text, verdict) for text, verdict in _quality_lines(c, nl)) or "-",
         )
     console.print(table)
+    if any(c.quality for c in comparison.cells):
+        console.print(f"quality: {quality_rule(comparison)}", markup=False)
     only = (("base", comparison.only_in_base), ("candidate", comparison.only_in_cand))
     for run_label, ids in only:
         if ids:
@@ -229,7 +270,7 @@ def to_markdown(comparison: Comparison) -> str:
             sample_text(c.time, "s"),
             "<br>".join(text for text, _verdict in memory_lines(c)) or "-",
             sample_text(c.energy, "J"),
-            "<br>".join(quality_text(q) for q in c.quality) or "-",
+            "<br>".join(text for text, _verdict in _quality_lines(c, ": ")) or "-",
         ]
         if c.regressions:
             cells[0] = f"❌ {cells[0]}"
@@ -253,7 +294,7 @@ def to_markdown(comparison: Comparison) -> str:
         f"+{t.memory_exact_min_bytes / MIB:g} MiB; A/A noise bands "
         + ", ".join(f"{k} ×{v:g}" for k, v in t.memory_bands.items())
         + f"), energy ×{t.energy_factor:g}, alpha {t.alpha:g} "
-        f"(Mann-Whitney U), quality: 95% paired bootstrap over prompts beyond "
+        f"(Mann-Whitney U), quality: {quality_rule(comparison)} beyond "
         + ", ".join(f"{m} {v:g}" for m, v in sorted(t.quality_margins.items()))
     )
     lines.append("")

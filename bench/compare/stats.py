@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from bench.metrics.stats import bootstrap_mean
+from bench.metrics.stats import mean_interval
 
 # Verdict words, one vocabulary for every aspect so renderers and CI scripts can match on them.
 NO_CHANGE = "no change"
@@ -28,6 +28,9 @@ NOT_MEASURED = "not measured"
 TOO_NOISY = "too noisy to judge at this threshold"
 # One value per run of a counter that is not deterministic: shown, never judged.
 NOT_JUDGED = "not judged"
+# One value per run measured on different terms (a distribution metric over another number of
+# images): not even shown side by side as if comparable.
+NOT_COMPARABLE = "not comparable"
 SLOWER, FASTER = "slower", "faster"
 BIGGER, SMALLER = "bigger", "smaller"
 WORSE, BETTER = "worse", "better"
@@ -237,7 +240,12 @@ def memory_verdict(
 
 @dataclass(frozen=True)
 class QualityVerdict:
-    """Verdict on one per-image metric, paired over prompts between the two runs."""
+    """Verdict on one per-image metric, paired over prompts between the two runs.
+
+    `p_value` is the test's own; `p_adjusted` the one the verdict was decided at, corrected for
+    the run's other quality tests (`correction`, e.g. Benjamini-Hochberg over 12 tests); the
+    last two were added within schema 1 (null where the verdict stood alone).
+    """
 
     verdict: str
     metric: str
@@ -252,6 +260,8 @@ class QualityVerdict:
     n_prompts: int
     method: str
     note: str | None = None
+    p_adjusted: float | None = None
+    correction: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -268,9 +278,10 @@ def paired_permutation_p(base: np.ndarray, cand: np.ndarray) -> float:
     """Two-sided sign-flip permutation test of the mean paired difference.
 
     Exact (all 2^n sign patterns) up to n = 13 prompts, Monte Carlo with a fixed seed above.
-    Used next to the bootstrap interval because a bootstrap interval over 6-10 prompts is too
-    narrow: it excludes 0 in 11-12% of null draws at n = 10 instead of 5% (tests/compare/
-    simulate.py measures this; docs/compare.md), while the permutation test holds its level.
+    It gives the verdict its p-value (the one the run's correction adjusts): exact, with no
+    assumption on the differences' shape. The BCa interval used before it excluded 0 in 11-12%
+    of null draws at n = 10; the t/bootstrap-t interval now beside it holds its level
+    (tests/compare/simulate.py measures both; docs/compare.md).
     Written with numpy rather than `scipy.stats.permutation_test` because it is the same test
     and 10-50x faster, which lets the tests measure its level over hundreds of draws.
     """
@@ -290,6 +301,129 @@ def paired_permutation_p(base: np.ndarray, cand: np.ndarray) -> float:
     return float((1 + np.sum(flipped >= observed - tolerance)) / (PERMUTATIONS + 1))
 
 
+@dataclass(frozen=True)
+class PairedTest:
+    """The paired comparison of one metric over the prompts scored in both runs, before any
+    verdict: the means, the mean difference (candidate minus base) with its 95% interval,
+    and the sign-flip p-value. `p_value` is None below `min_prompts`."""
+
+    n: int
+    base_mean: float | None
+    cand_mean: float | None
+    diff: float | None
+    low: float | None
+    high: float | None
+    p_value: float | None
+    method: str
+    note: str | None
+
+
+def paired_test(
+    base: Mapping[str, float], cand: Mapping[str, float], min_prompts: int = MIN_PROMPTS
+) -> PairedTest:
+    """`base` and `cand` map prompt ids to the prompt's score (repeats already averaged, by
+    `bench.metrics.stats.prompt_means`). Every prompt was generated with the same seed in both
+    runs, so the difference per prompt removes the prompt's own difficulty."""
+    prompts = [p for p in base if p in cand]
+    b = np.array([base[p] for p in prompts], dtype=float)
+    c = np.array([cand[p] for p in prompts], dtype=float)
+    keep = np.isfinite(b) & np.isfinite(c)
+    b, c = b[keep], c[keep]
+    n = int(b.size)
+    if n < min_prompts:
+        return PairedTest(
+            n,
+            float(b.mean()) if n else None,
+            float(c.mean()) if n else None,
+            float((c - b).mean()) if n else None,
+            None,
+            None,
+            None,
+            "none",
+            f"needs at least {min_prompts} prompts scored in both runs (has {n})",
+        )
+    diff = float((c - b).mean())
+    interval = mean_interval(c - b)
+    # Constant differences (status "constant"): the interval is the point itself.
+    low = interval.ci_low if interval.ci_low is not None else diff
+    high = interval.ci_high if interval.ci_high is not None else diff
+    return PairedTest(
+        n,
+        float(b.mean()),
+        float(c.mean()),
+        diff,
+        low,
+        high,
+        paired_permutation_p(b, c),
+        f"{interval.method}; sign-flip permutation test",
+        interval.note,
+    )
+
+
+def judge_quality(
+    test: PairedTest,
+    metric: str,
+    higher_is_better: bool,
+    margin: float,
+    alpha: float = 0.05,
+    p_adjusted: float | None = None,
+    correction: str | None = None,
+) -> QualityVerdict:
+    """`worse` needs all three: the 95% interval of the mean difference excludes 0 on the bad
+    side, the sign-flip test's p (`p_adjusted` where the run's other tests are corrected for)
+    is below alpha (the interval alone is anti-conservative at these n), and the mean change
+    exceeds `margin` (in the metric's units). `better` likewise on the good side."""
+    if test.p_value is None or test.diff is None or test.low is None or test.high is None:
+        return QualityVerdict(
+            INSUFFICIENT,
+            metric,
+            higher_is_better,
+            test.base_mean,
+            test.cand_mean,
+            test.diff,
+            None,
+            None,
+            None,
+            margin,
+            test.n,
+            test.method,
+            test.note,
+        )
+    p = test.p_value if p_adjusted is None else p_adjusted
+    sign = 1.0 if higher_is_better else -1.0
+    gain, gain_low, gain_high = sign * test.diff, *sorted((sign * test.low, sign * test.high))
+    significant = p < alpha and (gain_high < 0 or gain_low > 0)
+    verdict = NO_CHANGE
+    notes = [test.note] if test.note else []
+    if significant and gain_high < 0 and -gain > margin:
+        verdict = WORSE
+    elif significant and gain_low > 0 and gain > margin:
+        verdict = BETTER
+    elif significant:
+        notes.append(f"significant (p={p:.2g}) but within the margin {margin:g}")
+    elif p_adjusted is not None and test.p_value < alpha and p >= alpha:
+        notes.append(
+            f"p={test.p_value:.2g} alone, {p:.2g} corrected for the run's other quality tests"
+        )
+    return QualityVerdict(
+        verdict,
+        metric,
+        higher_is_better,
+        test.base_mean,
+        test.cand_mean,
+        test.diff,
+        test.low,
+        test.high,
+        test.p_value,
+        margin,
+        test.n,
+        test.method,
+        "; ".join(notes) or None,
+        p_adjusted,
+        correction,
+    )
+
+
 def quality_verdict(
     base: Mapping[str, float],
     cand: Mapping[str, float],
@@ -299,68 +433,33 @@ def quality_verdict(
     alpha: float = 0.05,
     min_prompts: int = MIN_PROMPTS,
 ) -> QualityVerdict:
-    """Paired comparison over prompts of the per-prompt score, candidate minus base.
-
-    `base` and `cand` map prompt ids to the prompt's score (repeats already averaged). Every
-    prompt was generated with the same seed in both runs, so the difference per prompt removes
-    the prompt's own difficulty. `worse` needs all three: the 95% paired bootstrap interval of
-    the mean difference excludes 0 on the bad side, the sign-flip permutation test gives
-    p < alpha (the interval alone is anti-conservative at these n), and the mean change exceeds
-    `margin` (in the metric's units).
-    """
-    prompts = [p for p in base if p in cand]
-    b = np.array([base[p] for p in prompts], dtype=float)
-    c = np.array([cand[p] for p in prompts], dtype=float)
-    keep = np.isfinite(b) & np.isfinite(c)
-    b, c = b[keep], c[keep]
-    n = int(b.size)
-    base_mean = float(b.mean()) if n else None
-    cand_mean = float(c.mean()) if n else None
-    diff = float((c - b).mean()) if n else None
-    if n < min_prompts or diff is None:
-        return QualityVerdict(
-            INSUFFICIENT,
-            metric,
-            higher_is_better,
-            base_mean,
-            cand_mean,
-            diff,
-            None,
-            None,
-            None,
-            margin,
-            n,
-            "none",
-            f"needs at least {min_prompts} prompts scored in both runs (has {n})",
-        )
-    interval = bootstrap_mean(c - b)
-    # Constant differences (status "constant"): the interval is the point itself.
-    low = interval.ci_low if interval.ci_low is not None else diff
-    high = interval.ci_high if interval.ci_high is not None else diff
-    p_value = paired_permutation_p(b, c)
-    sign = 1.0 if higher_is_better else -1.0
-    gain, gain_low, gain_high = sign * diff, *sorted((sign * low, sign * high))
-    significant = p_value < alpha and (gain_high < 0 or gain_low > 0)
-    verdict = NO_CHANGE
-    note = interval.note
-    if significant and gain_high < 0 and -gain > margin:
-        verdict = WORSE
-    elif significant and gain_low > 0 and gain > margin:
-        verdict = BETTER
-    elif significant:
-        note = f"significant (p={p_value:.2g}) but within the margin {margin:g}"
-    return QualityVerdict(
-        verdict,
-        metric,
-        higher_is_better,
-        base_mean,
-        cand_mean,
-        diff,
-        low,
-        high,
-        p_value,
-        margin,
-        n,
-        f"{interval.method}; sign-flip permutation test",
-        note,
+    """One metric's verdict on its own (no other test to correct for): `paired_test`, then
+    `judge_quality`."""
+    return judge_quality(
+        paired_test(base, cand, min_prompts), metric, higher_is_better, margin, alpha
     )
+
+
+# Corrections for the many quality tests of one comparison (cells x metrics), by name.
+BENJAMINI_HOCHBERG = "benjamini-hochberg"
+NO_CORRECTION = "none"
+CORRECTIONS = (BENJAMINI_HOCHBERG, NO_CORRECTION)
+
+
+def adjust_p_values(p_values: Sequence[float], correction: str) -> np.ndarray:
+    """The p-values a run's quality tests are decided at.
+
+    Benjamini-Hochberg (`scipy.stats.false_discovery_control`): with no change anywhere it
+    holds the chance of any false `worse` in the run at alpha however many tests there are
+    (each test alone would be called at alpha, so 20 tests would give up to a third's chance);
+    where some metrics really changed it keeps the share of false calls among the calls at
+    alpha, and loses less power than a family-wise correction (Holm) when a regression shows
+    in many cells at once. Valid for positively dependent tests (PSNR, SSIM and LPIPS of the
+    same images move together). `none`: each test at its own p (the rule before).
+    """
+    ps = np.asarray(p_values, dtype=float)
+    if correction == NO_CORRECTION or ps.size == 0:
+        return ps
+    if correction == BENJAMINI_HOCHBERG:
+        return stats.false_discovery_control(ps, method="bh")
+    raise ValueError(f"unknown correction {correction!r}; known: {', '.join(CORRECTIONS)}")

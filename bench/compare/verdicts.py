@@ -10,14 +10,14 @@ pass. Everything else is reported but passes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.compare.comparability import Difference, blocking_differences, version_changes
-from bench.compare.load import CellData, ComparedRun, load_run
+from bench.compare.load import CellData, ComparedRun, PromptScores, load_run
 from bench.compare.memory import (
     DEFAULT_BANDS,
     EXACT_MIN_BYTES,
@@ -37,22 +37,27 @@ from bench.compare.stability import (
     time_noise,
 )
 from bench.compare.stats import (
-    BETTER,
+    BENJAMINI_HOCHBERG,
     FASTER,
     IMPROVEMENT_WORDS,
     INSUFFICIENT,
     MIN_PROMPTS,
     MIN_SAMPLES,
     NO_CHANGE,
+    NO_CORRECTION,
+    NOT_COMPARABLE,
+    NOT_JUDGED,
     NOT_MEASURED,
     REGRESSION_WORDS,
     SLOWER,
     TOO_NOISY,
-    WORSE,
     MemoryVerdict,
+    PairedTest,
     QualityVerdict,
     SampleVerdict,
-    quality_verdict,
+    adjust_p_values,
+    judge_quality,
+    paired_test,
     sample_verdict,
 )
 from bench.size.units import MIB
@@ -93,9 +98,64 @@ class Thresholds:
     memory_exact_min_bytes: int = EXACT_MIN_BYTES
     # Per device type ("cpu", "cuda"), how far identical runs of a cell differ in time.
     time_bands: dict[str, float] = field(default_factory=lambda: dict(TIME_PROCESS_BANDS))
+    # How the run's many quality tests are corrected for each other (stats.CORRECTIONS).
+    quality_correction: str = BENJAMINI_HOCHBERG
 
     def margin(self, metric: str) -> float:
         return self.quality_margins.get(metric, FALLBACK_QUALITY_MARGIN)
+
+
+@dataclass(frozen=True)
+class DistributionComparison:
+    """One distribution metric (FID, KID, CMMD) of a cell in both runs: one value per run and
+    no test, so shown, never judged; each beside its same-distribution floor at its n
+    (docs/scores.md), which moves with n as much as a real change would. Different n,
+    reference n or feature space: `not comparable`."""
+
+    metric: str
+    verdict: str
+    base_value: float | None
+    cand_value: float | None
+    base_floor: float | None
+    cand_floor: float | None
+    base_n: int | None
+    cand_n: int | None
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _distribution(base: CellData, cand: CellData) -> list[DistributionComparison]:
+    out = []
+    for metric in sorted(m for m in base.distribution if m in cand.distribution):
+        b, c = base.distribution[metric], cand.distribution[metric]
+        differs = [
+            f"{key} {b.get(key)} vs {c.get(key)}"
+            for key in ("n", "n_reference", "features")
+            if b.get(key) != c.get(key)
+        ]
+        note = None
+        verdict = NOT_JUDGED
+        if differs:
+            verdict = NOT_COMPARABLE
+            note = "measured on different terms: " + ", ".join(differs)
+        elif b.get("value") is None or c.get("value") is None:
+            note = f"status base {b.get('status')}, candidate {c.get('status')}"
+        out.append(
+            DistributionComparison(
+                metric,
+                verdict,
+                b.get("value"),
+                c.get("value"),
+                b.get("floor"),
+                c.get("floor"),
+                b.get("n"),
+                c.get("n"),
+                note,
+            )
+        )
+    return out
 
 
 @dataclass
@@ -116,6 +176,9 @@ class CellComparison:
     warnings: list[tuple[str, StabilityWarning]] = field(default_factory=list)
     # Every counter and phase both runs measured; `memory` is the one that decides.
     memory_counters: list[MemoryVerdict] = field(default_factory=list)
+    # (metric, higher is better, paired test) behind `quality`, kept to decide them per run.
+    quality_tests: list[tuple[str, bool, PairedTest]] = field(default_factory=list, repr=False)
+    distribution: list[DistributionComparison] = field(default_factory=list)
 
     def findings(self) -> list[tuple[str, str]]:
         """(aspect, verdict) of every aspect that changed in either direction."""
@@ -169,6 +232,7 @@ class CellComparison:
             "memory": self.memory.as_dict() if self.memory else None,
             "memory_counters": [m.as_dict() for m in self.memory_counters],
             "quality": [q.as_dict() for q in self.quality],
+            "distribution": [d.as_dict() for d in self.distribution],
             "warnings": [{"run": run, **w.as_dict()} for run, w in self.warnings],
             "regressions": self.regressions,
             "improvements": self.improvements,
@@ -321,50 +385,75 @@ def _noise_band(base: Noise, cand: Noise) -> tuple[float | None, str]:
     return (max(bands) if bands else None), text
 
 
-def _quality(base: CellData, cand: CellData, t: Thresholds) -> list[QualityVerdict]:
+def _identity_note(base: PromptScores, cand: PromptScores) -> str | None:
+    """Prompts identical to the reference in one run only, in words.
+
+    Identity is no verdict of its own: a metric with a value at identity (SSIM 1, LPIPS 0) has
+    that value in the paired test like any other; PSNR has none (+inf), so such a prompt is not
+    among the PSNR pairs and its change is judged by the metrics that have one.
+    """
+    lost = sorted(p for p in base.identical if p in cand.values)
+    gained = sorted(p for p in cand.identical if p in base.values)
+    parts = []
+    if lost:
+        parts.append(f"identical to the reference in base only: {', '.join(lost)}")
+    if gained:
+        parts.append(f"identical to the reference in candidate only: {', '.join(gained)}")
+    if not parts:
+        return None
+    return "; ".join(parts) + " (no finite value there: not among the pairs)"
+
+
+def _quality_tests(
+    base: CellData, cand: CellData, t: Thresholds
+) -> list[tuple[str, bool, PairedTest]]:
+    """(metric, higher is better, paired test) of every metric scored in both runs."""
     metrics = [m for m in base.scores if m in cand.scores]
     if t.quality_metrics is not None:
         metrics = [m for m in metrics if m in t.quality_metrics]
     out = []
     for metric in sorted(metrics):
         b, c = base.scores[metric], cand.scores[metric]
-        verdict = quality_verdict(
-            b.values,
-            c.values,
-            metric,
-            b.higher_is_better,
-            t.margin(metric),
-            t.alpha,
-            t.min_prompts,
-        )
-        lost = sorted(p for p in b.identical if p in c.values)
-        gained = sorted(p for p in c.identical if p in b.values)
-        if lost or gained:
-            # An image that was pixel-identical to full precision and no longer is (or the
-            # reverse) is an exact, noise-free change: no interval needed.
-            word = WORSE if lost else BETTER
-            note = (
-                f"identical to the reference in base, not in candidate: {', '.join(lost)}"
-                if lost
-                else f"identical to the reference in candidate only: {', '.join(gained)}"
-            )
-            verdict = QualityVerdict(
-                word,
-                metric,
-                b.higher_is_better,
-                verdict.base_mean,
-                verdict.cand_mean,
-                verdict.diff_mean,
-                verdict.ci_low,
-                verdict.ci_high,
-                verdict.p_value,
-                verdict.margin,
-                verdict.n_prompts,
-                verdict.method,
-                note,
-            )
-        out.append(verdict)
+        test = paired_test(b.values, c.values, t.min_prompts)
+        identity = _identity_note(b, c)
+        if identity:
+            test = replace(test, note="; ".join(n for n in (test.note, identity) if n))
+        out.append((metric, b.higher_is_better, test))
     return out
+
+
+def _judge_run_quality(cells: list[CellComparison], t: Thresholds) -> None:
+    """Decide every cell's quality verdicts together: the run's tests are many (cells x
+    metrics), so their p-values are corrected as one family (`Thresholds.quality_correction`)
+    before any is called a change."""
+    p_values = [
+        test.p_value
+        for cell in cells
+        for _metric, _higher, test in cell.quality_tests
+        if test.p_value is not None
+    ]
+    adjusted = iter(adjust_p_values(p_values, t.quality_correction).tolist())
+    correction = None
+    if t.quality_correction != NO_CORRECTION:
+        correction = f"{t.quality_correction} over {len(p_values)} quality test(s)"
+    for cell in cells:
+        verdicts = []
+        for metric, higher, test in cell.quality_tests:
+            p_adjusted = next(adjusted) if test.p_value is not None else None
+            if correction is None:
+                p_adjusted = None
+            verdicts.append(
+                judge_quality(
+                    test,
+                    metric,
+                    higher,
+                    t.margin(metric),
+                    t.alpha,
+                    p_adjusted,
+                    correction if p_adjusted is not None else None,
+                )
+            )
+        cell.quality = verdicts
 
 
 def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparison:
@@ -428,7 +517,13 @@ def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparis
         )
     result.memory_counters = _memory(base, cand, t)
     result.memory = combined_verdict(result.memory_counters)
-    result.quality = _quality(base, cand, t)
+    result.distribution = _distribution(base, cand)
+    result.quality_tests = _quality_tests(base, cand, t)
+    # Each test alone here; compare_loaded decides them again as one family per run.
+    result.quality = [
+        judge_quality(test, metric, higher, t.margin(metric), t.alpha)
+        for metric, higher, test in result.quality_tests
+    ]
     for run, data in (("base", base), ("cand", cand)):
         result.warnings += [
             (run, w) for w in stability_warnings(data.wall_s, "wall time", steps=data.step_s)
@@ -447,6 +542,7 @@ def compare_loaded(
         for cell_id in base.cells
         if cell_id in cand.cells
     ]
+    _judge_run_quality(cells, t)
     return Comparison(
         base=base,
         cand=cand,

@@ -2,8 +2,11 @@
 
 torchmetrics 1.9's `CLIPScore` only loads hub ids (a local folder needs a callable) and breaks
 with transformers 5, whose `get_image_features` returns an output object instead of a tensor.
-So the score is computed here with transformers' CLIPModel directly, by torchmetrics'
-definition: 100 * max(cos(image embedding, text embedding), 0), per image.
+So the score is computed here with transformers' CLIPModel directly: 100 * max(cos(image
+embedding, text embedding), 0) per image. torchmetrics clamps the mean over images instead,
+max(100 * mean(cos), 0); the two agree unless an image's cosine with its prompt is negative.
+The clamp stays per image so every stored value lies in the metric's range [0, 100] and the
+scores of runs made before stay comparable (docs/scores.md).
 
 Models are loaded from a local folder, or from the local Hugging Face cache for a hub id;
 nothing is ever downloaded (so `HF_HUB_OFFLINE` holds either way), and only safetensors are

@@ -71,7 +71,8 @@ METRICS: dict[str, MetricSpec] = {
             0.0,
             100.0,
             "image",
-            "100 * max(cos(image embedding, prompt embedding), 0), as torchmetrics defines it",
+            "100 * max(cos(image embedding, prompt embedding), 0) per image (torchmetrics "
+            "clamps the mean over images instead: the same unless an image's cosine is < 0)",
         ),
         MetricSpec(
             "fid",

@@ -9,6 +9,7 @@ Values are per image, never pooled, so a summary can carry an interval over prom
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,9 @@ class PairScore:
     #: a video's: the worst frame's value (lowest where higher is better) and the frame count
     worst: float | None = None
     frames: int | None = None
+    #: a video's: how its frames make `value` ("mean" of the frames' values, or "mse": PSNR
+    #: of the mean squared error over all frames)
+    pooling: str | None = None
 
 
 def check_pair(image: torch.Tensor, reference: torch.Tensor) -> PairScore | None:
@@ -85,14 +89,28 @@ def ms_ssim(image: torch.Tensor, reference: torch.Tensor) -> PairScore:
     return PairScore(value, identical=torch.equal(image, reference))
 
 
-def video_score(scores: list[PairScore], higher_is_better: bool, what: str = "frames") -> PairScore:
-    """One video's score from its frames' scores: the mean over frames as the value (the
-    figure an interval over prompts is taken of) and the worst frame beside it, since one bad
-    frame is visible in a video that averages well.
+def pooled_psnr(scores: list[PairScore]) -> float | None:
+    """A video's PSNR as one signal: from the mean squared error over all its frames (data
+    range 1, so each frame's MSE is 10^(-PSNR/10)), an identical frame counting as error 0.
+    None when every frame is identical (+inf)."""
+    errors = [0.0 if s.value is None else 10.0 ** (-s.value / 10.0) for s in scores]
+    mse = sum(errors) / len(errors)
+    return None if mse == 0.0 else -10.0 * math.log10(mse)
 
-    A frame identical to its reference has no finite PSNR; such frames are left out of the
-    mean and counted in the note, and a video whose every frame is identical is identical.
-    The first frame that could not be scored makes the video's status.
+
+def video_score(
+    scores: list[PairScore],
+    higher_is_better: bool,
+    what: str = "frames",
+    pool: Callable[[list[PairScore]], float | None] | None = None,
+) -> PairScore:
+    """One video's score from its frames' scores, with the worst frame beside it, since one
+    bad frame is visible in a video that averages well.
+
+    The value is the mean of the frames' values, or `pool` of them where the metric has one
+    (VIDEO_POOLING: PSNR's pooled error, which counts an identical frame as no error rather
+    than leaving it out). A video whose every frame is identical is identical. The first
+    frame that could not be scored makes the video's status.
     """
     count = len(scores)
     failed = next((s for s in scores if s.status != "ok"), None)
@@ -101,12 +119,21 @@ def video_score(scores: list[PairScore], higher_is_better: bool, what: str = "fr
     values = [s.value for s in scores if s.value is not None]
     if not values:
         return PairScore(None, "ok", f"all {count} {what} identical", identical=True, frames=count)
-    same = sum(1 for s in scores if s.value is None)
-    note = f"{same} of {count} {what} identical, left out of the mean" if same else None
     worst = min(values) if higher_is_better else max(values)
-    mean = float(sum(values) / len(values))
     identical = all(s.identical for s in scores)
-    return PairScore(mean, "ok", note, identical=identical, worst=worst, frames=count)
+    if pool is not None:
+        same = count - len(values)
+        note = f"{same} of {count} {what} identical (error 0 in the pooled error)" if same else None
+        return PairScore(pool(scores), "ok", note, identical, worst, count, "mse")
+    mean = float(sum(values) / len(values))
+    return PairScore(mean, "ok", None, identical, worst, count, "mean")
+
+
+# How a video's frames make one value, where not their mean. PSNR: 15 identical frames and one
+# at 30 dB give 42.0 dB (the video's error as a whole), where the mean over the frames that
+# have a PSNR gave 30.0 dB, and a mean of per-frame PSNRs could not include identical frames
+# at all; the worst frame stays beside it. ffmpeg's psnr filter summarises a video the same way.
+VIDEO_POOLING: dict[str, Callable[[list[PairScore]], float | None]] = {"psnr": pooled_psnr}
 
 
 PAIRED_FUNCTIONS = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim}

@@ -199,9 +199,8 @@ def _distribution_summary(
     if not rows:
         return _status_only("not_scored", f"no {metric} row in {SCORES}"), {}
     row = max(rows, key=lambda r: r.get("time", ""))
-    extra = {
-        k: row[k] for k in ("features", "n_reference", "minimum", "std") if row.get(k) is not None
-    }
+    keys = ("features", "n_reference", "minimum", "std", "floor", "floor_method")
+    extra = {k: row[k] for k in keys if row.get(k) is not None}
     interval = Interval(
         row["value"],
         None,
@@ -215,9 +214,12 @@ def _distribution_summary(
 
 
 def figure(row: dict[str, Any]) -> str:
-    """A summary row as text: mean [95% CI], or its status where there is no number."""
+    """A summary row as text: mean [interval], a distribution metric's value beside its
+    same-distribution floor, or the status where there is no number."""
     if row["mean"] is None:
         return row["status"]
+    if row.get("floor") is not None:
+        return f"{row['mean']:.4g} (floor {row['floor']:.3g} at n={row['n']})"
     if row["ci_low"] is None:
         return (
             f"{row['mean']:.4g} ({row['status']})"

@@ -132,9 +132,11 @@ def image_row(
     }
     if score.identical:
         row["identical"] = True
-    if score.frames is not None:  # a video: value is the mean over frames
+    if score.frames is not None:  # a video: value pools its frames (`pooling`)
         row["frames"] = score.frames
         row["worst_frame"] = score.worst
+        if score.pooling is not None:
+            row["pooling"] = score.pooling
     if model is not None:
         row["model"] = model
     return row

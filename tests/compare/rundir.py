@@ -62,8 +62,12 @@ class CellPlan:
     energy_j: Sequence[float] | None = None
     nvml_peak: int | None = 20 * GIB
     nvml_baseline: int = 1 * GIB
-    # metric -> per-prompt value (every repeat gets it); `None` = identical to the reference.
-    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # metric -> per-prompt value (every repeat gets it, or a list: one per repeat); `None` =
+    # identical to the reference (PSNR's +inf).
+    scores: dict[str, dict[str, float | list[float | None] | None]] = field(default_factory=dict)
+    # metric -> the value of an identical image (SSIM 1.0, LPIPS 0.0): rows with exactly that
+    # value are marked `identical` and keep it, as `bench score` writes them.
+    identical_value: dict[str, float] = field(default_factory=dict)
     error: dict[str, str] | None = None
     sampler_hz: float = SAMPLER_HZ  # readings per second the memory sampler achieved
 
@@ -227,6 +231,8 @@ def _score_rows(c: CellPlan, images: list[dict[str, Any]]) -> list[dict[str, Any
             if image["prompt_id"] not in per_prompt:
                 continue
             value = per_prompt[image["prompt_id"]]
+            if isinstance(value, list):
+                value = value[image["repeat"]]
             row = {
                 "schema": 1,
                 "kind": "image_score",
@@ -246,7 +252,7 @@ def _score_rows(c: CellPlan, images: list[dict[str, Any]]) -> list[dict[str, Any
                 "note": None,
                 "time": "2026-01-01T00:00:00.000+00:00",
             }
-            if value is None:
+            if value is None or value == c.identical_value.get(metric):
                 row["identical"] = True
             rows.append(row)
     return rows

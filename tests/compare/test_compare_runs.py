@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from bench.cli.compare import compare_command
 from bench.compare import compare_runs
+from bench.compare.load import load_run
 from bench.compare.render import to_markdown
 from bench.compare.verdicts import Thresholds
 from tests.compare.rundir import (
@@ -261,19 +262,92 @@ def test_quality_margin_option_and_metric_filter(tmp_path: Path) -> None:
     assert all(c.quality == [] for c in only_ssim.cells)
 
 
-def test_identity_lost_is_a_quality_regression(tmp_path: Path) -> None:
-    """PSNR of identical images is null + identical (docs/scores.md): losing identity is worse."""
-    rng = np.random.default_rng(3)
-    times = lognormal_times(rng, 10, 2.0, 0.03)
+def test_identity_loss_is_judged_like_any_change(tmp_path: Path) -> None:
+    """An image identical to full precision in base and not in the candidate is a change like
+    any other (issue 27): one prompt whose SSIM goes from 1.0 to 0.999999 is inside the margin
+    and alone (not significant), so no verdict and exit 0, where it used to be `worse` with
+    n_prompts=0. PSNR has no value at identity, so that prompt is not among its pairs."""
+    times = lognormal_times(np.random.default_rng(3), 10, 2.0, 0.03)
+    ones = {p["id"]: 1.0 for p in PROMPTS}
     same = {p["id"]: None for p in PROMPTS}
-    differs = {p["id"]: 60.0 for p in PROMPTS}
-    base = write_run(tmp_path, "base", [CellPlan("noise", wall_s=times, scores={"psnr": same})])
-    cand = write_run(tmp_path, "cand", [CellPlan("noise", wall_s=times, scores={"psnr": differs})])
-    comparison = compare_runs(base, cand)
-    quality = comparison.cells[0].quality[0]
-    assert quality.verdict == "worse" and "identical" in (quality.note or "")
-    both_same = compare_runs(base, base).cells[0].quality[0]
-    assert both_same.verdict == "insufficient data"
+
+    def run(name: str, ssim: dict[str, float], psnr: dict[str, float | None]) -> Path:
+        plan = CellPlan(
+            "noise",
+            wall_s=times,
+            scores={"ssim": ssim, "psnr": psnr},
+            identical_value={"ssim": 1.0},
+        )
+        return write_run(tmp_path, name, [plan])
+
+    base = run("base", ones, same)
+    one_lost = run("cand", {**ones, "p03": 0.999999}, {**same, "p03": 60.0})
+    comparison = compare_runs(base, one_lost)
+    quality = {q.metric: q for q in comparison.cells[0].quality}
+    assert quality["ssim"].verdict == "no change" and quality["ssim"].n_prompts == 10
+    assert quality["ssim"].p_value == 1.0  # one nonzero difference: half the sign flips match it
+    assert quality["psnr"].verdict == "insufficient data" and quality["psnr"].n_prompts == 0
+    assert "p03" in (quality["psnr"].note or "") and "base only" in (quality["psnr"].note or "")
+    assert comparison.exit_code == 0
+    # Every prompt losing identity by more than the margin: a regression, by the same rule.
+    broken = run(
+        "broken",
+        {p["id"]: 0.95 + 0.001 * i for i, p in enumerate(PROMPTS)},
+        {p["id"]: 30.0 for p in PROMPTS},
+    )
+    worse = compare_runs(base, broken)
+    quality = {q.metric: q for q in worse.cells[0].quality}
+    assert quality["ssim"].verdict == "worse" and quality["ssim"].diff_mean < -0.005
+    assert worse.exit_code == 1
+    assert compare_runs(base, base).cells[0].quality[0].verdict == "insufficient data"
+
+
+def test_identical_repeats_are_averaged_with_their_value(tmp_path: Path) -> None:
+    """docs/scores.md: SSIM of identical images is 1 and is averaged normally; compare reads
+    repeats [1.0 identical, 0.98] as 0.99 (it used to drop the identical one: 0.98)."""
+    times = lognormal_times(np.random.default_rng(5), 20, 2.0, 0.03)
+    plan = CellPlan(
+        "Q8_0",
+        wall_s=times,
+        scores={"ssim": {p["id"]: [1.0, 0.98] for p in PROMPTS}},
+        identical_value={"ssim": 1.0},
+    )
+    run_dir = write_run(tmp_path, "base", [plan], PROMPTS, repeats=2)
+    scores = load_run(run_dir).cells[cell_id("Q8_0", "none")].scores["ssim"]
+    assert scores.values == pytest.approx({p["id"]: 0.99 for p in PROMPTS})
+    assert scores.identical == set()
+
+
+def test_many_quality_tests_are_corrected_as_one_family(tmp_path: Path) -> None:
+    """Twenty cells, each with a PSNR loss of about 1 dB (sign-flip p 0.002-0.05 alone): called
+    `worse` one by one at 0.05, decided together (Benjamini-Hochberg) only where the run's
+    evidence holds. The JSON records the adjusted p and the correction."""
+    rng = np.random.default_rng(6)
+    times = lognormal_times(rng, 10, 2.0, 0.03)
+    base_cells, cand_cells = [], []
+    for k in range(20):
+        base_psnr = {p["id"]: 35.0 + rng.normal(0, 1) for p in PROMPTS}
+        # -1 dB on average with per-prompt sd 1 dB: significant alone in most cells.
+        cand_psnr = {p: v - 1.0 + rng.normal(0, 1.0) for p, v in base_psnr.items()}
+        base_cells.append(CellPlan(f"v{k}", wall_s=times, scores={"psnr": base_psnr}))
+        cand_cells.append(CellPlan(f"v{k}", wall_s=times, scores={"psnr": cand_psnr}))
+    base = write_run(tmp_path, "base", base_cells)
+    cand = write_run(tmp_path, "cand", cand_cells)
+    alone = compare_runs(base, cand, Thresholds(quality_correction="none"))
+    together = compare_runs(base, cand)
+    worse_alone = [c.quality[0] for c in alone.cells if c.quality[0].verdict == "worse"]
+    worse_together = [c.quality[0] for c in together.cells if c.quality[0].verdict == "worse"]
+    assert 0 < len(worse_together) < len(worse_alone)
+    verdicts = [c.quality[0] for c in together.cells]
+    assert all(v.correction == "benjamini-hochberg over 20 quality test(s)" for v in verdicts)
+    assert all(v.p_adjusted >= v.p_value for v in verdicts)
+    assert all(v.p_adjusted < 0.05 for v in worse_together)
+    assert all(
+        v.p_adjusted is None and v.correction is None for c in alone.cells for v in c.quality
+    )
+    payload = together.as_dict()
+    assert payload["thresholds"]["quality_correction"] == "benjamini-hochberg"
+    assert "p_adjusted" in payload["cells"][0]["quality"][0]
 
 
 def test_stability_warnings_reach_the_outputs(tmp_path: Path) -> None:
@@ -320,6 +394,7 @@ def test_json_schema(tmp_path: Path) -> None:
         "memory",
         "memory_counters",
         "quality",
+        "distribution",
         "warnings",
         "regressions",
         "improvements",
@@ -360,6 +435,24 @@ def test_json_schema(tmp_path: Path) -> None:
         ("nvml_used_peak_bytes", "warmup"),
     ]
     assert payload["thresholds"]["memory_bands"]["host_rss"] == 1.15
+    assert set(cell["quality"][0]) == {
+        "verdict",
+        "metric",
+        "higher_is_better",
+        "base_mean",
+        "cand_mean",
+        "diff_mean",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "margin",
+        "n_prompts",
+        "method",
+        "note",
+        "p_adjusted",
+        "correction",
+    }
+    assert payload["thresholds"]["quality_correction"] == "benjamini-hochberg"
 
 
 def test_busy_candidate_is_too_noisy_not_a_regression(tmp_path: Path) -> None:
@@ -437,3 +530,48 @@ def test_energy_spread_is_warned_about(tmp_path: Path) -> None:
     warnings = compare_runs(run, run).cells[0].warnings
     assert any(w.kind == "high_spread" and w.message.startswith("energy") for _, w in warnings)
     assert not any(w.message.startswith("wall time") for _, w in warnings)
+
+
+def _add_distribution_row(run_dir: Path, n: int, value: float, floor: float) -> None:
+    row = {
+        "schema": 1,
+        "kind": "distribution_score",
+        "cell_id": Q8,
+        "variant": "Q8_0",
+        "offload": "none",
+        "height": 512,
+        "width": 512,
+        "metric": "cmmd",
+        "value": value,
+        "higher_is_better": False,
+        "reference_cell_id": FULL,
+        "features": "clip:tiny",
+        "n": n,
+        "n_reference": 20,
+        "minimum": 10,
+        "status": "ok",
+        "note": None,
+        "floor": floor,
+        "floor_method": "closed form",
+        "time": "2026-01-01T00:00:00.000+00:00",
+    }
+    with (run_dir / "scores.jsonl").open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def test_distribution_metrics_shown_with_their_floor_and_flagged_when_n_differs(
+    tmp_path: Path,
+) -> None:
+    base, cand = pair(tmp_path)
+    _add_distribution_row(base, 20, 0.9, 0.8)
+    _add_distribution_row(cand, 20, 1.1, 0.8)
+    comparison = compare_runs(base, cand)
+    (shown,) = next(c for c in comparison.cells if c.cell_id == Q8).distribution
+    assert shown.verdict == "not judged" and (shown.base_value, shown.cand_value) == (0.9, 1.1)
+    assert comparison.exit_code == 0  # one value per run: never a regression
+    assert "cmmd 0.9 → 1.1 (floor 0.8 at n=20; not judged)" in to_markdown(comparison)
+    _add_distribution_row(cand, 18, 0.95, 0.85)  # rescored with fewer images: the latest row
+    comparison = compare_runs(base, cand)
+    (shown,) = next(c for c in comparison.cells if c.cell_id == Q8).distribution
+    assert shown.verdict == "not comparable" and "n 20 vs 18" in (shown.note or "")
+    assert comparison.as_dict()["cells"][1]["distribution"][0]["verdict"] == "not comparable"

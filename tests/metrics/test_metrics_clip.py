@@ -34,7 +34,7 @@ def test_clip_score_matches_hand_computation(tiny_clip: Path) -> None:
     assert truncated == [False, False, False]
 
     # By hand: vision tower -> pooled -> visual projection; text tower -> pooled (EOS) -> text
-    # projection; cosine; 100 * max(cos, 0), as torchmetrics defines the CLIP score.
+    # projection; cosine; 100 * max(cos, 0) per image (torchmetrics clamps the mean instead).
     model = bundle.model
     pixels = bundle.image_processor(images=images, return_tensors="pt")["pixel_values"]
     tokens = bundle.tokenizer(texts, padding=True, return_tensors="pt")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import linalg
 
 from bench.metrics.distribution import (
     MIN_SAMPLES,
+    FidNumericalError,
+    cmmd_floor,
     cmmd_from_embeddings,
     distribution_metric,
+    fid_floor,
     fid_from_features,
     fid_minimum,
     kid_from_features,
@@ -32,6 +36,7 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_a_shift() -> Non
     a, b = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
     same, same_std = kid_from_features(a, b, subsets=20, subset_size=100)
     shifted, _ = kid_from_features(a, b + 1.0, subsets=20, subset_size=100)
+    assert same_std is not None and same_std > 0  # both sets larger than a subset
     assert abs(same) < 3 * same_std + 1e-3
     assert shifted > 10 * abs(same)
 
@@ -48,8 +53,8 @@ def test_kid_unbiased_estimator_by_hand() -> None:
         + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
         - 2 * k(x, y).mean()
     )
-    assert value == pytest.approx(expected)  # the whole set each time: every subset agrees
-    assert std == pytest.approx(0.0, abs=1e-12)
+    assert value == pytest.approx(expected)  # the whole set: computed once
+    assert std is None  # every "subset" would be the whole set reordered: no spread to report
 
 
 def test_cmmd_by_hand() -> None:
@@ -84,4 +89,71 @@ def test_too_few_samples_is_a_status_with_n_and_minimum() -> None:
     wide = distribution_metric("fid", rng.normal(size=(60, 100)), rng.normal(size=(60, 100)))
     assert (wide.status, wide.minimum) == ("too_few_samples", 101)
     ok = distribution_metric("kid", rng.normal(size=(12, 4)), rng.normal(size=(12, 4)))
-    assert ok.status == "ok" and "std" in ok.extra
+    assert ok.status == "ok" and "std" not in ok.extra and "subset size" in ok.note
+
+
+def test_kid_std_only_where_subsets_differ() -> None:
+    rng = np.random.default_rng(5)
+    small, large = rng.normal(size=(30, 4)), rng.normal(size=(60, 4))
+    assert kid_from_features(large, large + 0.1, subsets=10, subset_size=20)[1] is not None
+    # One side no larger than the subset: its subsets are all of it; the mean stands, no std.
+    mean, std = kid_from_features(small, large, subsets=10, subset_size=30)
+    assert std is None and np.isfinite(mean)
+
+
+@pytest.mark.parametrize("n", [10, 40])
+def test_cmmd_floor_is_the_same_distribution_expectation(n: int) -> None:
+    """The closed form against the mean CMMD of 300 same-distribution draws."""
+    rng = np.random.default_rng(n)
+
+    def unit(k: int) -> np.ndarray:
+        v = rng.normal(size=(k, 32)) + 0.3
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    reference = unit(150)
+    drawn = np.mean([cmmd_from_embeddings(unit(n), unit(150)) for _ in range(300)])
+    assert cmmd_floor(reference, n) == pytest.approx(drawn, rel=0.05)
+    result = distribution_metric("cmmd", unit(n), reference)
+    assert result.extra["floor"] == pytest.approx(cmmd_floor(reference, n))
+
+
+def test_fid_floor_is_the_same_distribution_mean() -> None:
+    """FID of two Gaussian samples of one distribution averages to the floor, which falls
+    with n (FID's bias): 200 draws against the floor's own 50."""
+    rng = np.random.default_rng(6)
+    root = rng.normal(size=(12, 12)) / np.sqrt(12)
+
+    def draw(k: int) -> np.ndarray:
+        return rng.normal(size=(k, 12)) @ root.T
+
+    reference = draw(200)
+    floors = []
+    for n in (50, 150):
+        drawn = np.mean([fid_from_features(draw(n), draw(200)) for _ in range(200)])
+        floors.append(fid_floor(reference, n, draws=50))
+        assert floors[-1] == pytest.approx(drawn, rel=0.1)
+    assert floors[0] > floors[1] > 0
+
+
+def test_fid_imaginary_square_root_is_an_error_not_a_number() -> None:
+    """pytorch-fid's check on real ill-conditioned features (near-duplicate and scaled
+    columns): where sqrtm's diagonal has an imaginary part above 1e-3 there is no FID (an
+    error, recorded as `numerical_error`); below it the real part is the answer."""
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        x, y = rng.normal(size=(60, 8)), rng.normal(size=(60, 8))
+        x[:, 1] = x[:, 0] * (1 + 1e-9)
+        y[:, 2], y[:, 4] = -y[:, 3], y[:, 5] * 1e6
+        root = linalg.sqrtm(np.cov(x, rowvar=False) @ np.cov(y, rowvar=False))
+        imaginary = np.abs(np.diagonal(root).imag).max() if np.iscomplexobj(root) else 0.0
+        if imaginary > 1e-3:
+            with pytest.raises(FidNumericalError, match="imaginary"):
+                fid_from_features(x, y)
+            result = distribution_metric("fid", x, y)
+            assert (result.value, result.status) == (None, "numerical_error")
+            seen.add("error")
+        else:
+            assert np.isfinite(fid_from_features(x, y))
+            seen.add("imaginary below tolerance" if imaginary > 0 else "real")
+    assert {"error", "imaginary below tolerance"} <= seen

@@ -172,7 +172,11 @@ def test_distribution_metrics_with_enough_images(
     table = summary(run)
     cmmd = [table[(f"{v}__none__16x16", "cmmd")] for v in ("Q8_0", "Q4_K")]
     assert all(row["status"] == "ok" and row["mean"] is not None for row in cmmd)
-    assert table[("Q8_0__none__16x16", "kid")]["status"] == "ok"
+    # Each value beside what "no difference" gives at its n (docs/scores.md).
+    assert all(row["floor"] > 0 and row["floor_method"] == "closed form" for row in cmmd)
+    kid = table[("Q8_0__none__16x16", "kid")]
+    assert kid["status"] == "ok" and kid["floor"] == 0.0
+    assert "std" not in kid and "subset size" in kid["note"]  # 12 images: every subset is all
     fid = table[("Q8_0__none__16x16", "fid")]
     assert fid["status"] == "too_few_samples" and fid["n"] == 12
     assert fid["features"] == f"clip:{tiny_clip}"
@@ -230,3 +234,23 @@ def test_score_command_exit_codes(make_run: Callable[..., Path], tmp_path: Path)
     ok = runner.invoke(app, [str(run), "--metrics", "psnr", "--metrics", "ssim"])
     assert ok.exit_code == 0, ok.output
     assert (run / SCORES_SUMMARY).is_file() and len(rows(run, metric="ssim")) == 12
+
+
+def test_summary_and_compare_share_the_per_prompt_mean(make_run: Callable[..., Path]) -> None:
+    """Noise of 0.13 8-bit levels leaves some images identical to full precision and changes
+    others: the summary's mean over prompts and `bench compare`'s per-prompt values are one
+    computation (`bench.metrics.stats.prompt_means`), identical SSIM rows (1.0) included."""
+    from bench.compare.load import load_run  # the comparison reader, as `bench compare` runs it
+
+    run = make_run(noise={"Q8_0": 0.13}, prompts=tuple(f"p{i}" for i in range(6)), repeats=2)
+    score_run(run, FIDELITY, progress=False)
+    cell = "Q8_0__none__32x32"
+    ssim_rows = rows(run, cell_id=cell, metric="ssim")
+    assert 0 < sum(bool(r.get("identical")) for r in ssim_rows) < len(ssim_rows)
+    compared = load_run(run).cells[cell].scores
+    table = summary(run)
+    for metric in FIDELITY:
+        values = compared[metric].values
+        assert table[(cell, metric)]["n"] == len(values)
+        assert table[(cell, metric)]["mean"] == pytest.approx(sum(values.values()) / len(values))
+    assert table[(cell, "psnr")]["n_identical"] > 0  # PSNR's identical images: left out by both

@@ -1,5 +1,6 @@
-"""Scoring a video run: per-video fidelity (mean over frames, worst frame), frame counts in the
-rows and summaries, frame-level distribution samples, damaged frames as statuses.
+"""Scoring a video run: per-video fidelity (PSNR of the pooled error, other metrics' mean over
+frames; the worst frame beside it), frame counts in the rows and summaries, frame-level
+distribution samples, damaged frames as statuses.
 
 The hand-made runs (conftest.write_run with ``frames``) make every frame the reference plus a
 known noise, and one frame of each candidate four times noisier, so the ordering and the worst
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.metrics.fidelity import PairScore, psnr, video_score
+from bench.metrics.fidelity import VIDEO_POOLING, PairScore, pooled_psnr, psnr, video_score
 from bench.metrics.images import load_image
 from bench.results import frame_relpath, iter_jsonl
 from bench.score import SCORES_SUMMARY, score_run
@@ -49,18 +50,20 @@ def test_video_fidelity_is_the_mean_over_frames_with_the_worst_frame_beside_it(
         assert q8["mean"] > q4["mean"]
         assert q8["frames"] == [FRAMES] and q8["n"] == 4
         assert q8["worst_frame"] < q8["mean"] and q4["worst_frame"] < q4["mean"]
-    # Each row: the mean of its frames' PSNR, recomputed here from the frame files.
+    # Each row: PSNR of its frames' pooled squared error, recomputed here from the frame files.
     cell, ref = "Q4_K__none__32x32", "full__none__32x32"
     for row in psnr_rows(run, cell):
-        per_frame = []
+        per_frame, mse = [], []
         for i in range(FRAMES):
             got, want = (
                 load_image(run / frame_relpath(c, row["prompt_id"], row["repeat"], i)).tensor
                 for c in (cell, ref)
             )
             per_frame.append(psnr(got, want).value)
+            mse.append(float(((got.double() - want.double()) ** 2).mean()))
         assert row["frames"] == FRAMES
-        assert row["value"] == pytest.approx(np.mean(per_frame))
+        assert row["value"] == pytest.approx(-10 * np.log10(np.mean(mse)))
+        assert row["pooling"] == "mse"
         assert row["worst_frame"] == pytest.approx(min(per_frame))
         assert int(np.argmin(per_frame)) == 3  # the four-times-noisier frame
 
@@ -79,15 +82,20 @@ def test_a_damaged_frame_fails_only_its_video(make_run: Callable[..., Path]) -> 
     assert row["n"] == 2 and row["failed"] == {"image_unreadable": 1, "image_missing": 1}
 
 
-def test_identical_frames_are_left_out_of_the_mean_and_counted() -> None:
-    frames = [PairScore(30.0), PairScore(None, identical=True), PairScore(20.0)]
-    score = video_score(frames, higher_is_better=True)
-    assert (score.value, score.worst, score.frames) == (25.0, 20.0, 3)
-    assert score.note == "1 of 3 frames identical, left out of the mean"
-    every = video_score([PairScore(None, identical=True)] * 2, higher_is_better=True)
+def test_identical_frames_count_as_no_error_in_a_videos_psnr() -> None:
+    """Issue 27's case: 15 identical frames and one at 30 dB are 42.0 dB as one video (the
+    mean squared error over 16 frames), not the 30.0 dB of the frames that have a PSNR."""
+    frames = [PairScore(None, identical=True)] * 15 + [PairScore(30.0)]
+    score = video_score(frames, higher_is_better=True, pool=VIDEO_POOLING["psnr"])
+    assert score.value == pytest.approx(30.0 + 10 * np.log10(16))
+    assert round(score.value, 1) == 42.0
+    assert (score.worst, score.frames, score.pooling) == (30.0, 16, "mse")
+    assert score.note == "15 of 16 frames identical (error 0 in the pooled error)"
+    every = video_score([PairScore(None, identical=True)] * 2, True, pool=pooled_psnr)
     assert every.value is None and every.identical
+    # Other metrics (SSIM, LPIPS, CLIP) average their frames.
     lower = video_score([PairScore(0.1), PairScore(0.3)], higher_is_better=False)
-    assert lower.worst == 0.3
+    assert (lower.value, lower.worst, lower.pooling) == (pytest.approx(0.2), 0.3, "mean")
 
 
 def test_distribution_metrics_take_every_frame_as_a_sample(
