@@ -22,7 +22,7 @@ from bench.report.data import (
     reference_variant,
 )
 from bench.report.fmt import gib, missing, num
-from bench.report.tables import memory_columns, peak_bytes
+from bench.report.tables import NVML_GROSS, NVML_NET, memory_columns, peak_bytes
 
 SUPPORTED = "supported"
 CONTRADICTED = "not supported"
@@ -133,8 +133,12 @@ def claim_vram(run: RunData) -> Claim:
             if a is None or b is None:
                 continue
             ratios.append((variant, a / b))
+            gross = ""
+            if counter == NVML_NET:  # the whole device's figures beside, labelled
+                ga, gb = peak_bytes(row, NVML_GROSS), peak_bytes(ref, NVML_GROSS)
+                gross = f"; gross {gib(ga)} vs {gib(gb)} GiB"
             parts.append(
-                f"{variant}/{offload}: {gib(a)} GiB vs full {gib(b)} GiB (×{num(a / b, 2)})"
+                f"{variant}/{offload}: {gib(a)} GiB vs full {gib(b)} GiB (×{num(a / b, 2)}{gross})"
             )
     if not ratios:
         return Claim(

@@ -9,7 +9,7 @@ from bench.report.data import RunData
 from bench.report.fmt import DASH, GIB, gib, missing, num
 from bench.report.model import run_model
 from bench.report.published import TABLES, differences, matches
-from bench.report.tables import memory_columns, peak_bytes
+from bench.report.tables import NVML_GROSS, NVML_NET, memory_columns, peak_bytes
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,9 @@ def memory_note(run: RunData) -> str:
     if not columns:
         return "No memory counter was recorded."
     parts = {
-        "nvml_used_peak_bytes": "NVML device used = all memory in use on the GPU (every process), "
+        NVML_NET: "NVML net = NVML device used less the cell's baseline (what the GPU had in use "
+        "before the cell created its CUDA context): what the cell added, its CUDA context included",
+        NVML_GROSS: "NVML device used, gross = all memory in use on the GPU (every process), "
         "sampled every 5 ms",
         "torch_max_allocated_bytes": "torch allocated = torch.cuda.max_memory_allocated",
         "host_rss_peak_bytes": "host RSS = resident memory of the cell's process",
@@ -137,7 +139,11 @@ def published_sections(run: RunData) -> list[PublishedSection]:
             memory = DASH
             if headline is not None:
                 peak = peak_bytes(row, headline[0])
-                memory = DASH if peak is None else f"{gib(peak)} GiB ({headline[1]})"
+                label = headline[1].removesuffix(" (GiB)")
+                memory = DASH if peak is None else f"{gib(peak)} GiB ({label})"
+                gross = peak_bytes(row, NVML_GROSS) if headline[0] == NVML_NET else None
+                if peak is not None and gross is not None:
+                    memory += f"; gross {gib(gross)} GiB"
             seconds = DASH if missing(row["median_s"]) else f"{num(row['median_s'])} s"
             rows.append(
                 [cell["variant"], cell["offload"], memory, pub.memory, seconds, pub.seconds]

@@ -25,11 +25,23 @@ QUALITY_COLUMNS = (
     ("lpips", "LPIPS vs full [95% CI]"),
 )
 BEFORE_FAILURE = "†"  # marks a peak reached before the cell failed: not what it needs to run
-COUNTER_LABEL = dict(MEMORY_COUNTERS)
+# NVML's "used" is the whole device: the cell's reserved memory, its CUDA context, and whatever
+# else the card held before the cell began. The headline takes off what the card held then (the
+# cell's baseline, read before its CUDA context), as `bench size --check` and `bench compare` do;
+# the gross figure stays beside it. A quantized cell against full precision gross is pulled
+# towards 1 by the memory both share and neither loaded.
+NVML_GROSS = "nvml_used_peak_bytes"
+NVML_NET = "nvml_used_net_peak_bytes"  # a report column, not a record key
+COUNTER_LABEL = {NVML_NET: "NVML used net of the pre-cell baseline", **dict(MEMORY_COUNTERS)}
+COUNTER_LABEL[NVML_GROSS] = "NVML device used, gross (whole device)"
 
 
 def peak_bytes(row: pd.Series, counter: str) -> float | None:
-    """Peak of one counter over loading and generation of a cell."""
+    """Peak of one counter over loading and generation of a cell; NVML_NET is NVML's less the
+    cell's baseline (None without one: a run recorded before baselines, or no NVML)."""
+    if counter == NVML_NET:
+        gross, baseline = peak_bytes(row, NVML_GROSS), row.get("baseline_nvml_used_bytes")
+        return None if gross is None or missing(baseline) else gross - float(baseline)
     values = [row.get(f"{phase}_{counter}") for phase in ("load", "generate")]
     values = [float(v) for v in values if not missing(v)]
     return max(values) if values else None
@@ -100,7 +112,8 @@ def memory_columns(run: RunData) -> list[tuple[str, str]]:
     """(counter, header) for the memory columns this run has data for.
 
     Device counters when the run measured any; host RSS otherwise, labelled as host memory so a
-    CPU run is never read as a VRAM figure.
+    CPU run is never read as a VRAM figure. NVML first net of the cell's baseline (the
+    headline), then gross, both labelled so; a run without baselines has the gross one only.
     """
     frame = run.summary
     present = [
@@ -110,8 +123,10 @@ def memory_columns(run: RunData) -> list[tuple[str, str]]:
         and frame[[c for c in frame.columns if c.endswith(key)]].notna().any().any()
     ]
     columns = []
-    if "nvml_used_peak_bytes" in present:
-        columns.append(("nvml_used_peak_bytes", "peak VRAM, NVML device used (GiB)"))
+    if NVML_GROSS in present:
+        if any(peak_bytes(row, NVML_NET) is not None for _, row in frame.iterrows()):
+            columns.append((NVML_NET, "peak VRAM, NVML net of the pre-cell baseline (GiB)"))
+        columns.append((NVML_GROSS, "peak VRAM, NVML device used, gross (GiB)"))
     if "torch_max_allocated_bytes" in present:
         columns.append(("torch_max_allocated_bytes", "peak VRAM, torch allocated (GiB)"))
     if "host_rss_peak_bytes" in present:
@@ -158,6 +173,10 @@ def raw_table(run: RunData) -> pd.DataFrame:
             out[f"peak_{key.removesuffix('_bytes')}_gib"] = None if peak is None else peak / GIB
             for phase in ("load", "generate"):
                 out[f"{phase}_{key}"] = row.get(f"{phase}_{key}")
+        net = peak_bytes(row, NVML_NET)
+        out["baseline_nvml_used_bytes"] = row.get("baseline_nvml_used_bytes")
+        out[f"peak_{NVML_NET}"] = net
+        out["peak_nvml_used_net_peak_gib"] = None if net is None else net / GIB
         out["transformer_bytes"] = size
         out["transformer_gib"] = None if size is None else size / GIB
         out["transformer_size_source"] = source

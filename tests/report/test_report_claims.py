@@ -105,6 +105,37 @@ def test_gpu_counters_answer_vram_and_power(copy_run: Callable[..., Path]) -> No
     assert "60.0 W" in claims["power"].measured and "100 W" in claims["power"].measured
 
 
+def _gpu_edit_with_baselines(record: dict[str, Any]) -> None:
+    """Edit: as `_gpu_edit`, with the cell baselines a GPU run records (3 GiB in use on the card
+    before each cell: another process, say): gross full 5 GiB, Q8_0 4 GiB; net 2 and 1 GiB."""
+    _gpu_edit(record)
+    if record.get("kind") == "cell":
+        record.setdefault("memory", {})["baseline"] = {"nvml_used_bytes": 3 * GIB}
+    if record.get("kind") == "image" and record["status"] == "ok":
+        record["memory"]["nvml_used_peak_bytes"] += 3 * GIB
+
+
+def test_the_vram_headline_is_net_of_the_baseline_with_gross_beside(
+    copy_run: Callable[..., Path],
+) -> None:
+    from bench.report.tables import display_table, raw_table
+
+    run_dir = copy_run(edit_record=_gpu_edit_with_baselines)
+    claim = _claims(run_dir)["vram"]
+    # Net: Q8_0 1 GiB against 2 (×0.5, supported); gross 4 against 5 (×0.8) would contradict it.
+    assert claim.verdict == SUPPORTED
+    assert "NVML net of the pre-cell baseline peak" in claim.measured
+    assert "1.00 GiB vs full 2.00 GiB (×0.50; gross 4.00 vs 5.00 GiB)" in claim.measured
+    run = load_run(run_dir)
+    raw = raw_table(run)
+    ok = raw[raw["status"] == "ok"].set_index("variant")
+    assert ok.loc["Q8_0", "peak_nvml_used_net_peak_bytes"] == 1 * GIB
+    assert ok.loc["Q8_0", "peak_nvml_used_peak_bytes"] == 4 * GIB
+    headers = list(display_table(run, raw).columns)
+    net = headers.index("peak VRAM, NVML net of the pre-cell baseline (GiB)")
+    assert headers[net + 1] == "peak VRAM, NVML device used, gross (GiB)"
+
+
 def test_published_figures_only_beside_matching_settings(copy_run: Callable[..., Path]) -> None:
     def blog_settings(manifest: dict[str, Any]) -> None:
         """Edit: a real FLUX.1-dev run at the blog's 496×672 (it asked for 680), 60 steps."""
