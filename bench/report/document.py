@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.compare.stats import MIN_PROMPTS
+from bench.metrics.stats import METHOD, MIN_INTERVAL_N
 from bench.report.artifacts import Picture
 from bench.report.claims import Claim, check_claims
 from bench.report.data import RunData
@@ -18,6 +20,7 @@ from bench.report.tables import (
     BEFORE_FAILURE,
     display_table,
     failure_notes,
+    interval_methods,
     omitted_columns,
     quality_gaps,
     raw_table,
@@ -41,6 +44,61 @@ class Report:
     published: list[PublishedSection]
 
 
+def quality_note(run: RunData) -> str:
+    """How the quality figures were made, the interval's method included."""
+    methods = interval_methods(run)
+    text = (
+        "Quality: mean over prompts (repeats of a prompt averaged first), from "
+        "scores_summary.json; PSNR/SSIM/LPIPS are paired with the full-precision image of the "
+        "same prompt and seed. 'reference' = the full-precision cell itself. "
+    )
+    if METHOD in methods:
+        text += (
+            f"Brackets: the 95% interval over prompts, {METHOD} = the wider at each end of the "
+            "Student-t and the studentized bootstrap interval, which covers the true mean in "
+            "94-98% of simulated cases from 4 prompts up (benchmarks/interval_coverage.py). "
+        )
+    old = [m for m in methods if m != METHOD]
+    if old:
+        text += (
+            f"Brackets from {', '.join(old)}: an interval made before that covered as little "
+            "as half the time at 2-5 prompts; `bench score` on this run recomputes it. "
+        )
+    return text + f"No interval below {MIN_INTERVAL_N} prompts."
+
+
+def few_prompts_note(run: RunData) -> str | None:
+    """What a run with fewer prompts than `bench compare` judges quality on can and cannot
+    show (the demo has 2): said once, under the table, so no figure is read for more."""
+    prompts = len(run.manifest.get("prompts") or [])
+    if prompts >= MIN_PROMPTS:
+        return None
+    repeats = (run.manifest.get("config") or {}).get("repeats")
+    images = f" × {repeats} repeats" if repeats else ""
+    cannot = [f"a quality verdict from `bench compare` (it needs {MIN_PROMPTS} prompts)"]
+    if prompts < MIN_INTERVAL_N:
+        cannot.insert(
+            0,
+            f"a 95% interval (none below {MIN_INTERVAL_N} prompts: with 2, a bootstrap "
+            "interval is the two values' range and holds the mean half the time)",
+        )
+    minimums = {
+        row["metric"]: row.get("minimum")
+        for row in run.quality.values()
+        if row.get("status") == "too_few_samples" and row.get("minimum")
+    }
+    if minimums:
+        needs = ", ".join(f"{m} {n}" for m, n in sorted(minimums.items()))
+        cannot.append(f"FID/KID/CMMD (images per cell needed: {needs})")
+    return (
+        f"This run has {prompts} prompt(s){images}. It can show each cell's mean fidelity to "
+        "full precision over these prompts, whether a cell is identical to it, and the images "
+        "side by side. It cannot show " + "; ".join(cannot) + ". Repeats of a prompt share "
+        "its content: they add images, not prompts. Quality claims need a prompt set "
+        "(configs/prompts/diverse-64.yaml)."
+    )
+
+
 def table_notes(run: RunData) -> list[str]:
     notes = [
         memory_note(run),
@@ -58,11 +116,12 @@ def table_notes(run: RunData) -> list[str]:
         "Transformer size: the GGUF file for quantized variants; for full precision, the "
         "transformer's tensors as loaded (no file of its own in the run). Bits/weight = 8 × bytes "
         "/ parameters.",
-        "Quality: mean over prompts with a 95% bootstrap interval over prompts, from "
-        "scores_summary.json; PSNR/SSIM/LPIPS are paired with the full-precision image of the "
-        "same prompt and seed. 'reference' = the full-precision cell itself.",
+        quality_note(run),
         f"Raw numbers (bytes, seconds, joules, and GiB beside them): {TABLE_CSV}.",
     ]
+    few = few_prompts_note(run)
+    if few:
+        notes.append(few)
     notes += [f"Quality gap, {gap}" for gap in quality_gaps(run)]
     notes += omitted_columns(run)
     return notes

@@ -27,6 +27,7 @@ from bench.report.data import RunData, energy_reason, offload_order, variant_ord
 from bench.report.fmt import GIB, missing
 from bench.report.tables import (
     COUNTER_LABEL,
+    interval_methods,
     memory_columns,
     peak_bytes,
     status_text,
@@ -232,7 +233,9 @@ def quality_plot(run: RunData, out_dir: Path) -> Picture:
         ax.set_xlabel("transformer bits per weight")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"{title} ({run.run_id}); bars: 95% bootstrap interval over prompts")
+    methods = " or ".join(interval_methods(run))
+    bars = f"95% interval over prompts, {methods}" if methods else "none (too few prompts)"
+    fig.suptitle(f"{title} ({run.run_id}); bars: {bars}")
     fig.tight_layout()
     caption = "Paired against the full-precision image of the same prompt and seed. " + (
         "; ".join(notes) + "." if notes else ""

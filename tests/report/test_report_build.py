@@ -81,9 +81,38 @@ def test_main_table_has_units_and_quality(report_dir: Path) -> None:
     if "energy/image (J)" not in header:  # no NVML here: the column is explained instead
         assert "- Energy per image: energy not measured" in md
     row = next(line for line in md.splitlines() if line.startswith("| Q8_0 | none |"))
-    assert re.search(r"\d+\.\d+ \[\d+\.\d+, \d+\.\d+\]", row), row  # PSNR with its interval
+    # Two prompts: the mean, and the table says why there is no interval (issue 27).
+    assert "PSNR vs full (dB) (mean over prompts, no interval)" in header
+    assert re.search(r"\d+\.\d+ \(n=2 prompts: no interval below 4\)", row), row
+    assert "95%" not in header
     full = next(line for line in md.splitlines() if line.startswith("| full | none |"))
     assert "reference" in full
+
+
+def test_a_two_prompt_run_says_what_it_can_and_cannot_show(report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    note = next(line for line in md.splitlines() if "This run has 2 prompt(s)" in line)
+    assert "It can show each cell's mean fidelity" in note
+    assert "a 95% interval (none below 4 prompts" in note
+    assert "a quality verdict from `bench compare` (it needs 6 prompts)" in note
+
+
+def test_interval_label_names_the_method(copy_run: Callable[..., Path], tmp_path: Path) -> None:
+    """A summary with intervals: the header says 95% and how they were made; one written by
+    the BCa bootstrap before says so, and the notes say `bench score` recomputes it."""
+    import json
+
+    run = copy_run()
+    summary = json.loads((run / "scores_summary.json").read_text())
+    for row in summary["cells"]:
+        if row["metric"] == "psnr" and row["mean"] is not None and row["role"] == "candidate":
+            row.update(ci_low=row["mean"] - 1, ci_high=row["mean"] + 1, status="ok")
+            row["method"] = "bootstrap-bca 95% over prompts"
+    (run / "scores_summary.json").write_text(json.dumps(summary))
+    md = (build_report(run, tmp_path / "r") / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| variant |"))
+    assert "PSNR vs full (dB) [95% CI, bootstrap-bca]" in header
+    assert "Brackets from bootstrap-bca" in md and "`bench score` on this run" in md
 
 
 def test_synthetic_and_claims_sections(report_dir: Path) -> None:
