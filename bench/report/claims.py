@@ -201,15 +201,17 @@ def claim_quality(run: RunData) -> Claim:
     else:
         low = psnr.get("ci_low")
         bound = float(low) if not missing(low) else float(psnr["mean"])
-        text = (
-            f"{q8}/{row['offload']}: PSNR {num(psnr['mean'])} dB "
-            f"[{num(psnr.get('ci_low'))}, {num(psnr.get('ci_high'))}] (n={psnr.get('n')} prompts)"
+        spread = (
+            f"no interval, so the mean stands for the lower bound (n={psnr.get('n')} prompts)"
+            if missing(low)
+            else f"[{num(low)}, {num(psnr.get('ci_high'))}] "
+            f"(95%, {str(psnr.get('method')).split(' ')[0]}, n={psnr.get('n')} prompts)"
         )
+        text = f"{q8}/{row['offload']}: PSNR {num(psnr['mean'])} dB {spread}"
         if ssim and not missing(ssim.get("mean")):
-            text += (
-                f", SSIM {num(ssim['mean'], 4)} [{num(ssim.get('ci_low'), 4)}, "
-                f"{num(ssim.get('ci_high'), 4)}]"
-            )
+            text += f", SSIM {num(ssim['mean'], 4)}"
+            if not missing(ssim.get("ci_low")):
+                text += f" [{num(ssim['ci_low'], 4)}, {num(ssim.get('ci_high'), 4)}]"
         text += (
             f". Criterion: the lower 95% bound at least {PSNR_YARDSTICK_DB} dB, INT8 W8A8's "
             "PSNR against BF16 in the SVDQuant paper (*published*)."

@@ -14,15 +14,17 @@ import pandas as pd
 
 from bench.cell_summary import MEMORY_COUNTERS
 from bench.metrics.noise_floor import is_noise_floor
+from bench.metrics.stats import MIN_INTERVAL_N
 from bench.report.data import RunData, backend_of, energy_reason, reference_variant, scheme_of
 from bench.report.fmt import DASH, GIB, gib, interval, missing, num
 
-# Quality columns of the main table: (metric, header). Others stay in table.csv.
+# Quality columns of the main table: (metric, header; `interval_label` follows it). Others stay
+# in table.csv.
 QUALITY_COLUMNS = (
     ("clip_score", "CLIP score"),
-    ("psnr", "PSNR vs full (dB) [95% CI]"),
-    ("ssim", "SSIM vs full [95% CI]"),
-    ("lpips", "LPIPS vs full [95% CI]"),
+    ("psnr", "PSNR vs full (dB)"),
+    ("ssim", "SSIM vs full"),
+    ("lpips", "LPIPS vs full"),
 )
 BEFORE_FAILURE = "†"  # marks a peak reached before the cell failed: not what it needs to run
 # NVML's "used" is the whole device: the cell's reserved memory, its CUDA context, and whatever
@@ -87,8 +89,28 @@ def status_text(run: RunData, row: pd.Series) -> str:
     return status
 
 
+def interval_methods(run: RunData) -> list[str]:
+    """The methods of the run's quality intervals, as their rows name them (`t/bootstrap-t`;
+    a summary written before says its own, e.g. `bootstrap-bca`)."""
+    return sorted(
+        {
+            str(row["method"]).split(" ")[0]
+            for row in run.quality.values()
+            if not missing(row.get("ci_low")) and row.get("method") not in (None, "none")
+        }
+    )
+
+
+def interval_label(run: RunData) -> str:
+    """What the brackets of a quality cell are, for its column header."""
+    methods = interval_methods(run)
+    if not methods:
+        return "(mean over prompts, no interval)"
+    return f"[95% CI, {' or '.join(methods)}]"
+
+
 def quality_text(run: RunData, cell_id: str, metric: str) -> str:
-    """One score as `mean [95% CI]`, or why there is none."""
+    """One score as `mean [low, high]`, or why there is none."""
     row = run.quality.get((cell_id, metric))
     if row is None:
         return "not scored"
@@ -101,7 +123,9 @@ def quality_text(run: RunData, cell_id: str, metric: str) -> str:
     if missing(row.get("mean")):
         return str(status or DASH).replace("_", " ")
     text = interval(row["mean"], row.get("ci_low"), row.get("ci_high"), digits)
-    if status not in ("ok", None):
+    if status == "too_few_samples":
+        text += f" (n={row.get('n')} prompts: no interval below {MIN_INTERVAL_N})"
+    elif status not in ("ok", None):
         text += f" ({str(status).replace('_', ' ')}, n={row.get('n')})"
     if not missing(row.get("worst_frame")):  # a video: mean over frames, and its worst frame
         text += f", worst frame {row['worst_frame']:.{digits}g}"
@@ -212,7 +236,8 @@ def display_table(run: RunData, raw: pd.DataFrame) -> pd.DataFrame:
     if run.scores is None:
         quality = [("quality", "quality vs full")]
     else:
-        quality = [(m, h) for m, h in QUALITY_COLUMNS if _has_value(run, m)]
+        label = interval_label(run)
+        quality = [(m, f"{h} {label}") for m, h in QUALITY_COLUMNS if _has_value(run, m)]
     rows = []
     for (_, row), (_, summary) in zip(raw.iterrows(), run.summary.iterrows(), strict=True):
         out: dict[str, str] = {
@@ -266,7 +291,7 @@ def omitted_columns(run: RunData) -> list[str]:
                     and r.get("status") != "reference"
                 }
                 why = "; ".join(sorted(reasons)) or "no cell has a value"
-                notes.append(f"{header.split(' [')[0]}: not in the table ({why}).")
+                notes.append(f"{header}: not in the table ({why}).")
     if run.summary["resolution"].nunique() == 1 and len(run.summary):
         notes.append(f"Every cell at {run.summary['resolution'].iloc[0]} (height × width).")
     return notes
