@@ -16,14 +16,18 @@ touching the driver (NVML holds no CUDA context and is safe across fork); the va
 restored, so a cell asks CUDA itself. Idle native thread pools that imports start (OpenBLAS)
 shut themselves down around fork through their own `pthread_atfork` handlers.
 
-The NVML answer covers only `is_available()` and `device_count()`. An import that asks more
-initialises CUDA in the server all the same: bitsandbytes (installed by `.[backends]`, imported
-by diffusers' quantizers) calls `torch.cuda.get_device_capability()` at import to pick its
-native library, diffusers' GGUF utils do under `DIFFUSERS_GGUF_CUDA_KERNELS=true`, and torch's
-NVML count gives up on a `MIG-` entry in CUDA_VISIBLE_DEVICES and runs `cudaGetDeviceCount`.
-So the server looks after warming up (`CUDA_IN_SERVER`, torch's own flag and the driver's
-state) and says why it holds CUDA; bench.runner.processes.usable_context then starts cells
-`spawn`ed instead of forked, each importing the libraries itself.
+The NVML answer covers only `is_available()` and `device_count()`. Two imports ask more:
+bitsandbytes (installed by `.[backends]`, imported by diffusers' quantizers) calls
+`torch.cuda.get_device_capability()` at import (cuda_specs.get_compute_capabilities, only to
+see that a capability exists before it loads its CUDA library), and diffusers' GGUF utils do
+under `DIFFUSERS_GGUF_CUDA_KERNELS=true` (is it at least 7); torch answers by initialising CUDA
+(get_device_properties runs `_lazy_init`). While the server imports, that one function is
+answered from NVML instead (`_capability_from_nvml`), and restored before any cell is forked.
+What is left, torch's NVML count giving up on a `MIG-` entry in CUDA_VISIBLE_DEVICES and running
+`cudaGetDeviceCount`, or any other library's CUDA call, the server finds after warming up
+(`CUDA_IN_SERVER`: torch's own flag and the driver's state) and says; then
+bench.runner.processes.usable_context starts cells `spawn`ed instead of forked, each importing
+the libraries itself.
 
 Ctrl-C: a terminal sends SIGINT to every process of its foreground group, cells included. A
 cell must not turn it into a KeyboardInterrupt (that would look like a failure); the parent
@@ -38,8 +42,8 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from functools import partial
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
@@ -115,6 +119,34 @@ def cuda_initialised() -> str | None:
     return None
 
 
+@contextmanager
+def _capability_from_nvml() -> Iterator[None]:
+    """`torch.cuda.get_device_capability` answered by NVML for the duration (see the module).
+
+    NVML's `nvmlDeviceGetCudaComputeCapability` holds no CUDA state. The highest capability
+    of the machine's GPUs is given for any device: bitsandbytes takes the highest, diffusers'
+    GGUF utils compare it with 7 (every GPU since Volta). Without NVML nothing is replaced.
+    """
+    highest: tuple[int, int] | None = None
+    with suppress(Exception):  # no NVML, no GPU: torch's own stays (it has nothing to start)
+        import pynvml
+        import torch
+
+        pynvml.nvmlInit()
+        count = pynvml.nvmlDeviceGetCount()
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        highest = tuple(max(pynvml.nvmlDeviceGetCudaComputeCapability(h) for h in handles))
+    if highest is None:
+        yield
+        return
+    original = torch.cuda.get_device_capability
+    torch.cuda.get_device_capability = lambda device=None: highest
+    try:
+        yield
+    finally:
+        torch.cuda.get_device_capability = original
+
+
 def _step(name: str, do: Callable[[], object], culprit: list[str]) -> None:
     """One import of the warm-up (a failure leaves it to the cell); the first whose end finds
     CUDA initialised is named in `culprit`."""
@@ -141,20 +173,17 @@ def warm_up() -> str | None:
     previous = os.environ.get(NVML_CHECK)
     os.environ[NVML_CHECK] = "1"
     try:
-        _step("bench.environment", _quiet_libraries, culprit)
-        for name in MODULES:
-            _step(name, partial(importlib.import_module, name), culprit)
-        _step(
-            "diffusers' pipeline classes",
-            partial(_classes, "diffusers", DIFFUSERS_CLASSES),
-            culprit,
-        )
-        _step(
-            "transformers' model classes",
-            partial(_classes, "transformers", TRANSFORMERS_CLASSES),
-            culprit,
-        )
-        _step("tqdm", _thread_only_progress_lock, culprit)
+        with _capability_from_nvml():
+            _step("bench.environment", _quiet_libraries, culprit)
+            for name in MODULES:
+                _step(name, partial(importlib.import_module, name), culprit)
+            _step("diffusers' classes", partial(_classes, "diffusers", DIFFUSERS_CLASSES), culprit)
+            _step(
+                "transformers' classes",
+                partial(_classes, "transformers", TRANSFORMERS_CLASSES),
+                culprit,
+            )
+            _step("tqdm", _thread_only_progress_lock, culprit)
     finally:
         if previous is None:
             os.environ.pop(NVML_CHECK, None)
