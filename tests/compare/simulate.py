@@ -73,7 +73,7 @@ def quality_rates(
 ) -> Rates:
     """Per-prompt PSNR: a prompt effect (35 ± 3 dB) shared by both runs, plus independent noise
     so that the per-prompt difference has standard deviation `sd`; the candidate shifted by
-    `shift` dB. `significant` counts draws whose bootstrap interval alone excluded 0."""
+    `shift` dB. `significant` counts draws whose 95% interval alone excluded 0."""
     rng = np.random.default_rng(seed)
     counts: Counter[str] = Counter()
     excluded = 0
@@ -138,12 +138,12 @@ def main() -> None:
             f"  {name:32s} slower {r.of('slower'):.3f}  faster {r.of('faster'):.3f}  "
             f"too noisy {r.of(TOO_NOISY):.3f}  test p<0.05 {r.significant:.3f}"
         )
-    print("quality (paired bootstrap + sign-flip test + margin), 300-600 draws each")
+    print("quality (paired t/bootstrap-t interval + sign-flip test + margin), 300-600 draws each")
     for name in QUALITY_SCENARIOS:
         r = quality_scenario(name)
         print(
             f"  {name:32s} worse {r.of('worse'):.3f}  better {r.of('better'):.3f}  "
-            f"bootstrap interval alone excludes 0 {r.significant:.3f}"
+            f"interval alone excludes 0 {r.significant:.3f}"
         )
 
 

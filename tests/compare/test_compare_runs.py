@@ -347,6 +347,10 @@ def test_many_quality_tests_are_corrected_as_one_family(tmp_path: Path) -> None:
     )
     payload = together.as_dict()
     assert payload["thresholds"]["quality_correction"] == "benjamini-hochberg"
+    markdown = to_markdown(together)
+    assert "corrected)" in markdown  # p=..., ... corrected
+    assert "sign-flip test, p corrected by benjamini-hochberg over 20 quality test(s)" in markdown
+    assert "t/bootstrap-t 95% over prompts" in markdown
     assert "p_adjusted" in payload["cells"][0]["quality"][0]
 
 

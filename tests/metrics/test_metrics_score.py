@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from bench.cli.score import score_command
 from bench.errors import UserInputError
+from bench.metrics.score_summary import figure
 from bench.results import iter_jsonl
 from bench.score import SCORES_SUMMARY, score_run
 
@@ -174,6 +175,7 @@ def test_distribution_metrics_with_enough_images(
     assert all(row["status"] == "ok" and row["mean"] is not None for row in cmmd)
     # Each value beside what "no difference" gives at its n (docs/scores.md).
     assert all(row["floor"] > 0 and row["floor_method"] == "closed form" for row in cmmd)
+    assert f"(floor {cmmd[0]['floor']:.3g} at n=12)" in figure(cmmd[0])  # `bench score` prints
     kid = table[("Q8_0__none__16x16", "kid")]
     assert kid["status"] == "ok" and kid["floor"] == 0.0
     assert "std" not in kid and "subset size" in kid["note"]  # 12 images: every subset is all
