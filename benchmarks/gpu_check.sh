@@ -3,7 +3,9 @@
 # make its Q8_0 and Q4_K files with the harness's quantizer, sweep configs/gpu-check.yaml
 # (bf16 and Q8_0 under none/model/group/sequential, Q4_K under none/model, 1024x1024, few steps),
 # then `bench score`, `bench report` and `bench size --check` on the run. Every phase is timed
-# into <results>/phases.tsv. Running it again resumes the same run (`bench run --resume`).
+# into <results>/phases.tsv. Running it again resumes the same run (`bench run --resume`). It
+# starts with the fork check (gpu_check_steps.py fork-check, about ten seconds): the warm cell
+# server's imports leave CUDA uninitialised and a forked child can use the GPU.
 #
 #   benchmarks/gpu_check.sh [--smoke] [--deadline SECONDS] [--pack DIR] [--keep-cache]
 #
@@ -112,6 +114,12 @@ install_wheels() {
 if [[ $MODE == gpu ]] && compgen -G "$REPO/.whl/*.whl" >/dev/null; then
     phase install install_wheels
 fi
+FAILED=()
+# The first check, in about ten seconds: the warm cell server's imports leave CUDA untouched and
+# a child forked after them can use the GPU (skipped, saying so, without one). A failure does
+# not stop the script: the sweep then starts its cells spawned and says so; it is reported at
+# the end (exit 1).
+phase fork-check "$PY" "$STEPS" fork-check || FAILED+=(fork-check)
 phase preflight "$PY" "$STEPS" preflight "$CONFIG" --mode "$MODE"
 
 RUN_DIR=$("$PY" "$STEPS" find-run "$CONFIG" "$RESULTS")
@@ -160,7 +168,6 @@ elif ((SWEEP_RC != 0)); then
 fi
 
 REPORT_DIR=$REPORTS/$(basename "$RUN_DIR")
-FAILED=()
 phase score "$PY" -m bench score "$RUN_DIR" || FAILED+=(score)
 phase report "$PY" -m bench report "$RUN_DIR" --out "$REPORT_DIR" || FAILED+=(report)
 phase size "$PY" -m bench size --check "$RUN_DIR" --json "$REPORT_DIR/size-check.json" ||

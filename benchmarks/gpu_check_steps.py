@@ -5,6 +5,7 @@ harness's own library code (the builder, the variant preparation the runner uses
 folder reader), so what is built and quantized here is exactly what `bench run` then finds in
 its cache and reuses.
 
+    python benchmarks/gpu_check_steps.py fork-check
     python benchmarks/gpu_check_steps.py preflight CONFIG --mode gpu|smoke
     python benchmarks/gpu_check_steps.py build CONFIG
     python benchmarks/gpu_check_steps.py quantize CONFIG
@@ -72,6 +73,63 @@ def _say(message: str) -> None:
 
 def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
+
+
+# -- the first check: can a cell forked from the warm server use the GPU? ----------------------
+
+
+def _gpu_count_without_cuda() -> tuple[int, str]:
+    """GPUs NVML sees, asked without touching CUDA (which would spoil the fork below)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return int(pynvml.nvmlDeviceGetCount()), ""
+    except Exception as exc:  # no NVML library: no NVIDIA driver on this machine
+        return 0, f"{type(exc).__name__}: {exc}"
+
+
+def _child_synchronizes() -> int:
+    """In the forked child: one kernel and a synchronize, as a cell's first CUDA work."""
+    try:
+        import torch
+
+        total = torch.ones(1024, device="cuda").sum()
+        torch.cuda.synchronize()
+        _say(f"forked child: cuda ran (sum {float(total.item()):.0f}), synchronized")
+        return 0
+    except Exception as exc:
+        _say(f"forked child: FAILED: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        return 1
+
+
+def fork_check() -> None:
+    """This process imports exactly what the warm cell server imports (bench.runner.preload),
+    then says whether CUDA is initialised (it must not be) and, with a GPU, forks one child
+    that runs a kernel and synchronizes: what every forked cell does first. Exit 1 if either
+    fails; without a GPU the fork is skipped with a line saying so."""
+    started = time.monotonic()
+    import torch
+
+    from bench.runner import preload  # runs the server's warm-up here
+
+    initialised = torch.cuda.is_initialized()
+    _say(f"torch.cuda.is_initialized() after the warm server's imports: {initialised}")
+    _say(f"the server's own verdict: {preload.CUDA_IN_SERVER or 'no CUDA state'}")
+    _say(f"imports: {time.monotonic() - started:.1f} s")
+    count, why = _gpu_count_without_cuda()
+    if count == 0:
+        _say(f"fork check skipped: no GPU on this machine ({why or 'NVML counts 0 devices'})")
+        failed = 0
+    else:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(_child_synchronizes())
+        _, status = os.waitpid(pid, 0)
+        failed = int(os.waitstatus_to_exitcode(status) != 0)
+    _say(f"fork check: {time.monotonic() - started:.1f} s")
+    if initialised or preload.CUDA_IN_SERVER or failed:
+        sys.exit(1)
 
 
 # -- preflight ---------------------------------------------------------------------------------
@@ -320,6 +378,7 @@ def cleanup(config_path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", required=True)
+    sub.add_parser("fork-check")
     p = sub.add_parser("preflight")
     p.add_argument("config", type=Path)
     p.add_argument("--mode", choices=("gpu", "smoke"), required=True)
@@ -335,7 +394,9 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        if args.step == "preflight":
+        if args.step == "fork-check":
+            fork_check()
+        elif args.step == "preflight":
             preflight(args.config, args.mode)
         elif args.step == "build":
             build(args.config)

@@ -9,11 +9,21 @@ list (KINDS.md of the device tool, read on 2026-11-17; versions where a session'
 them). Exit status 1 when a requirement is met by neither, or a package is carried twice.
 
     python benchmarks/gpu_check_wheels.py .whl
+    python benchmarks/gpu_check_wheels.py --slim-bitsandbytes 130,132 .whl
+
+The project's requirements are its dependencies and its `backends` extra (what `make install`
+installs: torchao, bitsandbytes, optimum-quanto), so the GPU run imports what users' runs do.
+`--slim-bitsandbytes` first rewrites the carried bitsandbytes wheel with only its CPU library
+and the CUDA builds named (bitsandbytes loads `libbitsandbytes_cuda<torch's CUDA>.so`): the whole
+wheel, 43 MB of builds for CUDA 11.8 to 13.2 and ROCm, would not fit in a device call.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import re
 import sys
 import zipfile
 from email.parser import Parser
@@ -93,8 +103,51 @@ def read_wheel(path: Path) -> tuple[str, Version, list[Requirement]]:
 
 
 def project_requirements() -> list[Requirement]:
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    return [Requirement(r) for r in pyproject["project"]["dependencies"]]
+    """The dependencies and the `backends` extra: what the default install has."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {}).get("backends", [])
+    return [Requirement(r) for r in [*project["dependencies"], *extras]]
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"sha256={digest}"
+
+
+def slim_wheel(path: Path, drop: re.Pattern[str]) -> list[str]:
+    """Rewrite the wheel at `path` without the members whose name `drop` matches, its RECORD
+    rewritten to match (pip checks each installed file against it); returns what was dropped."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    dropped = [info.filename for info, _ in members if drop.search(info.filename)]
+    kept = [(info, data) for info, data in members if not drop.search(info.filename)]
+    record = next(info.filename for info, _ in kept if info.filename.endswith(".dist-info/RECORD"))
+    lines = [
+        f"{info.filename},{_record_hash(data)},{len(data)}"
+        for info, data in kept
+        if info.filename != record
+    ]
+    staging = path.with_suffix(".slim")
+    with zipfile.ZipFile(staging, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info, data in kept:
+            if info.filename == record:
+                data = ("\n".join([*lines, f"{record},,"]) + "\n").encode()
+            archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
+    staging.replace(path)
+    return dropped
+
+
+def slim_bitsandbytes(folder: Path, cuda_versions: list[str]) -> None:
+    """Keep bitsandbytes' CPU library and its builds for `cuda_versions` ("130" ...) only."""
+    keep = "|".join(["cpu", *(f"cuda{re.escape(v)}" for v in cuda_versions)])
+    drop = re.compile(rf"/libbitsandbytes_(?!(?:{keep})\.so$)[^/]+\.so$")
+    for path in sorted(folder.glob("bitsandbytes-*.whl")):
+        before = path.stat().st_size
+        dropped = slim_wheel(path, drop)
+        print(
+            f"slimmed {path.name}: {before / 2**20:.1f} -> {path.stat().st_size / 2**20:.1f} MiB "
+            f"({len(dropped)} native libraries left out; kept cpu, cuda {', '.join(cuda_versions)})"
+        )
 
 
 def resolve(requirement: Requirement, carried: dict[str, Version]) -> tuple[bool, str]:
@@ -117,7 +170,14 @@ def resolve(requirement: Requirement, carried: dict[str, Version]) -> tuple[bool
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("wheels", type=Path, help="folder of .whl files (.whl)")
+    parser.add_argument(
+        "--slim-bitsandbytes",
+        metavar="CUDA_VERSIONS",
+        help="keep only these CUDA builds of bitsandbytes, e.g. 130,132 (and its CPU library)",
+    )
     args = parser.parse_args()
+    if args.slim_bitsandbytes:
+        slim_bitsandbytes(args.wheels, args.slim_bitsandbytes.split(","))
 
     wheels = sorted(args.wheels.glob("*.whl"))
     if not wheels:

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Wheels for the GPU machine's bare python3 (docs/gpu-check.md). Its image has torch,
-# transformers, accelerate and most of what bench imports, but no diffusers, gguf or pydantic
-# and no registry: run this where pip reaches the registry, and carry the folder (`.whl`) to
-# the GPU, where benchmarks/gpu_check.sh installs it with --target. The pip flags are the device
-# README's for Python 3.12 on manylinux x86_64; --no-deps, so every missing requirement is named
-# here, and benchmarks/gpu_check_wheels.py then checks that each requirement of each wheel and of
-# the project is carried or on the image. The project itself travels as the checkout (it is put
-# on PYTHONPATH there, not installed).
+# transformers, accelerate and most of what bench imports, but no diffusers, gguf or pydantic,
+# none of the backends the default install adds (torchao, bitsandbytes, optimum-quanto), and no
+# registry: run this where pip reaches the registry, and carry the folder (`.whl`) to the GPU,
+# where benchmarks/gpu_check.sh installs it with --target, so the GPU run imports what a user's
+# run imports. The pip flags are the device README's for Python 3.12 on manylinux x86_64;
+# --no-deps, so every missing requirement is named here, and benchmarks/gpu_check_wheels.py then
+# checks that each requirement of each wheel and of the project (dependencies and `backends`) is
+# carried or on the image. bitsandbytes is carried with its CPU library and its builds for the
+# image's CUDA only (GPU_WHEELS_BNB_CUDA, default 130,132: the image's torch is cu130): whole, it
+# would not fit in a device call. The project itself travels as the checkout (it is put on
+# PYTHONPATH there, not installed).
 #
 #   benchmarks/gpu_wheels.sh            # into .whl/ (git ignores it)
 #
@@ -30,15 +34,20 @@ WHEELS=(
     typing-extensions==4.16.0
     importlib-metadata==10.2.0
     lazy-importer==0.1.0
+    # `.[backends]`, at the lock's versions
+    torchao==0.18.0
+    bitsandbytes==0.50.2
+    optimum-quanto==0.2.7
 )
 
 mkdir -p "$DEST"
 rm -f "$DEST"/*.whl # one version of each: two would stop the whole install there
 "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
-    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    --platform manylinux1_x86_64 -d "$DEST" "${WHEELS[@]}"
-"$PY" "$REPO/benchmarks/gpu_check_wheels.py" "$DEST"
+    --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$DEST" "${WHEELS[@]}"
+"$PY" "$REPO/benchmarks/gpu_check_wheels.py" --slim-bitsandbytes "${GPU_WHEELS_BNB_CUDA:-130,132}" \
+    "$DEST"
 
 # What a device call sends: tracked and untracked-not-ignored files, plus the carried wheels.
 cd "$REPO"

@@ -245,9 +245,19 @@ def test_every_stage_ran_and_is_timed(smoke: dict[str, Any]) -> None:
         by_invocation.setdefault(row[0], []).append(row[2])
         assert float(row[3]) >= 0 and row[4] == "0", row
     first, second, third = by_invocation.values()
-    assert first == ["preflight", "build", "quantize"]  # killed during the sweep
-    assert second == ["preflight", "build", "quantize", "run", "score", "report", "size", "pack"]
-    assert third == ["preflight", "score", "report", "size"]  # complete: nothing built or run
+    assert first == ["fork-check", "preflight", "build", "quantize"]  # killed during the sweep
+    assert second == [
+        "fork-check",
+        "preflight",
+        "build",
+        "quantize",
+        "run",
+        "score",
+        "report",
+        "size",
+        "pack",
+    ]
+    assert third == ["fork-check", "preflight", "score", "report", "size"]  # nothing built or run
 
 
 @pytest.mark.slow
@@ -368,8 +378,12 @@ def test_size_check_and_report_read_cuda_counters(smoke: dict[str, Any], tmp_pat
     for cell_id, peaks in written.items():  # the raw table keeps NVML gross, as recorded
         gross = float(table[cell_id]["generate_nvml_used_peak_bytes"])
         assert gross == peaks["base"] + peaks["nvml"]
+        # and the headline net of the baseline, as bench size --check reads it
+        net = float(table[cell_id]["peak_nvml_used_net_peak_bytes"])
+        assert net == max(peaks["nvml"], peaks["load_nvml"])
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "peak VRAM, NVML device used (GiB)" in md
+    assert "peak VRAM, NVML net of the pre-cell baseline (GiB)" in md
+    assert "peak VRAM, NVML device used, gross (GiB)" in md
     assert "CPU run: not VRAM" not in md
 
 
@@ -393,3 +407,113 @@ def test_gpu_preflight_without_a_gpu_is_one_line_and_exit_2(tmp_path: Path) -> N
     ]
     assert "python: " + sys.executable in result.stdout  # what would run is printed first
     assert not (tmp_path / "cache").exists()  # nothing built, nothing written
+
+
+# -- the first check and what the GPU machine is sent -------------------------------------------
+
+
+def _has_gpu() -> bool:
+    probe = "import pynvml; pynvml.nvmlInit(); print(pynvml.nvmlDeviceGetCount())"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    return result.returncode == 0 and int(result.stdout.strip() or 0) > 0
+
+
+def test_the_fork_check_imports_the_servers_modules_and_skips_without_a_gpu(
+    tmp_path: Path,
+) -> None:
+    """A fresh process imports what the warm server imports (bitsandbytes and torchao among
+    them, installed here as by default) and finds CUDA uninitialised; with no GPU the fork is
+    skipped with one line saying so (on a GPU the child must run a kernel and synchronize)."""
+    steps = REPO / "benchmarks" / "gpu_check_steps.py"
+    result = subprocess.run(
+        [sys.executable, str(steps), "fork-check"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=300,
+    )
+    out = result.stdout.splitlines()
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "torch.cuda.is_initialized() after the warm server's imports: False" in out
+    assert "the server's own verdict: no CUDA state" in out
+    if _has_gpu():
+        assert any(line.startswith("forked child: cuda ran") for line in out), out
+    else:
+        (skipped,) = [line for line in out if line.startswith("fork check skipped")]
+        assert skipped.startswith("fork check skipped: no GPU on this machine (NVMLError")
+
+
+def test_the_wheels_carry_the_default_install_at_the_locked_versions() -> None:
+    """gpu_wheels.sh pins every `backends` package at the lock's version, and the wheel check
+    counts the `backends` extra among the project's requirements."""
+    import re
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from gpu_check_wheels import project_requirements
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from packaging.utils import canonicalize_name
+
+    backends = {"torchao", "bitsandbytes", "optimum-quanto"}
+    required = {canonicalize_name(r.name) for r in project_requirements()}
+    assert backends <= required
+    script = (REPO / "benchmarks" / "gpu_wheels.sh").read_text()
+    carried = dict(re.findall(r"^\s+([a-z0-9-]+)==(\S+)$", script, re.MULTILINE))
+    lock = dict(
+        re.findall(r"^([a-z0-9-]+)==(\S+)", (REPO / "requirements" / "lock.txt").read_text(), re.M)
+    )
+    for name in backends:
+        assert carried[name] == lock[name], name
+
+
+def test_a_slimmed_wheel_installs_with_only_the_builds_kept(tmp_path: Path) -> None:
+    """The bitsandbytes wheel is carried with its CPU and CUDA 13 libraries only: the rewritten
+    wheel's RECORD matches its files, and pip installs it."""
+    import zipfile
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from gpu_check_wheels import slim_bitsandbytes
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    libraries = ["cpu", "cuda118", "cuda128", "cuda130", "cuda132", "rocm64"]
+    wheel = tmp_path / "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl"
+    info = "bitsandbytes-0.50.2.dist-info"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("bitsandbytes/__init__.py", "")
+        for name in libraries:
+            archive.writestr(f"bitsandbytes/libbitsandbytes_{name}.so", name * 1000)
+        archive.writestr(
+            f"{info}/METADATA", "Metadata-Version: 2.1\nName: bitsandbytes\nVersion: 0.50.2\n"
+        )
+        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\n")
+        archive.writestr(f"{info}/RECORD", "")
+    slim_bitsandbytes(tmp_path, ["130", "132"])
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        record = archive.read(f"{info}/RECORD").decode().splitlines()
+    kept = {f"bitsandbytes/libbitsandbytes_{n}.so" for n in ("cpu", "cuda130", "cuda132")}
+    assert {n for n in names if n.endswith(".so")} == kept
+    assert {line.split(",")[0] for line in record} == names
+    site = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert {p.name for p in (site / "bitsandbytes").glob("*.so")} == {k.split("/")[1] for k in kept}
