@@ -30,6 +30,7 @@ from bench.backends import BACKENDS
 # Re-exported: the names configs and callers used before backends became modules.
 from bench.backends.full import FullVariant  # noqa: F401
 from bench.backends.gguf import GGUF_TYPES, GGUFVariant  # noqa: F401
+from bench.config_base import RECORDED
 from bench.config_fields import DTYPES, Name, OffloadMode, Text, VariantConfig, VariantName  # noqa: F401
 from bench.config_fields import Strict as _Strict
 from bench.config_fields import float_range as _float_range
@@ -40,12 +41,6 @@ from bench.offload import OffloadEntry, OffloadSpec, spec_of  # OffloadSpec: als
 from bench.yamlfile import load_yaml_file
 
 SYNTHETIC_PRESETS = ("tiny", "flux-dev")
-
-
-# A validation context with this key set (True) reads a config recorded in a run folder: the
-# rules that only protect new runs (sizes the pipeline would round) are not re-applied to what
-# was already measured.
-RECORDED = "recorded"
 
 
 def _side(value: int) -> int:

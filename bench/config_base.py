@@ -11,6 +11,11 @@ from typing import Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+# A validation context with this key set (True) reads a config recorded in a run folder: the
+# rules that only protect new runs (sizes the pipeline would round, file URLs diffusers cannot
+# load) are not re-applied to what was already measured.
+RECORDED = "recorded"
+
 
 def int_range(low: int, high: int) -> AfterValidator:
     def check(value: int) -> int:

@@ -9,12 +9,15 @@ made once by the harness's own ggml-exact quantizer (bench.gguf) and cached besi
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from bench.backends.base import Backend, Prepared
+from bench.config_base import RECORDED
 from bench.config_fields import Dtype, Text, VariantConfig
 
 # GGUF types a variant may name. Which of them can be *made* here depends on the quantizer
@@ -40,11 +43,62 @@ GGUF_TYPES = (
 )
 
 
+#: The URLs a GGUF `file` may be: a file of a Hugging Face Hub repository, the only remote
+#: source diffusers' single-file loader reads (``blob/<revision>/`` or ``resolve/<revision>/``;
+#: without either, the main branch).
+HUB_URL_FORM = "https://huggingface.co/<owner>/<repo>/blob/<revision>/<file>.gguf"
+_HUB_URL = re.compile(
+    r"^https://(?:huggingface\.co|hf\.co)/(?P<repo>[\w.-]+/[\w.-]+)/"
+    r"(?:(?:blob|resolve)/(?P<revision>[^/\s]+)/)?(?P<path>[^\s]+\.gguf)$"
+)
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """A GGUF file of a Hub repository, as its URL names it."""
+
+    repo_id: str
+    filename: str
+    revision: str
+
+
+def hub_file(url: str) -> HubFile | None:
+    """The repository, path and revision a Hub URL names; None for anything else."""
+    match = _HUB_URL.match(url)
+    if match is None:
+        return None
+    return HubFile(match["repo"], match["path"], match["revision"] or "main")
+
+
+def _file_form(value: str) -> str:
+    """A GGUF `file` is a local path or a Hub file URL: any other URL is refused here, naming
+    it, instead of reaching diffusers, which takes anything with a scheme for a Hub id and fails
+    inside a cell with a message about huggingface.co that never names the URL."""
+    scheme = _SCHEME.match(value)
+    if scheme is None:
+        return value
+    if scheme["scheme"].lower() not in ("http", "https"):
+        raise ValueError(
+            f"unsupported scheme {scheme['scheme']!r}: expected a local path or a Hugging Face "
+            f"Hub URL, {HUB_URL_FORM}"
+        )
+    if hub_file(value) is None and _HUB_URL.match(value + ".gguf"):
+        raise ValueError(f"expected the URL of a .gguf file, {HUB_URL_FORM}")
+    if hub_file(value) is None:
+        raise ValueError(
+            f"not a Hugging Face Hub file URL: diffusers loads single files from a local path "
+            f"or {HUB_URL_FORM}"
+        )
+    return value
+
+
 class GGUFVariant(VariantConfig):
     """A GGUF-quantized transformer; the rest of the pipeline stays at `dtype`.
 
-    `file` is a local path or a hub URL (`https://huggingface.co/<repo>/blob/<rev>/<file>`);
-    when omitted the harness makes the file from the base model with its own quantizer.
+    `file` is a local path or a Hub URL (`https://huggingface.co/<repo>/blob/<rev>/<file>`);
+    when omitted the harness makes the file from the base model with its own quantizer. A file
+    must hold `quant`'s weights: its tensor types are compared with it before any cell.
     """
 
     kind: Literal["gguf"]
@@ -62,13 +116,39 @@ class GGUFVariant(VariantConfig):
             raise ValueError(f"expected one of {', '.join(GGUF_TYPES)}, got {value!r}")
         return value
 
+    @field_validator("file")
+    @classmethod
+    def _loadable_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (info.context or {}).get(RECORDED):
+            return value
+        return _file_form(value)
+
     @property
     def pipeline_dtype(self) -> str:
         return self.dtype or self.compute_dtype
 
 
 def is_url(value: str) -> bool:
-    return value.startswith(("https://", "http://"))
+    return _SCHEME.match(value) is not None
+
+
+class GGUFQuantMismatch(ValueError):
+    """A GGUF file whose tensors are not of the variant's declared quant (a cell failure when
+    only the cell could read the file: a Hub file not yet downloaded)."""
+
+
+def check_declared_quant(variant: GGUFVariant, path: Path) -> str | None:
+    """Why the GGUF file at `path` is not a `variant.quant` file (naming both), else None;
+    GGUFFileError when it is not a readable GGUF file. Reads the header only (bounded)."""
+    from collections import Counter
+
+    from bench.gguf.header import read_header
+    from bench.gguf.qtypes import declared_type_mismatch
+
+    weights: Counter[str] = Counter()
+    for tensor in read_header(path).tensors:
+        weights[tensor.ggml_type] += tensor.n_elements
+    return declared_type_mismatch(variant.quant, dict(weights))
 
 
 class GGUFBackend(Backend):
@@ -107,12 +187,32 @@ class GGUFBackend(Backend):
             )
 
     def check_local_files(self, variant: GGUFVariant, config_dir: Path) -> None:
+        """A local `file` (or a Hub file already in the download cache) is a readable GGUF file
+        of the declared `quant` (its header's tensor types), checked before anything is
+        prepared or written."""
         from bench.errors import ConfigError
+        from bench.gguf.errors import GGUFFileError
         from bench.models.variants import local_path
 
-        local = variant.file is not None and not is_url(variant.file)
-        if local and not local_path(variant.file, config_dir).is_file():
-            raise ConfigError(f"variants.{variant.name}.file: {variant.file!r} not found")
+        if variant.file is None:
+            return
+        if is_url(variant.file):
+            _check_cached_hub_file(variant)
+            return
+        where = f"variants.{variant.name}.file"
+        path = local_path(variant.file, config_dir)
+        if path.is_dir():
+            raise ConfigError(f"{where}: {variant.file!r} is a folder, not a GGUF file")
+        if not path.is_file():
+            raise ConfigError(f"{where}: {variant.file!r} not found")
+        try:
+            mismatch = check_declared_quant(variant, path)
+        except GGUFFileError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        if mismatch:
+            raise ConfigError(
+                f"variants.{variant.name}.quant: {variant.quant}, but {variant.file!r}: {mismatch}"
+            )
 
     def prepare_message(self, variant: GGUFVariant) -> str | None:
         if variant.file is None:
@@ -184,6 +284,47 @@ class GGUFBackend(Backend):
         return [{"kind": "gguf", "quant": q} for q in DEFAULT_GGUF_TYPES]
 
 
+def _check_cached_hub_file(variant: GGUFVariant) -> None:
+    """A Hub file already downloaded here is checked against the declared quant before any
+    cell (ConfigError); one not yet here is checked by the cell that downloads it."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from bench.errors import ConfigError
+    from bench.gguf.errors import GGUFFileError
+
+    assert variant.file is not None
+    hub = hub_file(variant.file)
+    if hub is None:
+        return
+    cached = try_to_load_from_cache(hub.repo_id, hub.filename, revision=hub.revision)
+    if not isinstance(cached, str):
+        return
+    try:
+        mismatch = check_declared_quant(variant, Path(cached))
+    except GGUFFileError as exc:
+        raise ConfigError(f"variants.{variant.name}.file: {variant.file}: {exc}") from exc
+    if mismatch:
+        raise ConfigError(
+            f"variants.{variant.name}.quant: {variant.quant}, but {variant.file}: {mismatch}"
+        )
+
+
+def local_gguf_file(variant: GGUFVariant, gguf_file: str) -> str:
+    """The local path of a variant's file: a Hub URL downloaded (or found in the cache) the way
+    diffusers would, with the revision the URL names (diffusers' own URL parsing keeps only
+    ``blob/main``), and checked against the declared quant (GGUFQuantMismatch naming both)."""
+    hub = hub_file(gguf_file) if is_url(gguf_file) else None
+    if hub is None:
+        return gguf_file
+    from huggingface_hub import hf_hub_download
+
+    path = hf_hub_download(hub.repo_id, hub.filename, revision=hub.revision)
+    mismatch = check_declared_quant(variant, Path(path))
+    if mismatch:
+        raise GGUFQuantMismatch(f"{gguf_file}: {mismatch}")
+    return path
+
+
 def load_gguf_transformer(
     base: str, variant: GGUFVariant, gguf_file: str, revision: str | None = None
 ) -> Any:
@@ -193,7 +334,7 @@ def load_gguf_transformer(
 
     cls = transformer_class(base, revision)
     return cls.from_single_file(
-        gguf_file,
+        local_gguf_file(variant, gguf_file),
         quantization_config=GGUFQuantizationConfig(
             compute_dtype=torch_dtype(variant.compute_dtype)
         ),
