@@ -15,10 +15,11 @@ from typing import Annotated
 import typer
 
 from bench.cli.errors import reports_user_errors
-from bench.gguf.batch import quantize_to_folder
+from bench.gguf.batch import check_request, quantize_to_folder
 from bench.gguf.errors import ConversionError, GGUFFileError
 from bench.gguf.inspect import inspect_gguf
 from bench.gguf.qtypes import supported_quant_types
+from bench.gguf.quants import default_threads
 
 
 def split_types(values: list[str]) -> list[str]:
@@ -72,8 +73,8 @@ def quantize_command(
             "--jobs",
             "-j",
             help=(
-                "Worker processes (default: every CPU this process may use; models under "
-                "16 M weights convert in one). The bytes written do not depend on it."
+                "Worker processes (default and most: every CPU this process may use; models "
+                "under 16 M weights convert in one). The bytes written do not depend on it."
             ),
             show_default=False,
         ),
@@ -81,6 +82,16 @@ def quantize_command(
 ) -> None:
     """Quantize a diffusion transformer checkpoint to GGUF files, one per type, in its
     family's community layout (the names and high-precision tensors city96's files use)."""
+    check_request(src, split_types(type), out, key_names, jobs)
+    cpus = default_threads()
+    if jobs is not None and jobs > cpus:
+        # Clamped, not refused: the bytes do not depend on it, and a script's --jobs 8 should
+        # still run on a 4-CPU machine, as fast as that machine allows.
+        typer.echo(
+            f"note: --jobs {jobs}: this process may use {cpus} CPUs; converting on at most "
+            f"{cpus} worker processes",
+            err=True,
+        )
     made = quantize_to_folder(
         src,
         split_types(type),

@@ -46,13 +46,15 @@ AUTO_PARALLEL_MIN_WEIGHTS = 16 << 20
 
 def resolve_jobs(jobs: int | None, chunks: list[Chunk]) -> int:
     """Workers to use: ``jobs`` (None: every usable CPU, or one for small work), never more
-    than there are chunks."""
+    than the CPUs this process may use (docs/limits.md: more workers would only share them,
+    each holding its chunks in memory, and ``jobs=100000`` would start as many processes as
+    there are chunks) nor more than there are chunks. The summary says how many ran."""
     if jobs is None:
         small = sum(c.n_params for c in chunks) < AUTO_PARALLEL_MIN_WEIGHTS
         jobs = 1 if small else default_threads()
     elif isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConversionError(f"jobs: expected a positive number of workers, got {jobs!r}")
-    return max(1, min(jobs, len(chunks)))
+    return max(1, min(jobs, default_threads(), len(chunks)))
 
 
 @contextmanager

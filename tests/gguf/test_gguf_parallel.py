@@ -98,7 +98,7 @@ def test_thread_pool_gives_the_same_bytes(
     b = quantize_checkpoint(
         bf16_bfl_source, tmp_path / "b.gguf", "Q4_K_M", "bfl", jobs=3, pool="thread"
     )
-    assert b.jobs == 3 and _digest(a.out) == _digest(b.out)
+    assert b.jobs == min(3, pool_mod.default_threads()) and _digest(a.out) == _digest(b.out)
 
 
 def test_cli_jobs_forks_workers_and_matches(bf16_bfl_source: Path, tmp_path: Path) -> None:
@@ -169,6 +169,7 @@ def test_resolve_jobs(bf16_bfl_source: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(pool_mod, "default_threads", lambda: 5)
     assert pool_mod.resolve_jobs(None, chunks) == 5
     assert pool_mod.resolve_jobs(4, chunks[:3]) == 3  # never more workers than chunks
+    assert pool_mod.resolve_jobs(100_000, chunks) == 5  # nor than the CPUs it may use
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ConversionError, match="jobs: expected a positive"):
             pool_mod.resolve_jobs(bad, chunks)  # type: ignore[arg-type]
@@ -277,3 +278,29 @@ def test_workers_die_with_a_killed_parent() -> None:
     else:
         os.kill(child, 9)
         pytest.fail("the worker outlived its killed parent")
+
+
+def test_cli_jobs_beyond_the_cpus_is_clamped_with_one_note(
+    bf16_bfl_source: Path, tmp_path: Path
+) -> None:
+    """`--jobs 100000` started one process per chunk (140 for FLUX on a 2-CPU machine): it now
+    runs on the CPUs this process may use, says so in one line, and writes the same bytes."""
+    ref = quantize_checkpoint(bf16_bfl_source, tmp_path / "ref.gguf", "Q8_0", jobs=1)
+    with Checkpoint(bf16_bfl_source) as ckpt:
+        plan = build_plan(ckpt, file_quant_type("Q8_0"), "auto")
+        n_chunks = len(chunks_mod.plan_chunks(ckpt, plan, 0, 32))
+    cpus = len(os.sched_getaffinity(0))
+    if n_chunks <= cpus:
+        pytest.skip(f"{n_chunks} chunks, {cpus} CPUs: the chunks bound the workers here")
+    r = subprocess.run(
+        [str(Path(sys.executable).parent / "bench"), "quantize", str(bf16_bfl_source),
+         "-t", "Q8_0", "-o", str(tmp_path / "out"), "--jobs", "100000"],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        f"note: --jobs 100000: this process may use {cpus} CPUs; converting on at most "
+        f"{cpus} worker processes"
+    ]
+    assert f"on {cpus} process" in r.stdout  # not one per chunk
+    assert _digest(tmp_path / "out" / "tiny-bf16-Q8_0.gguf") == _digest(ref.out)
