@@ -9,9 +9,14 @@ calls. Every import is inside its function: `import bench` loads neither torch n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bench import arguments
+from bench.errors import ArgumentError, UserInputError
 
 if TYPE_CHECKING:
     from bench.compare.verdicts import Comparison
@@ -19,8 +24,63 @@ if TYPE_CHECKING:
     from bench.size.recommend import Option
 
 PathLike = str | Path
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Options that stages' own checks still name as the `bench` command spells them, and the
+#: parameter each is here: their errors are reported naming the parameter instead.
+_OPTION_PARAMETERS = {
+    "--only": "only",
+    "--metrics": "metrics",
+    "--features": "features",
+    "--time-factor": "time_factor",
+    "--memory-factor": "memory_factor",
+    "--energy-factor": "energy_factor",
+    "--alpha": "alpha",
+    "--quality-margin": "quality_margins",
+    "--memory-band": "memory_bands",
+}
 
 
+@contextmanager
+def _parameters_named(function: str) -> Iterator[None]:
+    """Bad input raised inside `function` names its parameter (``run(only=...): ...``), never
+    the command-line option the same check names for `bench`."""
+    try:
+        yield
+    except ArgumentError as exc:
+        raise exc.as_parameter(function) from None
+    except UserInputError as exc:
+        message = str(exc)
+        for option, parameter in _OPTION_PARAMETERS.items():
+            if message.startswith((f"{option}:", f"{option} ")):
+                rest = message[len(option) :].lstrip(": ")
+                raise ArgumentError(parameter, rest).as_parameter(function) from exc
+        raise
+
+
+def _api(function: F) -> F:
+    """An API function: its bad input names its parameters."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _parameters_named(function.__name__):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _console(value: Any) -> Any:
+    """None or a rich Console (progress is printed to it)."""
+    if value is None:
+        return None
+    from rich.console import Console  # rich: only when a console is given
+
+    if not isinstance(value, Console):
+        raise ArgumentError("console", f"expected a rich.console.Console (got {value!r})")
+    return value
+
+
+@_api
 def run(
     config: PathLike | None,
     *,
@@ -37,32 +97,40 @@ def run(
     rich Console progress goes to (default stderr). Raises UserInputError for bad input and
     bench.runner.interrupt.RunInterrupted (a KeyboardInterrupt) when Ctrl-C stopped the sweep.
     """
-    from bench.errors import UserInputError
     from bench.runner.executor import resume_run, run_config
 
-    names = list(only) if only else None
+    # A bare string is one variant's name, never the list of its characters.
+    names = arguments.names(only, "only")
+    config_path = arguments.path(config, "config") if config is not None else None
+    console = _console(console)
     if resume is not None:
-        config_path = Path(config) if config is not None else None
-        return resume_run(Path(resume), console=console, config_path=config_path, only=names)
-    if config is None:
-        raise UserInputError("run: give a config file (or resume=RUN_DIR)")
-    return run_config(Path(config), Path(out), only=names, console=console)
+        run_dir = arguments.path(resume, "resume")
+        return resume_run(run_dir, console=console, config_path=config_path, only=names)
+    if config_path is None:
+        raise ArgumentError("config", "give a config file (or resume=RUN_DIR)")
+    return run_config(config_path, arguments.path(out, "out"), only=names, console=console)
 
 
+@_api
 def resume(run_dir: PathLike, *, only: Sequence[str] | None = None, console: Any = None) -> Path:
     """Run what `run_dir` still misses (an interrupted run), with its manifest's config."""
-    return run(None, resume=run_dir, only=only, console=console)
+    from bench.runner.executor import resume_run
+
+    names = arguments.names(only, "only")
+    return resume_run(arguments.path(run_dir, "run_dir"), console=_console(console), only=names)
 
 
+@_api
 def load_run(run_dir: PathLike) -> RunTables:
     """A run folder as tables: `.cells` (one row per cell: status, median s/image with IQR and
     n, load time, memory peaks per phase and counter), `.images` (one row per image record, raw
     values), `.scores` (one row per score row of scores.jsonl; empty if the run is unscored)."""
     from bench.run_tables import read_tables
 
-    return read_tables(Path(run_dir))
+    return read_tables(arguments.path(run_dir, "run_dir"))
 
 
+@_api
 def score(
     run_dir: PathLike,
     metrics: Sequence[str] | None = None,
@@ -76,26 +144,35 @@ def score(
     returns the path of scores.jsonl. Resumable: rows already scored are not recomputed."""
     from bench.score import score_run
 
-    weights = Path(inception_weights) if inception_weights is not None else None
+    weights = None
+    if inception_weights is not None:
+        weights = arguments.path(inception_weights, "inception_weights")
     return score_run(
-        Path(run_dir),
-        list(metrics) if metrics else None,
-        progress,
-        clip_model=clip_model,
-        features=features,
+        arguments.path(run_dir, "run_dir"),
+        arguments.names(metrics, "metrics"),  # a bare string is one metric (or "psnr,ssim")
+        arguments.flag(progress, "progress"),
+        clip_model=arguments.text(clip_model, "clip_model") if clip_model is not None else None,
+        features=arguments.text(features, "features"),
         inception_weights=weights,
     )
 
 
+@_api
 def report(run_dir: PathLike, out: PathLike | None = None) -> Path:
     """Write report.md, report.html, table.csv and the plots into `out` (default
     reports/<run-id>); returns the report folder."""
     from bench.report.build import build_report, default_out_dir
 
-    run_dir = Path(run_dir)
-    return build_report(run_dir, Path(out) if out is not None else default_out_dir(run_dir))
+    run_dir = arguments.path(run_dir, "run_dir")
+    out_dir = arguments.path(out, "out") if out is not None else default_out_dir(run_dir)
+    return build_report(run_dir, out_dir)
 
 
+#: The largest memory difference `compare` may be told to ignore, in MiB (about a TB).
+MAX_MIN_MIB = 1e6
+
+
+@_api
 def compare(
     old: PathLike,
     new: PathLike,
@@ -119,19 +196,31 @@ def compare(
     from bench.compare.thresholds import thresholds_from_options
     from bench.compare.verdicts import compare_runs
 
+    # Types and finiteness here (a NaN would compare false with everything, and infinite MiB
+    # cannot become bytes); each threshold's own range is the stage's to check.
+    factors = {
+        name: arguments.finite(value, name)
+        for name, value in (
+            ("time_factor", time_factor),
+            ("memory_factor", memory_factor),
+            ("energy_factor", energy_factor),
+            ("alpha", alpha),
+        )
+    }
+    margins = arguments.number_map(quality_margins, "quality_margins") or {}
+    bands = arguments.number_map(memory_bands, "memory_bands") or {}
     thresholds = thresholds_from_options(
-        time_factor=time_factor,
-        memory_factor=memory_factor,
-        memory_min_mib=memory_min_mib,
-        energy_factor=energy_factor,
-        alpha=alpha,
-        quality_margin=[f"{k}={v!r}" for k, v in (quality_margins or {}).items()],
-        quality_metric=list(quality_metrics or []),
-        memory_band=[f"{k}={v!r}" for k, v in (memory_bands or {}).items()],
+        **factors,
+        memory_min_mib=arguments.number(memory_min_mib, "memory_min_mib", 0.0, MAX_MIN_MIB),
+        quality_margin=[f"{k}={v!r}" for k, v in margins.items()],
+        quality_metric=arguments.names(quality_metrics, "quality_metrics") or [],
+        memory_band=[f"{k}={v!r}" for k, v in bands.items()],
     )
-    return compare_runs(Path(old), Path(new), thresholds, force=force)
+    old_dir, new_dir = arguments.path(old, "old"), arguments.path(new, "new")
+    return compare_runs(old_dir, new_dir, thresholds, force=arguments.flag(force, "force"))
 
 
+@_api
 def size(
     *,
     model: str = "flux-dev",
@@ -154,13 +243,13 @@ def size(
     `num_frames`: one video's frames for a video family (None: its default, Wan 81)."""
     from bench.size.options import size_options
 
-    return size_options(
+    return size_options(  # checks every argument, naming it (a bare string is one name)
         model=model,
         vram=vram,
         gpu=gpu,
-        quant=list(quant) if quant else None,
-        runs=[Path(r) for r in runs] if runs else None,
-        offload=list(offload) if offload else None,
+        quant=quant,  # type: ignore[arg-type]
+        runs=runs,  # type: ignore[arg-type]
+        offload=offload,  # type: ignore[arg-type]
         height=height,
         width=width,
         batch=batch,

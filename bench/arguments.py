@@ -10,7 +10,7 @@ instead of a TypeError from deep inside a formula.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,25 @@ def number(
             parameter,
             f"expected a number from {low:g} to {high:g} (got {_shown(value)})",
             option=option,
+        )
+    return float(value)
+
+
+def flag(value: Any, parameter: str, *, option: str | None = None) -> bool:
+    """True or False (not 0, 1 or a string: ``progress="no"`` would read as true)."""
+    if not isinstance(value, bool):
+        raise ArgumentError(
+            parameter, f"expected True or False (got {_shown(value)})", option=option
+        )
+    return value
+
+
+def finite(value: Any, parameter: str, *, option: str | None = None) -> float:
+    """Any finite number (an int is one; a bool, NaN or infinity is not)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value):
+        raise ArgumentError(
+            parameter, f"expected a finite number (got {_shown(value)})", option=option
         )
     return float(value)
 
@@ -95,6 +114,32 @@ def path(value: Any, parameter: str, *, option: str | None = None) -> Path:
     raise ArgumentError(
         parameter, f"expected a path (a str or pathlib.Path; got {_shown(value)})", option=option
     )
+
+
+def number_map(value: Any, parameter: str, *, option: str | None = None) -> dict[str, float] | None:
+    """None or a mapping of names to finite numbers (a NaN margin would compare false with
+    everything: never a regression)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ArgumentError(
+            parameter,
+            f"expected a mapping of names to numbers (got {_shown(value)})",
+            option=option,
+        )
+    out = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ArgumentError(
+                parameter, f"expected string keys; one is {_shown(key)}", option=option
+            )
+        ok = isinstance(item, int | float) and not isinstance(item, bool)
+        if not ok or not math.isfinite(item):
+            raise ArgumentError(
+                parameter, f"{key}: expected a finite number (got {_shown(item)})", option=option
+            )
+        out[key] = float(item)
+    return out
 
 
 def paths(value: Any, parameter: str, *, option: str | None = None) -> list[Path] | None:

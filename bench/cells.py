@@ -24,7 +24,7 @@ from bench.config import (
     check_run_size,
 )
 from bench.config_fields import VariantConfig
-from bench.errors import ConfigError
+from bench.errors import ArgumentError, ConfigError
 from bench.yamlfile import load_yaml_file
 
 
@@ -125,8 +125,8 @@ def expand_cells(config: BenchConfig, only: list[str] | None = None) -> list[Cel
         known = {v.name for v in config.variants}
         unknown = [name for name in only if name not in known]
         if unknown:
-            raise ConfigError(
-                f"--only: unknown variant(s) {unknown}; the config has {sorted(known)}"
+            raise ArgumentError(
+                "only", f"unknown variant(s) {unknown}; the config has {sorted(known)}"
             )
     variants = [v for v in config.variants if not only or v.name in only]
     if config.cell_order == "offload":

@@ -23,24 +23,25 @@ class ArgumentError(UserInputError):
     """A bad value of one argument, named as the caller wrote it.
 
     The library raises it with the Python parameter's name and its command-line option; the
-    message says the option (``--only: ...``), what the `bench` command prints, until the Python
-    API marks it as its own (``as_parameter``), after which it says ``only=: ...``. So one check
-    serves both surfaces, and neither names the other's spelling.
+    message names the option (``--only: ...``), what the `bench` command prints, until the
+    Python API claims it (`as_parameter`), after which it names the parameter of the function
+    called (``run(only=...): ...``). So one check serves both surfaces, and neither names the
+    other's spelling.
     """
 
     def __init__(self, parameter: str, problem: str, *, option: str | None = None) -> None:
         self.parameter = parameter
         self.option = option or "--" + parameter.replace("_", "-")
         self.problem = problem
-        self.api = False
+        self.function: str | None = None
         super().__init__(problem)
 
-    def as_parameter(self) -> ArgumentError:
-        """This error as the Python API reports it: naming ``parameter=``."""
-        self.api = True
+    def as_parameter(self, function: str) -> ArgumentError:
+        """This error as the Python API reports it: naming ``function(parameter=...)``."""
+        self.function = function
         return self
 
     def __str__(self) -> str:
-        return (
-            f"{self.parameter}=: {self.problem}" if self.api else f"{self.option}: {self.problem}"
-        )
+        if self.function is not None:
+            return f"{self.function}({self.parameter}=...): {self.problem}"
+        return f"{self.option}: {self.problem}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -140,11 +141,17 @@ def test_compare_returns_the_result_the_command_exits_with(
     assert result.exit_code == comparison.exit_code
 
 
-def test_compare_bad_thresholds_raise_what_the_command_prints() -> None:
-    with pytest.raises(UserInputError, match=r"--time-factor 0\.9: expected a factor above 1"):
+def test_compare_bad_thresholds_name_the_parameter() -> None:
+    with pytest.raises(
+        UserInputError, match=r"^compare\(time_factor=\.\.\.\): 0\.9: expected a fa"
+    ):
         bench.compare(QUIET, BUSY, time_factor=0.9)
-    with pytest.raises(UserInputError, match=r"--memory-band 'bogus=1\.1'"):
+    with pytest.raises(UserInputError, match=r"^compare\(memory_bands=\.\.\.\): 'bogus=1\.1'"):
         bench.compare(QUIET, BUSY, memory_bands={"bogus": 1.1})
+    with pytest.raises(UserInputError, match=r"^compare\(memory_min_mib=\.\.\.\): .*got inf"):
+        bench.compare(QUIET, BUSY, memory_min_mib=float("inf"))  # was an OverflowError
+    with pytest.raises(UserInputError, match=r"^compare\(quality_margins=\.\.\.\): psnr: .*nan"):
+        bench.compare(QUIET, BUSY, quality_margins={"psnr": float("nan")})  # never a regression
     loose = bench.compare(QUIET, BUSY, quality_margins={"psnr": 0.5})
     assert loose.thresholds.quality_margins["psnr"] == 0.5
 
@@ -162,7 +169,7 @@ def test_size_ranks_options_like_the_command(tiny_pipeline: Path) -> None:
     assert [(o["variant"], o["offload"]) for o in payload["fits"]] == [
         (o.variant, o.offload) for o in roomy if o.fits
     ]
-    with pytest.raises(UserInputError, match="size '12 potatoes'"):
+    with pytest.raises(UserInputError, match=r"^size\(vram=\.\.\.\): '12 potatoes'"):
         bench.size(vram="12 potatoes")
 
 
@@ -175,3 +182,68 @@ def test_api_names_stay_functions_after_their_stage_modules_load() -> None:
     assert bench.score.__module__ == "bench.api"  # type: ignore[attr-defined]
     for name in ("run", "resume", "load_run", "score", "report", "compare", "size"):
         assert callable(getattr(bench, name)) and getattr(bench, name).__module__ == "bench.api"
+
+
+def test_a_bare_string_is_one_name_never_its_characters(tmp_path: Path) -> None:
+    """`only="full-fp32"` and `metrics="psnr"` are one name each: the unknown one is named
+    whole, with the parameter (no `--only` to a Python caller), and nothing is written."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(SMALL_TINY))
+    out = tmp_path / "results"
+    with pytest.raises(UserInputError) as info:
+        bench.run(config, only="full-fp32x", out=out)
+    assert str(info.value).startswith("run(only=...): unknown variant(s) ['full-fp32x']")
+    assert not out.exists()
+    with pytest.raises(UserInputError, match=r"^run\(only=\.\.\.\): expected a string or a list"):
+        bench.run(config, only=3, out=out)  # type: ignore[arg-type]
+    run = tmp_path / "run"
+    shutil.copytree(QUIET, run)
+    scores = bench.score(run, metrics="psnr")
+    assert {row["metric"] for row in jsonl(scores)} == {"psnr"}
+    with pytest.raises(
+        UserInputError, match=r"^score\(metrics=\.\.\.\): unknown metric\(s\) \['ps"
+    ):
+        bench.score(run, metrics="psnrx")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vram": 16}, r"^size\(vram=\.\.\.\): expected a size as text, such as '16GiB'"),
+        ({"height": "64"}, r"^size\(height=\.\.\.\): expected a whole number .* \(got '64'\)"),
+        ({"height": 15}, r"^size\(height=\.\.\.\): expected a whole number from 16"),
+        (
+            {"model": "wan2.2-ti2v-5b", "height": 48},
+            r"^size\(height=\.\.\.\): expected a multiple of 32 .* nearest valid: 32 or 64",
+        ),
+        ({"num_frames": 5}, r"^size\(num_frames=\.\.\.\): FLUX\.1 makes images, not videos"),
+        ({"batch": 0}, r"^size\(batch=\.\.\.\): expected a whole number from 1 to 1024"),
+        ({"margin": float("nan")}, r"^size\(margin=\.\.\.\): expected a number from 0 to 0\.9"),
+        ({"quant": "Q9"}, r"^size\(quant=\.\.\.\): 'Q9': not a ggml type"),
+        ({"offload": "group-block0"}, r"^size\(offload=\.\.\.\): 'group-block0': blocks per"),
+        ({"vram": "8GiB", "gpu": "RTX 4090"}, r"^size\(gpu=\.\.\.\): give either a VRAM size"),
+    ],
+    ids=["vram-int", "height-str", "height-small", "height-wan22", "frames-image", "batch",
+         "margin-nan", "quant-one-string", "offload-blocks", "vram-and-gpu"],
+)  # fmt: skip
+def test_size_names_the_parameter_of_a_bad_value(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserInputError, match=message) as info:
+        bench.size(**kwargs)
+    assert "--" not in str(info.value)  # no command-line option named to a Python caller
+
+
+def test_every_api_function_names_a_mistyped_parameter(tmp_path: Path) -> None:
+    cases = [
+        (lambda: bench.load_run(5), r"^load_run\(run_dir=\.\.\.\): expected a path"),
+        (lambda: bench.report(QUIET, out=3), r"^report\(out=\.\.\.\): expected a path"),
+        (lambda: bench.resume(None), r"^resume\(run_dir=\.\.\.\): expected a path"),
+        (lambda: bench.run(None), r"^run\(config=\.\.\.\): give a config file"),
+        (lambda: bench.run("c.yaml", console="x"), r"^run\(console=\.\.\.\): expected a rich"),
+        (lambda: bench.score(QUIET, progress="no"), r"^score\(progress=\.\.\.\): expected True"),
+        (lambda: bench.compare(QUIET, BUSY, force=1), r"^compare\(force=\.\.\.\): expected True"),
+        (lambda: bench.compare(QUIET, BUSY, alpha="0.1"), r"^compare\(alpha=\.\.\.\): expected a"),
+    ]
+    for call, message in cases:
+        with pytest.raises(UserInputError, match=message):
+            call()
+    assert not (tmp_path / "results").exists()

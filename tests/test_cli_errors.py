@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -82,3 +83,150 @@ def test_python_m_bench_reports_through_the_package(
     )
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and lines == [message], result.stderr
+
+
+# Bad input on the newer surfaces (issue 26), each through the installed `bench` command: exit 2,
+# one `error:` line naming the option or key as the user wrote it, and nothing written.
+BENCH = str(Path(sys.executable).parent / "bench")
+TI2V_CONFIG = {
+    "name": "ti2v",
+    "model": {"source": "synthetic", "family": "wan", "preset": "tiny-ti2v", "seed": 0},
+    "variants": [{"name": "full", "kind": "full", "dtype": "float32"}],
+    "offload": ["none"],
+    "prompts": [{"id": "cat", "text": "a cat"}],
+    "height": 48,
+    "width": 64,
+    "num_frames": 5,
+    "steps": 2,
+    "device": "cpu",
+}
+
+
+def bench(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BENCH, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        # HOME beside the working folder: libraries' caches are not what a command wrote.
+        env={"PATH": "/usr/bin:/bin", "HOME": f"{cwd}-home", "HF_HUB_OFFLINE": "1", **env},
+    )
+
+
+def error_line(result: subprocess.CompletedProcess[str], *, alone: bool = True) -> str:
+    """The one `error:` line of a refusal. `alone`: nothing else on stderr (commands that
+    refuse before importing torch; after it, libraries may log their own lines first)."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    if alone:
+        assert lines == errors, result.stderr
+    assert "Traceback" not in result.stderr and "Usage:" not in result.stderr
+    return errors[0]
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_wan22_size_the_vae_would_round_is_refused_by_the_config(tmp_path: Path) -> None:
+    """48×64 was recorded as 48×64 and saved as 32×64: Wan 2.2's VAE needs multiples of 32."""
+    config = write_yaml(tmp_path / "ti2v.yaml", TI2V_CONFIG)
+    line = error_line(bench("run", str(config), "--out", "results", cwd=tmp_path))
+    assert "ti2v.yaml: height: expected a multiple of 32" in line and "32 or 64" in line
+    assert "(got 48)" in line and not (tmp_path / "results").exists()
+    resolutions = {**TI2V_CONFIG, "resolutions": [{"height": 64, "width": 80}]}
+    del resolutions["height"], resolutions["width"]
+    config = write_yaml(tmp_path / "ti2v.yaml", resolutions)
+    line = error_line(bench("run", str(config), "--out", "results", cwd=tmp_path))
+    assert "resolutions.0.width: expected a multiple of 32" in line and "64 or 96" in line
+    assert not (tmp_path / "results").exists()
+
+
+def _http_server() -> tuple[Any, int]:
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_ray_address_that_can_never_work_is_refused_before_the_run_folder(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("ray")
+    config = write_yaml(tmp_path / "c.yaml", {**TI2V_CONFIG, "height": 64})
+    closed = _closed_port()
+    server, http_port = _http_server()
+    try:
+        cases = [
+            ("http://127.0.0.1:1", {}, "a http:// URL is not an address Ray connects to"),
+            ("ftp://head:6379", {}, "a ftp:// URL is not an address Ray connects to"),
+            ("head", {}, "expected host:port"),
+            (f"ray://127.0.0.1:{closed}", {}, "cannot connect"),
+            (f"127.0.0.1:{closed}", {}, "cannot connect"),
+            (f"127.0.0.1:{http_port}", {}, "answers HTTP"),
+            ("auto", {"RAY_ADDRESS": f"127.0.0.1:{closed}"}, f"auto: 127.0.0.1:{closed}: cannot"),
+        ]
+        for address, env, needle in cases:
+            result = bench(
+                "run", str(config), "--out", "results", "--executor", "ray",
+                "--ray-address", address, cwd=tmp_path, **env,
+            )  # fmt: skip
+            line = error_line(result)
+            assert line.startswith(f"error: --ray-address {address}: "), line
+            assert needle in line, line
+            assert "RAY_ADDRESS" not in line and "resume" not in line, line
+            assert not (tmp_path / "results").exists(), address
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle", "alone"),
+    [
+        (["size", "--height", "15"], "error: --height: expected a whole number from 16", True),
+        (["size", "--height", "abc"], "error: Invalid value for '--height'", True),
+        (["size", "--batch", "0"], "error: --batch: expected a whole number from 1 to 1024", True),
+        (["size", "--margin", "2"], "error: --margin: expected a number from 0 to 0.9", True),
+        (["size", "--vram", "1e400GiB"], "error: --vram: '1e400GiB': expected more", True),
+        (["size", "--offload", "group-block0"], "error: --offload: 'group-block0'", True),
+        (["size", "--quant", "Q9"], "error: --quant: 'Q9': not a ggml type", True),
+        (
+            ["size", "--model", "wan2.1-t2v-1.3b", "--frames", "6"],
+            "error: --frames: Wan makes 4k+1 frames",
+            False,
+        ),
+        (
+            ["size", "--model", "wan2.2-ti2v-5b", "--height", "48"],
+            "error: --height: expected a multiple of 32",
+            False,
+        ),
+        (["score"], "error: Missing argument 'run_dir' (see bench score --help)", False),
+        (["run", "--bogus"], "error: No such option: --bogus", True),
+        (["quantize", "x", "-t", "Q8_0", "-o", "y", "-j", "x"], "error: Invalid value for", True),
+    ],
+    ids=["height-small", "height-text", "batch", "margin", "vram-inf", "offload", "quant",
+         "frames-named-as-the-option", "height-wan22", "missing-argument", "unknown-option",
+         "jobs-text"],
+)  # fmt: skip
+def test_a_bad_command_line_value_is_one_error_line(
+    tmp_path: Path, args: list[str], needle: str, alone: bool
+) -> None:
+    line = error_line(bench(*args, cwd=tmp_path), alone=alone)
+    assert line.startswith(needle), line
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -10,13 +10,14 @@ package is the only one that turns typed errors into `error: ...` and exit statu
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from bench.cli.env import env_command
-from bench.cli.errors import exit_on_user_error
+from bench.cli.errors import EXIT_USER_ERROR, exit_on_user_error
 from bench.cli.run import run_command
 from bench.errors import UserInputError
 
@@ -48,6 +49,11 @@ class LazyGroup(TyperGroup):
         return command
 
 
+# click's exceptions, as the typer installed raises them (recent typers carry their own click):
+# found through the module of the one typer names publicly.
+_CLICK = importlib.import_module(typer.BadParameter.__module__)
+_NO_ARGS = getattr(_CLICK, "NoArgsIsHelpError", ())  # click >= 8.2
+
 app = typer.Typer(
     cls=LazyGroup,
     pretty_exceptions_enable=False,
@@ -64,9 +70,29 @@ def main() -> None:
 
     quiet_library_environment()
     try:
-        app()
+        # Not standalone: click's usage errors come here, to be the one `error:` line every
+        # other bad value is, instead of typer's usage box.
+        status = app(standalone_mode=False)
+    except _NO_ARGS as exc:  # `bench` alone: its help, as ever
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        sys.exit(EXIT_USER_ERROR)
+    except _CLICK.UsageError as exc:
+        exit_on_user_error(UserInputError(usage_line(exc)))
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
     except UserInputError as exc:
         exit_on_user_error(exc)
+    if isinstance(status, int) and status:  # typer.Exit(code) from a command
+        sys.exit(status)
+
+
+def usage_line(exc: Any) -> str:
+    """click's message of a bad command line (an unknown option, a value that is not a number,
+    a missing argument) as one line, with where to read the options."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    where = exc.ctx.command_path if exc.ctx is not None else "bench"
+    return f"{message} (see {where} --help)"
 
 
 __all__ = ["app", "main"]

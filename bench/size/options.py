@@ -91,7 +91,7 @@ def size_options(
     budget_label = None
     budget: int | None = None
     if vram is not None:
-        budget, budget_label = parse_size(arguments.text(vram, "vram")), vram
+        budget, budget_label = parse_size(vram), vram
     elif gpu is not None:
         card, budget = lookup_gpu(arguments.text(gpu, "gpu"))
         budget_label = f"{card} ({fmt_bytes(budget)})"
