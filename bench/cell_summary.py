@@ -109,12 +109,14 @@ def summarize(manifest: dict[str, Any], records: list[dict[str, Any]]) -> pd.Dat
 
 
 def headline_memory(row: pd.Series) -> tuple[float | None, str]:
-    """Peak over load and generation of the most device-relevant counter present, in GiB."""
+    """Peak over load and generation of the most device-relevant counter present, in GiB:
+    NVML net of the cell's pre-cell baseline (what the report heads its table with), else the
+    first other counter recorded; never NVML gross, which counts what the card held before."""
+    peaks = net_memory_peaks(row)
     for key, label in MEMORY_COUNTERS:
-        values = [row.get(f"{phase}_{key}") for phase in ("load", "generate")]
-        values = [v for v in values if v is not None and not pd.isna(v)]
-        if values:
-            return max(values) / GIB, label
+        if key in peaks:
+            net = key == "nvml_used_peak_bytes"
+            return peaks[key] / GIB, f"{label}, net of baseline" if net else label
     return None, ""
 
 

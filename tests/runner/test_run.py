@@ -133,3 +133,22 @@ def test_summary_has_medians_for_ok_cells(tiny_run: Path) -> None:
 def test_secrets_in_the_environment_never_reach_the_run_folder(tiny_run: Path) -> None:
     for name in ("manifest.json", "records.jsonl"):
         assert SECRET not in (tiny_run / name).read_text()
+
+
+def test_the_run_table_heads_with_nvml_net_of_the_baseline() -> None:
+    """`bench run`'s table says what the report says: NVML less what the card held before the
+    cell; without a baseline the next counter, never the gross device figure."""
+    import pandas as pd
+
+    from bench.cell_summary import headline_memory
+
+    gib = 2**30
+    row = {
+        "load_nvml_used_peak_bytes": 10 * gib,
+        "generate_nvml_used_peak_bytes": 12 * gib,
+        "baseline_nvml_used_bytes": 4 * gib,
+        "generate_torch_max_reserved_bytes": 7 * gib,
+    }
+    assert headline_memory(pd.Series(row)) == (8.0, "NVML device used, net of baseline")
+    row["baseline_nvml_used_bytes"] = None
+    assert headline_memory(pd.Series(row)) == (7.0, "torch reserved")
