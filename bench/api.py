@@ -164,7 +164,8 @@ def report(run_dir: PathLike, out: PathLike | None = None) -> Path:
     from bench.report.build import build_report, default_out_dir
 
     run_dir = arguments.path(run_dir, "run_dir")
-    out_dir = arguments.path(out, "out") if out is not None else default_out_dir(run_dir)
+    # Never a file or a folder of other things: the report replaces `out` whole.
+    out_dir = arguments.report_folder(out if out is not None else default_out_dir(run_dir), "out")
     return build_report(run_dir, out_dir)
 
 
@@ -223,7 +224,7 @@ def compare(
 @_api
 def size(
     *,
-    model: str = "flux-dev",
+    model: str | None = None,
     vram: str | None = None,
     gpu: str | None = None,
     quant: Sequence[str] | None = None,
@@ -236,11 +237,12 @@ def size(
     margin: float = 0.1,
     num_frames: int | None = None,
 ) -> list[Option]:
-    """Every variant × offload option of `model` (or of `runs`' variants, with their measured
-    s/image) ranked for `vram` ("16GiB") or `gpu` ("RTX 4090"): fitting ones first, fastest
-    first. Each option has `.variant`, `.offload`, `.fits`, `.reason`, `.peak_bytes` and the
-    `.prediction` with its named terms. Without a budget nothing fits (predictions only).
-    `num_frames`: one video's frames for a video family (None: its default, Wan 81)."""
+    """Every variant × offload option of `model` (default flux-dev; or of `runs`' variants,
+    with their measured s/image, and then no `model` nor `quant`) ranked for `vram` ("16GiB")
+    or `gpu` ("RTX 4090"): fitting ones first, fastest first. Each option has `.variant`,
+    `.offload`, `.fits`, `.reason`, `.peak_bytes` and the `.prediction` with its named terms.
+    Without a budget nothing fits (predictions only). `num_frames`: one video's frames for a
+    video family (None: its default, Wan 81)."""
     from bench.size.options import size_options
 
     return size_options(  # checks every argument, naming it (a bare string is one name)

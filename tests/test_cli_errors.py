@@ -14,8 +14,9 @@ import typer
 from click.testing import Result
 from typer.testing import CliRunner
 
+import bench as bench_api
 from bench.cli.errors import reports_user_errors
-from bench.errors import ConfigError
+from bench.errors import ConfigError, UserInputError
 from bench.gguf.errors import GGUFFileError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,3 +231,55 @@ def test_a_bad_command_line_value_is_one_error_line(
     line = error_line(bench(*args, cwd=tmp_path), alone=alone)
     assert line.startswith(needle), line
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+QUIET_RUN = ROOT / "tests" / "compare" / "fixtures" / "quiet-128"
+
+
+def test_an_output_path_is_checked_before_the_work_and_never_replaces_other_files(
+    tmp_path: Path,
+) -> None:
+    """`--out` of a report replaces its folder whole: a file, or a folder of other things, was
+    silently deleted. `--json`/`--markdown` naming a folder failed after the work was printed
+    (compare with a traceback, leaving its temporary file)."""
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious")
+    (tmp_path / "afile").write_text("also precious")
+    cases = [
+        (["report", str(QUIET_RUN), "--out", "mine"], "error: --out: mine holds files but no "),
+        (["report", str(QUIET_RUN), "--out", "afile"], "error: --out: afile is a file"),
+        (["compare", str(QUIET_RUN), str(QUIET_RUN), "--json", "mine"], "error: --json: mine is"),
+        (
+            ["compare", str(QUIET_RUN), str(QUIET_RUN), "--markdown", "no/such/c.md"],
+            "error: --markdown: no/such/c.md: its folder no/such does not exist",
+        ),
+        (["size", "--json", "mine"], "error: --json: mine is a folder"),
+    ]
+    for args, needle in cases:
+        result = bench(*args, cwd=tmp_path)
+        assert error_line(result, alone=False).startswith(needle), result.stderr
+        assert result.stdout == "", args  # refused before the work, not after printing it
+    assert (keep / "notes.txt").read_text() == "precious"
+    assert (tmp_path / "afile").read_text() == "also precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "mine"]
+    with pytest.raises(UserInputError, match=r"^report\(out=\.\.\.\): .*mine holds files"):
+        bench_api.report(QUIET_RUN, out=keep)
+    report = bench("report", str(QUIET_RUN), "--out", "report", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    again = bench("report", str(QUIET_RUN), "--out", "report", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr  # an earlier report's folder is replaced
+
+
+def test_options_a_mode_would_ignore_are_refused(tmp_path: Path) -> None:
+    cases = [
+        (["size", "--check", str(QUIET_RUN), "--vram", "12GiB"], "error: --check: sizes the run"),
+        (["size", "--runs", str(QUIET_RUN), "--quant", "Q8_0"], "error: --quant: not used with"),
+        (
+            ["size", "--runs", str(QUIET_RUN), "--model", "wan2.1-t2v-14b"],
+            "error: --model: not used with runs",
+        ),
+        (["inspect", "."], "error: .: a folder, not a GGUF file"),
+    ]
+    for args, needle in cases:
+        assert error_line(bench(*args, cwd=tmp_path), alone=False).startswith(needle), args

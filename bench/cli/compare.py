@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bench.arguments import output_file
 from bench.cli.errors import reports_user_errors
 from bench.compare.memory import DEFAULT_BANDS
 from bench.compare.releases import matrix_summary, run_matrix, version_sets
@@ -33,10 +34,15 @@ from bench.compare.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds, compare_
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Whole file or nothing: written beside the target, then renamed."""
+    """Whole file or nothing: written beside the target, then renamed (the temporary file
+    removed when either fails)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @reports_user_errors()
@@ -106,6 +112,9 @@ def compare_command(
     ] = False,
 ) -> None:
     """Compare two runs cell by cell; exit 1 on a regression, 2 when they are not comparable."""
+    for option, target in (("--json", json_out), ("--markdown", markdown_out)):
+        if target is not None:  # before the comparison, not after it is printed
+            output_file(target, option.removeprefix("--"), option=option)
     thresholds = thresholds_from_options(
         time_factor=time_factor,
         memory_factor=memory_factor,

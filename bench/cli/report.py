@@ -15,13 +15,18 @@ def report_command(
     run_dir: Annotated[Path, typer.Argument(help="run folder (results/<run-id>)")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="report folder (default: reports/<run-id>)"),
+        typer.Option(
+            "--out",
+            help="report folder, new or an earlier report's, which is replaced whole "
+            "(default: reports/<run-id>)",
+        ),
     ] = None,
 ) -> None:
     """Write report.md, a self-contained report.html and table.csv for a run folder."""
+    from bench.arguments import report_folder
     from bench.report.build import build_report, default_out_dir
 
-    path = build_report(run_dir, out if out is not None else default_out_dir(run_dir))
+    path = build_report(run_dir, report_folder(out or default_out_dir(run_dir), "out"))
     typer.echo(f"report: {path / 'report.html'}")
     typer.echo(f"        {path / 'report.md'}")
     typer.echo(f"        {path / 'table.csv'}")

@@ -14,7 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.arguments import output_file
 from bench.cli.errors import reports_user_errors
+from bench.errors import ArgumentError
 from bench.size.terms import Prediction
 from bench.size.units import fmt_bytes
 
@@ -31,8 +33,9 @@ def size_command(
         str | None, typer.Option(help='a card from the built-in table, e.g. "RTX 4080"')
     ] = None,
     model: Annotated[
-        str, typer.Option(help="built-in architecture (flux-dev) or a diffusers folder")
-    ] = "flux-dev",
+        str | None,
+        typer.Option(help="built-in architecture or a diffusers folder [default: flux-dev]"),
+    ] = None,
     quant: Annotated[
         list[str] | None,
         typer.Option(help="GGUF types to size for --model (default Q8_0 Q6_K Q5_K_S Q4_K_S)"),
@@ -69,7 +72,10 @@ def size_command(
     Values are checked by the library (bench.size.options), not by typer's bounds, so a bad
     one is the same single `error:` line as every other bad input."""
     console = Console()
+    if json_out is not None:
+        output_file(json_out, "json", option="--json")  # before the tables, not after them
     if check is not None:
+        _check_alone(vram, gpu, model, quant, runs, offload, height, width, frames)
         payload = _check(check, console)
     else:
         payload = _predict_or_recommend(
@@ -83,10 +89,21 @@ def size_command(
         console.print(f"JSON: {json_out}")
 
 
+def _check_alone(*options: Any) -> None:
+    """--check compares a run's cells with their predictions at the run's own settings: any
+    option of the other modes would be silently ignored."""
+    if any(option is not None for option in options):
+        raise ArgumentError(
+            "check",
+            "sizes the run's own cells at their own settings; drop --vram, --gpu, --model, "
+            "--quant, --runs, --offload, --height, --width and --frames",
+        )
+
+
 def _predict_or_recommend(
     vram: str | None,
     gpu: str | None,
-    model: str,
+    model: str | None,
     quant: list[str] | None,
     runs: list[Path] | None,
     offload: list[str] | None,

@@ -127,6 +127,8 @@ class _Cursor:
 def read_header(path: Path) -> GGUFHeader:
     """Validate and describe ``path``'s GGUF header; ``GGUFFileError`` (one line) if it is bad."""
     path = Path(path)
+    if path.is_dir():
+        raise GGUFFileError(f"{path}: a folder, not a GGUF file")
     if not path.is_file():
         raise GGUFFileError(f"{path}: no such file")
     size = path.stat().st_size

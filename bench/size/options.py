@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from bench.size.recommend import Option
 
 
+#: The built-in architecture sized when neither a model nor runs are named.
+DEFAULT_MODEL = "flux-dev"
 #: Images per prompt `bench size` sizes at most: one pipeline call holds them all at once, and
 #: 64 images of FLUX at 1024² already need about 60 GiB of activations.
 MAX_BATCH = 1024
@@ -61,7 +63,7 @@ class SizeOptions:
 
 def size_options(
     *,
-    model: str = "flux-dev",
+    model: str | None = None,
     vram: str | None = None,
     gpu: str | None = None,
     quant: list[str] | None = None,
@@ -95,10 +97,14 @@ def size_options(
     elif gpu is not None:
         card, budget = lookup_gpu(arguments.text(gpu, "gpu"))
         budget_label = f"{card} ({fmt_bytes(budget)})"
-    model = arguments.text(model, "model")
     quant = arguments.names(quant, "quant")
     check_quants(quant)
     runs = arguments.paths(runs, "runs")
+    if runs:  # the runs' own variants are sized: a model or types would be silently ignored
+        for name, value in (("model", model), ("quant", quant)):
+            if value is not None:
+                raise ArgumentError(name, "not used with runs, which size their own variants")
+    model = arguments.text(model, "model") if model is not None else DEFAULT_MODEL
     specs = parse_offloads(arguments.names(offload, "offload"))
     for key, side in (("height", height), ("width", width)):
         if side is not None:
