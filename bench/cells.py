@@ -41,6 +41,8 @@ class _PromptFileModel(BaseModel):
 
 def load_prompt_file(path: Path) -> list[Prompt]:
     """Read a prompt set: YAML with a `prompts:` list of `{id, text, ...}` (extra keys kept out)."""
+    if path.is_dir():
+        raise ConfigError(f"prompts.file: {path} is a folder, not a prompt file")
     if not path.is_file():
         raise ConfigError(f"prompts.file: {path} not found")
     data = load_yaml_file(path, limits.MAX_PROMPT_FILE_BYTES, "prompt file")

@@ -461,6 +461,8 @@ def check_recorded_keys(data: Any, source: str) -> None:
 
 def load_config(path: Path) -> tuple[BenchConfig, Path]:
     """Read and validate a YAML config; returns the config and its folder (for relative paths)."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a config file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     data = load_yaml_file(path, limits.MAX_CONFIG_BYTES, "config file")

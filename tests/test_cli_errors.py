@@ -283,3 +283,16 @@ def test_options_a_mode_would_ignore_are_refused(tmp_path: Path) -> None:
     ]
     for args, needle in cases:
         assert error_line(bench(*args, cwd=tmp_path), alone=False).startswith(needle), args
+
+
+def test_a_folder_where_a_file_belongs_is_named_as_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+    assert error_line(bench("run", "adir", cwd=tmp_path)) == (
+        "error: adir: a folder, not a config file"
+    )
+    config = write_yaml(
+        tmp_path / "c.yaml", {**TI2V_CONFIG, "height": 64, "prompts": {"file": "adir"}}
+    )
+    line = error_line(bench("run", str(config), "--out", "results", cwd=tmp_path))
+    assert line.endswith(f"prompts.file: {tmp_path / 'adir'} is a folder, not a prompt file")
+    assert not (tmp_path / "results").exists()
