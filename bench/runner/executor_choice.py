@@ -104,18 +104,20 @@ def _answers_http(host: str, port: int) -> bool:
 def _auto_problem() -> str | None:
     """`auto` as ray.init reads it (RAY_ADDRESS, else the cluster `ray start` recorded on this
     machine): what it finds must be reachable; finding nothing is said in our words."""
-    from ray._private.services import get_ray_address_from_environment  # Ray: heavy, optional
-
+    try:  # Ray's own lookup (private: absent from some release, ray.init decides alone)
+        from ray._private.services import get_ray_address_from_environment  # Ray: heavy
+    except ImportError:
+        return None
     try:
         found = get_ray_address_from_environment("auto", None)
-    except Exception:  # Ray raises ConnectionError for none, others for several
+    except ConnectionError:  # none found (of several, Ray takes the latest)
         found = None
     if not found or found == "auto":
         return (
             "no Ray cluster found on this machine (start one with `ray start --head`, give its "
             "host:port, or leave --ray-address out to start Ray here for the sweep)"
         )
-    problem = address_problem(found) if found != "auto" else None
+    problem = address_problem(found)
     return f"{found}: {problem}" if problem else None
 
 
