@@ -38,6 +38,7 @@ from bench.compare.stability import (
 )
 from bench.compare.stats import (
     BENJAMINI_HOCHBERG,
+    CORRECTIONS,
     FASTER,
     IMPROVEMENT_WORDS,
     INSUFFICIENT,
@@ -60,6 +61,7 @@ from bench.compare.stats import (
     paired_test,
     sample_verdict,
 )
+from bench.errors import UserInputError
 from bench.size.units import MIB
 
 SCHEMA_VERSION = 1
@@ -100,6 +102,13 @@ class Thresholds:
     time_bands: dict[str, float] = field(default_factory=lambda: dict(TIME_PROCESS_BANDS))
     # How the run's many quality tests are corrected for each other (stats.CORRECTIONS).
     quality_correction: str = BENJAMINI_HOCHBERG
+
+    def __post_init__(self) -> None:
+        if self.quality_correction not in CORRECTIONS:
+            raise UserInputError(
+                f"quality_correction {self.quality_correction!r}: expected one of "
+                f"{', '.join(CORRECTIONS)}"
+            )
 
     def margin(self, metric: str) -> float:
         return self.quality_margins.get(metric, FALLBACK_QUALITY_MARGIN)

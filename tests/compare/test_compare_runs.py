@@ -16,6 +16,7 @@ from bench.compare import compare_runs
 from bench.compare.load import load_run
 from bench.compare.render import to_markdown
 from bench.compare.verdicts import Thresholds
+from bench.errors import UserInputError
 from tests.compare.rundir import (
     CPU_ENV,
     GIB,
@@ -347,6 +348,8 @@ def test_many_quality_tests_are_corrected_as_one_family(tmp_path: Path) -> None:
     )
     payload = together.as_dict()
     assert payload["thresholds"]["quality_correction"] == "benjamini-hochberg"
+    with pytest.raises(UserInputError, match="quality_correction 'holm': expected one of"):
+        Thresholds(quality_correction="holm")
     markdown = to_markdown(together)
     assert "corrected)" in markdown  # p=..., ... corrected
     assert "sign-flip test, p corrected by benjamini-hochberg over 20 quality test(s)" in markdown
