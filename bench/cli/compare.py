@@ -164,6 +164,9 @@ def matrix_command(
 ) -> None:
     """Run CONFIG once per version set and compare consecutive sets; exit 1 on a regression."""
     sets = version_sets({"diffusers": diffusers, "transformers": transformers, "torch": torch})
+    for option, target in (("--json", json_out), ("--markdown", markdown_out)):
+        if target is not None:  # before environments are built and runs made, not after
+            output_file(target, option.removeprefix("--"), option=option)
     check_factor("time-factor", time_factor)
     check_factor("memory-factor", memory_factor)
     thresholds = Thresholds(time_factor=time_factor, memory_factor=memory_factor)

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from bench.compare.envs import LayeredEnv, check_version, ensure_env, pins_label, strip_local
 from bench.compare.verdicts import Comparison, Thresholds, compare_runs
+from bench.config import load_config
 from bench.errors import UserInputError
 from bench.results import MANIFEST, read_manifest
 
@@ -108,6 +109,9 @@ def run_matrix(
     console = console or Console(stderr=True)
     if not config.is_file():
         raise UserInputError(f"{config}: config file not found")
+    load_config(config)  # a config error costs one line here, not a build and a failed run
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out}: a file; expected a folder for the runs")
     entries: list[MatrixEntry] = []
     for pins in sets:
         console.print(f"environment {pins_label(pins)} ...")

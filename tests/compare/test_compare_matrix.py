@@ -263,3 +263,33 @@ def test_version_changes_name_every_moved_distribution_once() -> None:
     assert fields == ["packages.diffusers", "distributions.huggingface-hub"]
     old = manifest("0.42.1", "2.4", with_distributions=False)
     assert [d.field for d in version_changes(old, manifest("0.41", "1"))] == ["packages.diffusers"]
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "expected"),
+    [
+        ({**TINY_MATRIX_CONFIG, "steps": 0}, [], "steps"),
+        (TINY_MATRIX_CONFIG, ["--json", "."], "--json"),
+        (TINY_MATRIX_CONFIG, ["--markdown", "nowhere/m.md"], "--markdown"),
+    ],
+)
+def test_matrix_checks_config_and_outputs_before_building(
+    tmp_path: Path, config: dict, extra: list[str], expected: str
+) -> None:
+    """A real process: a bad config or an unwritable output is one line before any
+    environment is resolved or built."""
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(config))
+    bench = Path(sys.executable).parent / "bench"
+    result = subprocess.run(
+        [str(bench), "matrix", str(path), "--diffusers", "0.41.0,0.42.1", "--out", "m", *extra],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "BENCH_CACHE_DIR": str(tmp_path / "cache")},
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert expected in line and result.stderr.strip().endswith(line)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "m").exists()
