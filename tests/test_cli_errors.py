@@ -296,3 +296,28 @@ def test_a_folder_where_a_file_belongs_is_named_as_a_folder(tmp_path: Path) -> N
     line = error_line(bench("run", str(config), "--out", "results", cwd=tmp_path))
     assert line.endswith(f"prompts.file: {tmp_path / 'adir'} is a folder, not a prompt file")
     assert not (tmp_path / "results").exists()
+
+
+def test_a_pretrained_path_is_a_pipeline_folder_of_the_configs_family(tmp_path: Path) -> None:
+    """A file is named as a file; a folder that another registered family builds (here a
+    WanPipeline under a FLUX config) is refused at config time, naming both families."""
+    config = {
+        "name": "pretrained",
+        "model": {"source": "pretrained", "path": "./model"},
+        "variants": [{"name": "full", "kind": "full", "dtype": "float32"}],
+        "prompts": [{"id": "a", "text": "a cat"}],
+        "steps": 2,
+        "height": 64,
+        "width": 64,
+        "device": "cpu",
+    }
+    path = write_yaml(tmp_path / "c.yaml", config)
+    (tmp_path / "model").write_text("not a folder")
+    line = error_line(bench("run", str(path), "--out", "results", cwd=tmp_path))
+    assert "model.path: './model' is a file; expected a diffusers pipeline folder" in line
+    (tmp_path / "model").unlink()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
+    line = error_line(bench("run", str(path), "--out", "results", cwd=tmp_path), alone=False)
+    assert "model.family: 'flux', but model.path './model' holds a WanPipeline" in line
+    assert "set model.family: wan" in line and not (tmp_path / "results").exists()

@@ -36,14 +36,37 @@ def check_local_files(config: BenchConfig, config_dir: Path) -> None:
         path = config.model.path or ""
         folder = local_path(path, config_dir)
         looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
+        if looks_local and folder.is_file():
+            raise ConfigError(
+                f"model.path: {path!r} is a file; expected a diffusers pipeline folder "
+                "(with model_index.json)"
+            )
         if looks_local and not folder.is_dir():
             raise ConfigError(f"model.path: folder {path!r} not found")
         if looks_local and not (folder / "model_index.json").is_file():
             raise ConfigError(
                 f"model.path: {path!r} is not a diffusers pipeline (no model_index.json)"
             )
+        if looks_local:
+            _check_folder_family(config, path, folder)
     for variant in config.variants:
         backend_for(variant).check_local_files(variant, config_dir)
+
+
+def _check_folder_family(config: BenchConfig, path: str, folder: Path) -> None:
+    """A folder whose pipeline another registered family builds would be called, timed and
+    sized as the config's family: refused, naming both."""
+    import json
+
+    from bench.families import family_for_pipeline
+
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    holds = family_for_pipeline(str(index.get("_class_name")))
+    if holds is not None and holds.name != config.model.family:
+        raise ConfigError(
+            f"model.family: {config.model.family!r}, but model.path {path!r} holds a "
+            f"{index.get('_class_name')} (family {holds.name!r}); set model.family: {holds.name}"
+        )
 
 
 def local_path(path: str, config_dir: Path) -> Path:
