@@ -1,124 +1,53 @@
-"""Sweep the cells of a config, one fresh process each, into a run folder.
+"""The sweep: a config's cells, each in a fresh process, into a run folder (`bench run`).
 
 The parent validates everything first (a bad config or output folder creates no folder),
-prepares the base pipeline and the GGUF files, takes the folder's lock, writes the manifest,
-then starts each cell in its own process (forked from a warm server, bench.runner.processes)
-and follows its progress. A cell that cannot run, or whose process dies, becomes a record; the
-sweep always goes on to the next cell. A signal stops the sweep with nothing recorded for the
-work in flight (bench.runner.interrupt); a folder that cannot be written stops it with one
+plans the cells and seeds (bench.runner.plan), prepares the base pipeline and the GGUF files,
+takes the folder's lock, writes the manifest, then hands the cells the folder still owes to
+the chosen executor (bench.runner.executor_base; local processes one at a time, or Ray tasks),
+and marks the run finished. A cell that cannot run, or whose process dies, becomes a record;
+the sweep always goes on to the next cell. A signal stops the sweep with nothing recorded for
+the work in flight (bench.runner.interrupt); a folder that cannot be written stops it with one
 error; in both cases `--resume` finishes the folder.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import signal
-from dataclasses import dataclass, field, replace
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from bench.backends import backend_for
-from bench.cells import expand_cells, expand_images, resolve_prompts
-from bench.config import BenchConfig, config_hash, load_config, validate_config
+from bench.config import config_hash, validate_config
 from bench.environment import collect_environment, quiet_library_environment
-from bench.errors import ConfigError, UserInputError
-from bench.models.variants import Prepared, check_local_files, prepare_variant, resolve_base
+from bench.errors import UserInputError
+from bench.models.variants import prepare_variant, resolve_base
 from bench.results import (
-    IMAGES,
     MANIFEST,
     RECORDS,
     SCHEMA_VERSION,
     RunFolderWriteError,
     append_jsonl,
-    cell_records,
     describe_duplicates,
     duplicate_records,
-    image_records,
     missing_work,
     new_run_id,
     read_manifest,
     read_records,
-    record_header,
     remove_temporary_files,
     repair_torn_tail,
     require_run_dir,
     utc_now,
     write_json_atomic,
 )
+from bench.runner.executor_base import Sweep
 from bench.runner.executor_choice import LOCAL, ExecutorChoice
 from bench.runner.interrupt import RunInterrupted, StopRequests
 from bench.runner.lock import RunFolderLock
-from bench.runner.processes import (
-    born_ignoring_sigint,
-    call_in_fresh_process,
-    cell_context,
-    usable_context,
-)
-from bench.runner.worker import WRITE_FAILED_EXIT, CellJob, run_cell
-
-STOP_GRACE_S = 10.0  # how long a stopped cell may take to end before it is killed
-
-
-@dataclass
-class RunPlan:
-    config: BenchConfig
-    config_path: str | None
-    prompts: list[dict[str, str]]
-    images: list[dict[str, Any]]
-    cells: list[dict[str, Any]]
-    only: list[str] | None = None
-    prepared: dict[str, Prepared] = field(default_factory=dict)
-    base: str = ""
-
-
-def plan_run(config_path: Path, only: list[str] | None = None) -> RunPlan:
-    """Validate the config and everything it names; raises ConfigError before any file exists."""
-    config, config_dir = load_config(config_path)
-    try:
-        check_local_files(config, config_dir)
-        prompts = resolve_prompts(config, config_dir)
-    except ConfigError as exc:
-        raise ConfigError(f"{config_path}: {exc}") from exc
-    cells = expand_cells(config, only)
-    images = expand_images(config, prompts)
-    return RunPlan(
-        config=config,
-        config_path=str(config_path),
-        prompts=[{"id": p.id, "text": p.text} for p in prompts],
-        images=[{"prompt_id": i.prompt_id, "repeat": i.repeat, "seed": i.seed} for i in images],
-        cells=[
-            {
-                "cell_id": c.cell_id,
-                "variant": c.variant.name,
-                "offload": c.offload.label,
-                "height": c.resolution.height,
-                "width": c.resolution.width,
-                "variant_spec": c.variant.model_dump(mode="json"),
-                "offload_spec": c.offload.model_dump(mode="json"),
-                # A video family's frames: what every later stage reads a video's length from.
-                **(
-                    {"num_frames": config.frames, "fps": config.frame_rate}
-                    if config.frames is not None
-                    else {}
-                ),
-            }
-            for c in cells
-        ],
-        only=only,
-    )
+from bench.runner.plan import RunPlan, plan_run
+from bench.runner.processes import call_in_fresh_process, cell_context, usable_context
 
 
 def _prepare(plan: RunPlan, config_dir: Path, console: Console) -> None:
@@ -141,8 +70,7 @@ def _manifest(plan: RunPlan, run_id: str, environment: dict[str, Any]) -> dict[s
     config = plan.config
     cells = []
     for cell in plan.cells:
-        prepared = plan.prepared.get(cell["variant"], Prepared())
-        cells.append({**cell, "transformer_file": prepared.file_info})
+        cells.append({**cell, "transformer_file": plan.prepared_for(cell).file_info})
     return {
         "schema": SCHEMA_VERSION,
         "run_id": run_id,
@@ -166,241 +94,6 @@ def _manifest(plan: RunPlan, run_id: str, environment: dict[str, Any]) -> dict[s
     }
 
 
-def cell_job(
-    plan: RunPlan,
-    manifest: dict[str, Any],
-    cell: dict[str, Any],
-    owed: list[dict[str, Any]],
-    write_cell_record: bool,
-) -> CellJob:
-    """What one cell's process needs, whichever executor starts it (run_dir left to it)."""
-    config = plan.config
-    prompt_text = {p["id"]: p["text"] for p in manifest["prompts"]}
-    prepared = plan.prepared.get(cell["variant"], Prepared())
-    return CellJob(
-        run_dir="",
-        run_id=manifest["run_id"],
-        cell=cell,
-        images=[{**i, "prompt": prompt_text[i["prompt_id"]]} for i in owed],
-        write_cell_record=write_cell_record,
-        base_model=plan.base,
-        revision=config.model.revision,
-        artifacts=prepared.artifacts,
-        device=config.device,
-        steps=config.steps,
-        guidance=config.guidance,
-        max_sequence_length=config.max_sequence_length,
-        warmup=config.warmup,
-        warmup_prompt=manifest["prompts"][0]["text"],
-        family=config.model.family,
-        num_frames=cell.get("num_frames"),
-        fps=cell.get("fps"),
-    )
-
-
-def _run_cells(
-    run_dir: Path,
-    manifest: dict[str, Any],
-    plan: RunPlan,
-    console: Console,
-    context: Any,
-    stop: StopRequests,
-) -> bool:
-    """Run every cell that still owes records; True when there was any."""
-    records = read_records(run_dir)
-    todo = missing_work(manifest, records)
-    have_cell_record = set(cell_records(records))
-    total_images = sum(len(v) for v in todo.values())
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    # Without a terminal (CI logs, pipes) a live display shows nothing until the end: then each
-    # event is one plain line instead.
-    plain = not console.is_terminal
-
-    def say(message: str) -> None:
-        if plain:
-            console.print(message, highlight=False)
-
-    with Progress(*columns, console=console, transient=False, disable=plain) as progress:
-        overall = progress.add_task("all images", total=total_images)
-        for cell in manifest["cells"]:
-            cell_id = cell["cell_id"]
-            if cell_id not in todo:
-                continue
-            owed = todo[cell_id]
-            prepared = plan.prepared.get(cell["variant"], Prepared())
-            if prepared.unavailable is not None:
-                if cell_id not in have_cell_record:
-                    append_jsonl(
-                        run_dir / RECORDS,
-                        [_cell_stub(manifest, cell, "unavailable", prepared.unavailable)],
-                    )
-                progress.advance(overall, len(owed))
-                say(f"{cell_id}: unavailable ({prepared.unavailable['message']})")
-                continue
-            task = progress.add_task(f"{cell_id}: loading", total=len(owed))
-            job = cell_job(plan, manifest, cell, owed, cell_id not in have_cell_record)
-            job = replace(job, run_dir=str(run_dir), driver_pid=os.getpid())
-            follower = _CellFollower(context, job, progress, task, overall, say, stop)
-            exitcode, phase = follower.run()
-            _after_cell(run_dir, manifest, cell, owed, exitcode, phase)
-            progress.update(task, completed=len(owed))
-            progress.advance(overall, len(owed) - follower.done)
-    return bool(todo)
-
-
-@dataclass
-class _CellFollower:
-    """Start one cell's process, show its events, and stop it on request.
-
-    The last event tells which phase a crashed process was in: no event yet means loading.
-    """
-
-    context: Any
-    job: CellJob
-    progress: Progress
-    task: Any
-    overall: Any
-    say: Any
-    stop: StopRequests
-    done: int = 0
-    phase: str = "load"
-    write_failed: str | None = None
-
-    def run(self) -> tuple[int, str]:
-        """The process's exit code and last phase; KeyboardInterrupt when stopped by a signal,
-        RunFolderWriteError when the cell could not write the folder."""
-        receive, send = self.context.Pipe(duplex=False)
-        name = f"cell-{self.job.cell['cell_id']}"
-        process = self.context.Process(target=run_cell, args=(self.job, send), name=name)
-        with self.stop.deferred():
-            try:
-                # A forked cell inherits the server's ignored SIGINT; a `spawn`ed one must be
-                # born with it.
-                spawned = self.context.get_start_method() == "spawn"
-                with born_ignoring_sigint() if spawned else contextlib.nullcontext():
-                    process.start()
-                self.stop.follow(process.pid)
-                send.close()  # the child has its own end; EOF on ours once it is gone
-                self._events(receive, process)
-                if self.stop.requested:
-                    self._stop_process(process)
-            except BaseException:
-                self._stop_process(process)
-                raise
-            finally:
-                self.stop.follow(None)
-                receive.close()
-        process.join()
-        if self.stop.requested:
-            raise KeyboardInterrupt
-        if process.exitcode == WRITE_FAILED_EXIT and self.write_failed is not None:
-            raise RunFolderWriteError(self.write_failed)
-        return process.exitcode, self.phase
-
-    def _events(self, receive: Any, process: Any) -> None:
-        while not self.stop.requested:
-            ready = wait([receive, process.sentinel], timeout=0.25)
-            if receive in ready:
-                try:
-                    self._show(receive.recv())
-                except EOFError:
-                    process.join()
-                    return
-                continue
-            if process.sentinel in ready:
-                while receive.poll():
-                    try:
-                        self._show(receive.recv())
-                    except EOFError:
-                        break
-                return
-
-    def _show(self, event: dict[str, Any]) -> None:
-        cell_id = self.job.cell["cell_id"]
-        owed = len(self.job.images)
-        if event["kind"] == "loaded":
-            self.phase = "warmup"
-            self.progress.update(self.task, description=f"{cell_id}: warming up")
-            self.say(f"{cell_id}: loaded in {event['load_s']:.2f} s")
-        elif event["kind"] == "warm":
-            self.phase = "generate"
-            self.progress.update(self.task, description=f"{cell_id}: generating")
-        elif event["kind"] == "image":
-            self.done += 1
-            self.progress.advance(self.task)
-            self.progress.advance(self.overall)
-            wall = f"{event['wall_s']:.2f} s" if event.get("wall_s") else event["status"]
-            what = "video" if self.job.num_frames else "image"
-            self.say(f"{cell_id}: {what} {self.done}/{owed} {wall}")
-        elif event["kind"] == "cell_failed":
-            error = event["error"]
-            self.progress.update(self.task, description=f"{cell_id}: {error['type']}")
-            self.say(f"{cell_id}: failed in {error['phase']}: {error['type']}")
-        elif event["kind"] == "write_failed":
-            self.write_failed = event["message"]
-
-    def _stop_process(self, process: Any) -> None:
-        """End the cell now; what it was writing is whole or absent, and absent stays missing."""
-        if process.pid is None:
-            return
-        if process.is_alive():
-            process.terminate()
-            process.join(STOP_GRACE_S)
-        if process.is_alive():
-            process.kill()
-        process.join()
-        cell_images = Path(self.job.run_dir) / IMAGES / self.job.cell["cell_id"]
-        if cell_images.is_dir():
-            remove_temporary_files(cell_images)
-
-
-def _cell_stub(
-    manifest: dict[str, Any], cell: dict[str, Any], status: str, error: dict[str, str]
-) -> dict[str, Any]:
-    return {
-        **record_header(manifest["run_id"], cell),
-        "kind": "cell",
-        "status": status,
-        "error": error,
-        "time": utc_now(),
-    }
-
-
-def _after_cell(
-    run_dir: Path,
-    manifest: dict[str, Any],
-    cell: dict[str, Any],
-    owed: list[dict],
-    exitcode: int,
-    phase: str,
-) -> None:
-    """A cell process that died leaves records saying so, instead of silent gaps."""
-    if exitcode == 0:
-        return
-    how = f"signal {-exitcode}" if exitcode < 0 else f"exit code {exitcode}"
-    error = {"type": "ProcessCrashed", "message": f"cell process ended with {how}", "phase": phase}
-    records = read_records(run_dir)
-    cell_id = cell["cell_id"]
-    if cell_id not in cell_records(records):
-        append_jsonl(run_dir / RECORDS, [_cell_stub(manifest, cell, "crashed", error)])
-        return
-    done = image_records(records)
-    lost = [
-        {**_cell_stub(manifest, cell, "failed", error), "kind": "image", **image, "image": None}
-        for image in owed
-        if (cell_id, image["prompt_id"], image["repeat"]) not in done
-    ]
-    append_jsonl(run_dir / RECORDS, lost)
-
-
 def run_cells(
     run_dir: Path,
     manifest: dict[str, Any],
@@ -410,13 +103,11 @@ def run_cells(
     stop: StopRequests,
     executor: ExecutorChoice = LOCAL,
 ) -> bool:
-    """The one place that chooses how cells run: here one at a time, or as Ray tasks
-    (bench.runner.ray_executor); both write the same run folder. True when work was owed."""
-    if executor.is_local:
-        return _run_cells(run_dir, manifest, plan, console, context, stop)
-    from bench.runner.ray_executor import run_cells_on_ray
-
-    return run_cells_on_ray(run_dir, manifest, plan, console, stop, executor)
+    """The one place that hands the cells to an executor: the one `executor` names in the
+    registry (bench.runner.executor_choice); every executor writes the same run folder. True
+    when work was owed."""
+    sweep = Sweep(run_dir, manifest, plan, console, stop, context)
+    return executor.executor().run(sweep)
 
 
 def _sweep(
@@ -534,7 +225,7 @@ def _usable(context: Any, console: Console) -> Any:
 def _import_while_the_server_warms() -> None:
     """A sweep ends with its table, read through bench.summary (pandas: about half a second of
     imports); imported now, while the cell server is still importing, it costs no wall time."""
-    import bench.cell_summary  # noqa: F401
+    import bench.cell_summary  # noqa: F401  (pandas: imported while the server warms up)
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> str | None:

@@ -1,124 +1,23 @@
-"""Which executor runs a sweep's cells: local processes one at a time, or Ray tasks in parallel.
+"""Which executor runs a sweep's cells: the registry of executors, and the choice `--executor`
+(and `--ray-address`) make among them.
 
 Parsed and checked before anything is prepared or written (a bad choice is one line of bad
 input, like a bad config), and kept small and picklable so the library API, the CLI and the
-command printed for `--resume` all speak of the same thing.
+command printed for `--resume` all speak of the same thing. A new executor is a subclass of
+bench.runner.executor_base.Executor added to EXECUTORS.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import re
-import socket
 from dataclasses import dataclass
 
 from bench.errors import UserInputError
+from bench.runner.executor_base import Executor, ExecutorUnavailable
+from bench.runner.local_executor import LocalExecutor
+from bench.runner.ray_executor import RayExecutor
 
-EXECUTORS = ("local", "ray")
-
-
-CONNECT_TIMEOUT_S = 5.0
-
-
-class RayUnavailable(UserInputError):
-    """`--executor ray` on an installation without Ray."""
-
-
-class RayConnectError(UserInputError):
-    """Ray could not be started here or the cluster at `--ray-address` not reached."""
-
-
-#: The forms `--ray-address` takes, as Ray's own `ray.init(address=...)` reads them.
-ADDRESS_FORMS = (
-    "host:port (a cluster's GCS, 6379 by default), ray://host:port (Ray Client, 10001 by "
-    "default), auto (the cluster `ray start` began on this machine) or local (a new instance)"
-)
-_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
-HTTP_PROBE_TIMEOUT_S = 2.0
-
-
-def _host_port(address: str) -> tuple[str, int] | None:
-    """(host, port) of `host:port` (IPv6 hosts in brackets), or None when it is not one."""
-    host, sep, port = address.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return None
-    return host, int(port)
-
-
-def address_problem(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
-    """Why `--ray-address address` cannot be used, else None; asked before anything is
-    written. An address of a form Ray does not connect to (``http://...``, a host without a
-    port) is refused as such; ``host:port`` and ``ray://host:port`` must accept a connection
-    and not answer as a web server (the dashboard's 8265 is the usual mix-up); ``auto`` must
-    find a cluster. Ray itself would retry an address nobody answers on for minutes and then
-    end the process, or fail after the run folder exists, quoting advice about RAY_ADDRESS."""
-    if address == "local":
-        return None
-    if address == "auto":
-        return _auto_problem()
-    scheme = _SCHEME.match(address)
-    if scheme is not None and scheme["scheme"] != "ray":
-        url = f"a {scheme['scheme']}:// URL"
-        return f"{url} is not an address Ray connects to; expected {ADDRESS_FORMS}"
-    target = _host_port(address.removeprefix("ray://"))
-    if target is None:
-        return f"expected {ADDRESS_FORMS}"
-    reason = unreachable(address, timeout)
-    if reason is not None:
-        return f"cannot connect ({reason})"
-    if _answers_http(*target):
-        return (
-            "answers HTTP (a web server such as the Ray dashboard), not Ray; give the cluster's "
-            "GCS address host:port (6379 by default) or ray://host:port (10001)"
-        )
-    return None
-
-
-def unreachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
-    """Why `host:port` (or `ray://host:port`) accepts no connection now, else None (also for
-    forms that are not a host and port: address_problem refuses those)."""
-    target = _host_port(address.removeprefix("ray://"))
-    if target is None:
-        return None
-    try:
-        socket.create_connection(target, timeout).close()
-    except OSError as exc:
-        return exc.strerror or str(exc) or type(exc).__name__
-    return None
-
-
-def _answers_http(host: str, port: int) -> bool:
-    """Whether the server at host:port answers an HTTP/1.1 request as HTTP/1 does: Ray's GCS
-    and its client server speak gRPC (HTTP/2) and answer with a binary SETTINGS frame, or not
-    at all, never with ``HTTP/``."""
-    try:
-        with socket.create_connection((host, port), HTTP_PROBE_TIMEOUT_S) as conn:
-            conn.settimeout(HTTP_PROBE_TIMEOUT_S)
-            conn.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-            return conn.recv(5) == b"HTTP/"
-    except OSError:
-        return False
-
-
-def _auto_problem() -> str | None:
-    """`auto` as ray.init reads it (RAY_ADDRESS, else the cluster `ray start` recorded on this
-    machine): what it finds must be reachable; finding nothing is said in our words."""
-    try:  # Ray's own lookup (private: absent from some release, ray.init decides alone)
-        from ray._private.services import get_ray_address_from_environment  # Ray: heavy
-    except ImportError:
-        return None
-    try:
-        found = get_ray_address_from_environment("auto", None)
-    except ConnectionError:  # none found (of several, Ray takes the latest)
-        found = None
-    if not found or found == "auto":
-        return (
-            "no Ray cluster found on this machine (start one with `ray start --head`, give its "
-            "host:port, or leave --ray-address out to start Ray here for the sweep)"
-        )
-    problem = address_problem(found)
-    return f"{found}: {problem}" if problem else None
+#: Every executor, by the name `--executor` gives it (`local` when none is given).
+EXECUTORS: dict[str, type[Executor]] = {e.name: e for e in (LocalExecutor, RayExecutor)}
 
 
 @dataclass(frozen=True)
@@ -134,19 +33,21 @@ class ExecutorChoice:
         kind = (kind or "local").strip().lower()
         if kind not in EXECUTORS:
             raise UserInputError(f"--executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
-        if ray_address and kind != "ray":
-            raise UserInputError("--ray-address is for --executor ray")
-        if kind == "ray" and importlib.util.find_spec("ray") is None:
-            raise RayUnavailable(
-                "--executor ray: Ray is not installed here; install the extra: "
-                "pip install -e '.[ray]'"
-            )
+        chosen = EXECUTORS[kind]
+        if ray_address and not chosen.takes_address:
+            takers = " or ".join(name for name, e in EXECUTORS.items() if e.takes_address)
+            raise UserInputError(f"--ray-address is for --executor {takers}")
+        missing = chosen.unavailable()
+        if missing is not None:
+            raise ExecutorUnavailable(f"--executor {kind}: {missing}")
         ray_address = (ray_address or "").strip() or None
-        if kind == "ray" and ray_address:
-            problem = address_problem(ray_address)
-            if problem is not None:
-                raise RayConnectError(f"--ray-address {ray_address}: {problem}")
+        if ray_address:
+            chosen.check_address(ray_address)
         return cls(kind=kind, ray_address=ray_address)
+
+    def executor(self) -> Executor:
+        """The executor this choice names, ready to run a sweep."""
+        return EXECUTORS[self.kind](self.ray_address)
 
     @property
     def is_local(self) -> bool:

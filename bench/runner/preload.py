@@ -46,6 +46,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
 
+from bench.environment import quiet_library_environment, quiet_library_output
+
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 # The pipeline classes of the families the harness ships (FLUX), looked up through diffusers'
 # lazy modules the way `DiffusionPipeline.from_pretrained` finds them.
@@ -66,6 +68,7 @@ MODULES = (
     "bench.runner.timing",
     "bench.runner.worker",
     "bench.metrics.noise_floor",
+    "bench.runner.cell_phases",
     "diffusers.quantizers.gguf.gguf_quantizer",
     "gguf",
     "PIL.PngImagePlugin",
@@ -194,8 +197,6 @@ def warm_up() -> str | None:
 
 
 def _quiet_libraries() -> None:
-    from bench.environment import quiet_library_environment, quiet_library_output
-
     quiet_library_environment()  # before the libraries read their verbosity variables
     quiet_library_output()
 

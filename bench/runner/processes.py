@@ -81,9 +81,9 @@ def usable_context(context: BaseContext) -> tuple[BaseContext, str | None]:
 
 def server_cuda_state() -> str | None:
     """In a child forked from the warm server: what the server said of its CUDA state."""
-    from bench.runner import preload
+    import bench.runner.preload  # torch, diffusers: in the server already (its warm-up imports)
 
-    return preload.CUDA_IN_SERVER
+    return bench.runner.preload.CUDA_IN_SERVER
 
 
 def call_in_fresh_process(context: BaseContext, function: Callable[[], Any]) -> Any:

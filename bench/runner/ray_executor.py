@@ -31,33 +31,29 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from bench.errors import UserInputError
-from bench.models.variants import Prepared
 from bench.results import (
     MANIFEST,
     RECORDS,
     RunFolderWriteError,
     append_jsonl,
-    cell_records,
-    image_records,
-    missing_work,
-    read_records,
-    record_header,
     utc_now,
     write_file_atomic,
     write_json_atomic,
 )
-from bench.runner.executor_choice import ExecutorChoice, RayConnectError, unreachable
+from bench.runner.executor_base import (
+    CellProgress,
+    Executor,
+    Sweep,
+    process_crash,
+    progress_columns,
+)
 from bench.runner.interrupt import StopRequests
+from bench.runner.plan import cell_job
+from bench.runner.ray_address import RayConnectError, address_problem, unreachable
+from bench.runner.ray_task import cell_task
 
 STOP_GRACE_S = 15.0  # how long cancelled tasks may take to end before they are killed
 POLL_S = 0.25
@@ -142,69 +138,75 @@ class _Inbox:
         return items
 
 
-def _connect(choice: ExecutorChoice) -> bool:
+def _connect(address: str | None) -> bool:
     """Connect to the cluster (or start a local instance); True when this call started Ray."""
     import ray
 
     if ray.is_initialized():
         return False
-    reason = unreachable(choice.ray_address) if choice.ray_address else None
+    reason = unreachable(address) if address else None
     if reason is not None:
-        raise RayConnectError(f"cannot reach the Ray cluster at {choice.ray_address}: {reason}")
+        raise RayConnectError(f"cannot reach the Ray cluster at {address}: {reason}")
     env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     try:
         ray.init(
-            address=choice.ray_address,
+            address=address,
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,
             runtime_env={"env_vars": env_vars} if env_vars else None,
         )
     except Exception as exc:
-        where = f"the Ray cluster at {choice.ray_address}" if choice.ray_address else "Ray here"
+        where = f"the Ray cluster at {address}" if address else "Ray here"
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise RayConnectError(f"cannot start or reach {where}: {reason}") from exc
     return True
 
 
-def run_cells_on_ray(
-    run_dir: Path,
-    manifest: dict[str, Any],
-    plan: Any,
-    console: Console,
-    stop: StopRequests,
-    choice: ExecutorChoice,
-) -> bool:
-    """The Ray counterpart of bench.runner.executor._run_cells; True when any work was owed."""
-    import ray
+class RayExecutor(Executor):
+    """One Ray task per cell, on the cluster at `address` (None: a Ray instance started here
+    for the sweep, or the one this process is connected to already)."""
 
-    records = read_records(run_dir)
-    todo = missing_work(manifest, records)
-    if not todo:
-        return False
-    try:
-        started_ray = _connect(choice)
-    except RayConnectError as exc:
-        raise RayConnectError(f"{exc}; nothing ran, resume {run_dir} once it is up") from None
-    try:
-        slots = read_slots()
-        entry = {
-            "kind": "ray",
-            "address": choice.ray_address,
-            "started_at": utc_now(),
-            "slots": slots.kind,
-            "placement": slots.describe(),
-            "nodes": slots.nodes,
-            "gpu_models": [],
-        }
-        manifest.setdefault("executors", []).append(entry)
-        write_json_atomic(run_dir / MANIFEST, manifest)
-        sweep = _RaySweep(run_dir, manifest, plan, console, stop, slots, entry, todo, records)
-        sweep.run()
-    finally:
-        if started_ray:
-            ray.shutdown()
-    return True
+    name = "ray"
+    needs = ("ray",)
+    when_missing = "Ray is not installed here; install the extra: pip install -e '.[ray]'"
+    takes_address = True
+
+    @classmethod
+    def check_address(cls, address: str) -> None:
+        problem = address_problem(address)
+        if problem is not None:
+            raise RayConnectError(f"--ray-address {address}: {problem}")
+
+    def run(self, sweep: Sweep) -> bool:
+        import ray  # Ray: heavy and optional, imported only by a sweep that runs on it
+
+        _, todo, have_cell_record = sweep.owed()
+        if not todo:
+            return False
+        try:
+            started_ray = _connect(self.address)
+        except RayConnectError as exc:
+            where = sweep.run_dir
+            raise RayConnectError(f"{exc}; nothing ran, resume {where} once it is up") from None
+        try:
+            slots = read_slots()
+            entry = {
+                "kind": "ray",
+                "address": self.address,
+                "started_at": utc_now(),
+                "slots": slots.kind,
+                "placement": slots.describe(),
+                "nodes": slots.nodes,
+                "gpu_models": [],
+            }
+            sweep.manifest.setdefault("executors", []).append(entry)
+            write_json_atomic(sweep.run_dir / MANIFEST, sweep.manifest)
+            _RaySweep(sweep, slots, entry, todo, have_cell_record).run()
+        finally:
+            if started_ray:
+                ray.shutdown()
+        return True
 
 
 @dataclass
@@ -212,50 +214,50 @@ class _Task:
     cell: dict[str, Any]
     owed: list[dict[str, Any]]
     submitted: float
-    progress_task: Any
+    line: CellProgress
     started: dict[str, Any] | None = None  # the task's `started` event: node, GPU, worker pid
-    phase: str = "load"
-    done: int = 0
 
 
 @dataclass
 class _RaySweep:
-    run_dir: Path
-    manifest: dict[str, Any]
-    plan: Any
-    console: Console
-    stop: StopRequests
+    sweep: Sweep
     slots: Slots
     entry: dict[str, Any]
     todo: dict[str, list[dict]]
-    records: list[dict[str, Any]]
+    have_cell_record: set[str]
     pending: dict[Any, _Task] = field(default_factory=dict)
     by_cell: dict[str, _Task] = field(default_factory=dict)
     unschedulable_since: float | None = None
 
+    @property
+    def run_dir(self) -> Path:
+        return self.sweep.run_dir
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.sweep.manifest
+
+    @property
+    def console(self) -> Console:
+        return self.sweep.console
+
+    @property
+    def stop(self) -> StopRequests:
+        return self.sweep.stop
+
     def run(self) -> None:
         import ray
 
-        from bench.runner.ray_task import cell_task
-
         plain = not self.console.is_terminal
-        self.say = (lambda m: self.console.print(m, highlight=False)) if plain else (lambda m: None)
+        self.say = self.sweep.say()
         driver_node = ray.get_runtime_context().get_node_id()
         strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
             driver_node, soft=False
         )
         self.inbox = ray.remote(num_cpus=0)(_Inbox).options(scheduling_strategy=strategy).remote()
         remote = ray.remote(max_retries=0)(cell_task).options(**self.slots.resources)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-        )
         total = sum(len(v) for v in self.todo.values())
-        with Progress(*columns, console=self.console, disable=plain) as self.progress:
+        with Progress(*progress_columns(), console=self.console, disable=plain) as self.progress:
             self.overall = self.progress.add_task("all images", total=total)
             self.say(f"ray: {self.slots.describe()}, {len(self.slots.nodes)} node(s)")
             with self.stop.deferred():
@@ -270,34 +272,31 @@ class _RaySweep:
                         ray.kill(self.inbox)
 
     def _submit(self, remote: Any) -> None:
-        from bench.runner.executor import cell_job
-
-        have_cell_record = set(cell_records(self.records))
-        config_path = self.plan.config_path
-        config_dir = (Path(config_path).parent if config_path else Path()).resolve()
+        plan = self.sweep.plan
+        config_dir = (Path(plan.config_path).parent if plan.config_path else Path()).resolve()
         for cell in self.manifest["cells"]:
             cell_id = cell["cell_id"]
             if cell_id not in self.todo:
                 continue
             owed = self.todo[cell_id]
-            prepared = self.plan.prepared.get(cell["variant"], Prepared())
-            if prepared.unavailable is not None:
-                if cell_id not in have_cell_record:
-                    stub = _stub(self.manifest, cell, "unavailable", prepared.unavailable)
-                    append_jsonl(self.run_dir / RECORDS, [stub])
+            unavailable = self.sweep.record_unavailable(cell, self.have_cell_record)
+            if unavailable is not None:
                 self.progress.advance(self.overall, len(owed))
-                self.say(f"{cell_id}: unavailable ({prepared.unavailable['message']})")
+                self.say(f"{cell_id}: unavailable ({unavailable})")
                 continue
             # run_dir: the task's own folder, set there
-            job = cell_job(self.plan, self.manifest, cell, owed, cell_id not in have_cell_record)
+            job = cell_job(plan, self.manifest, cell, owed, cell_id not in self.have_cell_record)
             progress_task = self.progress.add_task(f"{cell_id}: queued", total=len(owed))
+            line = CellProgress(
+                self.progress, progress_task, self.overall, self.say, cell, len(owed)
+            )
             prepare = {
                 "config": self.manifest["config"],
                 "config_dir": str(config_dir),
                 "variant": cell["variant"],
             }
             ref = remote.remote(job, self.slots.threads_by_node, self.inbox, prepare)
-            task = _Task(cell, owed, time.time(), progress_task)
+            task = _Task(cell, owed, time.time(), line)
             self.pending[ref] = task
             self.by_cell[cell_id] = task
 
@@ -341,40 +340,24 @@ class _RaySweep:
             where = event["node"]["hostname"]
             if gpu:
                 where += f", GPU {gpu.get('name') or gpu.get('ray_gpu_id')}"
-            self.progress.update(task.progress_task, description=f"{cell_id}: loading ({where})")
+            self.progress.update(task.line.task, description=f"{cell_id}: loading ({where})")
             self.say(
                 f"{cell_id}: started on {where} (node {event['node']['ray_node_id'][:12]}, "
                 f"worker pid {event['worker_pid']})"
             )
         elif kind == "preparing":
-            self.progress.update(task.progress_task, description=f"{cell_id}: preparing inputs")
+            self.progress.update(task.line.task, description=f"{cell_id}: preparing inputs")
             self.say(f"{cell_id}: preparing on its node, which lacks {', '.join(event['missing'])}")
         elif kind == "process":
             if task.started is not None:
                 task.started["cell_pid"] = event["pid"]
             self.say(f"{cell_id}: cell process {event['pid']}")
-        elif kind == "loaded":
-            task.phase = "warmup"
-            self.progress.update(task.progress_task, description=f"{cell_id}: warming up")
-            self.say(f"{cell_id}: loaded in {event['load_s']:.2f} s")
-        elif kind == "warm":
-            task.phase = "generate"
-            self.progress.update(task.progress_task, description=f"{cell_id}: generating")
-        elif kind == "image":
-            task.done += 1
-            self.progress.advance(task.progress_task)
-            self.progress.advance(self.overall)
-            wall = f"{event['wall_s']:.2f} s" if event.get("wall_s") else event["status"]
-            what = "video" if task.cell.get("num_frames") else "image"
-            self.say(f"{cell_id}: {what} {task.done}/{len(task.owed)} {wall}")
-        elif kind == "cell_failed":
-            error = event["error"]
-            self.progress.update(task.progress_task, description=f"{cell_id}: {error['type']}")
-            self.say(f"{cell_id}: failed in {error['phase']}: {error['type']}")
         elif kind == "note":  # shown on a terminal too: it changes how cells start there
             node = (task.started or {}).get("node") or {}
             where = f" on {node['hostname']}" if node.get("hostname") else ""
             self.console.print(f"{cell_id}{where}: note: {event['message']}", highlight=False)
+        else:
+            task.line.show(event)
 
     def _finish(self, ref: Any, task: _Task) -> None:
         """Write what one finished (or failed) task brought back."""
@@ -389,20 +372,19 @@ class _RaySweep:
                 # Stopped by a signal that reached its worker, not a fault: nothing recorded, the
                 # cell stays missing for `--resume`.
                 self.say(f"{cell_id}: interrupted, left for --resume")
-                self.progress.update(task.progress_task, completed=len(task.owed))
+                self.progress.update(task.line.task, completed=len(task.owed))
                 return
             node = (task.started or {}).get("node")
             error = {
                 "type": _error_type(exc),
                 "message": _first_lines(exc, node),
-                "phase": task.phase if task.started else "not started",
+                "phase": task.line.phase if task.started else "not started",
             }
-            self._crashed(task, error, origin=_origin(task.started, None))
+            self.sweep.record_crash(task.cell, task.owed, error, _origin(task.started, None))
             self.say(f"{cell_id}: crashed ({error['type']})")
         else:
             self._write(task, result, received)
-        self.progress.update(task.progress_task, completed=len(task.owed))
-        self.progress.advance(self.overall, len(task.owed) - task.done)
+        task.line.finish()
 
     def _write(self, task: _Task, result: dict[str, Any], received: float) -> None:
         origin = _origin(result, result.get("torch_threads"))
@@ -444,35 +426,13 @@ class _RaySweep:
                 "message": f"{result['node']['hostname']}: {result['write_failed']}",
                 "phase": result["phase"],
             }
-            self._crashed(task, error, origin)
+            self.sweep.record_crash(task.cell, task.owed, error, origin)
         elif result["exitcode"] != 0:
-            code = result["exitcode"]
-            how = f"signal {-code}" if code < 0 else f"exit code {code}"
-            error = {
-                "type": "ProcessCrashed",
-                "message": f"cell process ended with {how} on {result['node']['hostname']}",
-                "phase": result["phase"],
-            }
-            self._crashed(task, error, origin)
+            where = f" on {result['node']['hostname']}"
+            error = process_crash(result["exitcode"], result["phase"], where)
+            self.sweep.record_crash(task.cell, task.owed, error, origin)
         elif out:
             self.say(f"{task.cell['cell_id']}: done on {result['node']['hostname']}")
-
-    def _crashed(self, task: _Task, error: dict[str, str], origin: dict[str, Any]) -> None:
-        """Records for what a dead task owed: the cell crashed, or its missing images failed."""
-        records = read_records(self.run_dir)
-        cell = task.cell
-        cell_id = cell["cell_id"]
-        stub = {**_stub(self.manifest, cell, "crashed", error), **origin}
-        if cell_id not in cell_records(records):
-            append_jsonl(self.run_dir / RECORDS, [stub])
-            return
-        done = image_records(records)
-        lost = [
-            {**stub, "status": "failed", "kind": "image", **image, "image": None}
-            for image in task.owed
-            if (cell_id, image["prompt_id"], image["repeat"]) not in done
-        ]
-        append_jsonl(self.run_dir / RECORDS, lost)
 
     def _note_gpu(self, gpu: dict[str, Any] | None) -> None:
         name = (gpu or {}).get("name")
@@ -565,18 +525,6 @@ def _origin(source: dict[str, Any] | None, threads: int | None) -> dict[str, Any
         "node": source.get("node"),
         "gpu": source.get("gpu"),
         "torch_threads": threads,
-    }
-
-
-def _stub(
-    manifest: dict[str, Any], cell: dict[str, Any], status: str, error: dict[str, str]
-) -> dict[str, Any]:
-    return {
-        **record_header(manifest["run_id"], cell),
-        "kind": "cell",
-        "status": status,
-        "error": error,
-        "time": utc_now(),
     }
 
 

@@ -42,14 +42,18 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
+from bench.config import validate_config
+from bench.environment import PACKAGES
+from bench.models.variants import prepare_variant, resolve_base
 from bench.results import RECORDS, iter_jsonl, record_files
+from bench.runner.plan import CellJob
 from bench.runner.processes import (
     born_ignoring_sigint,
     call_in_fresh_process,
     cell_context,
     usable_context,
 )
-from bench.runner.worker import CellJob, run_cell
+from bench.runner.worker import run_cell
 
 STOP_GRACE_S = 10.0  # how long a cancelled cell may take to end before it is killed
 TEMP_PREFIX = "bench-ray-cell-"
@@ -95,8 +99,6 @@ def node_packages() -> dict[str, str | None]:
     from the installed metadata without importing them."""
     from importlib import metadata
 
-    from bench.environment import PACKAGES
-
     out: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -126,9 +128,6 @@ def prepare_on_node(spec: dict[str, Any]) -> tuple[str, dict[str, str]]:
     """The base pipeline and the variant's artifacts made (or found) on this node, as the
     driver's bench.runner.executor._prepare makes them; `spec` holds the run's config dump,
     the config's folder and the variant's name."""
-    from bench.config import validate_config
-    from bench.models.variants import prepare_variant, resolve_base
-
     config = validate_config(spec["config"], "the run's config", recorded=True)
     base = resolve_base(config)
     variant = next(v for v in config.variants if v.name == spec["variant"])

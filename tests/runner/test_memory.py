@@ -11,8 +11,8 @@ import psutil
 import pytest
 import torch
 
+from bench.runner.cell_phases import _after_failure
 from bench.runner.memory import MemorySampler, match_uuid, uuid_digits
-from bench.runner.worker import _after_failure
 
 # Two GPUs as nvmlDeviceGetUUID spells them (pynvml 13 returns str; older ones bytes), in NVML's
 # order, and the second as torch spells it: str(torch.cuda.get_device_properties(i).uuid).

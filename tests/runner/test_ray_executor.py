@@ -24,7 +24,8 @@ from bench.compare.comparability import blocking_differences, cell_gpu_models
 from bench.errors import UserInputError
 from bench.results import cell_records, read_manifest, read_records
 from bench.runner.executor import resume_run, run_config
-from bench.runner.executor_choice import ExecutorChoice, RayConnectError
+from bench.runner.executor_choice import ExecutorChoice
+from bench.runner.ray_address import RayConnectError
 from tests.runner.live import LiveRun, assert_complete, image_count, run_folder
 
 ray = pytest.importorskip("ray")
@@ -298,9 +299,9 @@ def test_a_node_without_the_drivers_files_prepares_its_own(
     tmp_path: Path, write_config: Callable[..., Path], one_thread: None
 ) -> None:
     from bench.config import load_config
+    from bench.runner.plan import CellJob
     from bench.runner.processes import cell_context
     from bench.runner.ray_task import local_inputs, missing_inputs
-    from bench.runner.worker import CellJob
 
     config_path = write_config(**SMALL)
     config, _ = load_config(config_path)
