@@ -239,7 +239,7 @@ _IMAGE_SCORE: Fields = {
     "repeat": ("int", True),
     "model": ("str|null", False),
     "identical": ("bool|null", False),
-    "frames": ("int|null", False),  # a video's score: value is the mean over its frames
+    "frames": ("int|null", False),  # a video: value pools its frames as `pooling` says
     "worst_frame": ("num|null", False),
 }
 _DIST_SCORE: Fields = {

@@ -11,30 +11,27 @@ never duplicate them. Schema: docs/scores.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from bench.errors import UserInputError
-from bench.metrics.clip import BATCH_SIZE as CLIP_BATCH
-from bench.metrics.clip import ClipBundle, ClipUnavailable, clip_scores, load_clip
-from bench.metrics.contracts import METRICS, parse_metrics
-from bench.metrics.distribution import (
-    MIN_SAMPLES,
+from bench.metrics import METRICS, parse_metrics
+from bench.metrics.base import (
+    DistributionMetric,
     FeatureFn,
-    FeaturesUnavailable,
-    clip_features,
-    distribution_metric,
-    inception_features,
-    too_few_samples,
+    MetricUnavailable,
+    PairedMetric,
+    PairFunction,
+    PairScore,
+    PromptMetric,
+    PromptScorer,
+    Resources,
+    check_features,
 )
-from bench.metrics.fidelity import PAIRED_FUNCTIONS, VIDEO_POOLING, PairScore, video_score
 from bench.metrics.images import LoadedImage
-from bench.metrics.lpips import MetricUnavailable, load_lpips
 from bench.metrics.run_view import RunView, read_run
 from bench.metrics.score_summary import write_summary
 from bench.metrics.scorebook import ScoreBook, dist_row, image_row
@@ -54,7 +51,7 @@ def _progress(items: list[Any], description: str, enabled: bool) -> Iterable[Any
 def score_paired(
     view: RunView,
     book: ScoreBook,
-    functions: dict[str, Callable[[Any, Any], PairScore]],
+    functions: dict[str, tuple[PairedMetric, PairFunction]],
     progress: bool,
 ) -> None:
     """Fidelity of each image against the reference image of the same prompt, repeat, seed."""
@@ -80,13 +77,14 @@ def score_paired(
         got = view.load(cell["cell_id"], image["prompt_id"], image["repeat"])
         got_frames = got.frame_tensors()
         rows = []
-        for metric in todo:
+        for name in todo:
+            metric, function = functions[name]
             if not got.ok:
                 score = PairScore(None, got.status, got.note)
             elif not want.ok:
                 score = PairScore(None, f"reference_{want.status}", f"reference: {want.note}")
             elif not (got.is_video or want.is_video):
-                score = functions[metric](got_frames[0], want_frames[0])
+                score = function(got_frames[0], want_frames[0])
             elif len(got_frames) != len(want_frames):
                 score = PairScore(
                     None,
@@ -94,18 +92,16 @@ def score_paired(
                     f"{len(got_frames)} frames, the reference has {len(want_frames)}",
                 )
             else:
-                per_frame = [
-                    functions[metric](a, b) for a, b in zip(got_frames, want_frames, strict=True)
-                ]
-                score = video_score(
-                    per_frame, METRICS[metric].higher_is_better, pool=VIDEO_POOLING.get(metric)
-                )
-            rows.append(image_row(cell, image, metric, score, ref_id))
+                pairs = zip(got_frames, want_frames, strict=True)
+                score = metric.video([function(a, b) for a, b in pairs])
+            rows.append(image_row(cell, image, name, score, ref_id))
         book.add_image_rows(rows)
 
 
-def score_clip(view: RunView, book: ScoreBook, bundle: ClipBundle, progress: bool) -> None:
-    """CLIP score of every image of every ok cell with its own prompt."""
+def score_prompted(
+    view: RunView, book: ScoreBook, metric: PromptMetric, scorer: PromptScorer, progress: bool
+) -> None:
+    """`metric` (the CLIP score) of every image of every ok cell with its own prompt."""
     work = []
     for cell in view.cells:
         if not view.cell_ok(cell["cell_id"]):
@@ -114,47 +110,42 @@ def score_clip(view: RunView, book: ScoreBook, bundle: ClipBundle, progress: boo
             key = (cell["cell_id"], image["prompt_id"], image["repeat"])
             if key not in view.image_status:
                 continue
-            if not book.done((*key, "clip_score", None, bundle.name)):
+            if not book.done((*key, metric.name, None, scorer.model)):
                 work.append((cell, image))
-    batches = [work[i : i + CLIP_BATCH] for i in range(0, len(work), CLIP_BATCH)]
-    for batch in _progress(batches, "clip score", progress):
+    size = scorer.batch_size
+    batches = [work[i : i + size] for i in range(0, len(work), size)]
+    for batch in _progress(batches, metric.name.replace("_", " "), progress):
         rows: list[dict[str, Any]] = []
         ready = []
         pils: list[Image.Image] = []
         for cell, image in batch:
             loaded = view.load(cell["cell_id"], image["prompt_id"], image["repeat"])
+            text = view.prompts.get(image["prompt_id"], "")
             if loaded.image is None:
                 score = PairScore(None, loaded.status, loaded.note)
-                rows.append(image_row(cell, image, "clip_score", score, None, bundle.name))
+                rows.append(image_row(cell, image, metric.name, score, None, scorer.model))
             elif loaded.is_video:
-                score = _video_clip_score(bundle, loaded, view.prompts.get(image["prompt_id"], ""))
-                rows.append(image_row(cell, image, "clip_score", score, None, bundle.name))
+                score = _video_prompted(metric, scorer, loaded, text)
+                rows.append(image_row(cell, image, metric.name, score, None, scorer.model))
             else:
                 ready.append((cell, image))
                 pils.append(loaded.image)
         texts = [view.prompts.get(i["prompt_id"], "") for _, i in ready]
-        values, truncated = clip_scores(bundle, pils, texts)
-        for (cell, image), value, cut in zip(ready, values, truncated, strict=True):
-            note = f"prompt truncated to {bundle.max_text_tokens} tokens" if cut else None
-            score = PairScore(value, "ok", note)
-            rows.append(image_row(cell, image, "clip_score", score, None, bundle.name))
+        scores = scorer.score(pils, texts)
+        for (cell, image), score in zip(ready, scores, strict=True):
+            rows.append(image_row(cell, image, metric.name, score, None, scorer.model))
         book.add_image_rows(rows)
 
 
-def _video_clip_score(bundle: ClipBundle, video: LoadedImage, text: str) -> PairScore:
-    """CLIP score of every frame with the prompt: the mean, and the worst frame beside it."""
-    values: list[float] = []
-    truncated = False
-    for start in range(0, len(video.frames), CLIP_BATCH):
-        frames = list(video.frames[start : start + CLIP_BATCH])
-        got, cut = clip_scores(bundle, frames, [text] * len(frames))
-        values += got
-        truncated = truncated or any(cut)
-    scores = [PairScore(v) for v in values]
-    score = video_score(scores, METRICS["clip_score"].higher_is_better)
-    if truncated:
-        return replace(score, note=f"prompt truncated to {bundle.max_text_tokens} tokens")
-    return score
+def _video_prompted(
+    metric: PromptMetric, scorer: PromptScorer, video: LoadedImage, text: str
+) -> PairScore:
+    """Every frame scored with the prompt: the mean, and the worst frame beside it."""
+    scores: list[PairScore] = []
+    for start in range(0, len(video.frames), scorer.batch_size):
+        frames = list(video.frames[start : start + scorer.batch_size])
+        scores += scorer.score(frames, [text] * len(frames))
+    return metric.video(scores)
 
 
 def _ok_images(view: RunView, cell_id: str) -> list[tuple[str, int]]:
@@ -175,13 +166,14 @@ def _sample_count(view: RunView, cell_id: str) -> int:
 def score_distribution(
     view: RunView,
     book: ScoreBook,
-    spaces: dict[str, tuple[str, FeatureFn]],
+    spaces: dict[str, tuple[DistributionMetric, tuple[str, FeatureFn]]],
     progress: bool,
 ) -> None:
     """FID / KID / CMMD of each cell's image set against its reference cell's image set.
 
-    `spaces[metric]` is the (name, extractor) of the feature space the metric uses. Features
-    are extracted only when both sets are large enough for the metric to mean anything.
+    `spaces[name]` is the metric and the (name, extractor) of the feature space it uses.
+    Features are extracted only when both sets are large enough for the metric to mean
+    anything.
     """
     cache: dict[tuple[str, str], np.ndarray] = {}
 
@@ -205,44 +197,14 @@ def score_distribution(
     ]
     for cell, ref_id in _progress(cells, "distribution", progress):
         n, n_ref = _sample_count(view, cell["cell_id"]), _sample_count(view, ref_id)
-        for metric, space in spaces.items():
-            if book.dist_done((cell["cell_id"], metric, ref_id, space[0], n, n_ref)):
+        for name, (metric, space) in spaces.items():
+            if book.dist_done((cell["cell_id"], name, ref_id, space[0], n, n_ref)):
                 continue
-            # Checked before extracting features (FID's rank rule needs them: distribution_metric).
-            result = too_few_samples(metric, n, n_ref, MIN_SAMPLES[metric])
+            # Checked before extracting features (FID's rank rule needs them: `compute`).
+            result = metric.too_few(n, n_ref)
             if result is None:
-                x, y = feats(space, cell["cell_id"]), feats(space, ref_id)
-                result = distribution_metric(metric, x, y)
-            book.add_dist_row(dist_row(cell, metric, result, ref_id, space[0]))
-
-
-def _feature_spaces(
-    metrics: list[str],
-    clip: ClipBundle | str,
-    features: str,
-    inception_weights: Path | None,
-    unavailable: dict[str, str],
-) -> dict[str, tuple[str, FeatureFn]]:
-    """The feature space of each distribution metric; reasons for those that cannot run."""
-    if features not in ("clip", "inception"):
-        raise UserInputError(f"--features: expected clip or inception, got {features!r}")
-    clip_space: tuple[str, FeatureFn] | str = (
-        clip if isinstance(clip, str) else (f"clip:{clip.name}", clip_features(clip))
-    )
-    primary: tuple[str, FeatureFn] | str = clip_space
-    if features == "inception":
-        try:
-            primary = (f"inception:{inception_weights}", inception_features(inception_weights))
-        except FeaturesUnavailable as exc:
-            primary = str(exc)
-    spaces: dict[str, tuple[str, FeatureFn]] = {}
-    for metric in metrics:
-        space = clip_space if metric == "cmmd" else primary
-        if isinstance(space, str):
-            unavailable[metric] = space
-        else:
-            spaces[metric] = space
-    return spaces
+                result = metric.compute(feats(space, cell["cell_id"]), feats(space, ref_id))
+            book.add_dist_row(dist_row(cell, name, result, ref_id, space[0]))
 
 
 def score_run(
@@ -258,45 +220,48 @@ def score_run(
 
     `metrics` defaults to all of them. `clip_model` overrides the manifest's `config.clip_model`.
     `features` picks FID/KID's feature space (`clip`, or `inception` with `inception_weights`,
-    default from $BENCH_INCEPTION_WEIGHTS). Raises UserInputError for bad input.
+    default from $BENCH_INCEPTION_WEIGHTS). Raises UserInputError for bad input, before
+    anything is written. Every metric is run through its registry entry, by scope: the paired
+    ones, then those of one image and its prompt, then the distributions.
     """
     run_dir = Path(run_dir)
     names = parse_metrics(metrics)
+    check_features(features)
     view = read_run(run_dir)
     book = ScoreBook(run_dir / SCORES)
+    if inception_weights is None and os.environ.get(INCEPTION_ENV):
+        inception_weights = Path(os.environ[INCEPTION_ENV])
+    default_clip = (view.manifest.get("config") or {}).get("clip_model")
+    resources = Resources(clip_model or default_clip, features, inception_weights)
+    chosen = [METRICS[name] for name in names]
     unavailable: dict[str, str] = {}
 
-    functions: dict[str, Callable[[Any, Any], PairScore]] = {}
-    for m in names:
-        if m in PAIRED_FUNCTIONS:
-            functions[m] = PAIRED_FUNCTIONS[m]
-        elif m == "lpips":
+    functions: dict[str, tuple[PairedMetric, PairFunction]] = {}
+    for metric in chosen:
+        if isinstance(metric, PairedMetric):
             try:
-                functions[m] = load_lpips()
+                functions[metric.name] = (metric, metric.load())
             except MetricUnavailable as exc:
-                unavailable[m] = str(exc)
+                unavailable[metric.name] = str(exc)
     score_paired(view, book, functions, progress)
 
-    needs_clip = [m for m in names if m == "clip_score" or METRICS[m].scope == "distribution"]
-    clip: ClipBundle | str = "not needed"
-    if needs_clip:
-        name = clip_model or (view.manifest.get("config") or {}).get("clip_model")
-        try:
-            clip = load_clip(name)
-        except ClipUnavailable as exc:
-            clip = str(exc)
-    if "clip_score" in names:
-        if isinstance(clip, str):
-            unavailable["clip_score"] = clip  # kept only where no earlier rows exist
-        elif clip.tokenizer is None:
-            unavailable["clip_score"] = f"{clip.name}: the CLIP folder has no tokenizer"
-        else:
-            score_clip(view, book, clip, progress)
-    dist = [m for m in names if METRICS[m].scope == "distribution"]
-    if dist:
-        if inception_weights is None and os.environ.get(INCEPTION_ENV):
-            inception_weights = Path(os.environ[INCEPTION_ENV])
-        spaces = _feature_spaces(dist, clip, features, inception_weights, unavailable)
+    for metric in chosen:
+        if isinstance(metric, PromptMetric):
+            try:
+                scorer = metric.load(resources)
+            except MetricUnavailable as exc:
+                unavailable[metric.name] = str(exc)  # kept only where no earlier rows exist
+                continue
+            score_prompted(view, book, metric, scorer, progress)
+
+    spaces: dict[str, tuple[DistributionMetric, tuple[str, FeatureFn]]] = {}
+    for metric in chosen:
+        if isinstance(metric, DistributionMetric):
+            try:
+                spaces[metric.name] = (metric, metric.feature_space(resources))
+            except MetricUnavailable as exc:
+                unavailable[metric.name] = str(exc)
+    if spaces:
         score_distribution(view, book, spaces, progress)
 
     write_summary(run_dir / SCORES_SUMMARY, view, book, names, unavailable)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli.errors import reports_user_errors
-from bench.metrics.contracts import METRICS
+from bench.metrics import METRICS
 from bench.metrics.score_summary import figure
 from bench.results import SCORES, SCORES_SUMMARY
 from bench.score import score_run

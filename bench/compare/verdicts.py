@@ -62,17 +62,15 @@ from bench.compare.stats import (
     sample_verdict,
 )
 from bench.errors import UserInputError
+from bench.metrics import METRICS
 from bench.size.units import MIB
 
 SCHEMA_VERSION = 1
 
-# Per metric, the smallest mean change (in the metric's units) worth failing a build for.
+# Per metric, the smallest mean change (in the metric's units) worth failing a build for: each
+# metric's contract says (bench.metrics.base.Metric.margin).
 DEFAULT_QUALITY_MARGINS: dict[str, float] = {
-    "psnr": 0.5,
-    "ssim": 0.005,
-    "ms_ssim": 0.005,
-    "lpips": 0.01,
-    "clip_score": 0.5,
+    name: metric.margin for name, metric in METRICS.items() if metric.margin is not None
 }
 FALLBACK_QUALITY_MARGIN = 0.0
 

@@ -1,12 +1,9 @@
-"""CLIP: prompt alignment (CLIP score) and image embeddings for the distribution metrics.
+"""CLIP: the model behind the CLIP score (bench.metrics.clip_score) and the image embeddings
+the distribution metrics use as features (bench.metrics.features).
 
 torchmetrics 1.9's `CLIPScore` only loads hub ids (a local folder needs a callable) and breaks
 with transformers 5, whose `get_image_features` returns an output object instead of a tensor.
-So the score is computed here with transformers' CLIPModel directly: 100 * max(cos(image
-embedding, text embedding), 0) per image. torchmetrics clamps the mean over images instead,
-max(100 * mean(cos), 0); the two agree unless an image's cosine with its prompt is negative.
-The clamp stays per image so every stored value lies in the metric's range [0, 100] and the
-scores of runs made before stay comparable (docs/scores.md).
+So the embeddings are computed here with transformers' CLIPModel directly.
 
 Models are loaded from a local folder, or from the local Hugging Face cache for a hub id;
 nothing is ever downloaded (so `HF_HUB_OFFLINE` holds either way), and only safetensors are
@@ -138,18 +135,3 @@ def text_embeddings(bundle: ClipBundle, texts: Sequence[str]) -> tuple[torch.Ten
         )
         chunks.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu())
     return torch.cat(chunks), truncated
-
-
-def clip_scores(
-    bundle: ClipBundle, images: Sequence[Image.Image], texts: Sequence[str]
-) -> tuple[list[float], list[bool]]:
-    """Per image: 100 * max(cos, 0) with its prompt, and whether the prompt was truncated."""
-    if len(images) != len(texts):
-        raise ValueError(f"{len(images)} images but {len(texts)} prompts")
-    if not images:
-        return [], []
-    image_emb = image_embeddings(bundle, images)
-    text_emb, truncated = text_embeddings(bundle, texts)
-    cosine = (image_emb * text_emb).sum(dim=-1)
-    scores = (100.0 * cosine.clamp(min=0)).tolist()
-    return [float(s) for s in scores], truncated

@@ -3,27 +3,21 @@
 These compare image *sets*, not pairs, so they need many images before they mean anything: FID
 is biased at small n and its covariance is singular below the feature dimension. Where n is too
 small the result says so (`too_few_samples` with n and the minimum) instead of a bare number.
-Features come from a configurable extractor: the CLIP image tower by default (unit-norm
-projected embeddings), or torchmetrics' Inception from a local weights file when configured.
-CMMD is defined over CLIP embeddings and always uses them.
+The metrics take features, one row per image (bench.metrics.features: the CLIP image tower by
+default, or torchmetrics' Inception from a local weights file when configured); CMMD is defined
+over CLIP embeddings and always uses them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image
 from scipy import linalg
 
-from bench.metrics.clip import ClipBundle, image_embeddings
+from bench.metrics.base import DistributionMetric, DistributionResult
 
-# Minimum images per side. FID also needs more images than feature dimensions (see fid_minimum).
-MIN_SAMPLES = {"fid": 50, "kid": 10, "cmmd": 10}
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 CMMD_SIGMA = 10.0
@@ -35,33 +29,9 @@ FID_IMAGINARY_TOLERANCE = 1e-3
 # Same-distribution draws behind FID's floor (each one sqrtm of a feature-sized matrix).
 FID_FLOOR_DRAWS = 3
 
-FeatureFn = Callable[[Sequence[Image.Image]], np.ndarray]
-
-
-class FeaturesUnavailable(Exception):
-    """The configured feature extractor cannot run here; the message is the recorded reason."""
-
 
 class FidNumericalError(Exception):
     """sqrtm of the covariance product has a real imaginary part: no FID (the message says)."""
-
-
-@dataclass(frozen=True)
-class DistributionResult:
-    """One distribution metric of one cell against its reference set."""
-
-    value: float | None
-    status: str
-    n: int
-    n_reference: int
-    minimum: int
-    note: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def fid_minimum(feature_dim: int) -> int:
-    """FID needs a full-rank covariance: more images than feature dimensions, and at least 50."""
-    return max(MIN_SAMPLES["fid"], feature_dim + 1)
 
 
 def fid_from_features(x: np.ndarray, y: np.ndarray) -> float:
@@ -134,7 +104,8 @@ def kid_from_features(
     whole set reordered, and their spread is not KID's uncertainty (torchmetrics refuses
     this case; here the mean stands, computed once where every subset is the whole of both).
     """
-    from torchmetrics.image.kid import poly_mmd  # imports the FID Inception wrapper: only here
+    import torch  # torch: only when scoring (the registry is read without it)
+    from torchmetrics.image.kid import poly_mmd  # torchmetrics: imports the FID Inception too
 
     x64 = torch.as_tensor(np.asarray(x, dtype=np.float64))
     y64 = torch.as_tensor(np.asarray(y, dtype=np.float64))
@@ -188,33 +159,14 @@ def cmmd_floor(
     return scale * (1.0 / n + 1.0 / m) * (1.0 - float(between))
 
 
-def too_few_samples(name: str, n: int, n_ref: int, minimum: int) -> DistributionResult | None:
-    """The `too_few_samples` result when either set is below `minimum`, else None."""
-    if min(n, n_ref) >= minimum:
-        return None
-    return DistributionResult(
-        None,
-        "too_few_samples",
-        n,
-        n_ref,
-        minimum,
-        f"{name} needs at least {minimum} images per set, got {n} vs {n_ref} reference",
-    )
+@dataclass(frozen=True, kw_only=True)
+class Fid(DistributionMetric):
+    def minimum_for(self, feature_dim: int) -> int:
+        """A full-rank covariance: more images than feature dimensions, and `minimum`."""
+        return max(self.minimum, feature_dim + 1)
 
-
-def distribution_metric(name: str, x: np.ndarray, y: np.ndarray) -> DistributionResult:
-    """`name` (fid, kid, cmmd) of features x against reference features y, or why not.
-
-    Every value comes with its `floor` (in `extra`): what the metric gives for two samples of
-    one distribution at these sizes, so a reader sees how far the value is from "no
-    difference" (docs/scores.md).
-    """
-    n, n_ref = len(x), len(y)
-    minimum = fid_minimum(x.shape[1]) if name == "fid" else MIN_SAMPLES[name]
-    too_few = too_few_samples(name, n, n_ref, minimum)
-    if too_few is not None:
-        return too_few
-    if name == "fid":
+    def measure(self, x: np.ndarray, y: np.ndarray, minimum: int) -> DistributionResult:
+        n, n_ref = len(x), len(y)
         try:
             value = fid_from_features(x, y)
             floor = fid_floor(y, n)
@@ -224,7 +176,12 @@ def distribution_metric(name: str, x: np.ndarray, y: np.ndarray) -> Distribution
         return DistributionResult(
             value, "ok", n, n_ref, minimum, extra={"floor": floor, "floor_method": method}
         )
-    if name == "kid":
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kid(DistributionMetric):
+    def measure(self, x: np.ndarray, y: np.ndarray, minimum: int) -> DistributionResult:
+        n, n_ref = len(x), len(y)
         mean, std = kid_from_features(x, y)
         extra: dict[str, Any] = {"floor": 0.0, "floor_method": "unbiased estimator"}
         note = None
@@ -236,50 +193,49 @@ def distribution_metric(name: str, x: np.ndarray, y: np.ndarray) -> Distribution
         else:
             extra["std"] = std
         return DistributionResult(mean, "ok", n, n_ref, minimum, note, extra)
-    if name == "cmmd":
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cmmd(DistributionMetric):
+    def measure(self, x: np.ndarray, y: np.ndarray, minimum: int) -> DistributionResult:
+        n, n_ref = len(x), len(y)
         floor = {"floor": cmmd_floor(y, n), "floor_method": "closed form"}
         return DistributionResult(cmmd_from_embeddings(x, y), "ok", n, n_ref, minimum, extra=floor)
-    raise ValueError(f"unknown distribution metric {name!r}")
 
 
-def clip_features(bundle: ClipBundle) -> FeatureFn:
-    """Unit-norm CLIP image embeddings as the feature space."""
-
-    def extract(images: Sequence[Image.Image]) -> np.ndarray:
-        return image_embeddings(bundle, images).numpy()
-
-    return extract
-
-
-def inception_features(weights: Path | None) -> FeatureFn:
-    """torchmetrics' FID Inception (2048-d pool features) from a local weights file.
-
-    It needs torch-fidelity (which itself needs torchvision); where either is missing, or no
-    weights file is configured, FeaturesUnavailable says so.
-    """
-    if weights is None:
-        raise FeaturesUnavailable("Inception features need a local weights file (none configured)")
-    if not Path(weights).is_file():
-        raise FeaturesUnavailable(f"{weights}: Inception weights file not found")
-    try:
-        from torchmetrics.image.fid import NoTrainInceptionV3
-    except ImportError as exc:
-        raise FeaturesUnavailable(f"Inception features need torch-fidelity: {exc}") from exc
-    try:
-        net = NoTrainInceptionV3(
-            name="inception-v3-compat",
-            features_list=["2048"],
-            feature_extractor_weights_path=str(weights),
-        )
-    except (ImportError, ModuleNotFoundError, RuntimeError, OSError) as exc:
-        raise FeaturesUnavailable(f"Inception features unavailable: {exc}") from exc
-    net.eval()
-
-    @torch.inference_mode()
-    def extract(images: Sequence[Image.Image]) -> np.ndarray:
-        batch = torch.stack(
-            [torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1) for im in images]
-        )
-        return net(batch).double().numpy()
-
-    return extract
+FID = Fid(
+    name="fid",
+    higher_is_better=False,
+    lower_bound=0.0,
+    upper_bound=None,
+    units="squared feature distance",
+    identity=0.0,
+    reference="pytorch-fid's Frechet distance (scipy.linalg.sqrtm, its imaginary-part check)",
+    description="Frechet distance between feature Gaussians of the cell and the reference images",
+    minimum=50,
+)
+KID = Kid(
+    name="kid",
+    higher_is_better=False,
+    lower_bound=None,
+    upper_bound=None,
+    units="MMD^2, cubic polynomial kernel",
+    # A set against itself is not two independent samples: the unbiased estimator gives
+    # -2 (mean k(x, x) - mean k(x, x')) / n there, not its floor 0.
+    identity=None,
+    reference="torchmetrics.image.kid.poly_mmd per subset (subsets drawn here, seeded)",
+    description="kernel inception distance: unbiased MMD^2, cubic polynomial kernel, subset mean",
+    minimum=10,
+)
+CMMD = Cmmd(
+    name="cmmd",
+    higher_is_better=False,
+    lower_bound=None,
+    upper_bound=None,
+    units="MMD^2 x 1000, RBF kernel",
+    identity=0.0,
+    reference="Jayasumana et al. 2024, the reference implementation's estimator",
+    description="MMD^2 over unit CLIP image embeddings, RBF kernel sigma=10, x1000",
+    minimum=10,
+    clip_only=True,
+)

@@ -18,9 +18,10 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
-from bench.metrics.fidelity import PAIRED_FUNCTIONS
+from bench.metrics import METRICS
+from bench.metrics.base import MetricInputError, PairedMetric
 from bench.metrics.images import load_image, pil_to_tensor
-from bench.metrics.stats import bootstrap_mean, per_prompt_means
+from bench.metrics.stats import mean_interval, per_prompt_means
 
 HarmlessChange = Literal["sdpa-math", "no-tf32", "no-reduced-precision"]
 NOISE_SUFFIX = "__noise"
@@ -144,7 +145,10 @@ def noise_floor_scores(
     pairs = [(_tensor(r), _tensor(a)) for r, a in zip(ref_images, alt_images, strict=True)]
     result: dict[str, dict[str, Any]] = {}
     for metric in metrics:
-        function = PAIRED_FUNCTIONS[metric]
+        paired = METRICS.get(metric)
+        if not isinstance(paired, PairedMetric):
+            raise MetricInputError(f"{metric!r}: not a paired metric (the noise floor is paired)")
+        function = paired.load()
         values: list[float | None] = []
         finite: list[tuple[str, float]] = []
         identical = 0
@@ -161,7 +165,7 @@ def noise_floor_scores(
                 finite.append((prompt_id, score.value))
             elif score.status != "ok" and score.note:
                 notes.add(score.note)
-        summary = bootstrap_mean(per_prompt_means(finite)).as_dict()
+        summary = mean_interval(per_prompt_means(finite)).as_dict()
         if identical and metric == "psnr":
             notes.add(f"{identical} identical image(s): PSNR +inf, left out of the mean")
             if not finite:

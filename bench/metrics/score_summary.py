@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.metrics.contracts import METRICS
+from bench.metrics import METRICS
 from bench.metrics.run_view import Reference, RunView
 from bench.metrics.scorebook import SCHEMA, ScoreBook
 from bench.metrics.stats import Interval, mean_interval, per_prompt_means, prompt_means

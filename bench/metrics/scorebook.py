@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bench.metrics.contracts import METRICS
-from bench.metrics.fidelity import PairScore
+from bench.metrics import METRICS
+from bench.metrics.base import DistributionResult, PairScore
 from bench.results import append_jsonl, iter_jsonl, repair_torn_tail, utc_now
-
-if TYPE_CHECKING:
-    from bench.metrics.distribution import DistributionResult
 
 SCHEMA = 1
 

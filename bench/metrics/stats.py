@@ -181,7 +181,3 @@ def mean_interval(
         )
     low, high = min(float(t_low), boot[0]), max(float(t_high), boot[1])
     return Interval(mean, low, high, n, method_label(confidence))
-
-
-# The name callers used when the interval was a BCa bootstrap; same contract.
-bootstrap_mean = mean_interval

@@ -9,13 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.metrics.clip import (
-    ClipUnavailable,
-    clip_scores,
-    image_embeddings,
-    load_clip,
-    text_embeddings,
-)
+from bench.metrics.clip import ClipUnavailable, image_embeddings, load_clip, text_embeddings
+from bench.metrics.clip_score import CLIP_SCORE
 
 
 def _images(n: int, size: int = 40) -> list[Image.Image]:
@@ -30,7 +25,7 @@ def test_clip_score_matches_hand_computation(tiny_clip: Path) -> None:
     assert bundle.source == str(tiny_clip.resolve())
     images = _images(3)
     texts = ["a photo of a cat", "a futuristic city at sunset", "ein Hund"]
-    scores, truncated = clip_scores(bundle, images, texts)
+    scores, truncated = CLIP_SCORE.values(bundle, images, texts)
     assert truncated == [False, False, False]
 
     # By hand: vision tower -> pooled -> visual projection; text tower -> pooled (EOS) -> text

@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 from scipy import linalg
 
+from bench.metrics import METRICS
 from bench.metrics.distribution import (
-    MIN_SAMPLES,
+    FID,
     FidNumericalError,
     cmmd_floor,
     cmmd_from_embeddings,
-    distribution_metric,
     fid_floor,
     fid_from_features,
-    fid_minimum,
     kid_from_features,
 )
 
@@ -78,17 +77,17 @@ def test_too_few_samples_is_a_status_with_n_and_minimum() -> None:
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(8, 16)), rng.normal(size=(8, 16))
     for name in ("fid", "kid", "cmmd"):
-        result = distribution_metric(name, x, y)
+        result = METRICS[name].compute(x, y)
         assert result.value is None and result.status == "too_few_samples"
-        assert result.n == 8 and result.minimum >= MIN_SAMPLES[name]
+        assert result.n == 8 and result.minimum >= METRICS[name].minimum
         assert "8" in result.note
     # FID also needs more images than feature dimensions.
-    assert fid_minimum(16) == MIN_SAMPLES["fid"] and fid_minimum(768) == 769
+    assert FID.minimum_for(16) == FID.minimum and FID.minimum_for(768) == 769
     big_x, big_y = rng.normal(size=(60, 16)), rng.normal(size=(60, 16))
-    assert distribution_metric("fid", big_x, big_y).status == "ok"
-    wide = distribution_metric("fid", rng.normal(size=(60, 100)), rng.normal(size=(60, 100)))
+    assert METRICS["fid"].compute(big_x, big_y).status == "ok"
+    wide = METRICS["fid"].compute(rng.normal(size=(60, 100)), rng.normal(size=(60, 100)))
     assert (wide.status, wide.minimum) == ("too_few_samples", 101)
-    ok = distribution_metric("kid", rng.normal(size=(12, 4)), rng.normal(size=(12, 4)))
+    ok = METRICS["kid"].compute(rng.normal(size=(12, 4)), rng.normal(size=(12, 4)))
     assert ok.status == "ok" and "std" not in ok.extra and "subset size" in ok.note
 
 
@@ -113,7 +112,7 @@ def test_cmmd_floor_is_the_same_distribution_expectation(n: int) -> None:
     reference = unit(150)
     drawn = np.mean([cmmd_from_embeddings(unit(n), unit(150)) for _ in range(300)])
     assert cmmd_floor(reference, n) == pytest.approx(drawn, rel=0.05)
-    result = distribution_metric("cmmd", unit(n), reference)
+    result = METRICS["cmmd"].compute(unit(n), reference)
     assert result.extra["floor"] == pytest.approx(cmmd_floor(reference, n))
 
 
@@ -150,7 +149,7 @@ def test_fid_imaginary_square_root_is_an_error_not_a_number() -> None:
         if imaginary > 1e-3:
             with pytest.raises(FidNumericalError, match="imaginary"):
                 fid_from_features(x, y)
-            result = distribution_metric("fid", x, y)
+            result = METRICS["fid"].compute(x, y)
             assert (result.value, result.status) == (None, "numerical_error")
             seen.add("error")
         else:

@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from bench.cli.score import score_command
-from bench.errors import UserInputError
+from bench.errors import ArgumentError, UserInputError
 from bench.metrics.score_summary import figure
 from bench.results import iter_jsonl
 from bench.score import SCORES_SUMMARY, score_run
@@ -220,6 +220,26 @@ def test_bad_input_is_a_user_error(make_run: Callable[..., Path], tmp_path: Path
     with pytest.raises(UserInputError, match="unknown metric"):
         score_run(run, ["psnr", "sharpness"])
     assert not (run / "scores.jsonl").exists()
+
+
+def test_a_bad_argument_names_the_option_or_the_parameter(make_run: Callable[..., Path]) -> None:
+    """The library raises ArgumentError: `bench` prints its option, the Python API names its
+    parameter; a bad `features` is refused before any metric runs, so nothing is written."""
+    import bench as api
+
+    run = make_run()
+    with pytest.raises(ArgumentError) as raised:
+        score_run(run, ["sharpness"])
+    assert str(raised.value).startswith("--metrics: unknown metric(s) ['sharpness']; known: psnr")
+    with pytest.raises(ArgumentError, match=r"^--features: expected clip or inception, got 'x'$"):
+        score_run(run, ["psnr"], features="x")
+    with pytest.raises(UserInputError, match=r"^score\(metrics=\.\.\.\): unknown metric"):
+        api.score(run, metrics="sharpness")
+    with pytest.raises(
+        UserInputError, match=r"^score\(features=\.\.\.\): expected clip or inception, got 'x'$"
+    ):
+        api.score(run, metrics="psnr", features="x")
+    assert not (run / "scores.jsonl").exists() and not (run / SCORES_SUMMARY).exists()
 
 
 def test_score_command_exit_codes(make_run: Callable[..., Path], tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from scipy import stats
 
 from bench.metrics.stats import (
     MIN_INTERVAL_N,
-    bootstrap_mean,
     mean_interval,
     per_prompt_means,
     prompt_means,
@@ -82,7 +81,6 @@ def test_interval_contains_point_estimate(seed: int) -> None:
 def test_fixed_random_state_is_reproducible() -> None:
     data = [1.0, 4.0, 2.0, 8.0, 5.0]
     assert mean_interval(data) == mean_interval(data)
-    assert bootstrap_mean is mean_interval  # the older name, same contract
 
 
 def test_degenerate_inputs_give_reasons_not_crashes() -> None:

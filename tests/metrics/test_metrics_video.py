@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.metrics.fidelity import VIDEO_POOLING, PairScore, pooled_psnr, psnr, video_score
+from bench.metrics.base import PairScore, video_score
+from bench.metrics.fidelity import PSNR, pooled_psnr, psnr
 from bench.metrics.images import load_image
 from bench.results import frame_relpath, iter_jsonl
 from bench.score import SCORES_SUMMARY, score_run
@@ -86,7 +87,7 @@ def test_identical_frames_count_as_no_error_in_a_videos_psnr() -> None:
     """Issue 27's case: 15 identical frames and one at 30 dB are 42.0 dB as one video (the
     mean squared error over 16 frames), not the 30.0 dB of the frames that have a PSNR."""
     frames = [PairScore(None, identical=True)] * 15 + [PairScore(30.0)]
-    score = video_score(frames, higher_is_better=True, pool=VIDEO_POOLING["psnr"])
+    score = video_score(frames, higher_is_better=True, pool=PSNR.video_pool)
     assert score.value == pytest.approx(30.0 + 10 * np.log10(16))
     assert round(score.value, 1) == 42.0
     assert (score.worst, score.frames, score.pooling) == (30.0, 16, "mse")
@@ -110,7 +111,8 @@ def test_distribution_metrics_take_every_frame_as_a_sample(
 def test_clip_score_of_a_video_is_its_frames_mean(
     make_run: Callable[..., Path], tiny_clip: Path
 ) -> None:
-    from bench.metrics.clip import clip_scores, load_clip
+    from bench.metrics.clip import load_clip
+    from bench.metrics.clip_score import CLIP_SCORE
 
     run = make_run(frames=3, clip_model=str(tiny_clip), prompts=("p0",))
     score_run(run, ["clip_score"], progress=False)
@@ -124,7 +126,7 @@ def test_clip_score_of_a_video_is_its_frames_mean(
         Image.open(run / frame_relpath("Q4_K__none__32x32", "p0", 0, i)).convert("RGB")
         for i in range(3)
     ]
-    values, _ = clip_scores(bundle, frames, ["a photo of p0"] * 3)
+    values, _ = CLIP_SCORE.values(bundle, frames, ["a photo of p0"] * 3)
     assert row["frames"] == 3
     assert row["value"] == pytest.approx(np.mean(values), rel=1e-5)
     assert row["worst_frame"] == pytest.approx(min(values), rel=1e-5)
