@@ -30,8 +30,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: parameter each is here: their errors are reported naming the parameter instead.
 _OPTION_PARAMETERS = {
     "--only": "only",
-    "--metrics": "metrics",
-    "--features": "features",
     "--time-factor": "time_factor",
     "--memory-factor": "memory_factor",
     "--energy-factor": "energy_factor",
