@@ -26,6 +26,10 @@ import psutil
 from packaging.utils import canonicalize_name
 
 from bench.backends import backend_packages
+from bench.library_output import (  # noqa: F401  the runner and the CLI still import them here
+    quiet_library_environment,
+    quiet_library_output,
+)
 
 PACKAGES = tuple(
     dict.fromkeys(
@@ -196,28 +200,3 @@ def collect_environment() -> dict[str, Any]:
         "gpus": gpu_info(),
         "env": {k: os.environ[k] for k in SAFE_ENV_VARS if k in os.environ},
     }
-
-
-def quiet_library_environment() -> None:
-    """Library chatter (info logs, hub progress bars) would bury the harness's own output.
-
-    Set as defaults only, so a user who wants it can set the variables; child processes inherit.
-    """
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def quiet_library_output() -> None:
-    """The environment defaults plus the progress bars and deprecation notices the libraries
-    print while loading and saving (for processes that import them anyway)."""
-    import warnings
-
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    quiet_library_environment()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()

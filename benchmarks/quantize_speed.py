@@ -346,7 +346,7 @@ def _baseline_rows(ckpt, t, x, y, part) -> None:  # type: ignore[no-untyped-def]
 
 
 def library_convert(src: Path, qtype: str, out: Path, jobs: int, pool: str) -> None:
-    from bench.gguf.convert import quantize_checkpoint
+    from bench.families.gguf import quantize_checkpoint
 
     quantize_checkpoint(src, out, qtype, jobs=jobs, pool=pool)  # type: ignore[arg-type]
 

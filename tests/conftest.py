@@ -25,6 +25,6 @@ def bench_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(bench_cache: Path) -> Path:
-    from bench.models.synthetic import ensure_synthetic_pipeline
+    from bench.families.synthetic import ensure_synthetic_pipeline
 
     return ensure_synthetic_pipeline("tiny", 0)

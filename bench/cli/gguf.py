@@ -1,4 +1,5 @@
-"""``bench quantize`` and ``bench inspect``: typer shells over bench.gguf.batch and inspect.
+"""``bench quantize`` and ``bench inspect``: typer shells over bench.gguf.batch and the family
+look-ups of bench.families.gguf (which family a checkpoint is, every family's tensor names).
 
 Errors a user can fix (missing source, unknown type, corrupt GGUF) print one line to stderr that
 names the file or value and what was expected, and exit with code 2; the converter writes under a
@@ -15,9 +16,10 @@ from typing import Annotated
 import typer
 
 from bench.cli.errors import reports_user_errors
+from bench.families import get_family
+from bench.families.gguf import check_family, detect_family, inspect_gguf
 from bench.gguf.batch import check_request, quantize_to_folder
 from bench.gguf.errors import ConversionError, GGUFFileError
-from bench.gguf.inspect import inspect_gguf
 from bench.gguf.qtypes import supported_quant_types
 from bench.gguf.quants import default_threads
 
@@ -92,14 +94,15 @@ def quantize_command(
             f"{cpus} worker processes",
             err=True,
         )
+    name = check_family(family) if family is not None else detect_family(src)
     made = quantize_to_folder(
         src,
         split_types(type),
         out,
+        get_family(name).gguf,
         key_names=key_names,
         jobs=jobs,
         progress=sys.stderr.isatty(),
-        family=family,
     )
     for s in made:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(s.tensor_counts.items()))

@@ -2,29 +2,19 @@
 
 A family is everything the harness knows about one kind of diffusion pipeline that is not
 generic: the synthetic specs it builds offline (a tiny one for CPUs and the real architecture
-with random weights), how its pipeline is called and its output taken, its GGUF tensor names
-and rules, and the working-memory formulas `bench size` uses. The generic machinery asks the
-family and never tests a class name: bench/models/synthetic.py (cache folder, seeded fill,
-saving, digest), bench/gguf (quantizer, writer), bench/size (offload residency, terms), the
-runner (timing, records). A new family is one module defining a subclass and its entry in
-bench/families/__init__.py; tests/families/test_conformance.py runs every registered family
-through the same checks.
+with random weights), which shared building blocks it is made of (bench/blocks: CLIP, T5, UMT5,
+Qwen2.5-VL, AutoencoderKL, the Wan VAE), its own denoiser, how its pipeline is called, its GGUF
+tensor names and rules, and its denoiser's working-memory formula for `bench size`. The engines
+below take a family as an argument and never test a class name: bench/models/synthetic.py
+(cache folder, seeded fill, saving, digest), bench/gguf (quantizer, writer), bench/size
+(components, terms); the registry (bench/families/__init__.py) and the look-ups by name
+(bench/families/synthetic.py, gguf.py, sizing.py) sit beside the families. A new family is one
+module defining a subclass and its entry in bench/families/__init__.py;
+tests/families/test_conformance.py runs every registered family through the same checks.
 
 Nothing here imports torch, diffusers or transformers at module level: the config and the CLI
 look families up by name, and the GGUF converter's worker processes must start without torch.
-
-Adding a family (FLUX, SD3.5, Qwen-Image and Wan are the models): a module
-``bench/families/<name>.py`` with a frozen spec dataclass and presets (a tiny one whose block
-widths are multiples of 256 so the K-quants apply, and the real architecture),
-``meta_components``/``build_components`` (local tokenizers from bench/models/tokenizers.py),
-``generate`` (the pipeline's own keyword for guidance; a video family sets ``output = "video"``,
-``default_num_frames``/``default_fps`` and ``check_num_frames``, takes ``num_frames`` in
-``options`` and returns its frames, which the runner saves and every later stage reads as one
-video), ``activations`` (reusing bench.size.predict's T5/CLIP/AutoencoderKL formulas where the
-family has those parts; ``scenario.num_frames`` for a video), and a ``TensorNames`` subclass
-with the community files' names and rules (``<name>_gguf.py``; tensors of more than 4
-dimensions are written as the community files write them, bench/gguf/plan.py); then its entry
-in ``FAMILIES``.
+docs/extending.md says what a new family writes.
 """
 
 from __future__ import annotations
@@ -33,14 +23,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from bench.blocks.meta import on_meta
+from bench.blocks.text_encoders import text_encoder_activations
 from bench.errors import UserInputError
+from bench.models.synthetic import fill_components
+from bench.size.components import Component, PipelineComponents, offload_order
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from bench.gguf.names import TensorNames
-    from bench.size.components import Component, PipelineComponents
-    from bench.size.predict import Scenario
+    from bench.size.terms import Scenario
 
 #: Called after each denoising step the way diffusers' ``callback_on_step_end`` is.
 StepCallback = Callable[..., dict[str, Any]]
@@ -74,8 +67,8 @@ def pictures(array: Any) -> list[Image]:
     """PIL images of a pipeline's ``output_type="np"`` result (float, [0, 1], ... × H × W × 3:
     one image per leading index), converted as diffusers' own ``numpy_to_pil`` converts them,
     after checking every value is finite (`NonFiniteOutput` otherwise)."""
-    import numpy as np
-    from PIL import Image as PILImage
+    import numpy as np  # with PIL: loaded only when a pipeline has run
+    from PIL import Image as PILImage  # PIL: heavy
 
     values = np.asarray(array)
     bad = int(values.size - np.isfinite(values).sum())
@@ -177,6 +170,19 @@ class Family:
     #: a video family's frame count and frame rate when the config names none (None: images)
     default_num_frames: ClassVar[int | None] = None
     default_fps: ClassVar[int | None] = None
+    #: the pipeline's tokenizers, by its constructor's keys: the kind of each local stand-in
+    #: (bench/models/tokenizers.py's BUILDERS: "clip", "t5", "qwen2")
+    tokenizer_kinds: ClassVar[Mapping[str, str]] = {}
+    #: the spec's fields holding text-encoder sizes: a spec that names the vocabulary in each
+    #: (a published architecture) is sized with the real tokenizers' special ids, any other
+    #: with the local tokenizers' (as a build always is)
+    text_encoder_fields: ClassVar[tuple[str, ...]] = ()
+    #: diffusers scheduler class of a synthetic build (its config: the spec's ``scheduler``)
+    scheduler_class: ClassVar[str] = "FlowMatchEulerDiscreteScheduler"
+    #: keywords of bench.models.synthetic.fill_components for a build (``tie``, ``cast_buffers``)
+    fill_options: ClassVar[Mapping[str, bool]] = {}
+    #: the config key only the family's VAE has: how a sized component is told to be the VAE
+    vae_config_key: ClassVar[str] = "block_out_channels"
 
     # --- synthetic pipelines --------------------------------------------------------------
     @property
@@ -199,20 +205,54 @@ class Family:
         different families (both called "tiny") apart."""
         return f"{self.name}-{preset}"
 
+    def local_tokenizers(self) -> dict[str, Any]:
+        """The pipeline's tokenizers, by its constructor's keys, built locally."""
+        from bench.models.tokenizers import BUILDERS  # loads transformers
+
+        return {key: BUILDERS[kind]() for key, kind in self.tokenizer_kinds.items()}
+
+    def models(self, spec: Any, tokenizers: Mapping[str, Any]) -> dict[str, Any]:
+        """The model components of ``spec`` on the meta device, by the pipeline's keys: the
+        denoiser (``denoiser_class`` of the spec's ``transformer`` config), then the family's
+        text encoders and VAE (`blocks`)."""
+        import diffusers  # diffusers: heavy, loaded only to build
+
+        denoiser = on_meta(getattr(diffusers, self.denoiser_class), **spec.transformer)
+        return {self.denoiser: denoiser, **self.blocks(spec, tokenizers)}
+
+    def blocks(self, spec: Any, tokenizers: Mapping[str, Any]) -> dict[str, Any]:
+        """The text encoders and the VAE of ``spec`` on the meta device (bench/blocks), by the
+        pipeline's keys: vocabularies and special ids from ``tokenizers`` (the local ones, by
+        key), or, where it has none, the real tokenizers' (the spec names the vocabulary)."""
+        raise NotImplementedError
+
+    def pipeline_options(self, spec: Any) -> dict[str, Any]:
+        """Constructor arguments of the pipeline that are neither models, tokenizers nor the
+        scheduler (Wan 2.2's ``expand_timesteps``)."""
+        return {}
+
     def meta_components(self, spec: Any) -> dict[str, Any]:
         """The model components of ``spec`` on the meta device: shapes without memory, for
         `bench size` and the builder. Vocabulary sizes the spec does not name come from the
         family's local tokenizers, as in a build."""
-        raise NotImplementedError
+        named = all("vocab_size" in getattr(spec, f) for f in self.text_encoder_fields)
+        return self.models(spec, {} if named else self.local_tokenizers())
 
     def build_components(self, spec: Any, seed: int) -> dict[str, Any]:
-        """Every pipeline component (models filled by bench.models.synthetic's seeded fill,
-        tokenizers made locally, scheduler), as the pipeline class's constructor takes them."""
-        raise NotImplementedError
+        """Every pipeline component, as the pipeline class's constructor takes them: the models
+        filled by bench.models.synthetic's seeded fill, the local tokenizers, the scheduler."""
+        import diffusers  # diffusers: heavy, loaded only to build
+        import torch  # torch: likewise
+
+        tokenizers = self.local_tokenizers()
+        modules = self.models(spec, tokenizers)
+        fill_components(modules, seed, getattr(torch, spec.dtype), **self.fill_options)
+        scheduler = getattr(diffusers, self.scheduler_class)(**spec.scheduler)
+        return {**modules, **tokenizers, "scheduler": scheduler, **self.pipeline_options(spec)}
 
     def build_pipeline(self, spec: Any, seed: int) -> Any:
         """The pipeline object of a synthetic build, ready for ``save_pretrained``."""
-        import diffusers
+        import diffusers  # diffusers: heavy, loaded only to build
 
         return getattr(diffusers, self.pipeline_class)(**self.build_components(spec, seed))
 
@@ -281,18 +321,10 @@ class Family:
                 )
 
     def check_video_option(self, key: str) -> None:
-        """Refuse a video setting (``num_frames``, ``fps``) for a family that makes images,
-        naming the registered video families."""
-        if self.output == "video":
-            return
-        from bench.families import FAMILIES
-
-        videos = ", ".join(f.name for f in FAMILIES.values() if f.output == "video")
-        raise UnsupportedOption(
-            key,
-            f"{self.title} makes images, not videos (video families: model.family "
-            f"{videos or 'none registered'})",
-        )
+        """Refuse a video setting (``num_frames``, ``fps``) for a family that makes images (the
+        config names the families that make videos: bench/config.py)."""
+        if self.output != "video":
+            raise UnsupportedOption(key, f"{self.title} makes images, not videos")
 
     def check_num_frames(self, num_frames: int) -> None:
         """Refuse a frame count the pipeline would not generate as asked (an image family
@@ -313,24 +345,39 @@ class Family:
         callback_on_step_end: StepCallback | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> list[Image]:
-        """One generation: the pipeline called the way the family's documentation calls it,
-        its output as PIL images (one for an image family, the frames in order for a video
-        family). ``guidance`` is the family's own guidance (FLUX: distilled guidance scale)."""
+        """One generation: the pipeline called the way the family's documentation calls it
+        (`call_arguments`: its own guidance keywords), its output as PIL images (one for an
+        image family, the frames in order for a video family). ``guidance`` is the family's
+        own guidance (FLUX: distilled guidance scale)."""
+        self.check_options(options)
+        self.check_generation_size(pipe, height, width)
+        result = pipe(
+            prompt,
+            **self.call_arguments(guidance, options or {}),
+            height=height,
+            width=width,
+            num_inference_steps=steps,
+            max_sequence_length=max_sequence_length,
+            generator=generator,
+            callback_on_step_end=callback_on_step_end,
+            output_type="np",
+        )
+        return pictures(result.frames[0] if self.output == "video" else result.images[:1])
+
+    def call_arguments(self, guidance: float, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The pipeline call's keywords that are the family's own: its guidance, its negative
+        prompt, a video's frame count (checked here)."""
         raise NotImplementedError
 
     # --- GGUF -----------------------------------------------------------------------------
-    @property
-    def gguf(self) -> TensorNames:
-        """Tensor names, fusions, high-precision tensors and architecture of the community
-        GGUF files of this family (bench.gguf.names.TensorNames)."""
-        raise NotImplementedError
+    #: tensor names, fusions, high-precision tensors and architecture of the family's community
+    #: GGUF files (a bench.gguf.names.TensorNames: FLUX's in bench/families/flux_gguf.py)
+    gguf: ClassVar[TensorNames]
 
     # --- sizing ---------------------------------------------------------------------------
     def offload_order(self, names: list[str]) -> tuple[str, ...]:
         """The order model offload moves the components: the pipeline class's
         ``model_cpu_offload_seq``, then any component it does not name."""
-        from bench.size.components import offload_order
-
         return offload_order(self.pipeline_class, names)
 
     def activations(
@@ -342,5 +389,36 @@ class Family:
     ) -> tuple[str, int, str]:
         """Working memory of one component while it runs under ``scenario``: (term name,
         bytes, why). The weights, offload residency, GGUF scratch, allocator and context
-        terms are generic (bench.size.predict); this is the part that depends on the model."""
+        terms are generic (bench.size.predict); this is the part that depends on the model:
+        the denoiser's by the family's formula, the VAE's and the text encoders' by their
+        blocks' (bench/blocks)."""
+        if component.name == self.denoiser:
+            work, why = self.denoiser_activations(pipe, scenario, compute_dtype)
+            return "transformer activations", work, why
+        if self.vae_config_key in component.config:
+            work, why = self.vae_activations(component, scenario)
+            return "VAE decode activations", work, why
+        work, why = self.text_encoder_activations(component, scenario)
+        return f"{component.name} activations", work, why
+
+    def denoiser_activations(
+        self, pipe: PipelineComponents, scenario: Scenario, dtype: str
+    ) -> tuple[int, str]:
+        """The denoiser's peak in one step at the compute ``dtype``: (bytes, why)."""
         raise NotImplementedError
+
+    def vae_activations(self, vae: Component, scenario: Scenario) -> tuple[int, str]:
+        """The VAE decoder's peak: (bytes, why)."""
+        raise NotImplementedError
+
+    def text_encoder_activations(self, encoder: Component, scenario: Scenario) -> tuple[int, str]:
+        """A text encoder's peak at the prompt's sequence length (T5's or CLIP's formula)."""
+        return text_encoder_activations(
+            encoder, scenario.max_sequence_length, scenario.batch, encoder.dtype
+        )
+
+
+def image_denoiser_peak(image: int, text: int, peak: tuple[int, str]) -> tuple[int, str]:
+    """A denoiser's ``peak`` over ``image`` + ``text`` tokens, the why saying how many of each."""
+    work, why = peak
+    return work, f"{image} image + {text} text tokens; {why}"

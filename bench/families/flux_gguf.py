@@ -13,10 +13,10 @@ narrower than 3072, because diffusers' converter hard-codes FLUX.1's width when 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from bench.gguf.errors import ConversionError
-from bench.gguf.names import Group, Shapes, TensorNames, block_count
+from bench.gguf.names import Group, Shapes, TensorNames, block_count, scheme_of_blocks
 
 FLUX1_WIDTH = 3072
 BFL_BLOCK_PREFIXES = ("double_blocks.", "single_blocks.")
@@ -152,23 +152,14 @@ class FluxTensorNames(TensorNames):
     block_prefixes = BFL_BLOCK_PREFIXES + DIFFUSERS_BLOCK_PREFIXES
     keep_precision_markers = KEEP_PRECISION_MARKERS
 
+    width_tensors = ("x_embedder.weight", "img_in.weight")
+    is_original = staticmethod(is_bfl_flux)
+    is_diffusers = staticmethod(is_diffusers_flux)
+    groups = staticmethod(flux_groups)
+
     def scheme(self, keys: Iterable[str]) -> str:
         """Told by the transformer-block names: BFL's take precedence over diffusers'."""
-        keys = list(keys)
-        if any(k.startswith(BFL_BLOCK_PREFIXES) for k in keys):
-            return "bfl"
-        if any(k.startswith(DIFFUSERS_BLOCK_PREFIXES) for k in keys):
-            return "diffusers"
-        return "unknown"
-
-    def is_original(self, keys: list[str]) -> bool:
-        return is_bfl_flux(keys)
-
-    def is_diffusers(self, keys: list[str]) -> bool:
-        return is_diffusers_flux(keys)
-
-    def groups(self, keys: list[str]) -> list[Group]:
-        return flux_groups(keys)
+        return scheme_of_blocks(keys, "bfl", BFL_BLOCK_PREFIXES, DIFFUSERS_BLOCK_PREFIXES)
 
     def original_name(self, diffusers_key: str) -> str | None:
         for g in flux_groups(_probe_keys(diffusers_key)):
@@ -184,15 +175,6 @@ class FluxTensorNames(TensorNames):
         if name.startswith("transformer_blocks."):
             return any(f"attn.{p}.weight" in name for p in _DIFFUSERS_QKV)
         return False
-
-    def model_width(self, config: Mapping[str, object], shapes: Shapes) -> int | None:
-        """3072 for FLUX.1: heads × head dim from the config, else the image embedder's rows."""
-        if "num_attention_heads" in config and "attention_head_dim" in config:
-            return int(config["num_attention_heads"]) * int(config["attention_head_dim"])  # type: ignore[call-overload]
-        for k in ("x_embedder.weight", "img_in.weight"):
-            if k in shapes:
-                return shapes[k][0]
-        return None
 
     def default_scheme(self, width: int | None) -> str:
         """BFL names only for FLUX.1's width, which diffusers' converter assumes."""
@@ -211,3 +193,8 @@ class FluxTensorNames(TensorNames):
 
 
 FLUX_TENSOR_NAMES = FluxTensorNames()
+
+
+def diffusers_to_bfl_name(name: str) -> str | None:
+    """BFL name of the FLUX group a single diffusers key belongs to (None if it has no twin)."""
+    return FLUX_TENSOR_NAMES.original_name(name)

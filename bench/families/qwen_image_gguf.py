@@ -15,9 +15,9 @@ output layers (``norm_out``, ``proj_out``) keep the input precision, 1-D and sma
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-from bench.gguf.names import Group, Shapes, TensorNames
+from bench.gguf.names import Group, TensorNames
 
 BLOCK_PREFIXES = ("transformer_blocks.",)
 #: Tensors outside the blocks, which the recipe keeps at the input precision.
@@ -48,16 +48,13 @@ class QwenImageTensorNames(TensorNames):
     block_prefixes = BLOCK_PREFIXES
     keep_precision_markers = KEEP_PRECISION_MARKERS
 
-    def scheme(self, keys: Iterable[str]) -> str:
-        return "diffusers" if is_qwen_image(keys) else "unknown"
+    width_tensors = ("img_in.weight",)
+    is_diffusers = staticmethod(is_qwen_image)
 
     def is_original(self, keys: list[str]) -> bool:
         """There is no other naming: a Qwen-Image key set is never "original" apart from
         diffusers', so the plan copies names through."""
         return False
-
-    def is_diffusers(self, keys: list[str]) -> bool:
-        return is_qwen_image(keys)
 
     def groups(self, keys: list[str]) -> list[Group]:
         """One group per tensor, under its own name."""
@@ -65,14 +62,6 @@ class QwenImageTensorNames(TensorNames):
 
     def original_name(self, diffusers_key: str) -> str | None:
         return diffusers_key
-
-    def model_width(self, config: Mapping[str, object], shapes: Shapes) -> int | None:
-        """Heads × head dim (3072 for Qwen-Image), else the image embedder's rows."""
-        if "num_attention_heads" in config and "attention_head_dim" in config:
-            return int(config["num_attention_heads"]) * int(config["attention_head_dim"])  # type: ignore[call-overload]
-        if "img_in.weight" in shapes:
-            return shapes["img_in.weight"][0]
-        return None
 
 
 QWEN_IMAGE_TENSOR_NAMES = QwenImageTensorNames()

@@ -8,9 +8,10 @@ states into the text sequence) and T5-XXL (the rest of the sequence) —, a 16-c
 AutoencoderKL and a flow-matching Euler scheduler (shift 3). Unlike FLUX.1-dev it runs
 classifier-free guidance: ``guidance_scale`` doubles the transformer's batch.
 
-This module holds its synthetic specs and presets, how its components are built, how the
-pipeline is called and its output taken, its working-memory formulas for `bench size`, and
-(through sd3_gguf) its GGUF tensor names and rules.
+This module holds its synthetic specs and presets, its transformer, how the pipeline is
+called, its transformer's working-memory formula for `bench size`, and (through sd3_gguf) its
+GGUF tensor names and rules; the text encoders and the VAE are the shared blocks'
+(bench/blocks).
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from bench.families import flux
-from bench.families.base import Family, PublishedCount, StepCallback, pictures
+from bench.blocks import text_encoders, vaes
+from bench.blocks.denoisers import block_peak
+from bench.families.base import Family, PublishedCount, image_denoiser_peak
+from bench.families.sd3_gguf import SD3_TENSOR_NAMES
+from bench.gguf.names import TensorNames
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
-
-    from bench.gguf.names import TensorNames
     from bench.size.components import Component, PipelineComponents
-    from bench.size.predict import Scenario
+    from bench.size.terms import Scenario
 
 
 @dataclass(frozen=True)
@@ -49,221 +50,54 @@ class SD3Spec:
     dtype: str = "float32"
 
 
+def _transformer(
+    sample: int, layers: int, heads: int, text: int, caption: int, pooled: int, positions: int
+) -> dict[str, Any]:
+    """An SD3Transformer2DModel config of SD3.5 Large's kind: ``layers`` joint blocks of
+    ``heads`` heads of 64, RMS q/k norms, 2×2 patches of 16 latent channels."""
+    return {
+        "sample_size": sample,
+        "patch_size": 2,
+        "in_channels": 16,
+        "num_layers": layers,
+        "attention_head_dim": 64,
+        "num_attention_heads": heads,
+        "joint_attention_dim": text,
+        "caption_projection_dim": caption,
+        "pooled_projection_dim": pooled,
+        "out_channels": 16,
+        "pos_embed_max_size": positions,
+        "qk_norm": "rms_norm",
+    }
+
+
 # Tiny: every width inside the joint blocks (256 and the MLP's 1024) is a multiple of 256, so
 # the K-quants apply to every quantized tensor; SD3.5 Large's options (RMS q/k norms, no second
 # attention) so the tiny model has the same tensor kinds as the real one.
 TINY = SD3Spec(
-    transformer={
-        "sample_size": 32,
-        "patch_size": 2,
-        "in_channels": 16,
-        "num_layers": 2,
-        "attention_head_dim": 64,
-        "num_attention_heads": 4,
-        "joint_attention_dim": 512,
-        "caption_projection_dim": 256,
-        "pooled_projection_dim": 512,
-        "out_channels": 16,
-        "pos_embed_max_size": 96,
-        "qk_norm": "rms_norm",
-    },
-    clip_l={
-        "hidden_size": 256,
-        "intermediate_size": 1024,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 77,
-        "projection_dim": 256,
-        "hidden_act": "quick_gelu",
-    },
-    clip_g={
-        "hidden_size": 256,
-        "intermediate_size": 1024,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 77,
-        "projection_dim": 256,
-        "hidden_act": "gelu",
-    },
-    t5={
-        "d_model": 512,
-        "d_kv": 64,
-        "d_ff": 1024,
-        "num_layers": 2,
-        "num_heads": 4,
-        "feed_forward_proj": "gated-gelu",
-    },
-    vae={
-        "block_out_channels": [32, 64, 64],
-        "layers_per_block": 1,
-        "latent_channels": 16,
-        "norm_num_groups": 32,
-        "scaling_factor": 1.0,
-        "shift_factor": 0.0,
-    },
+    transformer=_transformer(32, 2, 4, 512, 256, 512, 96),
+    clip_l=text_encoders.clip_sizes(256, 1024, 2, 4, 256, hidden_act="quick_gelu"),
+    clip_g=text_encoders.clip_sizes(256, 1024, 2, 4, 256, hidden_act="gelu"),
+    t5=text_encoders.t5_sizes(512, 1024, 2, 4),
+    vae=vaes.autoencoder_kl_sizes([32, 64, 64], 1, 16),
 )
 
 # stabilityai/stable-diffusion-3.5-large's published component configs (transformer/,
 # text_encoder/ (CLIP-L), text_encoder_2/ (OpenCLIP bigG), text_encoder_3/ (T5-XXL), vae/).
 SD35_LARGE = SD3Spec(
-    transformer={
-        "sample_size": 128,
-        "patch_size": 2,
-        "in_channels": 16,
-        "num_layers": 38,
-        "attention_head_dim": 64,
-        "num_attention_heads": 38,
-        "joint_attention_dim": 4096,
-        "caption_projection_dim": 2432,
-        "pooled_projection_dim": 2048,
-        "out_channels": 16,
-        "pos_embed_max_size": 192,
-        "qk_norm": "rms_norm",
-    },
-    clip_l={
-        "hidden_size": 768,
-        "intermediate_size": 3072,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "max_position_embeddings": 77,
-        "projection_dim": 768,
-        "hidden_act": "quick_gelu",
-        "vocab_size": 49408,
-    },
-    clip_g={
-        "hidden_size": 1280,
-        "intermediate_size": 5120,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 20,
-        "max_position_embeddings": 77,
-        "projection_dim": 1280,
-        "hidden_act": "gelu",
-        "vocab_size": 49408,
-    },
-    t5={
-        "d_model": 4096,
-        "d_kv": 64,
-        "d_ff": 10240,
-        "num_layers": 24,
-        "num_heads": 64,
-        "feed_forward_proj": "gated-gelu",
-        "vocab_size": 32128,
-    },
-    vae={
-        "block_out_channels": [128, 256, 512, 512],
-        "layers_per_block": 2,
-        "latent_channels": 16,
-        "norm_num_groups": 32,
-        "scaling_factor": 1.5305,
-        "shift_factor": 0.0609,
-    },
+    transformer=_transformer(128, 38, 38, 4096, 2432, 2048, 192),
+    clip_l=text_encoders.clip_sizes(
+        768, 3072, 12, 12, 768, hidden_act="quick_gelu", vocab_size=text_encoders.CLIP_VOCAB
+    ),
+    clip_g=text_encoders.clip_sizes(
+        1280, 5120, 32, 20, 1280, hidden_act="gelu", vocab_size=text_encoders.CLIP_VOCAB
+    ),
+    t5=text_encoders.T5_XXL,
+    vae=vaes.autoencoder_kl_sizes([128, 256, 512, 512], 2, 16, 1.5305, 0.0609),
     dtype="bfloat16",
 )
 
 PRESETS: dict[str, SD3Spec] = {"tiny": TINY, "sd3.5-large": SD35_LARGE}
-
-# Special-token ids of the real tokenizers, FLUX's (both CLIP tokenizers of SD3.5 share CLIP-L's
-# vocabulary; the T5 is the same google/t5-v1_1-xxl): used when a spec is sized without
-# building the local tokenizers.
-REAL_CLIP_TOKEN_IDS = flux.REAL_CLIP_TOKEN_IDS
-REAL_T5_TOKEN_IDS = flux.REAL_T5_TOKEN_IDS
-
-
-def meta_components(
-    spec: SD3Spec,
-    clip_token_ids: dict[str, int] | None = None,
-    t5_token_ids: dict[str, int] | None = None,
-    clip_vocab: int | None = None,
-    t5_vocab: int | None = None,
-) -> dict[str, Any]:
-    """The five model components of a spec on the meta device: shapes without memory.
-
-    Vocabulary sizes come from the spec when it names them, else from the arguments.
-    """
-    from accelerate import init_empty_weights
-    from diffusers import AutoencoderKL, SD3Transformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
-
-    clip_ids = clip_token_ids or REAL_CLIP_TOKEN_IDS
-    configs = {
-        "text_encoder": {"vocab_size": clip_vocab, **spec.clip_l, **clip_ids},
-        "text_encoder_2": {"vocab_size": clip_vocab, **spec.clip_g, **clip_ids},
-        "text_encoder_3": {
-            "vocab_size": t5_vocab,
-            **spec.t5,
-            **(t5_token_ids or REAL_T5_TOKEN_IDS),
-        },
-    }
-    if any(cfg["vocab_size"] is None for cfg in configs.values()):
-        raise ValueError("the spec names no vocabulary sizes: pass clip_vocab and t5_vocab")
-    levels = len(spec.vae["block_out_channels"])
-    with init_empty_weights():
-        components = {
-            "transformer": SD3Transformer2DModel(**spec.transformer),
-            "text_encoder": CLIPTextModelWithProjection(CLIPTextConfig(**configs["text_encoder"])),
-            "text_encoder_2": CLIPTextModelWithProjection(
-                CLIPTextConfig(**configs["text_encoder_2"])
-            ),
-            "text_encoder_3": T5EncoderModel(T5Config(**configs["text_encoder_3"])),
-            "vae": AutoencoderKL(
-                in_channels=3,
-                out_channels=3,
-                down_block_types=["DownEncoderBlock2D"] * levels,
-                up_block_types=["UpDecoderBlock2D"] * levels,
-                use_quant_conv=False,
-                use_post_quant_conv=False,
-                **spec.vae,
-            ),
-        }
-    components["text_encoder_3"].tie_weights()  # T5 shares its input embedding table
-    return components
-
-
-def _local_tokenizers() -> tuple[Any, Any, Any]:
-    """CLIP-L's, CLIP-G's (the same kind of BPE tokenizer, as SD3.5's two are) and T5's."""
-    from bench.models.tokenizers import build_clip_tokenizer, build_t5_tokenizer
-
-    return build_clip_tokenizer(), build_clip_tokenizer(), build_t5_tokenizer()
-
-
-def _local_meta_components(spec: SD3Spec, clip_tokenizer: Any, t5_tokenizer: Any) -> dict:
-    """Meta components with the local tokenizers' special tokens and vocabulary sizes."""
-    return meta_components(
-        spec,
-        clip_token_ids={
-            "bos_token_id": clip_tokenizer.bos_token_id,
-            "eos_token_id": clip_tokenizer.eos_token_id,
-            "pad_token_id": clip_tokenizer.pad_token_id,
-        },
-        t5_token_ids={
-            "pad_token_id": t5_tokenizer.pad_token_id,
-            "eos_token_id": t5_tokenizer.eos_token_id,
-        },
-        clip_vocab=len(clip_tokenizer),
-        t5_vocab=len(t5_tokenizer),
-    )
-
-
-def build_components(spec: SD3Spec, seed: int) -> dict[str, Any]:
-    """StableDiffusion3Pipeline's constructor arguments: random-weight models, local
-    tokenizers, scheduler (no IP-Adapter image encoder)."""
-    import torch
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    from bench.models.synthetic import fill_components
-
-    dtype = getattr(torch, spec.dtype)
-    clip_l_tokenizer, clip_g_tokenizer, t5_tokenizer = _local_tokenizers()
-    modules = _local_meta_components(spec, clip_l_tokenizer, t5_tokenizer)
-    fill_components(modules, seed, dtype, cast_buffers=True)  # the position table, at the dtype
-    return {
-        **modules,
-        "tokenizer": clip_l_tokenizer,
-        "tokenizer_2": clip_g_tokenizer,
-        "tokenizer_3": t5_tokenizer,
-        "scheduler": FlowMatchEulerDiscreteScheduler(**spec.scheduler),
-    }
-
 
 # ---------------------------------------------------------------------------------------------
 # Working memory (docs/size.md, SD3.5 section)
@@ -281,30 +115,14 @@ LIVE_UNITS_FLOAT32 = 10
 CFG_BATCH = 2
 
 
-def image_tokens(vae: Component, height: int, width: int, patch: int = 2) -> int:
-    """Latent patches: the VAE divides by 2^(levels-1), the transformer's patch embedding by 2."""
-    factor = 2 ** (len(vae.config.get("block_out_channels", [0, 0, 0, 0])) - 1) * patch
-    return (height // factor) * (width // factor)
-
-
 def transformer_activations(
     transformer: Component, tokens: int, batch: int, dtype: str
 ) -> tuple[int, str]:
     """Peak of a joint block: LIVE_UNITS tensors of (image + text tokens) × hidden, at twice
     the batch (classifier-free guidance)."""
-    from bench.size.components import DTYPE_BYTES
-
-    cfg = transformer.config
-    hidden = int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
-    units = LIVE_UNITS_FLOAT32 if dtype == "float32" else LIVE_UNITS_HALF
-    rows = CFG_BATCH * batch
-    nbytes = units * rows * tokens * hidden * DTYPE_BYTES[dtype]
-    why = (
-        f"{units} live tensors of tokens×hidden = {units}×{rows}×{tokens}×{hidden}×"
-        f"{DTYPE_BYTES[dtype]} B at the peak of a joint block (batch ×{CFG_BATCH}: "
-        "classifier-free guidance; SDPA: no score matrix)"
-    )
-    return nbytes, why
+    units = (LIVE_UNITS_HALF, LIVE_UNITS_FLOAT32)
+    where = f"a joint block (batch ×{CFG_BATCH}: classifier-free guidance; SDPA: no score matrix)"
+    return block_peak(transformer, tokens, CFG_BATCH * batch, dtype, units, where)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,7 +148,7 @@ class SD3Family(Family):
     #: CLIP-L and OpenCLIP bigG text towers with their projections: OpenCLIP's model profile
     #: table (mlfoundations/open_clip docs/model_profile.csv: ViT-L-14 text 123.65 M,
     #: ViT-bigG-14 text 694.66 M). T5-XXL encoder and the 16-channel VAE: the same modules as
-    #: FLUX.1-dev's (9.52 GB and 168 MB in bf16, shared/reference/published-figures.md).
+    #: FLUX.1-dev's (9.52 GB and 168 MB in bf16, black-forest-labs/FLUX.1-dev's file sizes).
     published_parameters: ClassVar[Mapping[str, PublishedCount]] = {
         "transformer": PublishedCount(8.1e9, 0.1e9, "SD3.5 Large: 8.1 B (Stability AI)"),
         "text_encoder": PublishedCount(123.65e6, 0.01e6, "OpenCLIP ViT-L-14 text: 123.65 M"),
@@ -338,6 +156,18 @@ class SD3Family(Family):
         "text_encoder_3": PublishedCount(4.76e9, 0.005e9, "T5-XXL encoder 9.52 GB: 4.76 B"),
         "vae": PublishedCount(84e6, 0.5e6, "VAE 168 MB in bf16: 84 M"),
     }
+
+    #: Stability AI's names, as city96's SD3.5 files (bench/families/sd3_gguf.py)
+    gguf: ClassVar[TensorNames] = SD3_TENSOR_NAMES
+    text_encoder_fields: ClassVar[tuple[str, ...]] = ("clip_l", "clip_g", "t5")
+    #: CLIP-L's, CLIP-G's (the same kind of BPE tokenizer, as SD3.5's two are) and T5's
+    tokenizer_kinds: ClassVar[Mapping[str, str]] = {
+        "tokenizer": "clip",
+        "tokenizer_2": "clip",
+        "tokenizer_3": "t5",
+    }
+    #: the position table is a buffer diffusers saves with the weights: at the build's dtype
+    fill_options: ClassVar[Mapping[str, bool]] = {"cast_buffers": True}
 
     @property
     def presets(self) -> Mapping[str, SD3Spec]:
@@ -348,87 +178,41 @@ class SD3Family(Family):
     ) -> tuple[int, int]:
         """StableDiffusion3Pipeline's vae_scale_factor (2 per VAE level after the first) and
         its transformer's patch_size."""
-        levels = len(vae.get("block_out_channels") or [0, 0, 0, 0])
-        return 2 ** (levels - 1), int(transformer.get("patch_size") or 2)
+        return vaes.autoencoder_kl_factor(vae), int(transformer.get("patch_size") or 2)
 
-    def meta_components(self, spec: SD3Spec) -> dict[str, Any]:
-        """Real tokenizers' ids when the spec names its vocabularies (sizing SD3.5 Large),
-        else the local tokenizers' ids and vocabularies (as the tiny build)."""
-        if all("vocab_size" in cfg for cfg in (spec.clip_l, spec.clip_g, spec.t5)):
-            return meta_components(spec)
-        clip_l, _, t5 = _local_tokenizers()
-        return _local_meta_components(spec, clip_l, t5)
+    def blocks(self, spec: SD3Spec, tokenizers: Mapping[str, Any]) -> dict[str, Any]:
+        """CLIP-L and OpenCLIP bigG with their projections (both with CLIP-L's tokenizer ids:
+        the vocabulary is the same), T5-XXL and the VAE."""
+        clip = tokenizers.get("tokenizer")
+        return {
+            "text_encoder": text_encoders.clip_text_model(spec.clip_l, clip, projection=True),
+            "text_encoder_2": text_encoders.clip_text_model(spec.clip_g, clip, projection=True),
+            "text_encoder_3": text_encoders.t5_encoder(spec.t5, tokenizers.get("tokenizer_3")),
+            "vae": vaes.autoencoder_kl(spec.vae),
+        }
 
-    def build_components(self, spec: SD3Spec, seed: int) -> dict[str, Any]:
-        return build_components(spec, seed)
-
-    def generate(
-        self,
-        pipe: Any,
-        prompt: str,
-        *,
-        height: int,
-        width: int,
-        steps: int,
-        guidance: float,
-        max_sequence_length: int,
-        generator: Any,
-        callback_on_step_end: StepCallback | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> list[Image]:
+    def call_arguments(self, guidance: float, options: Mapping[str, Any]) -> dict[str, Any]:
         """StableDiffusion3Pipeline's call as its documentation shows it: ``guidance`` is the
         classifier-free guidance scale (above 1 the unconditional branch runs on an empty
-        negative prompt), ``max_sequence_length`` T5's token count (at most 512)."""
-        self.check_options(options)
-        self.check_generation_size(pipe, height, width)
-        result = pipe(
-            prompt,
-            negative_prompt=None,
-            height=height,
-            width=width,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            max_sequence_length=max_sequence_length,
-            generator=generator,
-            callback_on_step_end=callback_on_step_end,
-            output_type="np",
+        negative prompt); ``max_sequence_length`` is T5's token count (at most 512)."""
+        return {"negative_prompt": None, "guidance_scale": guidance}
+
+    def denoiser_activations(
+        self, pipe: PipelineComponents, scenario: Scenario, dtype: str
+    ) -> tuple[int, str]:
+        """Image + CLIP + T5 tokens through a joint block at the CFG batch."""
+        factor = vaes.autoencoder_kl_factor(pipe.components["vae"].config) * 2
+        tokens = (scenario.height // factor) * (scenario.width // factor)
+        text = CLIP_TOKENS + scenario.max_sequence_length
+        transformer = pipe.components[self.denoiser]
+        peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
+        return image_denoiser_peak(tokens, text, peak)
+
+    def vae_activations(self, vae: Component, scenario: Scenario) -> tuple[int, str]:
+        """Its decoder at full resolution."""
+        return vaes.autoencoder_kl_decode_activations(
+            vae, scenario.height, scenario.width, scenario.batch
         )
-        return pictures(result.images[:1])
-
-    @property
-    def gguf(self) -> TensorNames:
-        """Stability AI's names, as city96's SD3.5 files (bench/families/sd3_gguf.py)."""
-        from bench.families.sd3_gguf import SD3_TENSOR_NAMES
-
-        return SD3_TENSOR_NAMES
-
-    def activations(
-        self,
-        component: Component,
-        pipe: PipelineComponents,
-        scenario: Scenario,
-        compute_dtype: str,
-    ) -> tuple[str, int, str]:
-        """Transformer: image + CLIP + T5 tokens through a joint block at the CFG batch; the
-        VAE: its decoder at full resolution; CLIP and T5: their encoders."""
-        from bench.size.predict import text_encoder_activations, vae_decode_activations
-
-        if component.name == self.denoiser:
-            tokens = image_tokens(pipe.components["vae"], scenario.height, scenario.width)
-            text = CLIP_TOKENS + scenario.max_sequence_length
-            work, why = transformer_activations(
-                component, tokens + text, scenario.batch, compute_dtype
-            )
-            return "transformer activations", work, f"{tokens} image + {text} text tokens; {why}"
-        if "block_out_channels" in component.config:
-            work, why = vae_decode_activations(
-                component, scenario.height, scenario.width, scenario.batch
-            )
-            return "VAE decode activations", work, why
-        work, why = text_encoder_activations(
-            component, scenario.max_sequence_length, scenario.batch, component.dtype
-        )
-        return f"{component.name} activations", work, why
 
 
 SD3 = SD3Family()

@@ -26,9 +26,9 @@ fused-qkv rule (names containing ``attn.qkv.weight``) raises those one level in 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-from bench.gguf.names import Group, Shapes, TensorNames, block_count
+from bench.gguf.names import Group, TensorNames, block_count, scheme_of_blocks
 
 SAI_BLOCK_PREFIX = "joint_blocks."
 DIFFUSERS_BLOCK_PREFIX = "transformer_blocks."
@@ -150,22 +150,14 @@ class SD3TensorNames(TensorNames):
     block_prefixes = (SAI_BLOCK_PREFIX, DIFFUSERS_BLOCK_PREFIX)
     keep_precision_markers = KEEP_PRECISION_MARKERS
 
+    width_tensors = ("pos_embed.proj.weight", "x_embedder.proj.weight")
+    is_original = staticmethod(is_sai_sd3)
+    is_diffusers = staticmethod(is_diffusers_sd3)
+    groups = staticmethod(sd3_groups)
+
     def scheme(self, keys: Iterable[str]) -> str:
-        keys = list(keys)
-        if any(k.startswith(SAI_BLOCK_PREFIX) for k in keys):
-            return "sai"
-        if any(k.startswith(DIFFUSERS_BLOCK_PREFIX) for k in keys):
-            return "diffusers"
-        return "unknown"
-
-    def is_original(self, keys: list[str]) -> bool:
-        return is_sai_sd3(keys)
-
-    def is_diffusers(self, keys: list[str]) -> bool:
-        return is_diffusers_sd3(keys)
-
-    def groups(self, keys: list[str]) -> list[Group]:
-        return sd3_groups(keys)
+        """Told by the transformer-block names: SAI's take precedence over diffusers'."""
+        return scheme_of_blocks(keys, "sai", (SAI_BLOCK_PREFIX,), (DIFFUSERS_BLOCK_PREFIX,))
 
     def original_name(self, diffusers_key: str) -> str | None:
         """Every diffusers name of a last or dual-attention block also exists in a full block
@@ -184,14 +176,6 @@ class SD3TensorNames(TensorNames):
         if name.startswith(DIFFUSERS_BLOCK_PREFIX) and name.endswith(".weight"):
             return any(f".{p}.weight" in name for p in _DIFFUSERS_QKV) and ".attn2." not in name
         return False
-
-    def model_width(self, config: Mapping[str, object], shapes: Shapes) -> int | None:
-        if "num_attention_heads" in config and "attention_head_dim" in config:
-            return int(config["num_attention_heads"]) * int(config["attention_head_dim"])  # type: ignore[call-overload]
-        for k in ("pos_embed.proj.weight", "x_embedder.proj.weight"):
-            if k in shapes:
-                return shapes[k][0]
-        return None
 
     def default_scheme(self, width: int | None) -> str:
         """Original names at any width: diffusers' SD3 converter takes every width."""

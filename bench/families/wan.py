@@ -11,9 +11,10 @@ unconditional, one after the other (two calls of batch 1, not one call of batch 
 text-to-video A14B is the same pipeline with a second expert (``transformer_2``) for the
 low-noise steps; its GGUF files use the same names.
 
-This module holds the synthetic specs and presets, how the components are built, the pipeline
-call and its output (the frames of one video), the working-memory formulas for `bench size`,
-and (through wan_gguf) the GGUF tensor names and rules.
+This module holds the synthetic specs and presets, its transformer, the pipeline call (its
+output: the frames of one video), the transformer's working-memory formula for `bench size`,
+and (through wan_gguf) the GGUF tensor names and rules; UMT5 and the causal VAE are the shared
+blocks' (bench/blocks).
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from bench.families.base import Family, PublishedCount, StepCallback, UnsupportedOption, pictures
+from bench.blocks import text_encoders, vaes
+from bench.families.base import Family, PublishedCount, UnsupportedOption
+from bench.families.wan_gguf import WAN_TENSOR_NAMES
+from bench.gguf.names import TensorNames
+from bench.models.synthetic import spec_digest
+from bench.size.components import DTYPE_BYTES
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
-
-    from bench.gguf.names import TensorNames
     from bench.size.components import Component, PipelineComponents
-    from bench.size.predict import Scenario
+    from bench.size.terms import Scenario
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,7 @@ class WanSpec:
     pipeline: dict[str, Any] = field(default_factory=dict)
 
     def digest(self, seed: int) -> str:
-        from bench.models.synthetic import spec_digest
-
+        """The cache folder's hash (bench.models.synthetic.spec_digest)."""
         return spec_digest(self, seed)
 
 
@@ -89,64 +91,20 @@ def _transformer(heads: int, ffn: int, layers: int) -> dict[str, Any]:
 # of 16 base channels (8× space, 4× time, as the real one). 9 frames at 64×64 take seconds.
 TINY = WanSpec(
     transformer={**_transformer(4, 1024, 2), "attention_head_dim": 64, "text_dim": 256},
-    text_encoder={
-        "d_model": 256,
-        "d_kv": 64,
-        "d_ff": 512,
-        "num_layers": 2,
-        "num_heads": 4,
-        "relative_attention_num_buckets": 32,
-        "relative_attention_max_distance": 128,
-        "feed_forward_proj": "gated-gelu",
-        "tie_word_embeddings": False,
-    },
-    vae={
-        "base_dim": 16,
-        "z_dim": 16,
-        "dim_mult": [1, 2, 2, 2],
-        "num_res_blocks": 1,
-        "attn_scales": [],
-        "temperal_downsample": [False, True, True],
-    },
+    text_encoder=text_encoders.umt5_sizes(256, 512, 2, 4),
+    vae=vaes.wan_vae_sizes(16, [1, 2, 2, 2], 1),
 )
-
-#: google/umt5-xxl's encoder, as Wan-AI/Wan2.1-T2V-*-Diffusers' text_encoder/config.json.
-UMT5_XXL = {
-    "vocab_size": 256384,
-    "d_model": 4096,
-    "d_kv": 64,
-    "d_ff": 10240,
-    "num_layers": 24,
-    "num_heads": 64,
-    "relative_attention_num_buckets": 32,
-    "relative_attention_max_distance": 128,
-    "feed_forward_proj": "gated-gelu",
-    "tie_word_embeddings": False,
-    "pad_token_id": 0,
-    "eos_token_id": 1,
-    "decoder_start_token_id": 0,
-}
-#: Wan 2.1's VAE (vae/config.json of both Diffusers repos; AutoencoderKLWan's defaults).
-WAN21_VAE = {
-    "base_dim": 96,
-    "z_dim": 16,
-    "dim_mult": [1, 2, 4, 4],
-    "num_res_blocks": 2,
-    "attn_scales": [],
-    "temperal_downsample": [False, True, True],
-}
-
 
 WAN21_T2V_1_3B = WanSpec(
     transformer=_transformer(12, 8960, 30),
-    text_encoder=UMT5_XXL,
-    vae=WAN21_VAE,
+    text_encoder=text_encoders.UMT5_XXL,
+    vae=vaes.WAN21_VAE,
     dtype="bfloat16",
 )
 WAN21_T2V_14B = WanSpec(
     transformer=_transformer(40, 13824, 40),
-    text_encoder=UMT5_XXL,
-    vae=WAN21_VAE,
+    text_encoder=text_encoders.UMT5_XXL,
+    vae=vaes.WAN21_VAE,
     dtype="bfloat16",
 )
 
@@ -180,7 +138,7 @@ WAN22_TI2V_5B = WanSpec(
         "in_channels": 48,
         "out_channels": 48,
     },
-    text_encoder=UMT5_XXL,
+    text_encoder=text_encoders.UMT5_XXL,
     vae=WAN22_VAE,
     scheduler={
         "prediction_type": "flow_prediction",
@@ -227,61 +185,6 @@ PRESETS: dict[str, WanSpec] = {
 }
 
 
-def _local_tokenizer() -> Any:
-    """UMT5's tokenizer is a T5-style sentencepiece unigram (pad 0, eos 1, unk 2), as
-    bench/models/tokenizers.py's local T5 tokenizer."""
-    from bench.models.tokenizers import build_t5_tokenizer
-
-    return build_t5_tokenizer()
-
-
-def meta_components(spec: WanSpec, tokenizer: Any | None = None) -> dict[str, Any]:
-    """The three model components of a spec on the meta device. Without a tokenizer the spec
-    must name its vocabulary (the real presets: UMT5-XXL's)."""
-    from accelerate import init_empty_weights
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    text = dict(spec.text_encoder)
-    if tokenizer is not None:
-        text.update(
-            vocab_size=len(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
-        )
-    elif "vocab_size" not in text:
-        raise ValueError("the spec names no vocabulary size: pass the local tokenizer")
-    with init_empty_weights():
-        components = {
-            "transformer": WanTransformer3DModel(**spec.transformer),
-            "text_encoder": UMT5EncoderModel(UMT5Config(**text)),
-            "vae": AutoencoderKLWan(**spec.vae),
-        }
-    components["text_encoder"].tie_weights()  # the encoder's input table is the shared one
-    return components
-
-
-def build_components(spec: WanSpec, seed: int) -> dict[str, Any]:
-    """WanPipeline's constructor arguments: random-weight models, the local tokenizer, the
-    scheduler (no second expert: Wan 2.1's single transformer)."""
-    import torch
-    from diffusers import UniPCMultistepScheduler
-
-    from bench.models.synthetic import fill_components
-
-    dtype = getattr(torch, spec.dtype)
-    tokenizer = _local_tokenizer()
-    modules = meta_components(spec, tokenizer)
-    fill_components(modules, seed, dtype)
-    return {
-        **modules,
-        "tokenizer": tokenizer,
-        "scheduler": UniPCMultistepScheduler(**spec.scheduler),
-        **spec.pipeline,
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # Working memory (docs/size.md, "Wan 2.1")
 
@@ -293,31 +196,12 @@ def build_components(spec: WanSpec, seed: int) -> dict[str, Any]:
 #: modulated input, up projection and GELU at ffn_dim each) is taken instead when it is larger.
 LIVE_UNITS_HALF = 9
 LIVE_UNITS_FLOAT32 = 7
-#: The pipeline's default negative prompt is empty; guidance runs a second, unconditional call.
-CFG_PASSES = 2
-
-
-def temporal_factor(vae: Mapping[str, Any]) -> int:
-    """Frames per latent frame after the first: 2 per temporal downsample stage (4 for Wan)."""
-    return 2 ** sum(bool(t) for t in vae.get("temperal_downsample", [False, True, True]))
-
-
-def spatial_factor(vae: Mapping[str, Any]) -> int:
-    """Pixels per latent pixel along a side: 2 per downsample stage (8 for Wan 2.1), times the
-    pixel patches the Wan 2.2 VAE folds in first (2: 16 in all)."""
-    stages = 2 ** len(vae.get("temperal_downsample", [False, True, True]))
-    return stages * int(vae.get("patch_size") or 1)
-
-
-def latent_frames(num_frames: int, vae: Mapping[str, Any]) -> int:
-    """The causal VAE keeps the first frame alone, then packs each ``factor`` frames in one."""
-    return 1 + (num_frames - 1) // temporal_factor(vae)
 
 
 def video_tokens(vae: Component, num_frames: int, height: int, width: int) -> int:
     """Transformer tokens: latent frames × (H / 8 / 2) × (W / 8 / 2) (1×2×2 patches)."""
-    side = spatial_factor(vae.config) * 2
-    return latent_frames(num_frames, vae.config) * (height // side) * (width // side)
+    side = vaes.spatial_factor(vae.config) * 2
+    return vaes.latent_frames(num_frames, vae.config) * (height // side) * (width // side)
 
 
 def transformer_activations(
@@ -326,8 +210,6 @@ def transformer_activations(
     """The larger of the self-attention and MLP peaks of one block, over video tokens, plus the
     cross-attention's k and v over the text. Classifier-free guidance does not raise it: the
     unconditional pass runs after the conditional one."""
-    from bench.size.components import DTYPE_BYTES
-
     cfg = transformer.config
     hidden = int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
     ffn = int(cfg["ffn_dim"])
@@ -345,56 +227,6 @@ def transformer_activations(
         f"{where}, {batch}×{tokens}×{hidden}×{b} B, plus the text's k, v "
         f"({text_tokens} tokens); guidance runs its unconditional pass after, not beside, the "
         "conditional one (SDPA: no score matrix)"
-    )
-    return batch * elements * b, why
-
-
-def _decoder_stages(cfg: Mapping[str, Any]) -> list[tuple[int, int, int]]:
-    """(channels, pixel divisor, frames per chunk) of each decoder stage, lowest resolution
-    first: the decoder mirrors the encoder's ``dim_mult`` and upsamples in time where the
-    encoder downsampled (each latent frame becomes up to 4 frames by the last stages)."""
-    base, mult = int(cfg.get("decoder_base_dim") or cfg["base_dim"]), list(cfg["dim_mult"])
-    ups = list(reversed(cfg["temperal_downsample"]))
-    stages = []
-    # The Wan 2.2 VAE decodes at half the side and unfolds 2×2 pixel patches at the end.
-    patch = int(cfg.get("patch_size") or 1)
-    divisor, frames = 2 ** len(ups) * patch, 1
-    for i, m in enumerate(reversed(mult)):
-        stages.append((base * m, divisor, frames))
-        if i < len(ups):
-            divisor //= 2
-            frames *= 2 if ups[i] else 1
-    return stages
-
-
-#: Live activations of the running residual block (input, norm, SiLU, the causal conv's copy
-#: of its input with the cached frames), as Qwen-Image's one-frame formula counts them.
-VAE_LIVE_UNITS = 4
-#: Frames each causal conv caches from the previous chunk (diffusers' CACHE_T).
-VAE_CACHE_FRAMES = 2
-
-
-def vae_decode_activations(
-    vae: Component, num_frames: int, height: int, width: int, batch: int
-) -> tuple[int, str]:
-    """AutoencoderKLWan decodes one latent frame at a time: the running stage's residual blocks
-    at their chunk of frames, the causal cache of every conv (2 frames of its input, kept for
-    the next chunk), and the decoded video so far, which torch.cat copies once per chunk."""
-    from bench.size.components import DTYPE_BYTES
-
-    cfg = vae.config
-    b = DTYPE_BYTES[vae.dtype]
-    blocks = int(cfg["num_res_blocks"]) + 1  # per decoder stage
-    stages = _decoder_stages(cfg)
-    pixels = height * width
-    running = max(VAE_LIVE_UNITS * c * (pixels // d**2) * f for c, d, f in stages)
-    cache = sum(VAE_CACHE_FRAMES * 2 * blocks * c * (pixels // d**2) for c, d, _ in stages)
-    video = 2 * 3 * num_frames * pixels
-    elements = running + cache + video
-    why = (
-        f"{num_frames} frames at {height}×{width}, one latent frame at a time: running stage "
-        f"{running:,} values, causal caches {cache:,}, the video and its torch.cat copy "
-        f"{video:,}; × {b} B × batch {batch}"
     )
     return batch * elements * b, why
 
@@ -434,19 +266,25 @@ class WanFamily(Family):
         "vae": PublishedCount(127e6, 1e6, "wan_2.1_vae.safetensors 254 MB in bf16: 127 M"),
     }
 
+    #: Wan-AI's names, as city96's and QuantStack's Wan files (bench/families/wan_gguf.py)
+    gguf: ClassVar[TensorNames] = WAN_TENSOR_NAMES
+    text_encoder_fields: ClassVar[tuple[str, ...]] = ("text_encoder",)
+    #: UMT5's tokenizer is a T5-style sentencepiece unigram (pad 0, eos 1, unk 2)
+    tokenizer_kinds: ClassVar[Mapping[str, str]] = {"tokenizer": "t5"}
+    scheduler_class: ClassVar[str] = "UniPCMultistepScheduler"
+    vae_config_key: ClassVar[str] = "base_dim"
+
     @property
     def presets(self) -> Mapping[str, WanSpec]:
         return PRESETS
 
-    def meta_components(self, spec: WanSpec) -> dict[str, Any]:
-        """UMT5-XXL's vocabulary when the spec names it (sizing the real models), else the
-        local tokenizer's (as the tiny build)."""
-        if "vocab_size" in spec.text_encoder:
-            return meta_components(spec)
-        return meta_components(spec, _local_tokenizer())
+    def blocks(self, spec: WanSpec, tokenizers: Mapping[str, Any]) -> dict[str, Any]:
+        """UMT5 and the VAE (no second expert: Wan 2.1's single transformer)."""
+        text_encoder = text_encoders.umt5_encoder(spec.text_encoder, tokenizers.get("tokenizer"))
+        return {"text_encoder": text_encoder, "vae": vaes.wan_vae("AutoencoderKLWan", spec.vae)}
 
-    def build_components(self, spec: WanSpec, seed: int) -> dict[str, Any]:
-        return build_components(spec, seed)
+    def pipeline_options(self, spec: WanSpec) -> dict[str, Any]:
+        return dict(spec.pipeline)
 
     def side_factors(
         self, vae: Mapping[str, Any], transformer: Mapping[str, Any]
@@ -454,7 +292,7 @@ class WanFamily(Family):
         """The VAE's spatial factor (8 for Wan 2.1, 16 for Wan 2.2's, which folds 2×2 pixel
         patches in first) and the transformer's patch height (1×2×2 patches)."""
         patch = transformer.get("patch_size") or [1, 2, 2]
-        return spatial_factor(vae), int(patch[1])
+        return vaes.spatial_factor(vae), int(patch[1])
 
     def check_num_frames(self, num_frames: int) -> None:
         """The VAE packs 4 frames in a latent frame after the first one, so the pipeline makes
@@ -472,86 +310,41 @@ class WanFamily(Family):
                 f"first), not {num_frames}; use {below} or {below + 4}",
             )
 
-    def generate(
-        self,
-        pipe: Any,
-        prompt: str,
-        *,
-        height: int,
-        width: int,
-        steps: int,
-        guidance: float,
-        max_sequence_length: int,
-        generator: Any,
-        callback_on_step_end: StepCallback | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> list[Image]:
+    def call_arguments(self, guidance: float, options: Mapping[str, Any]) -> dict[str, Any]:
         """WanPipeline's call as its documentation shows it, with no negative prompt (the
         pipeline encodes an empty one for the unconditional pass): ``guidance`` is
         ``guidance_scale`` (above 1 each step runs the transformer twice), ``max_sequence_length``
         UMT5's token count (512 in Wan), ``options["num_frames"]`` the frame count (4k+1;
-        the family's 81 when absent). Returns the video's frames in order, as PIL images."""
-        self.check_options(options)
-        self.check_generation_size(pipe, height, width)
-        num_frames = (options or {}).get("num_frames") or self.default_num_frames
+        the family's 81 when absent)."""
+        num_frames = options.get("num_frames") or self.default_num_frames
         assert num_frames is not None
         self.check_num_frames(num_frames)
-        result = pipe(
-            prompt,
-            negative_prompt=None,
-            height=height,
-            width=width,
-            num_frames=num_frames,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            max_sequence_length=max_sequence_length,
-            generator=generator,
-            callback_on_step_end=callback_on_step_end,
-            output_type="np",
+        return {"negative_prompt": None, "num_frames": num_frames, "guidance_scale": guidance}
+
+    def denoiser_activations(
+        self, pipe: PipelineComponents, scenario: Scenario, dtype: str
+    ) -> tuple[int, str]:
+        """The video's latent tokens through one block."""
+        frames = self.frames(scenario)
+        vae = pipe.components["vae"]
+        tokens = video_tokens(vae, frames, scenario.height, scenario.width)
+        latent = vaes.latent_frames(frames, vae.config)
+        transformer, text = pipe.components[self.denoiser], scenario.max_sequence_length
+        work, why = transformer_activations(transformer, tokens, text, scenario.batch, dtype)
+        return work, f"{frames} frames → {latent} latent frames, {tokens} video tokens; {why}"
+
+    def vae_activations(self, vae: Component, scenario: Scenario) -> tuple[int, str]:
+        """The causal decoder over every frame."""
+        frames = self.frames(scenario)
+        return vaes.wan_vae_video_decode_activations(
+            vae, frames, scenario.height, scenario.width, scenario.batch
         )
-        return pictures(result.frames[0])
 
-    @property
-    def gguf(self) -> TensorNames:
-        """Wan-AI's names, as city96's and QuantStack's Wan files (bench/families/wan_gguf.py)."""
-        from bench.families.wan_gguf import WAN_TENSOR_NAMES
-
-        return WAN_TENSOR_NAMES
-
-    def activations(
-        self,
-        component: Component,
-        pipe: PipelineComponents,
-        scenario: Scenario,
-        compute_dtype: str,
-    ) -> tuple[str, int, str]:
-        """Transformer: the video's latent tokens through one block; the VAE: the causal
-        decoder over every frame; UMT5: its encoder at max_sequence_length."""
-        from bench.size.predict import text_encoder_activations
-
+    def frames(self, scenario: Scenario) -> int:
+        """The frame count a scenario sizes: its own, else the family's default."""
         frames = getattr(scenario, "num_frames", None) or self.default_num_frames
         assert frames is not None
-        if component.name == self.denoiser:
-            vae = pipe.components["vae"]
-            tokens = video_tokens(vae, frames, scenario.height, scenario.width)
-            latent = latent_frames(frames, vae.config)
-            work, why = transformer_activations(
-                component, tokens, scenario.max_sequence_length, scenario.batch, compute_dtype
-            )
-            return (
-                "transformer activations",
-                work,
-                f"{frames} frames → {latent} latent frames, {tokens} video tokens; {why}",
-            )
-        if "base_dim" in component.config:
-            work, why = vae_decode_activations(
-                component, frames, scenario.height, scenario.width, scenario.batch
-            )
-            return "VAE decode activations", work, why
-        work, why = text_encoder_activations(
-            component, scenario.max_sequence_length, scenario.batch, component.dtype
-        )
-        return f"{component.name} activations", work, why
+        return frames
 
 
 WAN = WanFamily()

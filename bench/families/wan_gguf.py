@@ -29,9 +29,9 @@ attention projections, so the ``_M`` mixes raise nothing here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-from bench.gguf.names import Group, Shapes, TensorNames
+from bench.gguf.names import Group, TensorNames
 
 BLOCK_PREFIX = "blocks."  # the same in both namings
 #: lcpp.patch's exclusions for LLM_ARCH_WAN, and their diffusers twins.
@@ -166,33 +166,11 @@ class WanTensorNames(TensorNames):
     keep_precision_markers = KEEP_PRECISION_MARKERS
     float32_markers = FLOAT32_MARKERS
 
-    def scheme(self, keys: Iterable[str]) -> str:
-        keys = list(keys)
-        if is_original_wan(keys):
-            return "wan"
-        if is_diffusers_wan(keys):
-            return "diffusers"
-        return "unknown"
-
-    def is_original(self, keys: list[str]) -> bool:
-        return is_original_wan(keys)
-
-    def is_diffusers(self, keys: list[str]) -> bool:
-        return is_diffusers_wan(keys)
-
-    def groups(self, keys: list[str]) -> list[Group]:
-        return wan_groups(keys)
-
-    def original_name(self, diffusers_key: str) -> str | None:
-        return to_original(diffusers_key)
-
-    def model_width(self, config: Mapping[str, object], shapes: Shapes) -> int | None:
-        """Heads × head dim (5120 for the 14B), else the patch embedding's output channels."""
-        if "num_attention_heads" in config and "attention_head_dim" in config:
-            return int(config["num_attention_heads"]) * int(config["attention_head_dim"])  # type: ignore[call-overload]
-        if "patch_embedding.weight" in shapes:
-            return shapes["patch_embedding.weight"][0]
-        return None
+    width_tensors = ("patch_embedding.weight",)
+    is_original = staticmethod(is_original_wan)
+    is_diffusers = staticmethod(is_diffusers_wan)
+    groups = staticmethod(wan_groups)
+    original_name = staticmethod(to_original)
 
     def default_scheme(self, width: int | None) -> str:
         """Wan's names at any width: the converter only renames, whatever the width."""

@@ -1,16 +1,8 @@
-"""GGUF tools: bit-exact ggml quantizers (Q8_0, Q6_K, Q5_K, Q4_K), FLUX converter, inspector."""
+"""GGUF tools: bit-exact ggml quantizers (Q8_0, Q6_K, Q5_K, Q4_K), the checkpoint converter
+(a family's community layout, its tensor names passed in) and the file inspector.
 
-from bench.gguf.convert import QuantizeSummary, quantize_checkpoint
-from bench.gguf.errors import ConversionError, GGUFFileError
-from bench.gguf.qtypes import supported_quant_types
-from bench.gguf.quants import dequantize, quantize
-
-__all__ = [
-    "ConversionError",
-    "GGUFFileError",
-    "QuantizeSummary",
-    "dequantize",
-    "quantize",
-    "quantize_checkpoint",
-    "supported_quant_types",
-]
+Each name has one home: bench.gguf.quants (quantize, dequantize), bench.gguf.convert
+(convert_checkpoint), bench.gguf.inspect (summarize_gguf), bench.gguf.qtypes
+(supported_quant_types), bench.gguf.errors. Importing the package itself loads nothing, so a
+family can name its tensors (bench.gguf.names) without loading numpy and the gguf library.
+"""

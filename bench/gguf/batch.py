@@ -2,7 +2,9 @@
 
 The library side of `bench quantize` (bench/cli/gguf.py): every bad request is a UserInputError
 or a ConversionError naming the option or file, raised before anything is written; each file is
-written under a temporary name by the converter, so nothing half-written is left behind.
+written under a temporary name by the converter, so nothing half-written is left behind. The
+family's tensor names are an argument: the command looks the family up (named by ``--family``,
+or found from the checkpoint by bench/families/gguf.py's ``detect_family``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from pathlib import Path
 from typing import get_args
 
 from bench.errors import UserInputError
-from bench.gguf.convert import QuantizeSummary, quantize_checkpoint
+from bench.gguf.convert import QuantizeSummary, convert_checkpoint
 from bench.gguf.errors import ConversionError
+from bench.gguf.names import TensorNames
 from bench.gguf.plan import KeyNames
 from bench.gguf.qtypes import file_quant_type
-from bench.gguf.source import Checkpoint
 
 KEY_NAMES = get_args(KeyNames)
 
@@ -29,15 +31,6 @@ def output_stem(src: Path) -> str:
             return src.parent.name
         return src.name
     return src.stem
-
-
-def check_family(family: str) -> str:
-    """A registered family name, or UserInputError naming --family and the known ones."""
-    from bench.families import FAMILIES
-
-    if family not in FAMILIES:
-        raise UserInputError(f"--family: expected one of {', '.join(FAMILIES)}, got {family!r}")
-    return family
 
 
 def check_request(src: Path, types: list[str], out: Path, key_names: str, jobs: int | None) -> None:
@@ -63,64 +56,34 @@ def check_request(src: Path, types: list[str], out: Path, key_names: str, jobs: 
         raise UserInputError(f"{out}: --out must be a folder, found a file")
 
 
-def detect_family(src: Path) -> str:
-    """The model family of a transformer checkpoint (bench.families), so `bench quantize`
-    writes that family's community layout without being told.
-
-    A diffusers folder says it in config.json (``_class_name``, the family's denoiser class);
-    otherwise the tensor names decide: the one family whose original or diffusers naming the
-    keys are in. ConversionError when none or several match, naming ``--family``.
-    """
-    from bench.families import FAMILIES, family_for_denoiser
-
-    ckpt = Checkpoint(src)
-    by_class = family_for_denoiser(str(ckpt.config.get("_class_name")))
-    if by_class is not None:
-        return by_class.name
-    matches = []
-    for family in FAMILIES.values():
-        names = family.gguf
-        keys = [names.strip_prefix(k) for k in ckpt.tensors]
-        if names.is_original(keys) or names.is_diffusers(keys):
-            matches.append(family.name)
-    if len(matches) == 1:
-        return matches[0]
-    found = f"it matches {', '.join(matches)}" if matches else "no family's names match"
-    raise ConversionError(
-        f"{src}: cannot tell the model family from its tensor names ({found}); "
-        f"pass --family ({', '.join(FAMILIES)})"
-    )
-
-
 def quantize_to_folder(
     src: Path,
     types: list[str],
     out: Path,
+    names: TensorNames,
     *,
     key_names: str = "auto",
     jobs: int | None = None,
     progress: bool = False,
-    family: str | None = None,
 ) -> Iterator[QuantizeSummary]:
-    """Write `out/<stem>-<TYPE>.gguf` for each type, yielding each file's summary once written.
+    """Write `out/<stem>-<TYPE>.gguf` for each type in the layout of the family whose tensor
+    names are ``names``, yielding each file's summary once written.
 
-    ``family`` picks the tensor names and rules (bench.families; None: `detect_family`). The
-    request is checked before the first file. A ValueError of the quantizers (a shape no type
-    can take, say) is raised as the ConversionError it is, message unchanged.
+    The request is checked before the first file. A ValueError of the quantizers (a shape no
+    type can take, say) is raised as the ConversionError it is, message unchanged.
     """
     check_request(src, types, out, key_names, jobs)
-    family = check_family(family) if family is not None else detect_family(src)
     stem = output_stem(src)
     for t in types:
         try:
-            yield quantize_checkpoint(
+            yield convert_checkpoint(
                 src,
                 out / f"{stem}-{t}.gguf",
                 t,
+                names,
                 key_names=key_names,  # type: ignore[arg-type]
                 progress=progress,
                 jobs=jobs,
-                family=family,
             )
         except ConversionError:
             raise

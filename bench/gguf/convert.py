@@ -1,8 +1,10 @@
 """Convert a transformer checkpoint (diffusers folder or safetensors file) to GGUF.
 
 Which names, fusions, high-precision tensors and ``general.architecture`` the file gets is the
-model family's (``family.gguf``, bench/families; FLUX by default), so the file has the layout of
-that family's community files and diffusers' ``from_single_file`` loads it.
+model family's: its ``TensorNames`` (``family.gguf``, bench/families) is an argument, so the file
+has the layout of that family's community files and diffusers' ``from_single_file`` loads it. A
+family named by its registry name (``bench quantize --family``) is looked up by
+bench/families/gguf.py's ``quantize_checkpoint``, which calls this.
 
 The header (metadata and every tensor's name, shape, type and offset) is written first from the
 plan with ``gguf.GGUFWriter``; the file is then sized to its final length and the tensor data are
@@ -34,7 +36,7 @@ from bench.gguf.pool import PoolKind, chunk_runner, resolve_jobs
 from bench.gguf.qtypes import FileQuantType, file_quant_type, supported_quant_types
 from bench.gguf.source import Checkpoint
 
-__all__ = ["QuantizeSummary", "quantize_checkpoint", "supported_quant_types"]
+__all__ = ["QuantizeSummary", "convert_checkpoint", "supported_quant_types"]
 
 
 @dataclass
@@ -53,32 +55,29 @@ class QuantizeSummary:
     jobs: int = 1  # worker processes used (1: converted in the calling process)
 
 
-def quantize_checkpoint(
+def convert_checkpoint(
     src: Path,
     out: Path,
     qtype: str,
+    names: TensorNames,
     key_names: KeyNames = "auto",
     progress: bool = False,
     jobs: int | None = None,
     pool: PoolKind = "process",
-    family: str | None = None,
 ) -> QuantizeSummary:
-    """Write ``src`` as a GGUF file ``out`` of quantization type ``qtype``.
+    """Write ``src`` as a GGUF file ``out`` of quantization type ``qtype`` in the community
+    layout of the family whose tensor names and rules ``names`` are.
 
-    ``qtype`` is one of ``supported_quant_types()``. ``key_names="auto"`` writes original BFL
-    names for FLUX.1-width (3072) models, which is what community files use and what diffusers'
-    single-file converter expects, and diffusers names for narrower models (diffusers then loads
-    them without conversion). ``jobs`` worker processes share the work (None: every CPU this
-    process may use, or the calling process alone for models under ~16 M weights); the bytes
-    are the same for any ``jobs``. ``pool="thread"`` uses threads instead (slower, kept for the
-    comparison in benchmarks/quantize_speed.py). ``family`` names the model family whose
-    tensor names and rules apply (bench.families; None: FLUX). Raises ``ConversionError`` (a
-    ``ValueError``) for bad input, ``UnknownFamily`` for a family that is not registered.
+    ``qtype`` is one of ``supported_quant_types()``. ``key_names="auto"`` writes what the family's
+    community files use (FLUX: original BFL names for FLUX.1-width (3072) models, which
+    diffusers' single-file converter expects, and diffusers names for narrower models, which
+    diffusers then loads without conversion). ``jobs`` worker processes share the work (None:
+    every CPU this process may use, or the calling process alone for models under ~16 M
+    weights); the bytes are the same for any ``jobs``. ``pool="thread"`` uses threads instead
+    (slower, kept for the comparison in benchmarks/quantize_speed.py). Raises
+    ``ConversionError`` (a ``ValueError``) for bad input.
     """
-    from bench.families import get_family
-
     t0 = time.perf_counter()
-    names = get_family(family).gguf
     ft = file_quant_type(qtype)
     src, out = Path(src), Path(out)
     with Checkpoint(src) as ckpt:

@@ -4,19 +4,22 @@
 assorted low-level errors (mmap, numpy, struct), or loops until memory runs out. So the header is
 first walked by the bounded reader of bench/gguf/header.py, which checks every count, length and
 offset (tensor data inside the file included) and raises one ``GGUFFileError`` line naming the
-file and the field; only then does ``GGUFReader`` read the metadata values.
+file and the field; only then does ``GGUFReader`` read the metadata values. Which naming the
+tensors use is asked of the families' ``TensorNames`` the caller passes (bench/families/gguf.py's
+``inspect_gguf`` passes every registered family's).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.gguf.errors import GGUFFileError
 from bench.gguf.header import read_header
-from bench.gguf.names import key_scheme
+from bench.gguf.names import TensorNames, key_scheme
 
 _MAX_LISTED_ITEMS = 8  # long array metadata values are summarised, not dumped
 
@@ -34,7 +37,7 @@ class InspectResult:
     bytes_per_type: dict[str, int]
     parameters: int
     bits_per_weight: float  # 8 * tensor data bytes / parameters
-    key_names: str  # "bfl", "diffusers" or "unknown"
+    key_names: str  # a family's original scheme ("bfl"), "diffusers" or "unknown"
     tensor_types: dict[str, str] = field(default_factory=dict)  # tensor name -> ggml type
 
     def to_json(self) -> dict[str, Any]:
@@ -44,8 +47,9 @@ class InspectResult:
         return d
 
 
-def inspect_gguf(path: Path) -> InspectResult:
-    """Read ``path``'s header and tensor table; raise ``GGUFFileError`` if it is not valid GGUF."""
+def summarize_gguf(path: Path, namings: Iterable[TensorNames] = ()) -> InspectResult:
+    """Read ``path``'s header and tensor table; raise ``GGUFFileError`` if it is not valid GGUF.
+    ``key_names`` is the naming the first of ``namings`` recognises ("unknown" if none does)."""
     path = Path(path)
     header = read_header(path)
 
@@ -82,7 +86,7 @@ def inspect_gguf(path: Path) -> InspectResult:
         bytes_per_type=dict(per_type),
         parameters=params,
         bits_per_weight=8 * sum(per_type.values()) / params if params else 0.0,
-        key_names=key_scheme(tensor_types),
+        key_names=key_scheme(tensor_types, namings),
         tensor_types=tensor_types,
     )
 

@@ -5,9 +5,10 @@ checkpoint (FLUX: Black Forest Labs' ``double_blocks.0.img_attn.qkv.weight``), a
 ``from_single_file`` maps them back to its own with a per-family converter. Which names a family
 uses, which tensors are fused, which stay in high precision and which ``general.architecture``
 the file declares are the family's knowledge (``bench.families``, FLUX's in
-bench/families/flux_gguf.py); this module holds only the generic parts: the ``Group`` of one
-original tensor and the diffusers tensors it is made of, the ``TensorNames`` interface every
-family implements, and look-ups that ask every registered family.
+bench/families/flux_gguf.py), passed to the converter as an argument; this module holds only
+the generic parts: the ``Group`` of one original tensor and the diffusers tensors it is made of,
+the ``TensorNames`` interface every family implements, and the naming scheme of a tensor list
+among the namings it is given.
 
 A mapping is a list of ``Group``s: one original tensor <-> an ordered list of diffusers tensors
 that are stacked along dim 0.
@@ -24,7 +25,6 @@ from bench.gguf.errors import ConversionError
 #: Prefix of full original checkpoints as ComfyUI and the model authors save them (every
 #: family of ComfyUI's layout, FLUX and SD3 included); community GGUF files omit it.
 CHECKPOINT_PREFIX = "model.diffusion_model."
-BFL_PREFIX = CHECKPOINT_PREFIX  # the name it had when FLUX was the only family
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -61,6 +61,8 @@ class TensorNames:
     float32_markers: tuple[str, ...] = ()
     #: prefix full original checkpoints carry before their names
     checkpoint_prefix: str = CHECKPOINT_PREFIX
+    #: tensors whose rows are the model's width when its config does not say (either scheme)
+    width_tensors: tuple[str, ...] = ()
 
     def strip_prefix(self, key: str) -> str:
         """Drop the full-checkpoint prefix (``model.diffusion_model.``) if present."""
@@ -68,8 +70,12 @@ class TensorNames:
         return key[len(p) :] if p and key.startswith(p) else key
 
     def scheme(self, keys: Iterable[str]) -> str:
-        """``original_scheme``, ``"diffusers"`` or ``"unknown"``: the naming of a tensor list."""
-        raise NotImplementedError
+        """``original_scheme``, ``"diffusers"`` or ``"unknown"``: the naming of a tensor list
+        (by default: the one whose whole state dict the keys are)."""
+        keys = list(keys)
+        if self.is_original(keys):
+            return self.original_scheme
+        return "diffusers" if self.is_diffusers(keys) else "unknown"
 
     def is_original(self, keys: list[str]) -> bool:
         """True if the (prefix-stripped) keys are a state dict in the original naming."""
@@ -92,8 +98,11 @@ class TensorNames:
         return False
 
     def model_width(self, config: Mapping[str, object], shapes: Shapes) -> int | None:
-        """Hidden size of the transformer, from its config or its (stripped) weight shapes."""
-        return None
+        """Hidden size of the transformer: heads × head dim from its config, else the rows of
+        the first of ``width_tensors`` its (stripped) weights have."""
+        if "num_attention_heads" in config and "attention_head_dim" in config:
+            return int(config["num_attention_heads"]) * int(config["attention_head_dim"])  # type: ignore[call-overload]
+        return next((shapes[k][0] for k in self.width_tensors if k in shapes), None)
 
     def default_scheme(self, width: int | None) -> str:
         """What ``key_names="auto"`` writes for a model of this width."""
@@ -118,33 +127,28 @@ def block_count(keys: Iterable[str], prefix: str) -> int:
     return max(idx) + 1 if idx else 0
 
 
-def strip_bfl_prefix(key: str) -> str:
-    """Drop the ``model.diffusion_model.`` prefix that full original checkpoints carry."""
-    return key[len(CHECKPOINT_PREFIX) :] if key.startswith(CHECKPOINT_PREFIX) else key
-
-
-def default_names() -> TensorNames:
-    """The default family's names (FLUX), for callers that name no family."""
-    from bench.families import get_family
-
-    return get_family().gguf
-
-
-def key_scheme(keys: Iterable[str]) -> str:
-    """Naming scheme of a tensor list as the first registered family that knows it says
-    (``"bfl"`` or ``"diffusers"`` for FLUX), else ``"unknown"``."""
-    from bench.families import FAMILIES
-
+def scheme_of_blocks(
+    keys: Iterable[str],
+    original: str,
+    original_blocks: tuple[str, ...],
+    diffusers_blocks: tuple[str, ...],
+) -> str:
+    """The naming told by the transformer-block names alone (``original`` taking precedence),
+    for families whose partial tensor lists (a file's, a probe's) still name their blocks."""
     keys = list(keys)
-    for family in FAMILIES.values():
-        found = family.gguf.scheme(keys)
-        if found != "unknown":
-            return found
+    if any(k.startswith(original_blocks) for k in keys):
+        return original
+    if any(k.startswith(diffusers_blocks) for k in keys):
+        return "diffusers"
     return "unknown"
 
 
-def diffusers_to_bfl_name(name: str) -> str | None:
-    """BFL name of the FLUX group a single diffusers key belongs to (None if it has no twin)."""
-    from bench.families import get_family
-
-    return get_family("flux").gguf.original_name(name)
+def key_scheme(keys: Iterable[str], namings: Iterable[TensorNames]) -> str:
+    """Naming scheme of a tensor list as the first of ``namings`` that knows it says (``"bfl"``
+    or ``"diffusers"`` for FLUX's), else ``"unknown"``."""
+    keys = list(keys)
+    for names in namings:
+        found = names.scheme(keys)
+        if found != "unknown":
+            return found
+    return "unknown"

@@ -4,7 +4,7 @@ Built from safetensors headers alone (no tensor data), so the GGUF header with e
 final shape and type can be written before any data is streamed. What is generic lives here (the
 row mapping, the type recipe's shape rules); what a model family knows (its original names,
 which tensors are fused or kept in high precision) comes from its ``TensorNames``
-(``family.gguf``; FLUX's when none is given).
+(``family.gguf``), which every function here takes as an argument.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 
 from bench.gguf.errors import ConversionError
-from bench.gguf.names import TensorNames, default_names
+from bench.gguf.names import TensorNames
 from bench.gguf.qtypes import FileQuantType
 from bench.gguf.source import Checkpoint, SourceTensor, read_rows, to_float32
 
@@ -109,14 +109,11 @@ def load(ckpt: Checkpoint, t: OutputTensor) -> np.ndarray:
     return np.concatenate(pieces).reshape(t.shape)
 
 
-def model_width(
-    ckpt: Checkpoint, stripped: dict[str, str], names: TensorNames | None = None
-) -> int | None:
+def model_width(ckpt: Checkpoint, stripped: dict[str, str], names: TensorNames) -> int | None:
     """Hidden size of the transformer (3072 for FLUX.1), from config or weights.
 
     ``stripped`` maps prefix-stripped key names to the checkpoint's own keys.
     """
-    names = names or default_names()
     return names.model_width(ckpt.config, _shapes(ckpt, stripped))
 
 
@@ -129,7 +126,7 @@ def choose_tensor_type(
     shape: tuple[int, ...],
     source_dtype: str,
     ft: FileQuantType,
-    names: TensorNames | None = None,
+    names: TensorNames,
 ) -> T:
     """ggml type of one output tensor, following the community GGUF recipe of ``names``' family.
 
@@ -141,7 +138,6 @@ def choose_tensor_type(
     blocks get the target type (fused attention qkv one level higher for the ``_M`` mixes); K
     types need rows that are a multiple of 256 and fall back to F16 otherwise (Q8_0: 32).
     """
-    names = names or default_names()
     if len(shape) <= 1 or prod(shape) <= 1024:
         return T.F32
     if len(shape) > GGML_MAX_DIMS or any(m in name for m in names.float32_markers):
@@ -161,9 +157,8 @@ def choose_tensor_type(
     return target
 
 
-def resolve_key_names(key_names: str, width: int | None, names: TensorNames | None = None) -> str:
+def resolve_key_names(key_names: str, width: int | None, names: TensorNames) -> str:
     """``auto`` picks what the family writes for this width (FLUX: BFL names only at 3072)."""
-    names = names or default_names()
     if key_names == "auto":
         return names.default_scheme(width)
     allowed = dict.fromkeys(("auto", names.original_scheme, "diffusers"))
@@ -175,10 +170,9 @@ def resolve_key_names(key_names: str, width: int | None, names: TensorNames | No
 
 
 def build_plan(
-    ckpt: Checkpoint, ft: FileQuantType, key_names: str, names: TensorNames | None = None
+    ckpt: Checkpoint, ft: FileQuantType, key_names: str, names: TensorNames
 ) -> list[OutputTensor]:
     """Every output tensor in file order, with name, shape, sources and ggml type."""
-    names = names or default_names()
     stripped = {names.strip_prefix(k): k for k in ckpt.tensors}
     keys = list(stripped)
     original = names.original_scheme

@@ -17,7 +17,7 @@ from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize as _gguf_dequantize
 
-from bench.gguf import q8_0
+from bench.gguf import kquants, q8_0
 from bench.gguf.qtypes import tensor_type
 
 #: Roughly how many weights one chunk holds. The K-quant search makes several passes over a few
@@ -42,8 +42,6 @@ BlockFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 def _block_fn(qtype: T) -> BlockFn:
     if qtype == T.Q8_0:
         return lambda x, _w: q8_0.quantize_blocks(x)
-    from bench.gguf import kquants  # local: keeps Q8_0-only users light
-
     if qtype == T.Q4_K:
         return kquants.quantize_q4_k
     if qtype == T.Q5_K:

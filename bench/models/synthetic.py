@@ -4,10 +4,11 @@ No weights can be downloaded, so the harness makes its own pipelines: the same c
 saved folder layout and the same loading path as the real models, at a tiny scale (for CPUs and
 tests) or at the real architecture's sizes (for measuring memory and speed on a GPU without the
 real weights). What to build is the model family's (bench/families: its specs, presets and
-components); this module is the generic part: where builds are cached, the seeded fill, the
-saved layout and the digest that names a build. Weights are filled tensor by tensor from a
-generator seeded by (seed, tensor name), so a build is reproducible across machines and
-independent of module creation order.
+components), passed here as an argument; this module is the generic part: where builds are
+cached, the seeded fill, the saved layout and the digest that names a build. Weights are filled
+tensor by tensor from a generator seeded by (seed, tensor name), so a build is reproducible
+across machines and independent of module creation order. A family named by its registry name
+(a config's ``model.family``) is looked up by bench/families/synthetic.py, which calls these.
 """
 
 from __future__ import annotations
@@ -19,37 +20,30 @@ import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bench.library_output import quiet_library_output
 
 if TYPE_CHECKING:
     import torch
 
-    from bench.families import Family
-
 BUILDER_VERSION = 2
 
-#: Names this module had when FLUX was its only model, still importable from here:
-#: name -> attribute of bench.families.flux.
-_FLUX_NAMES = {
-    "SyntheticSpec": "FluxSpec",
-    "TINY": "TINY",
-    "FLUX_DEV": "FLUX_DEV",
-    "PRESETS": "PRESETS",
-    "REAL_CLIP_TOKEN_IDS": "REAL_CLIP_TOKEN_IDS",
-    "REAL_T5_TOKEN_IDS": "REAL_T5_TOKEN_IDS",
-    "meta_components": "meta_components",
-    "_build_components": "build_components",
-}
 
+class SyntheticFamily(Protocol):
+    """What the builder asks of a model family (bench.families.base.Family implements it)."""
 
-def __getattr__(name: str) -> Any:
-    """FLUX's specs under their old names, looked up lazily: bench.families.flux imports this
-    module's generic helpers, so importing it at the top would be circular."""
-    if name in _FLUX_NAMES:
-        from bench.families import flux
+    def preset(self, name: str) -> Any:
+        """The spec (a frozen dataclass) of a preset name."""
+        ...
 
-        return getattr(flux, _FLUX_NAMES[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def cache_stem(self, preset: str) -> str:
+        """First part of the preset's cache folder name."""
+        ...
+
+    def build_pipeline(self, spec: Any, seed: int) -> Any:
+        """The pipeline of a spec with its seeded random weights, ready to save."""
+        ...
 
 
 def spec_digest(spec: Any, seed: int) -> str:
@@ -70,25 +64,15 @@ def cache_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "bench-harness"
 
 
-def _family(family: str | Family | None) -> Family:
-    from bench.families import get_family
-
-    return get_family(family)
-
-
-def synthetic_dir(preset: str, seed: int, family: str | Family | None = None) -> Path:
-    """The cache folder of a family's preset and seed (FLUX's: ``<preset>-seed<seed>-<hash>``)."""
-    fam = _family(family)
-    spec = fam.preset(preset)
-    return (
-        cache_root()
-        / "synthetic"
-        / f"{fam.cache_stem(preset)}-seed{seed}-{spec_digest(spec, seed)}"
-    )
+def cache_folder(family: SyntheticFamily, preset: str, seed: int) -> Path:
+    """The cache folder of a family's preset and seed: ``<stem>-seed<seed>-<spec digest>``."""
+    spec = family.preset(preset)
+    name = f"{family.cache_stem(preset)}-seed{seed}-{spec_digest(spec, seed)}"
+    return cache_root() / "synthetic" / name
 
 
 def _seeded_generator(seed: int, name: str) -> torch.Generator:
-    import torch
+    import torch  # torch: heavy, loaded only to build
 
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
@@ -103,8 +87,8 @@ def fill_random_weights(
     scales 1, biases small values. Each tensor depends only on (seed, its name). Parameters may
     be on the meta device (a full-size model is never initialised twice).
     """
-    import torch
-    from accelerate.utils import set_module_tensor_to_device
+    import torch  # torch: heavy, loaded only to build
+    from accelerate.utils import set_module_tensor_to_device  # accelerate: likewise
 
     with torch.no_grad():
         _fill(module, seed, prefix, dtype, set_module_tensor_to_device)
@@ -141,7 +125,7 @@ def _fill(module: Any, seed: int, prefix: str, dtype: Any, setter: Any) -> None:
     the values are the same whatever the thread count or completion order."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import torch
+    import torch  # torch: heavy, loaded only to build
 
     def make(item: tuple[str, Any]) -> Any:
         name, tensor = item
@@ -164,16 +148,12 @@ def _fill(module: Any, seed: int, prefix: str, dtype: Any, setter: Any) -> None:
             setter(module, name, "cpu", value=values)
 
 
-def build_synthetic_pipeline(
-    preset: str, seed: int, out_dir: Path, family: str | Family | None = None
-) -> Path:
-    """Build a family's preset (default FLUX) and save it as an ordinary diffusers folder."""
-    from bench.environment import quiet_library_output
-
-    fam = _family(family)
-    spec = fam.preset(preset)
+def build_folder(family: SyntheticFamily, preset: str, seed: int, out_dir: Path) -> Path:
+    """Build a family's preset and save it in `out_dir` as an ordinary diffusers folder, with a
+    ``synthetic.json`` saying what it is."""
+    spec = family.preset(preset)
     quiet_library_output()
-    pipe = fam.build_pipeline(spec, seed)
+    pipe = family.build_pipeline(spec, seed)
     pipe.save_pretrained(out_dir, safe_serialization=True, max_shard_size="10GB")
     (out_dir / "synthetic.json").write_text(
         json.dumps(
@@ -190,16 +170,16 @@ def build_synthetic_pipeline(
     return out_dir
 
 
-def ensure_synthetic_pipeline(preset: str, seed: int, family: str | Family | None = None) -> Path:
-    """The cached pipeline folder of a family's preset (default FLUX), built first if absent
-    (atomically: a crash leaves none)."""
-    target = synthetic_dir(preset, seed, family)
+def ensure_folder(family: SyntheticFamily, preset: str, seed: int) -> Path:
+    """The cached pipeline folder of a family's preset, built first if absent (atomically: a
+    crash leaves none)."""
+    target = cache_folder(family, preset, seed)
     if (target / "model_index.json").is_file() and (target / "synthetic.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build_synthetic_pipeline(preset, seed, staging, family)
+        build_folder(family, preset, seed, staging)
         try:
             staging.rename(target)
         except OSError:

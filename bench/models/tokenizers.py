@@ -1,17 +1,20 @@
 """Local stand-ins for the text encoders' tokenizers, built without any download.
 
 FLUX reads prompts through a CLIP byte-level BPE tokenizer and a T5 sentencepiece (Unigram)
-tokenizer (SD3.5 adds a second CLIP, Wan's UMT5 is a sentencepiece one too); a model family's
-synthetic build takes the ones it needs from here. Random-weight models do not need their real
-vocabularies, only tokenizers of the same kind, with the same special tokens and maximum
-lengths, so the pipeline code runs unchanged. Each is constructed from a small fixed corpus in
-sorted order, so every build is identical.
+tokenizer (SD3.5 adds a second CLIP, Wan's UMT5 is a sentencepiece one too, Qwen-Image's
+Qwen2.5-VL a Qwen2 byte-level BPE); a model family's synthetic build takes the ones it needs from
+here. Random-weight models do not need their real vocabularies, only tokenizers of the same kind,
+with the same special tokens and maximum lengths, so the pipeline code runs unchanged. Each is
+constructed from a small fixed corpus in sorted order, so every build is identical.
 """
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-from transformers import CLIPTokenizer, T5Tokenizer
+from itertools import pairwise
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from transformers import CLIPTokenizer, Qwen2Tokenizer, T5Tokenizer
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 CLIP_BOS = "<|startoftext|>"
 CLIP_EOS = "<|endoftext|>"
@@ -69,13 +72,9 @@ def build_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
     bpe.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
     bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), to_symbols])
     bpe.decoder = decoders.ByteLevel()
+    special = {"bos_token": CLIP_BOS, "eos_token": CLIP_EOS, "unk_token": CLIP_EOS}
     return CLIPTokenizer(
-        tokenizer_object=bpe,
-        bos_token=CLIP_BOS,
-        eos_token=CLIP_EOS,
-        unk_token=CLIP_EOS,
-        pad_token=CLIP_EOS,
-        model_max_length=model_max_length,
+        tokenizer_object=bpe, **special, pad_token=CLIP_EOS, model_max_length=model_max_length
     )
 
 
@@ -94,11 +93,114 @@ def build_t5_tokenizer(model_max_length: int = 512) -> T5Tokenizer:
     unigram.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     unigram.pre_tokenizer = pre_tokenizers.Metaspace()
     unigram.decoder = decoders.Metaspace()
+    special = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
     return T5Tokenizer(
-        tokenizer_object=unigram,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        extra_ids=0,
-        model_max_length=model_max_length,
+        tokenizer_object=unigram, **special, extra_ids=0, model_max_length=model_max_length
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Qwen2 (Qwen2.5-VL's byte-level BPE: Qwen-Image's text encoder)
+#
+# QwenImagePipeline wraps every prompt in a chat template and then drops the template's first
+# ``prompt_template_encode_start_idx`` (34) hidden states: the system message, as the real Qwen2
+# tokenizer splits it. So a stand-in must not only be a Qwen2Tokenizer (the same pre-tokenizer
+# regex and byte-level alphabet, the chat special tokens), it must also split that system message
+# into exactly 34 tokens, or the pipeline would keep part of the template or drop part of the
+# prompt. Every word of the template and of the corpus above is one token here, as the
+# template's words are in the real vocabulary; the merges that spell them are constructed in
+# sorted order, so every build is identical.
+
+ENDOFTEXT = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+#: the chat and vision special tokens of Qwen2.5-VL's tokenizer, in its id order
+SPECIAL_TOKENS = (
+    ENDOFTEXT,
+    IM_START,
+    IM_END,
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+#: QwenImagePipeline's prompt_template_encode (diffusers 0.42), the text the vocabulary covers
+PROMPT_TEMPLATE = (
+    "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, "
+    "quantity, text, spatial relationships of the objects and background:<|im_end|>\n"
+    "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+)
+
+
+def _pieces(text: str) -> list[str]:
+    """Qwen2's pre-tokenization of ``text`` (regex split, then the byte-level alphabet)."""
+    split = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    return [piece for piece, _ in split.pre_tokenize_str(text)]
+
+
+def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one piece: merge the lowest-ranked adjacent pair until none is left."""
+    while len(symbols) > 1:
+        pairs = [(ranks.get(p, len(ranks)), i) for i, p in enumerate(pairwise(symbols))]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        symbols = [*symbols[:i], symbols[i] + symbols[i + 1], *symbols[i + 2 :]]
+    return symbols
+
+
+def _vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte alphabet, then merges that make every template and corpus piece one token.
+
+    A piece is first encoded with the merges made so far, then its parts are merged left to
+    right by new merges; new merges rank after all earlier ones, so earlier pieces still encode
+    as one token (BPE always takes the lowest-ranked pair that applies).
+    """
+    text = [PROMPT_TEMPLATE.format(""), *_CORPUS, *(line.lower() for line in _CORPUS)]
+    words = sorted(
+        {piece for line in text for chunk in _without_specials(line) for piece in _pieces(chunk)}
+    )
+    vocab: dict[str, int] = {}
+    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab.setdefault(symbol, len(vocab))
+    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+    for word in words:
+        parts = _bpe(list(word), ranks)
+        current = parts[0]
+        for part in parts[1:]:
+            pair = (current, part)
+            current += part
+            if pair not in ranks:
+                ranks[pair] = len(merges)
+                merges.append(pair)
+            vocab.setdefault(current, len(vocab))
+    return vocab, merges
+
+
+def _without_specials(line: str) -> list[str]:
+    chunks = [line]
+    for token in SPECIAL_TOKENS:
+        chunks = [part for chunk in chunks for part in chunk.split(token)]
+    return [c for c in chunks if c]
+
+
+def build_qwen2_tokenizer(model_max_length: int = 32768) -> Qwen2Tokenizer:
+    """A Qwen2Tokenizer with a small byte-level BPE vocabulary and Qwen2.5-VL's special tokens
+    (``<|endoftext|>`` as padding, as the real one)."""
+    vocab, merges = _vocabulary()
+    special = {"unk_token": None, "eos_token": IM_END, "pad_token": ENDOFTEXT}
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab, merges=merges, **special, model_max_length=model_max_length
+    )
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    return tokenizer
+
+
+#: The local tokenizers by the kind a family names (``Family.tokenizer_kinds``).
+BUILDERS = {"clip": build_clip_tokenizer, "t5": build_t5_tokenizer, "qwen2": build_qwen2_tokenizer}

@@ -10,6 +10,11 @@ the pipeline dtype for floating tensors, float32 where transformers keeps module
 (`_keep_in_fp32_modules` for float16), and for a GGUF transformer the packed size of every
 quantized tensor, while F32/F16 tensors from the file are cast to the compute dtype by diffusers'
 loader (`load_model_dict_into_meta`), exactly as `from_single_file` does.
+
+What is the model family's is an argument: its name and denoiser (which component a layout
+replaces, which formulas size each phase), its GGUF tensor names (the community recipe's types).
+A family named by its registry name, or found from a pipeline's or denoiser's class, is looked
+up by bench/families/sizing.py, which calls these.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from gguf import GGML_QUANT_SIZES
+from gguf import GGMLQuantizationType as T
+
 from bench.errors import ArgumentError, UserInputError
+from bench.gguf.errors import GGUFFileError
+from bench.gguf.inspect import summarize_gguf
+from bench.gguf.names import TensorNames
+from bench.gguf.plan import choose_tensor_type
+from bench.gguf.qtypes import FileQuantType, file_quant_type, supported_quant_types
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 #: ggml types diffusers' GGUF loader turns into plain torch tensors (then cast to compute dtype).
@@ -127,8 +140,8 @@ class TensorLayout(Protocol):
 
 
 def _diffusers_meta(class_name: str, config: dict[str, Any]) -> Any:
-    import diffusers
-    from accelerate import init_empty_weights
+    import diffusers  # diffusers: heavy, loaded only to size a model
+    from accelerate import init_empty_weights  # accelerate: likewise (torch)
 
     cls = getattr(diffusers, class_name)
     with init_empty_weights():
@@ -136,8 +149,8 @@ def _diffusers_meta(class_name: str, config: dict[str, Any]) -> Any:
 
 
 def _transformers_meta(class_name: str, config: Any) -> Any:
-    import transformers
-    from accelerate import init_empty_weights
+    import transformers  # transformers: heavy, loaded only to size a model
+    from accelerate import init_empty_weights  # accelerate: likewise (torch)
 
     cls = getattr(transformers, class_name)
     with init_empty_weights():
@@ -162,29 +175,21 @@ def meta_modules_from_folder(folder: Path) -> tuple[dict[str, Any], str]:
         if not (sub / "config.json").is_file():
             continue  # tokenizers, schedulers: nothing on the device
         if library == "diffusers":
-            import diffusers
+            import diffusers  # diffusers: heavy, loaded only to size a model
 
             cls = getattr(diffusers, class_name)
             modules[name] = _diffusers_meta(class_name, dict(cls.load_config(sub)))
         elif library == "transformers":
-            import transformers
+            import transformers  # transformers: heavy, loaded only to size a model
 
             cls = getattr(transformers, class_name)
             modules[name] = _transformers_meta(class_name, cls.config_class.from_pretrained(sub))
     return modules, index.get("_class_name", "DiffusionPipeline")
 
 
-def meta_modules_from_spec(spec: Any, family: str | None = None) -> dict[str, Any]:
-    """Meta-device modules of a family's synthetic spec (default FLUX), built exactly as the
-    synthetic builder does (vocabulary sizes the spec does not name: the local tokenizers')."""
-    from bench.families import get_family
-
-    return get_family(family).meta_components(spec)
-
-
 def offload_order(pipeline_class: str, names: list[str]) -> tuple[str, ...]:
     """`model_cpu_offload_seq` of the pipeline class (the order model offload moves models)."""
-    import diffusers
+    import diffusers  # diffusers: heavy, loaded only to size a model
 
     cls = getattr(diffusers, pipeline_class, None)
     seq = getattr(cls, "model_cpu_offload_seq", None) or "->".join(names)
@@ -196,13 +201,8 @@ def offload_order(pipeline_class: str, names: list[str]) -> tuple[str, ...]:
 # GGUF layouts
 
 
-def file_quant_type_of(quant: str) -> Any:
+def file_quant_type_of(quant: str) -> FileQuantType:
     """The converter's FileQuantType, or a pure one for ggml types it cannot make (Q4_0, Q2_K)."""
-    from gguf import GGML_QUANT_SIZES
-    from gguf import GGMLQuantizationType as T
-
-    from bench.gguf.qtypes import FileQuantType, file_quant_type
-
     try:
         return file_quant_type(quant)
     except ValueError:
@@ -217,37 +217,34 @@ def file_quant_type_of(quant: str) -> Any:
     return FileQuantType(quant.upper(), qtype, qtype, 0)
 
 
-def rule_types(transformer: Any, quant: str, source_dtype: str = "BF16") -> dict[str, str]:
-    """ggml type of every parameter under the community recipe of the transformer's family
-    (the family whose denoiser class it is; FLUX's otherwise, gguf-kquants.md §4)."""
-    from bench.families import family_for_denoiser
-    from bench.gguf.plan import choose_tensor_type
-
+def recipe_types(
+    transformer: Any, quant: str, names: TensorNames, source_dtype: str = "BF16"
+) -> dict[str, str]:
+    """ggml type of every parameter under the community recipe of the family whose tensor
+    names are ``names`` (docs/gguf.md)."""
     ft = file_quant_type_of(quant)
-    family = family_for_denoiser(type(transformer).__name__)
-    names = family.gguf if family is not None else None
     return {
         name: choose_tensor_type(name, tuple(p.shape), source_dtype, ft, names).name
         for name, p in transformer.named_parameters()
     }
 
 
-def gguf_layout_from_rules(transformer: Any, quant: str, source_dtype: str = "BF16") -> GGUFLayout:
+def recipe_layout(
+    transformer: Any, quant: str, names: TensorNames, source_dtype: str = "BF16"
+) -> GGUFLayout:
+    """A GGUF transformer predicted from a quant type: every parameter as the recipe types it."""
     return GGUFLayout(
         label=f"GGUF {quant.upper()} (from type layouts)",
         quant=quant.upper(),
-        types=rule_types(transformer, quant, source_dtype),
+        types=recipe_types(transformer, quant, names, source_dtype),
     )
 
 
-def gguf_layout_from_file(path: Path, transformer: Any, compute_dtype: str) -> GGUFLayout:
-    """Exact loaded bytes from the header: packed quantized tensors, F32/F16 cast to compute."""
-    from bench.gguf.errors import GGUFFileError
-    from bench.gguf.inspect import inspect_gguf
-    from bench.gguf.qtypes import file_quant_type, supported_quant_types
-
+def file_layout(path: Path, transformer: Any, compute_dtype: str, names: TensorNames) -> GGUFLayout:
+    """Exact loaded bytes from the header: packed quantized tensors, F32/F16 cast to compute.
+    ``names``' recipe splits the total per module when the file does not use diffusers' names."""
     try:
-        info = inspect_gguf(path)
+        info = summarize_gguf(path)
     except GGUFFileError as exc:
         raise UserInputError(str(exc)) from exc
     c = DTYPE_BYTES[compute_dtype]
@@ -269,7 +266,7 @@ def gguf_layout_from_file(path: Path, transformer: Any, compute_dtype: str) -> G
             }
             quant = max(quantized, key=lambda k: quantized[k]) if quantized else "BF16"
         source = "BF16" if "BF16" in info.tensors_per_type else "F16"
-        types = rule_types(transformer, quant, source)
+        types = recipe_types(transformer, quant, names, source)
     counts = sorted(info.tensors_per_type.items(), key=lambda kv: -info.bytes_per_type[kv[0]])
     mix = "+".join(k for k, _ in counts)
     return GGUFLayout(
@@ -283,18 +280,12 @@ def gguf_layout_from_file(path: Path, transformer: Any, compute_dtype: str) -> G
 
 
 def _packed_bytes(numel: int, ggml_type: str) -> int:
-    from gguf import GGML_QUANT_SIZES
-    from gguf import GGMLQuantizationType as T
-
     block, size = GGML_QUANT_SIZES[T[ggml_type]]
     return numel // block * size
 
 
 def _elements(packed_bytes: int, ggml_type: str) -> int:
     """Inverse of `_packed_bytes`: how many weights `packed_bytes` of a type hold."""
-    from gguf import GGML_QUANT_SIZES
-    from gguf import GGMLQuantizationType as T
-
     block, size = GGML_QUANT_SIZES[T[ggml_type]]
     return packed_bytes // size * block
 
@@ -333,7 +324,7 @@ def _block_roots(module: Any, prefix: str = "") -> list[str]:
     Sequential is a block; children named in `_group_offload_block_modules` are recursed into;
     everything else is one group that stays on the device while the model runs.
     """
-    import torch
+    import torch  # torch: heavy, loaded only to size a model
 
     roots: list[str] = []
     recurse_into = set(getattr(module, "_group_offload_block_modules", None) or [])
@@ -413,37 +404,32 @@ def _plain_config(module: Any) -> dict[str, Any]:
 # Whole pipelines
 
 
-def pipeline_components(
+def measure_pipeline(
     modules: dict[str, Any],
     pipeline_class: str,
     label: str,
     dtype: str,
+    *,
+    family: str,
+    denoiser: str,
     compute_dtype: str | None = None,
-    layout: TensorLayout | None = None,
     layouts: dict[str, TensorLayout] | None = None,
-    family: str | None = None,
 ) -> PipelineComponents:
-    """Size every component: those in `layouts` (`layout` alone: the family's denoiser, FLUX's
-    transformer by default) as their backend stores them, at `compute_dtype` for what it leaves
-    alone; the rest at `dtype`."""
-    from bench.families import family_for_pipeline, get_family
-
-    # no family named: the one that builds this pipeline class (FLUX's when none does)
-    fam = get_family(family) if family else family_for_pipeline(pipeline_class) or get_family()
-    layouts = dict(layouts or {})
-    if layout is not None:
-        layouts[fam.denoiser] = layout
+    """Size every component of a `family` pipeline (its registry name, kept for the formulas
+    that size each phase): those in `layouts` as their backend stores them, at `compute_dtype`
+    for what it leaves alone; the rest at `dtype`. The `denoiser`'s layout names the format."""
+    layouts = layouts or {}
     out: dict[str, Component] = {}
     for name, module in modules.items():
         if name in layouts:
             out[name] = measure(name, module, compute_dtype or dtype, layouts[name])
         else:
             out[name] = measure(name, module, dtype)
-    fmt = layouts[fam.denoiser].label if fam.denoiser in layouts else dtype
+    fmt = layouts[denoiser].label if denoiser in layouts else dtype
     return PipelineComponents(
         label=label,
         components=out,
         offload_order=offload_order(pipeline_class, list(out)),
         transformer_format=fmt,
-        family=fam.name,
+        family=family,
     )

@@ -6,110 +6,25 @@ offload mode, plus that phase's working memory. The formulas are in docs/size.md
 explanation repeats the essentials so a printed prediction stands on its own.
 
 What is generic lives here: residency under each offload mode, the GGUF dequantisation scratch,
-allocator and CUDA context terms, and the working memory of building blocks several families
-share (T5 and CLIP text encoders, AutoencoderKL's decoder). Which formula applies to which
-component, and the denoiser's own formula, are the model family's (`Family.activations`;
-FLUX's in bench/families/flux.py, re-exported below under the names they had here).
+allocator and CUDA context terms. The working memory of each component is the model family's
+(`Family.activations`, looked up by the pipeline's family name), built from the shared blocks'
+formulas (bench/blocks: the text encoders', the VAEs') and its own denoiser's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from bench.families import get_family
-from bench.families.flux import (  # FLUX's formulas, importable from here as before
-    LIVE_UNITS_FLOAT32,
-    LIVE_UNITS_HALF,
-    image_tokens,
-    transformer_activations,
-)
 from bench.offload import SEQUENTIAL_GGUF_NOTE, OffloadSpec, parse_offload  # re-exported
-from bench.size.components import DTYPE_BYTES, Component, PipelineComponents
-from bench.size.terms import ALLOCATOR_FACTOR, CUDA_CONTEXT_BYTES, Phase, Prediction, Term
+from bench.size.components import Component, PipelineComponents
+from bench.size.terms import (
+    ALLOCATOR_FACTOR,
+    CUDA_CONTEXT_BYTES,
+    Phase,
+    Prediction,
+    Scenario,
+    Term,
+)
 from bench.size.units import fmt_bytes
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """The settings a peak depends on besides the weights."""
-
-    offload: OffloadSpec
-    height: int = 1024
-    width: int = 1024
-    batch: int = 1
-    max_sequence_length: int = 512
-    #: frames of one video (a video family; None: an image, or the family's default count)
-    num_frames: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "offload": self.offload.label,
-            "height": self.height,
-            "width": self.width,
-            "batch": self.batch,
-            "max_sequence_length": self.max_sequence_length,
-        }
-        if self.num_frames is not None:
-            out["num_frames"] = self.num_frames
-        return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Working memory of building blocks several families share
-
-
-def text_encoder_activations(
-    encoder: Component, tokens: int, batch: int, dtype: str
-) -> tuple[int, str]:
-    """T5: eager attention keeps heads×L² scores (position bias, scores, float32 softmax).
-
-    CLIP-style encoders use SDPA at 77 tokens; their MLP intermediate dominates.
-    """
-    cfg = encoder.config
-    b = DTYPE_BYTES[dtype]
-    if "d_ff" in cfg:  # T5
-        heads, d_ff, d_model = int(cfg["num_heads"]), int(cfg["d_ff"]), int(cfg["d_model"])
-        attention = heads * tokens * tokens * (b + b + 4 + 4)
-        mlp = 4 * tokens * d_ff * b
-        work = batch * (max(attention, mlp) + 3 * tokens * d_model * b)
-        why = (
-            f"T5 at {tokens} tokens: eager attention {heads} heads × {tokens}² × (2×{b}+2×4) B "
-            "(position bias, scores, float32 softmax) or gated MLP 4×tokens×d_ff, the larger"
-        )
-        return work, why
-    tokens = int(cfg.get("max_position_embeddings", 77))
-    hidden = int(cfg.get("hidden_size", 768))
-    inter = int(cfg.get("intermediate_size", 4 * hidden))
-    work = batch * tokens * (2 * inter + 6 * hidden) * b
-    return work, f"{tokens} tokens × (2 MLP intermediates + 6 hidden) × {b} B"
-
-
-def vae_decode_activations(vae: Component, height: int, width: int, batch: int) -> tuple[int, str]:
-    """Largest set of live conv activations in the decoder (AutoencoderKL's UpDecoderBlock2D).
-
-    At each up block the first resnet holds its input, the GroupNorm output and the SiLU output
-    (3 × C_in × pixels); an upsampler holds its input and the interpolated and convolved
-    outputs at twice the resolution; the mid-block attention ~6 × C × latent pixels.
-    """
-    cfg = vae.config
-    channels = list(reversed(cfg["block_out_channels"]))
-    levels = len(channels)
-    b = DTYPE_BYTES[vae.dtype]
-    h0, w0 = height // 2 ** (levels - 1), width // 2 ** (levels - 1)
-    candidates: list[tuple[int, str]] = [(6 * channels[0] * h0 * w0, "mid-block attention")]
-    for i, out_ch in enumerate(channels):
-        pixels = (h0 << i) * (w0 << i)
-        c_in = channels[i - 1] if i else channels[0]
-        candidates.append((3 * c_in * pixels, f"up block {i} first resnet ({c_in} ch)"))
-        if i < levels - 1:
-            candidates.append(
-                (out_ch * pixels + 2 * out_ch * pixels * 4, f"up block {i} upsampler ({out_ch} ch)")
-            )
-    elements, where = max(candidates)
-    why = f"{where} at {height}×{width}: {elements:,} values × {b} B × batch {batch}"
-    return elements * b * batch, why
-
 
 # ---------------------------------------------------------------------------------------------
 # Residency under each offload mode
@@ -213,16 +128,4 @@ def predict(pipe: PipelineComponents, scenario: Scenario) -> Prediction:
     )
 
 
-__all__ = [
-    "LIVE_UNITS_FLOAT32",
-    "LIVE_UNITS_HALF",
-    "SEQUENTIAL_GGUF_NOTE",
-    "Scenario",
-    "image_tokens",
-    "parse_offload",
-    "predict",
-    "resident",
-    "text_encoder_activations",
-    "transformer_activations",
-    "vae_decode_activations",
-]
+__all__ = ["SEQUENTIAL_GGUF_NOTE", "parse_offload", "predict", "resident"]

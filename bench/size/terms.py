@@ -1,8 +1,11 @@
-"""The named terms a VRAM prediction is made of, and the constants behind the overhead terms.
+"""The named terms a VRAM prediction is made of, the settings it is made for, and the constants
+behind the overhead terms.
 
 A prediction is a list of `Term`s whose sum is the predicted peak, so a user sees where the
 memory goes (weights, dequantisation scratch, activations, VAE decode, CUDA context) instead of
-one opaque number. Every constant here says where it comes from.
+one opaque number. Every constant here says where it comes from. `Scenario` is what a peak
+depends on besides the weights: the families' working-memory formulas read it
+(`Family.activations`), and bench.size.predict sums the terms under it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from bench.offload import OffloadSpec
 from bench.size.units import MIB
 
 TermKind = Literal["weights", "scratch", "activations", "allocator", "context"]
@@ -32,6 +36,31 @@ CUDA_CONTEXT_BYTES = 512 * MIB
 #: transformer and 3 for the VAE; 2.5 is used for both. A `bench size --check` of a GPU run
 #: shows how well it holds on other cards and resolutions.
 ALLOCATOR_FACTOR = 2.5
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The settings a peak depends on besides the weights."""
+
+    offload: OffloadSpec
+    height: int = 1024
+    width: int = 1024
+    batch: int = 1
+    max_sequence_length: int = 512
+    #: frames of one video (a video family; None: an image, or the family's default count)
+    num_frames: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "offload": self.offload.label,
+            "height": self.height,
+            "width": self.width,
+            "batch": self.batch,
+            "max_sequence_length": self.max_sequence_length,
+        }
+        if self.num_frames is not None:
+            out["num_frames"] = self.num_frames
+        return out
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 GPU vendors sell "12 GB" cards that hold 12 GiB (an RTX 3060 reports 12288 MiB in nvidia-smi),
 so `G`/`GB` mean GiB here, as GPU spec sheets count. A plain number (also "12e9") is bytes.
-Reports print GiB (2^30), labelled, as DESIGN.md asks.
+Reports print GiB (2^30), labelled, so a figure never leaves its unit to be guessed.
 """
 
 from __future__ import annotations

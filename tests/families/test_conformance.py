@@ -77,7 +77,7 @@ def test_real_architecture_matches_published_parameter_counts(family: Family) ->
 
 
 def test_cache_folders_are_per_preset_and_seed(family: Family) -> None:
-    from bench.models.synthetic import synthetic_dir
+    from bench.families.synthetic import synthetic_dir
 
     a = synthetic_dir(family.default_preset, 0, family.name)
     assert a == synthetic_dir(family.default_preset, 0, family)  # by name or by entry
@@ -124,8 +124,9 @@ def test_gguf_type_recipe_quantizes_only_block_weights(family: Family) -> None:
 
 
 def test_size_formulas_give_every_phase_working_memory(family: Family) -> None:
-    from bench.size.components import pipeline_components
-    from bench.size.predict import Scenario, parse_offload, predict
+    from bench.families.sizing import pipeline_components
+    from bench.size.predict import parse_offload, predict
+    from bench.size.terms import Scenario
 
     spec = family.preset(family.real_preset)
     pipe = pipeline_components(
@@ -158,9 +159,8 @@ def test_tiny_gguf_file_declares_the_architecture_and_loads(
     import torch
     from diffusers import GGUFQuantizationConfig
 
-    from bench.gguf.convert import quantize_checkpoint
-    from bench.gguf.inspect import inspect_gguf
-    from bench.models.synthetic import ensure_synthetic_pipeline
+    from bench.families.gguf import inspect_gguf, quantize_checkpoint
+    from bench.families.synthetic import ensure_synthetic_pipeline
 
     base = ensure_synthetic_pipeline(family.default_preset, 0, family.name)
     out = tmp_path / "denoiser-Q8_0.gguf"
@@ -184,7 +184,7 @@ def test_generate_returns_images_of_the_asked_size(family: Family, bench_cache: 
     import torch
     from PIL import Image
 
-    from bench.models.synthetic import ensure_synthetic_pipeline
+    from bench.families.synthetic import ensure_synthetic_pipeline
 
     folder = ensure_synthetic_pipeline(family.default_preset, 0, family.name)
     pipe = getattr(diffusers, family.pipeline_class).from_pretrained(folder)

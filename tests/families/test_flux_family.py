@@ -35,7 +35,8 @@ def test_identity() -> None:
 def test_cache_folder_names_are_those_of_the_builder_before_families() -> None:
     """The hash formula and folder layout the builder had (commit b641105): spec, seed and
     builder version, no family prefix, so every existing FLUX cache is still found."""
-    from bench.models.synthetic import BUILDER_VERSION, cache_root, synthetic_dir
+    from bench.families.synthetic import synthetic_dir
+    from bench.models.synthetic import BUILDER_VERSION, cache_root
 
     for preset, seed in [("tiny", 0), ("tiny", 3), ("flux-dev", 0)]:
         spec = FLUX.preset(preset)
@@ -49,21 +50,6 @@ def test_cache_folder_names_are_those_of_the_builder_before_families() -> None:
         )
     # the name a cache of the tiny preset, seed 0, was given before this change
     assert synthetic_dir("tiny", 0).name == "tiny-seed0-3dfe36d75e06"
-
-
-def test_old_import_paths_give_the_family_objects() -> None:
-    from bench.models import synthetic
-    from bench.size import predict
-
-    assert synthetic.PRESETS is flux_module.PRESETS is FLUX.presets
-    assert synthetic.TINY is FLUX.preset("tiny") and synthetic.FLUX_DEV is FLUX.preset("flux-dev")
-    assert synthetic.SyntheticSpec is flux_module.FluxSpec
-    assert synthetic.meta_components is flux_module.meta_components
-    assert predict.image_tokens is flux_module.image_tokens
-    assert predict.transformer_activations is flux_module.transformer_activations
-    assert predict.LIVE_UNITS_HALF == flux_module.LIVE_UNITS_HALF
-    with pytest.raises(AttributeError):
-        synthetic.NOT_A_NAME  # noqa: B018
 
 
 def test_offload_order_is_flux_pipelines() -> None:
@@ -92,7 +78,8 @@ def test_meta_components_of_the_tiny_preset_are_the_built_models(tiny_pipeline: 
 
 
 def test_activation_terms_are_flux_formulas() -> None:
-    from bench.size.predict import Scenario, parse_offload
+    from bench.size.predict import parse_offload
+    from bench.size.terms import Scenario
     from tests.size.test_offload_arithmetic import _pipe
 
     pipe = _pipe()
@@ -115,7 +102,7 @@ def test_activation_terms_are_flux_formulas() -> None:
 def test_quantizer_bytes_do_not_depend_on_naming_the_family(
     tiny_pipeline: Path, tmp_path: Path
 ) -> None:
-    from bench.gguf.convert import quantize_checkpoint
+    from bench.families.gguf import quantize_checkpoint
 
     src = tiny_pipeline / "transformer"
     for key_names in ("auto", "bfl"):

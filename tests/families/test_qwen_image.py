@@ -35,7 +35,7 @@ def test_local_tokenizer_splits_the_template_system_message_as_the_pipeline_drop
 ) -> None:
     """QwenImagePipeline drops prompt_template_encode_start_idx hidden states: exactly the
     system message's tokens, so the prompt's own tokens are what reaches the transformer."""
-    from bench.families.qwen_image_tokenizer import build_qwen2_tokenizer
+    from bench.models.tokenizers import build_qwen2_tokenizer
 
     tokenizer = build_qwen2_tokenizer()
     template = _pipeline_template()
@@ -98,8 +98,9 @@ def test_tiny_preset_widths_admit_the_k_quants() -> None:
 
 
 def test_size_prediction_of_the_real_model_grows_with_the_image(tmp_path: Path) -> None:
-    from bench.size.components import gguf_layout_from_rules, pipeline_components
-    from bench.size.predict import Scenario, parse_offload, predict
+    from bench.families.sizing import gguf_layout_from_rules, pipeline_components
+    from bench.size.predict import parse_offload, predict
+    from bench.size.terms import Scenario
 
     spec = QWEN.preset("qwen-image")
     modules = QWEN.meta_components(spec)
@@ -124,9 +125,8 @@ def test_gguf_file_has_the_community_layout_and_loads_through_from_single_file(
     from diffusers import GGUFQuantizationConfig, QwenImageTransformer2DModel
     from diffusers.quantizers.gguf.utils import dequantize_gguf_tensor
 
-    from bench.gguf.convert import quantize_checkpoint
-    from bench.gguf.inspect import inspect_gguf
-    from bench.models.synthetic import ensure_synthetic_pipeline
+    from bench.families.gguf import inspect_gguf, quantize_checkpoint
+    from bench.families.synthetic import ensure_synthetic_pipeline
 
     base = ensure_synthetic_pipeline("tiny", 0, "qwen_image")
     out = tmp_path / f"qwen-image-{quant}.gguf"
@@ -164,7 +164,7 @@ def test_generate_follows_the_pipeline_documentation() -> None:
     import torch
     from diffusers import QwenImagePipeline
 
-    from bench.models.synthetic import ensure_synthetic_pipeline
+    from bench.families.synthetic import ensure_synthetic_pipeline
 
     pipe = QwenImagePipeline.from_pretrained(ensure_synthetic_pipeline("tiny", 0, "qwen_image"))
     pipe.set_progress_bar_config(disable=True)
@@ -252,7 +252,7 @@ def test_bench_size_knows_the_real_model_and_sizes_it_with_the_family_rules() ->
     qkv raised a level in the _M mixes, as FLUX's would be) and every phase uses the family's
     formulas; FLUX-only backend presets (T5) keep the components this pipeline has."""
     from bench.api import size
-    from bench.size.components import rule_types
+    from bench.families.sizing import rule_types
 
     transformer = QWEN.meta_components(QWEN.preset("qwen-image"))["transformer"]
     types = rule_types(transformer, "Q4_K_M")

@@ -126,14 +126,14 @@ def test_precision_follows_the_community_recipe() -> None:
 
 @pytest.fixture(scope="module")
 def tiny(bench_cache: Path) -> Path:
-    from bench.models.synthetic import ensure_synthetic_pipeline
+    from bench.families.synthetic import ensure_synthetic_pipeline
 
     return ensure_synthetic_pipeline("tiny", 0, "wan")
 
 
 @pytest.fixture(scope="module")
 def gguf_files(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from bench.gguf.convert import quantize_checkpoint
+    from bench.families.gguf import quantize_checkpoint
 
     out = tmp_path_factory.mktemp("wan-gguf")
     files = {}
@@ -236,7 +236,8 @@ def test_generate_refuses_a_frame_count_the_vae_cannot_make(tiny) -> None:
 def test_wan22_ti2v_5b_has_its_published_shape() -> None:
     """Wan 2.2's dense 5B: 3072 wide, 30 blocks on 48 latent channels, the Wan 2.2 VAE (16× in
     space: 2×2 pixel patches, then 8×), per-patch timesteps in the pipeline, shift 5."""
-    from bench.families.wan import PUBLISHED_TI2V_5B_TRANSFORMER, spatial_factor
+    from bench.blocks.vaes import spatial_factor
+    from bench.families.wan import PUBLISHED_TI2V_5B_TRANSFORMER
 
     spec = WAN.preset("wan2.2-ti2v-5b")
     modules = WAN.meta_components(spec)
@@ -260,9 +261,9 @@ def test_video_tokens_are_what_the_transformer_sees(preset: str) -> None:
 
     import torch
 
+    from bench.families.synthetic import ensure_synthetic_pipeline
     from bench.families.wan import video_tokens
     from bench.models.loading import from_pretrained
-    from bench.models.synthetic import ensure_synthetic_pipeline
 
     pipe = from_pretrained(str(ensure_synthetic_pipeline(preset, 0, "wan")), "float32")
     seen: list[tuple[int, ...]] = []
@@ -290,8 +291,8 @@ def test_wan22_sides_follow_its_16x_vae() -> None:
     before the pipeline runs instead of recording a 48×64 video made at 32×64."""
     import torch
 
+    from bench.families.synthetic import ensure_synthetic_pipeline
     from bench.models.loading import from_pretrained
-    from bench.models.synthetic import ensure_synthetic_pipeline
 
     assert WAN.preset_side_rule("wan2.2-ti2v-5b").multiple == 32
     assert WAN.preset_side_rule("tiny-ti2v").multiple == 32

@@ -18,10 +18,10 @@ from gguf import GGMLQuantizationType as T
 from gguf import GGUFReader
 from safetensors.torch import save_file
 
-from bench.gguf.convert import quantize_checkpoint
+from bench.families.gguf import quantize_checkpoint
 from bench.gguf.header import read_header
-from bench.gguf.plan import choose_tensor_type
 from bench.gguf.qtypes import file_quant_type
+from tests.gguf.flux_names import choose_tensor_type
 
 CONV3D = "transformer_blocks.0.patch.weight"  # inside a block: only the dimension rule keeps it
 LINEAR = "transformer_blocks.0.attn.to_q.weight"

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
+from bench.families.gguf import inspect_gguf
 from bench.gguf import header as limits
 from bench.gguf.errors import GGUFFileError
 from bench.gguf.header import read_header
-from bench.gguf.inspect import inspect_gguf
 
 U8, U32, STRING, ARRAY = 0, 4, 8, 9
 MEMORY_LIMIT = 2 << 30  # far above what a bounded reader needs, far below what a loop reaches

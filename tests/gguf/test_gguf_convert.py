@@ -13,11 +13,11 @@ from gguf import GGMLQuantizationType as T
 from gguf import GGUFReader
 from safetensors.torch import load_file, save_file
 
+from bench.families.gguf import quantize_checkpoint
 from bench.gguf import convert as convert_mod
-from bench.gguf.convert import quantize_checkpoint, supported_quant_types
 from bench.gguf.errors import ConversionError
-from bench.gguf.plan import choose_tensor_type
-from bench.gguf.qtypes import file_quant_type
+from bench.gguf.qtypes import file_quant_type, supported_quant_types
+from tests.gguf.flux_names import choose_tensor_type
 
 
 def _state_dict(pipe: Path) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bench.backends.gguf import GGUFQuantMismatch, GGUFVariant, local_gguf_file
-from bench.gguf import quantize_checkpoint
+from bench.families.gguf import quantize_checkpoint
 from bench.gguf.header import read_header
 from bench.gguf.qtypes import declared_type_mismatch
 

@@ -10,9 +10,8 @@ import typer
 from typer.testing import CliRunner
 
 from bench.cli.gguf import inspect_command, quantize_command, split_types
-from bench.gguf.convert import quantize_checkpoint
+from bench.families.gguf import inspect_gguf, quantize_checkpoint
 from bench.gguf.errors import GGUFFileError
-from bench.gguf.inspect import inspect_gguf
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +135,7 @@ def test_cli_quantize_writes_the_family_it_reads_from_the_tensor_names(
     """A bare .safetensors file (no config.json) of another family's transformer: the family
     comes from its tensor names, and the file is in that family's community layout."""
     from bench.families import get_family
-    from bench.models.synthetic import ensure_synthetic_pipeline
+    from bench.families.synthetic import ensure_synthetic_pipeline
 
     folder = ensure_synthetic_pipeline("tiny", 0, family) / "transformer"
     (source,) = sorted(folder.glob("*.safetensors"))

@@ -11,12 +11,13 @@ from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpo
 from gguf import GGUFReader
 from safetensors.torch import load_file, save_file
 
-from bench.gguf.convert import quantize_checkpoint
+from bench.families.flux_gguf import diffusers_to_bfl_name
+from bench.families.gguf import quantize_checkpoint
 from bench.gguf.errors import ConversionError
-from bench.gguf.names import diffusers_to_bfl_name
-from bench.gguf.plan import build_plan, load
+from bench.gguf.plan import load
 from bench.gguf.qtypes import file_quant_type
 from bench.gguf.source import Checkpoint
+from tests.gguf.flux_names import build_plan
 
 
 def _flux1_width_state_dict(pipe: Path) -> dict[str, torch.Tensor]:

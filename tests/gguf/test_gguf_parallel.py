@@ -19,14 +19,15 @@ from gguf import GGMLQuantizationType as T
 from gguf import GGUFWriter
 from safetensors.torch import load_file, save_file
 
+from bench.families.gguf import quantize_checkpoint
 from bench.gguf import chunks as chunks_mod
 from bench.gguf import pool as pool_mod
 from bench.gguf import quants
-from bench.gguf.convert import quantize_checkpoint
 from bench.gguf.errors import ConversionError
-from bench.gguf.plan import OutputTensor, Part, build_plan, load, take, tensor_runs
+from bench.gguf.plan import OutputTensor, Part, load, take, tensor_runs
 from bench.gguf.qtypes import file_quant_type
 from bench.gguf.source import Checkpoint, bf16_bits
+from tests.gguf.flux_names import build_plan
 
 TYPES = ["Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_K_M", "Q5_K_S"]
 

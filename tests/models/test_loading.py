@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from bench.families import FAMILIES
+from bench.families.synthetic import ensure_synthetic_pipeline
 from bench.models.loading import from_pretrained, pipeline_class, transformer_class
-from bench.models.synthetic import ensure_synthetic_pipeline
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

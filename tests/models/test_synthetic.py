@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from bench.models.synthetic import build_synthetic_pipeline, ensure_synthetic_pipeline
+from bench.families.synthetic import build_synthetic_pipeline, ensure_synthetic_pipeline
 
 # Configs record the library version that wrote them; the cache may have been written by
 # another diffusers release (bench matrix shares it), so those keys are not part of the build.

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bench.size.predict import (
-    LIVE_UNITS_HALF,
-    Scenario,
-    image_tokens,
-    parse_offload,
-    predict,
-    transformer_activations,
-    vae_decode_activations,
-)
+from bench.blocks.vaes import autoencoder_kl_decode_activations as vae_decode_activations
+from bench.families.flux import LIVE_UNITS_HALF, image_tokens, transformer_activations
+from bench.size.predict import parse_offload, predict
+from bench.size.terms import Scenario
 from tests.size.test_offload_arithmetic import _pipe
 
 

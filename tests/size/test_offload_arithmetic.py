@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bench.size.components import Component, PipelineComponents
-from bench.size.predict import Scenario, parse_offload, predict, resident
-from bench.size.terms import ALLOCATOR_FACTOR, CUDA_CONTEXT_BYTES
+from bench.size.predict import parse_offload, predict, resident
+from bench.size.terms import ALLOCATOR_FACTOR, CUDA_CONTEXT_BYTES, Scenario
 
 MB = 1 << 20
 
