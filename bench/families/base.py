@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from bench.blocks.meta import on_meta
 from bench.blocks.text_encoders import text_encoder_activations
+from bench.blocks.vaes import autoencoder_kl_decode_activations
 from bench.errors import UserInputError
 from bench.models.synthetic import fill_components
 from bench.size.components import Component, PipelineComponents, offload_order
@@ -408,8 +409,11 @@ class Family:
         raise NotImplementedError
 
     def vae_activations(self, vae: Component, scenario: Scenario) -> tuple[int, str]:
-        """The VAE decoder's peak: (bytes, why)."""
-        raise NotImplementedError
+        """The VAE decoder's peak: (bytes, why); by default AutoencoderKL's (FLUX.1, SD3.5) at
+        full resolution."""
+        return autoencoder_kl_decode_activations(
+            vae, scenario.height, scenario.width, scenario.batch
+        )
 
     def text_encoder_activations(self, encoder: Component, scenario: Scenario) -> tuple[int, str]:
         """A text encoder's peak at the prompt's sequence length (T5's or CLIP's formula)."""

@@ -196,11 +196,5 @@ class FluxFamily(Family):
         peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
         return image_denoiser_peak(tokens, text, peak)
 
-    def vae_activations(self, vae: Component, scenario: Scenario) -> tuple[int, str]:
-        """Its decoder at full resolution."""
-        return vaes.autoencoder_kl_decode_activations(
-            vae, scenario.height, scenario.width, scenario.batch
-        )
-
 
 FLUX = FluxFamily()
