@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bench import arguments
 from bench.errors import ArgumentError, UserInputError
+from bench.runner.executor import resume_run, run_config
+from bench.size.options import size_options
+from bench.size.recommend import Option
 
 if TYPE_CHECKING:
     from bench.compare.verdicts import Comparison
     from bench.run_tables import RunTables
-    from bench.size.recommend import Option
 
 PathLike = str | Path
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,7 +97,6 @@ def run(
     rich Console progress goes to (default stderr). Raises UserInputError for bad input and
     bench.runner.interrupt.RunInterrupted (a KeyboardInterrupt) when Ctrl-C stopped the sweep.
     """
-    from bench.runner.executor import resume_run, run_config
 
     # A bare string is one variant's name, never the list of its characters.
     names = arguments.names(only, "only")
@@ -112,7 +113,6 @@ def run(
 @_api
 def resume(run_dir: PathLike, *, only: Sequence[str] | None = None, console: Any = None) -> Path:
     """Run what `run_dir` still misses (an interrupted run), with its manifest's config."""
-    from bench.runner.executor import resume_run
 
     names = arguments.names(only, "only")
     return resume_run(arguments.path(run_dir, "run_dir"), console=_console(console), only=names)
@@ -123,7 +123,7 @@ def load_run(run_dir: PathLike) -> RunTables:
     """A run folder as tables: `.cells` (one row per cell: status, median s/image with IQR and
     n, load time, memory peaks per phase and counter), `.images` (one row per image record, raw
     values), `.scores` (one row per score row of scores.jsonl; empty if the run is unscored)."""
-    from bench.run_tables import read_tables
+    from bench.run_tables import read_tables  # deferred: loads pandas
 
     return read_tables(arguments.path(run_dir, "run_dir"))
 
@@ -140,7 +140,7 @@ def score(
 ) -> Path:
     """Score a run's images (all metrics unless `metrics` names some) as `bench score` does;
     returns the path of scores.jsonl. Resumable: rows already scored are not recomputed."""
-    from bench.score import score_run
+    from bench.score import score_run  # deferred: loads torch, PIL
 
     weights = None
     if inception_weights is not None:
@@ -159,11 +159,10 @@ def score(
 def report(run_dir: PathLike, out: PathLike | None = None) -> Path:
     """Write report.md, report.html, table.csv and the plots into `out` (default
     reports/<run-id>); returns the report folder."""
-    from bench.report.build import build_report, default_out_dir
+    from bench.report.build import build_report, default_out_dir  # deferred: loads torch, PIL
 
     run_dir = arguments.path(run_dir, "run_dir")
-    # Never a file or a folder of other things: the report replaces `out` whole.
-    out_dir = arguments.report_folder(out if out is not None else default_out_dir(run_dir), "out")
+    out_dir = arguments.path(out, "out") if out is not None else default_out_dir(run_dir)
     return build_report(run_dir, out_dir)
 
 
@@ -192,8 +191,8 @@ def compare(
     comparable), `regressions` / `improvements` list (cell, aspect) pairs, `cells` has every
     cell's verdicts; `bench.compare.render` turns it into text, Markdown or JSON.
     """
-    from bench.compare.thresholds import thresholds_from_options
-    from bench.compare.verdicts import compare_runs
+    from bench.compare.thresholds import thresholds_from_options  # deferred: loads pandas, scipy
+    from bench.compare.verdicts import compare_runs  # deferred: loads pandas, scipy
 
     # Types and finiteness here (a NaN would compare false with everything, and infinite MiB
     # cannot become bytes); each threshold's own range is the stage's to check.
@@ -241,7 +240,6 @@ def size(
     `.offload`, `.fits`, `.reason`, `.peak_bytes` and the `.prediction` with its named terms.
     Without a budget nothing fits (predictions only). `num_frames`: one video's frames for a
     video family (None: its default, Wan 81)."""
-    from bench.size.options import size_options
 
     return size_options(  # checks every argument, naming it (a bare string is one name)
         model=model,

@@ -169,24 +169,3 @@ def output_file(value: Any, parameter: str, *, option: str | None = None) -> Pat
             parameter, f"{target}: its folder {target.parent} does not exist", option=option
         )
     return target
-
-
-def report_folder(value: Any, parameter: str, *, option: str | None = None) -> Path:
-    """Where a report may be written: a new or empty folder, or an earlier report's, which the
-    new report replaces whole. A file or any other folder is refused: replacing it would
-    delete what the user keeps there."""
-    from bench.report.build import REPORT_MD  # what every report folder has; the caller loads it
-
-    target = path(value, parameter, option=option)
-    if target.exists() and not target.is_dir():
-        raise ArgumentError(
-            parameter, f"{target} is a file; expected a report folder", option=option
-        )
-    if target.is_dir() and any(target.iterdir()) and not (target / REPORT_MD).is_file():
-        raise ArgumentError(
-            parameter,
-            f"{target} holds files but no {REPORT_MD}: a report replaces its folder whole, "
-            "so give a new folder (or an earlier report's)",
-            option=option,
-        )
-    return target

@@ -26,21 +26,12 @@ from pydantic import (
 
 from bench import limits
 from bench.backends import BACKENDS
-
-# Re-exported: the names configs and callers used before backends became modules.
-from bench.backends.full import FullVariant  # noqa: F401
-from bench.backends.gguf import GGUF_TYPES, GGUFVariant  # noqa: F401
-from bench.config_base import RECORDED
-from bench.config_fields import DTYPES, Name, OffloadMode, Text, VariantConfig, VariantName  # noqa: F401
-from bench.config_fields import Strict as _Strict
-from bench.config_fields import float_range as _float_range
-from bench.config_fields import int_range as _int_range
-from bench.config_fields import unique as _unique
+from bench.config_base import RECORDED, Strict, float_range, int_range, unique
+from bench.config_fields import Name, Text
 from bench.errors import ConfigError
-from bench.offload import OffloadEntry, OffloadSpec, spec_of  # OffloadSpec: also importable here
+from bench.families import FAMILIES, UnsupportedOption
+from bench.offload import OffloadEntry, OffloadSpec, spec_of
 from bench.yamlfile import load_yaml_file
-
-SYNTHETIC_PRESETS = ("tiny", "flux-dev")
 
 
 def _side(value: int) -> int:
@@ -52,12 +43,12 @@ def _side(value: int) -> int:
     return value
 
 
-Seed = Annotated[int, _int_range(0, limits.MAX_SEED)]
+Seed = Annotated[int, int_range(0, limits.MAX_SEED)]
 Side = Annotated[int, AfterValidator(_side)]
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:(0|[1-9][0-9]{0,2}))?)$")
 
 
-class ModelSource(_Strict):
+class ModelSource(Strict):
     """Where the base pipeline comes from.
 
     `synthetic` builds a FLUX pipeline offline with random weights (`preset` picks the size);
@@ -80,8 +71,6 @@ class ModelSource(_Strict):
     @field_validator("family")
     @classmethod
     def _known_family(cls, value: str) -> str:
-        from bench.families import FAMILIES
-
         if value not in FAMILIES:
             raise ValueError(f"expected one of {', '.join(FAMILIES)}")
         return value
@@ -89,8 +78,6 @@ class ModelSource(_Strict):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, value: str, info: ValidationInfo) -> str:
-        from bench.families import FAMILIES
-
         family = FAMILIES.get(info.data.get("family", "flux"))
         if family is not None and value not in family.presets:
             raise ValueError(
@@ -116,23 +103,23 @@ Variant = Annotated[
 ]
 
 
-class Prompt(_Strict):
+class Prompt(Strict):
     id: Name
     text: Annotated[Text, Field(max_length=limits.MAX_PROMPT_CHARS)]
 
 
-class PromptFile(_Strict):
+class PromptFile(Strict):
     file: Text
     ids: (
         Annotated[
-            list[str], Field(min_length=1, max_length=limits.MAX_PROMPTS), AfterValidator(_unique)
+            list[str], Field(min_length=1, max_length=limits.MAX_PROMPTS), AfterValidator(unique)
         ]
         | None
     ) = Field(default=None, description="subset of prompt ids to use")
-    limit: Annotated[int, _int_range(1, limits.MAX_PROMPTS)] | None = None
+    limit: Annotated[int, int_range(1, limits.MAX_PROMPTS)] | None = None
 
 
-class Resolution(_Strict):
+class Resolution(Strict):
     height: Side
     width: Side
 
@@ -154,7 +141,7 @@ Prompts = Annotated[
 ]
 
 
-class BenchConfig(_Strict):
+class BenchConfig(Strict):
     name: Name
     description: Annotated[str, Field(max_length=limits.MAX_PROMPT_CHARS)] = ""
     model: ModelSource = ModelSource()
@@ -163,7 +150,7 @@ class BenchConfig(_Strict):
         default_factory=lambda: ["none"], min_length=1, max_length=limits.MAX_OFFLOAD_MODES
     )
     prompts: Prompts
-    repeats: Annotated[int, _int_range(1, limits.MAX_REPEATS)] = 1
+    repeats: Annotated[int, int_range(1, limits.MAX_REPEATS)] = 1
     seed: Seed = 42
     seed_strategy: Literal["hashed", "fixed"] = Field(
         default="hashed",
@@ -178,21 +165,21 @@ class BenchConfig(_Strict):
         max_length=limits.MAX_RESOLUTIONS,
         description="several resolutions instead of height/width",
     )
-    steps: Annotated[int, _int_range(1, limits.MAX_STEPS)] = 28
-    guidance: Annotated[float, _float_range(0.0, limits.MAX_GUIDANCE)] = 3.5
-    max_sequence_length: Annotated[int, _int_range(1, limits.MAX_SEQUENCE_LENGTH)] = 512
-    num_frames: Annotated[int, _int_range(1, limits.MAX_FRAMES)] | None = Field(
+    steps: Annotated[int, int_range(1, limits.MAX_STEPS)] = 28
+    guidance: Annotated[float, float_range(0.0, limits.MAX_GUIDANCE)] = 3.5
+    max_sequence_length: Annotated[int, int_range(1, limits.MAX_SEQUENCE_LENGTH)] = 512
+    num_frames: Annotated[int, int_range(1, limits.MAX_FRAMES)] | None = Field(
         default=None,
         description="frames per video (video families only; default the family's own, "
         "Wan: 81); the family's VAE decides which counts are valid",
     )
-    fps: Annotated[int, _int_range(1, limits.MAX_FPS)] | None = Field(
+    fps: Annotated[int, int_range(1, limits.MAX_FPS)] | None = Field(
         default=None,
         description="frame rate of the saved videos (video families only; default the "
         "family's own, Wan: 16). Not part of the config hash: it changes the file, never "
         "what is measured",
     )
-    warmup: Annotated[int, _int_range(0, limits.MAX_WARMUP)] = 1
+    warmup: Annotated[int, int_range(0, limits.MAX_WARMUP)] = 1
     cell_order: Literal["variant", "offload"] = Field(
         default="variant",
         description="variant: each variant under every offload mode before the next variant; "
@@ -243,7 +230,7 @@ class BenchConfig(_Strict):
                     f"variants.{variant.name}.offload_modes: {absent} not among the config's "
                     f"offload modes {sorted(modes)}"
                 )
-            BACKENDS[variant.kind].check_in_config(variant, self)
+            BACKENDS[variant.kind].check_model_source(variant, self.model.source)
         self._check_frames()
         if self.seed_strategy == "fixed" and self.seed + self.repeats - 1 > limits.MAX_SEED:
             raise ValueError(
@@ -256,8 +243,6 @@ class BenchConfig(_Strict):
 
     @property
     def _family(self) -> Any:
-        from bench.families import FAMILIES
-
         return FAMILIES[self.model.family]
 
     def _check_sides(self) -> None:
@@ -284,16 +269,19 @@ class BenchConfig(_Strict):
                 raise ValueError(f"{key}: {problem} (got {value})")
 
     def _check_frames(self) -> None:
-        """num_frames and fps only for a video family, num_frames as its VAE allows."""
-        from bench.families import UnsupportedOption
-
+        """num_frames and fps only for a video family (an image family's refusal names the
+        registered video families), num_frames as its VAE allows."""
         try:
             if self.num_frames is not None:
                 self._family.check_num_frames(self.num_frames)
             if self.fps is not None:
                 self._family.check_video_option("fps")
         except UnsupportedOption as exc:
-            raise ValueError(str(exc)) from None
+            message = str(exc)
+            if self._family.output != "video":
+                videos = ", ".join(f.name for f in FAMILIES.values() if f.output == "video")
+                message += f" (video families: model.family {videos or 'none registered'})"
+            raise ValueError(message) from None
 
     @property
     def frames(self) -> int | None:

@@ -13,9 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from bench import limits
-
-# Re-exported: the backends and bench.config import the shared base and checks from here.
-from bench.config_base import Strict, float_range, int_range, not_blank, unique  # noqa: F401
+from bench.config_base import Strict, not_blank, unique
 from bench.offload import OffloadMode
 
 DTYPES = ("float32", "bfloat16", "float16")

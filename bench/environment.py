@@ -26,10 +26,6 @@ import psutil
 from packaging.utils import canonicalize_name
 
 from bench.backends import backend_packages
-from bench.library_output import (  # noqa: F401  the runner and the CLI still import them here
-    quiet_library_environment,
-    quiet_library_output,
-)
 
 PACKAGES = tuple(
     dict.fromkeys(

@@ -74,3 +74,12 @@ def load_yaml_file(path: Path, limit: int, what: str) -> Any:
         context = getattr(exc, "context", None)
         detail = f"{context}: {problem}" if context and "duplicate" not in problem else problem
         raise ConfigError(f"{path}:{where} not valid YAML ({detail})") from exc
+
+
+def local_path(path: str, config_dir: Path) -> Path:
+    """A path a config names: absolute as it is, else as found from the working folder, else
+    beside the config."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    return p if p.exists() else config_dir / p

@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
-    from bench.environment import quiet_library_output
+    from bench.library_output import quiet_library_output
     from bench.models.synthetic import FLUX_DEV
 
     quiet_library_output()

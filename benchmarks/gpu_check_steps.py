@@ -168,7 +168,7 @@ def _spec_bytes(preset: str) -> tuple[int, int]:
 
 def _stale_builds(config: Any) -> list[Path]:
     """Cache folders of the same preset and seed built by another builder version or spec."""
-    from bench.models.synthetic import synthetic_dir
+    from bench.families.synthetic import synthetic_dir
 
     current = synthetic_dir(config.model.preset, config.model.seed)
     if not current.parent.is_dir():
@@ -179,7 +179,7 @@ def _stale_builds(config: Any) -> list[Path]:
 
 def _clean_partials(config: Any) -> None:
     """Leftovers of a killed build or conversion: never complete, never reused, often big."""
-    from bench.models.synthetic import synthetic_dir
+    from bench.families.synthetic import synthetic_dir
 
     current = synthetic_dir(config.model.preset, config.model.seed)
     if current.parent.is_dir():
@@ -194,8 +194,9 @@ def _clean_partials(config: Any) -> None:
 
 
 def _check_disk(config: Any, mode: str) -> None:
-    from bench.config import GGUFVariant
-    from bench.models.synthetic import cache_root, synthetic_dir
+    from bench.backends.gguf import GGUFVariant
+    from bench.families.synthetic import synthetic_dir
+    from bench.models.synthetic import cache_root
 
     if config.model.source != "synthetic":
         return
@@ -287,7 +288,7 @@ def preflight(config_path: Path, mode: str) -> None:
 
 
 def build(config_path: Path) -> None:
-    from bench.environment import quiet_library_environment
+    from bench.library_output import quiet_library_environment
     from bench.models.variants import resolve_base
 
     quiet_library_environment()
@@ -300,8 +301,8 @@ def build(config_path: Path) -> None:
 
 def quantize(config_path: Path) -> None:
     """Make every GGUF file the sweep needs, as the runner would, one phase line per file."""
-    from bench.config import GGUFVariant
-    from bench.environment import quiet_library_environment
+    from bench.backends.gguf import GGUFVariant
+    from bench.library_output import quiet_library_environment
     from bench.models.variants import prepare_variant, resolve_base
 
     quiet_library_environment()
@@ -363,7 +364,7 @@ def missing(run_dir: Path) -> None:
 
 def cleanup(config_path: Path) -> None:
     """Delete the built pipeline and its GGUF files (tens of GB for flux-dev)."""
-    from bench.models.synthetic import synthetic_dir
+    from bench.families.synthetic import synthetic_dir
 
     config, _ = _load(config_path)
     if config.model.source != "synthetic":

@@ -114,10 +114,10 @@ def _config(args: argparse.Namespace) -> dict:
 
 def _plain_job(config_path: Path, variant: str, work: Path) -> dict:
     """The plain script's inputs: the same pipeline files, prompts, seeds and sizes."""
+    from bench.backends.gguf import make_gguf_from_base
     from bench.cells import expand_images, resolve_prompts
     from bench.config import load_config
-    from bench.models.synthetic import ensure_synthetic_pipeline
-    from bench.models.variants import make_gguf_from_base
+    from bench.families.synthetic import ensure_synthetic_pipeline
 
     config, config_dir = load_config(config_path)
     prompts = resolve_prompts(config, config_dir)

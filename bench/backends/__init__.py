@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.backends.base import Backend, Prepared
+from bench.backends.base import Backend
 from bench.backends.bitsandbytes import BitsAndBytesBackend
 from bench.backends.full import FullBackend
 from bench.backends.gguf import GGUFBackend
@@ -48,6 +48,14 @@ def backend_for(kind_or_spec: str | dict[str, Any] | Any) -> Backend:
         ) from None
 
 
+def load_pipeline(
+    base: str, variant: Any, artifacts: dict[str, str] | None = None, revision: str | None = None
+) -> Any:
+    """The whole pipeline on the host, ready for the offload mode, loaded by the variant's
+    backend the way diffusers' documentation shows."""
+    return backend_for(variant).load_pipeline(base, variant, artifacts or {}, revision)
+
+
 def parse_variant(spec: dict[str, Any]) -> Any:
     """A recorded variant spec (a manifest's `variant_spec`) as its backend's model."""
     return backend_for(spec).config_model.model_validate(spec)
@@ -83,10 +91,9 @@ def backend_packages() -> tuple[str, ...]:
 
 __all__ = [
     "BACKENDS",
-    "Backend",
-    "Prepared",
     "backend_for",
     "backend_packages",
+    "load_pipeline",
     "parse_variant",
     "variant_label",
     "variant_scheme",

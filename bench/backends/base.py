@@ -13,12 +13,9 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from bench.config_fields import VariantConfig
-
-if TYPE_CHECKING:
-    from bench.config import BenchConfig
 
 
 class MissingPackages(RuntimeError):
@@ -82,8 +79,9 @@ class Backend:
         return tuple(getattr(variant, "components", ()) or ())
 
     # --- config -------------------------------------------------------------------------
-    def check_in_config(self, variant: Any, config: BenchConfig) -> None:
-        """Cross-checks against the rest of the config; ValueError naming the key."""
+    def check_model_source(self, variant: Any, source: str) -> None:
+        """Cross-check against the config's `model.source` ("synthetic" or "pretrained"), the
+        one setting outside the variant a backend depends on; ValueError naming the key."""
 
     def check_local_files(self, variant: Any, config_dir: Path) -> None:
         """Config-time check of files the variant names; ConfigError naming the key."""

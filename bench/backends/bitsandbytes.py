@@ -38,7 +38,9 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 
 from bench.backends import pipeline_quant
 from bench.backends.base import Backend, Prepared
-from bench.config_fields import ComponentName, Dtype, VariantConfig, unique
+from bench.config_base import unique
+from bench.config_fields import ComponentName, Dtype, VariantConfig
+from bench.size.components import DTYPE_BYTES
 
 Scheme = Literal["nf4", "fp4", "int8"]
 FOUR_BIT = ("nf4", "fp4")
@@ -104,7 +106,7 @@ class BitsAndBytesVariant(VariantConfig):
 
 def quant_kwargs(variant: BitsAndBytesVariant) -> dict[str, Any]:
     """`BitsAndBytesConfig` keyword arguments, the same for diffusers' and transformers'."""
-    from bench.models.loading import torch_dtype
+    from bench.models.loading import torch_dtype  # deferred: loads torch
 
     if variant.scheme == "int8":
         return {"load_in_8bit": True}
@@ -210,8 +212,6 @@ class BnbLayout:
 
 
 def layout_for(module: Any, variant: BitsAndBytesVariant) -> BnbLayout:
-    from bench.size.components import DTYPE_BYTES
-
     backend = BitsAndBytesBackend()
     return BnbLayout(
         label=backend.label(variant),
@@ -265,7 +265,7 @@ class BitsAndBytesBackend(Backend):
         artifacts: dict[str, str],
         revision: str | None,
     ) -> Any:
-        from bench.models.loading import from_pretrained
+        from bench.models.loading import from_pretrained  # deferred: loads torch
 
         libraries = pipeline_quant.component_libraries(base, revision)
         pipeline_quant.check_components(variant.name, variant.components, libraries, base)

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from bench.backends.base import Backend
 from bench.config_fields import Dtype, VariantConfig
+from bench.families.sizing import Variant, full_variant
 
 
 class FullVariant(VariantConfig):
@@ -49,13 +50,11 @@ class FullBackend(Backend):
     def load_pipeline(
         self, base: str, variant: FullVariant, artifacts: dict[str, str], revision: str | None
     ) -> Any:
-        from bench.models.loading import from_pretrained
+        from bench.models.loading import from_pretrained  # deferred: loads torch
 
         return from_pretrained(base, variant.dtype, revision)
 
     def size_variant(self, base: Any, spec: dict[str, Any], cell: dict[str, Any] | None) -> Any:
-        from bench.size.sources import Variant, full_variant
-
         sized = full_variant(base, spec.get("dtype") or base.dtype)
         if cell is None:
             return sized

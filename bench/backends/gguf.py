@@ -9,6 +9,7 @@ made once by the harness's own ggml-exact quantizer (bench.gguf) and cached besi
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,14 @@ from pydantic import Field, ValidationInfo, field_validator
 from bench.backends.base import Backend, Prepared
 from bench.config_base import RECORDED
 from bench.config_fields import Dtype, Text, VariantConfig
+from bench.errors import ConfigError
+from bench.families import family_of_folder
+from bench.families.gguf import inspect_gguf, quantize_checkpoint
+from bench.families.sizing import DEFAULT_GGUF_TYPES, gguf_variant
+from bench.gguf.errors import GGUFFileError
+from bench.gguf.header import read_header
+from bench.gguf.qtypes import declared_type_mismatch, supported_quant_types
+from bench.yamlfile import local_path
 
 # GGUF types a variant may name. Which of them can be *made* here depends on the quantizer
 # (bench.gguf); which can be *loaded* depends on diffusers. Both are checked later, per cell.
@@ -142,9 +151,6 @@ def check_declared_quant(variant: GGUFVariant, path: Path) -> str | None:
     GGUFFileError when it is not a readable GGUF file. Reads the header only (bounded)."""
     from collections import Counter
 
-    from bench.gguf.header import read_header
-    from bench.gguf.qtypes import declared_type_mismatch
-
     weights: Counter[str] = Counter()
     for tensor in read_header(path).tensors:
         weights[tensor.ggml_type] += tensor.n_elements
@@ -179,8 +185,8 @@ class GGUFBackend(Backend):
     def quantized_components(self, variant: GGUFVariant) -> tuple[str, ...]:
         return ("transformer",)
 
-    def check_in_config(self, variant: GGUFVariant, config: Any) -> None:
-        if variant.file is None and config.model.source != "synthetic":
+    def check_model_source(self, variant: GGUFVariant, source: str) -> None:
+        if variant.file is None and source != "synthetic":
             raise ValueError(
                 f"variants.{variant.name}.file: a GGUF file path or URL is required when "
                 "model.source is 'pretrained' (quantize it first with `bench quantize`)"
@@ -190,10 +196,6 @@ class GGUFBackend(Backend):
         """A local `file` (or a Hub file already in the download cache) is a readable GGUF file
         of the declared `quant` (its header's tensor types), checked before anything is
         prepared or written."""
-        from bench.errors import ConfigError
-        from bench.gguf.errors import GGUFFileError
-        from bench.models.variants import local_path
-
         if variant.file is None:
             return
         if is_url(variant.file):
@@ -222,21 +224,14 @@ class GGUFBackend(Backend):
     def prepare(self, variant: GGUFVariant, base: str, config_dir: Path) -> Prepared:
         """A variant without a file is made from the base; the config validator admits that
         only for synthetic bases, whose folder is local."""
-        from bench.errors import ConfigError
-        from bench.models.variants import describe_gguf, local_path, make_gguf_from_base
-
         if variant.file is not None:
             if is_url(variant.file):
                 return Prepared(artifacts={"gguf_file": variant.file})
             path = local_path(variant.file, config_dir).resolve()
-            from bench.gguf.errors import GGUFFileError
-
             try:
                 return Prepared(artifacts={"gguf_file": str(path)}, file_info=describe_gguf(path))
             except GGUFFileError as exc:
                 raise ConfigError(f"variants.{variant.name}.file: {exc}") from exc
-        from bench.gguf import supported_quant_types
-
         if variant.quant not in supported_quant_types():
             return Prepared(
                 unavailable={
@@ -252,7 +247,7 @@ class GGUFBackend(Backend):
     def load_pipeline(
         self, base: str, variant: GGUFVariant, artifacts: dict[str, str], revision: str | None
     ) -> Any:
-        from bench.models.loading import from_pretrained
+        from bench.models.loading import from_pretrained  # deferred: loads torch
 
         gguf_file = artifacts.get("gguf_file")
         if gguf_file is None:
@@ -261,8 +256,6 @@ class GGUFBackend(Backend):
         return from_pretrained(base, variant.pipeline_dtype, revision, transformer=transformer)
 
     def size_variant(self, base: Any, spec: dict[str, Any], cell: dict[str, Any] | None) -> Any:
-        from bench.size.sources import gguf_variant
-
         compute = spec.get("compute_dtype") or ("bfloat16" if cell is not None else base.dtype)
         file = None
         if cell is not None:
@@ -279,8 +272,6 @@ class GGUFBackend(Backend):
         )
 
     def size_presets(self) -> list[dict[str, Any]]:
-        from bench.size.sources import DEFAULT_GGUF_TYPES
-
         return [{"kind": "gguf", "quant": q} for q in DEFAULT_GGUF_TYPES]
 
 
@@ -288,9 +279,6 @@ def _check_cached_hub_file(variant: GGUFVariant) -> None:
     """A Hub file already downloaded here is checked against the declared quant before any
     cell (ConfigError); one not yet here is checked by the cell that downloads it."""
     from huggingface_hub import try_to_load_from_cache
-
-    from bench.errors import ConfigError
-    from bench.gguf.errors import GGUFFileError
 
     assert variant.file is not None
     hub = hub_file(variant.file)
@@ -330,7 +318,7 @@ def load_gguf_transformer(
 ) -> Any:
     from diffusers import GGUFQuantizationConfig
 
-    from bench.models.loading import torch_dtype, transformer_class
+    from bench.models.loading import torch_dtype, transformer_class  # deferred: loads torch
 
     cls = transformer_class(base, revision)
     return cls.from_single_file(
@@ -342,3 +330,39 @@ def load_gguf_transformer(
         subfolder="transformer",
         torch_dtype=torch_dtype(variant.compute_dtype),
     )
+
+
+def _quick_digest(path: Path) -> str:
+    """sha256 of the size and first 64 MiB: identifies a multi-GB file in well under a second."""
+    digest = hashlib.sha256(str(path.stat().st_size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(64 << 20))
+    return digest.hexdigest()[:16]
+
+
+def describe_gguf(path: Path) -> dict[str, Any]:
+    """What the manifest records of a GGUF file: size, quick digest, types, bits per weight."""
+    info = inspect_gguf(path)
+    return {
+        "path": str(path),
+        "bytes": info.file_bytes,
+        "sha256_quick": _quick_digest(path),
+        "tensor_types": dict(info.tensors_per_type),
+        "bytes_per_type": dict(info.bytes_per_type),
+        "parameters": info.parameters,
+        "bits_per_weight": info.bits_per_weight,
+        "key_names": info.key_names,
+        "architecture": info.metadata.get("general.architecture"),
+    }
+
+
+def make_gguf_from_base(base_dir: Path, quant: str) -> Path:
+    """Quantize the base's transformer once and cache the file beside the base pipeline."""
+    out = base_dir / "gguf" / f"transformer-{quant}.gguf"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        family = family_of_folder(base_dir)
+        quantize_checkpoint(
+            base_dir / family.denoiser, out, quant, key_names="auto", family=family.name
+        )
+    return out

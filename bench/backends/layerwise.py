@@ -25,7 +25,9 @@ from pydantic import AfterValidator, Field
 
 from bench.backends import pipeline_quant
 from bench.backends.base import Backend, Prepared
-from bench.config_fields import ComponentName, VariantConfig, unique
+from bench.config_base import unique
+from bench.config_fields import ComponentName, VariantConfig
+from bench.errors import ConfigError, UserInputError
 
 StorageDtype = Literal["float8_e4m3fn", "float8_e5m2"]
 ComputeDtype = Literal["bfloat16", "float32"]
@@ -144,7 +146,6 @@ class LayerwiseBackend(Backend):
     def prepare(self, variant: LayerwiseVariant, base: str, config_dir: Path) -> Prepared:
         """A local base is checked here: every listed component must be a diffusers model
         (`enable_layerwise_casting` is a ModelMixin method)."""
-        from bench.errors import ConfigError
 
         libraries = pipeline_quant.base_libraries(base)
         if libraries is None:
@@ -167,7 +168,7 @@ class LayerwiseBackend(Backend):
     def load_pipeline(
         self, base: str, variant: LayerwiseVariant, artifacts: dict[str, str], revision: str | None
     ) -> Any:
-        from bench.models.loading import from_pretrained, torch_dtype
+        from bench.models.loading import from_pretrained, torch_dtype  # deferred: loads torch
 
         pipe = from_pretrained(base, variant.compute_dtype, revision)
         components = pipe.components
@@ -194,8 +195,6 @@ class LayerwiseBackend(Backend):
     def size_variant(self, base: Any, spec: dict[str, Any], cell: dict[str, Any] | None) -> Any:
         def layouts(variant: LayerwiseVariant) -> dict[str, Any]:
             from diffusers import ModelMixin
-
-            from bench.errors import UserInputError
 
             for c in variant.components:
                 if not isinstance(base.modules[c], ModelMixin):

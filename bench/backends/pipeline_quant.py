@@ -17,6 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.errors import ConfigError, UserInputError
+from bench.families.sizing import Variant, pipeline_components
+
 
 def component_libraries(base: str, revision: str | None = None) -> dict[str, str]:
     """Library of every model component the pipeline names (model_index.json): a diffusers
@@ -26,11 +29,11 @@ def component_libraries(base: str, revision: str | None = None) -> dict[str, str
     from diffusers import ModelMixin
     from transformers import PreTrainedModel
 
-    from bench.models.loading import _model_index
+    from bench.models.loading import model_index  # deferred: loads torch
 
     bases = {"diffusers": ModelMixin, "transformers": PreTrainedModel}
     out: dict[str, str] = {}
-    for name, entry in _model_index(base, revision).items():
+    for name, entry in model_index(base, revision).items():
         if name.startswith("_") or not isinstance(entry, list) or len(entry) != 2:
             continue
         library, class_name = entry
@@ -120,7 +123,6 @@ def check_local_base(variant: Any, base: str) -> dict[str, str] | None:
     """`prepare` of a component-quantizing backend: on a local base, every listed component
     must be one of its models, so a misspelt component stops the run at once (ConfigError).
     Returns the base's component libraries (None for a hub id, checked at load instead)."""
-    from bench.errors import ConfigError
 
     libraries = base_libraries(base)
     if libraries is not None:
@@ -142,10 +144,7 @@ def sized_variant(
 ) -> Any:
     """`size_variant` of a component-quantizing backend: its spec validated, the components it
     names checked against the base, each sized by the layout `layouts_for(variant)` gives, the
-    rest at `dtype_of(variant)` (bench.size.components.pipeline_components)."""
-    from bench.errors import UserInputError
-    from bench.size.components import pipeline_components
-    from bench.size.sources import Variant
+    rest at `dtype_of(variant)` (bench.families.sizing.pipeline_components)."""
 
     variant = backend.config_model.model_validate(
         {"name": spec.get("name") or default_name, **spec, "kind": backend.kind}

@@ -44,7 +44,9 @@ from pydantic import AfterValidator, Field
 
 from bench.backends import pipeline_quant
 from bench.backends.base import Backend, Prepared
-from bench.config_fields import ComponentName, Dtype, VariantConfig, unique
+from bench.config_base import unique
+from bench.config_fields import ComponentName, Dtype, VariantConfig
+from bench.size.components import DTYPE_BYTES
 
 Scheme = Literal["int8", "float8", "int4"]
 
@@ -129,7 +131,6 @@ def stored_bytes(
 ) -> int:
     """Bytes of one QLinear's weight of `shape` (N, K) at `dtype` and its two scalar buffers
     (at `buffer_dtype`, default `dtype`)."""
-    from bench.size.components import DTYPE_BYTES
 
     n, k = shape
     c = DTYPE_BYTES[dtype]
@@ -265,7 +266,7 @@ class QuantoBackend(Backend):
     def load_pipeline(
         self, base: str, variant: QuantoVariant, artifacts: dict[str, str], revision: str | None
     ) -> Any:
-        from bench.models.loading import from_pretrained
+        from bench.models.loading import from_pretrained  # deferred: loads torch
 
         libraries = pipeline_quant.component_libraries(base, revision)
         pipe = from_pretrained(

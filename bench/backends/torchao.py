@@ -38,7 +38,8 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 
 from bench.backends import pipeline_quant
 from bench.backends.base import Backend, Prepared
-from bench.config_fields import ComponentName, Dtype, VariantConfig, unique
+from bench.config_base import unique
+from bench.config_fields import ComponentName, Dtype, VariantConfig
 
 Scheme = Literal["int8wo", "float8wo", "int4wo"]
 #: group sizes torchao's Int4WeightOnlyConfig documents
@@ -280,7 +281,7 @@ class TorchAoBackend(Backend):
     def load_pipeline(
         self, base: str, variant: TorchAoVariant, artifacts: dict[str, str], revision: str | None
     ) -> Any:
-        from bench.models.loading import from_pretrained
+        from bench.models.loading import from_pretrained  # deferred: loads torch
 
         libraries = pipeline_quant.component_libraries(base, revision)
         pipe = from_pretrained(

@@ -20,6 +20,7 @@ from bench.cli.env import env_command
 from bench.cli.errors import EXIT_USER_ERROR, exit_on_user_error
 from bench.cli.run import run_command
 from bench.errors import UserInputError
+from bench.library_output import quiet_library_environment
 
 # name -> (module, attribute), imported when the command is looked up.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
@@ -66,8 +67,6 @@ app.command("env")(env_command)
 
 
 def main() -> None:
-    from bench.environment import quiet_library_environment
-
     quiet_library_environment()
     try:
         # Not standalone: click's usage errors come here, to be the one `error:` line every

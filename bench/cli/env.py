@@ -9,12 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.environment import collect_environment
+
 
 def env_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Show what a run would record about this machine (versions, CPU, GPU, driver)."""
-    from bench.environment import collect_environment
 
     info = collect_environment()
     if as_json:

@@ -23,10 +23,9 @@ def report_command(
     ] = None,
 ) -> None:
     """Write report.md, a self-contained report.html and table.csv for a run folder."""
-    from bench.arguments import report_folder
-    from bench.report.build import build_report, default_out_dir
+    from bench.report.build import build_report, default_out_dir  # deferred: loads torch
 
-    path = build_report(run_dir, report_folder(out or default_out_dir(run_dir), "out"))
+    path = build_report(run_dir, out or default_out_dir(run_dir))
     typer.echo(f"report: {path / 'report.html'}")
     typer.echo(f"        {path / 'report.md'}")
     typer.echo(f"        {path / 'table.csv'}")

@@ -17,8 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.backends import variant_label
 from bench.cli.errors import fail
 from bench.errors import UserInputError
+from bench.results import SCORES_SUMMARY, RunFolderWriteError, read_manifest
+from bench.runner.executor import resume_run, run_config
+from bench.runner.executor_choice import ExecutorChoice
+from bench.runner.interrupt import RunInterrupted, StopRequests
 
 DEFAULT_CONFIG = Path("configs/tiny.yaml")
 
@@ -32,9 +37,7 @@ def default_config() -> Path:
 
 
 def print_run_table(run_dir: Path, console: Console) -> None:
-    from bench.backends import variant_label
-    from bench.cell_summary import headline_memory, summarize_run
-    from bench.results import read_manifest
+    from bench.cell_summary import headline_memory, summarize_run  # deferred: loads pandas
 
     frame = summarize_run(run_dir)
     psnr = _psnr_by_cell(run_dir)
@@ -79,12 +82,11 @@ def print_run_table(run_dir: Path, console: Console) -> None:
 
 def _psnr_by_cell(run_dir: Path) -> dict[str, str]:
     """PSNR against full precision per cell from `bench score`'s summary, as table text."""
-    from bench.results import SCORES_SUMMARY
 
     path = run_dir / SCORES_SUMMARY
     if not path.is_file():
         return {}  # an unscored run: no need to import the metrics (seconds of torchmetrics)
-    from bench.metrics.score_summary import figure
+    from bench.metrics.score_summary import figure  # deferred: loads torch, PIL
 
     rows = json.loads(path.read_text()).get("cells", [])
     return {
@@ -118,10 +120,6 @@ def run_command(
     ] = None,
 ) -> None:
     """Sweep variants × offload modes; write results/<run-id>/ and print the table."""
-    from bench.results import RunFolderWriteError
-    from bench.runner.executor import resume_run, run_config
-    from bench.runner.executor_choice import ExecutorChoice
-    from bench.runner.interrupt import RunInterrupted, StopRequests
 
     try:
         chosen = ExecutorChoice.parse(executor, ray_address)
@@ -231,6 +229,6 @@ class ResumeCommand:
 
 
 def _score(run_dir: Path) -> None:
-    from bench.score import score_run
+    from bench.score import score_run  # deferred: loads torch, PIL
 
     score_run(run_dir, progress=True)

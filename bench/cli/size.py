@@ -17,6 +17,8 @@ from rich.table import Table
 from bench.arguments import output_file
 from bench.cli.errors import reports_user_errors
 from bench.errors import ArgumentError
+from bench.results import write_json_atomic
+from bench.size.options import size_options
 from bench.size.terms import Prediction
 from bench.size.units import fmt_bytes
 
@@ -83,8 +85,6 @@ def size_command(
             max_sequence_length, margin, console, frames,
         )  # fmt: skip
     if json_out is not None:
-        from bench.results import write_json_atomic
-
         write_json_atomic(json_out, payload)
         console.print(f"JSON: {json_out}")
 
@@ -115,8 +115,6 @@ def _predict_or_recommend(
     console: Console,
     frames: int | None = None,
 ) -> dict[str, Any]:
-    from bench.size.options import size_options
-
     result = size_options(
         model=model, vram=vram, gpu=gpu, quant=quant, runs=runs, offload=offload,
         height=height, width=width, batch=batch, max_sequence_length=max_sequence_length,
@@ -237,7 +235,7 @@ def _print_recommendation(
 
 
 def _check(run_dir: Path, console: Console) -> dict[str, Any]:
-    from bench.size.check import check_run
+    from bench.size.check import check_run  # deferred: loads pandas
 
     checks = check_run(run_dir)
     table = Table(title=f"predicted vs measured: {run_dir.name}", title_justify="left")

@@ -13,6 +13,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from bench.config import BenchConfig
+
 # Keys of the config that say nothing about the measurement: those bench.config.config_hash
 # leaves out (names, and the order the cells run in).
 CONFIG_IGNORED = ("name", "description", "cell_order")
@@ -79,7 +81,6 @@ def _hardware(environment: dict[str, Any], cell_gpus: list[str] | None = None) -
 
 def _config_defaults() -> dict[str, Any]:
     """The current config schema's default of every top-level key that has one, as JSON."""
-    from bench.config import BenchConfig
 
     out: dict[str, Any] = {}
     for name, info in BenchConfig.model_fields.items():

@@ -8,6 +8,9 @@ a family (SD3.5, Wan, Qwen-Image next) is one module here plus its entry below.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from bench.errors import UserInputError
 from bench.families.base import (
     Family,
@@ -68,6 +71,14 @@ def family_for_architecture(architecture: str) -> Family | None:
     return next((f for f in FAMILIES.values() if f.gguf.architecture == architecture), None)
 
 
+def family_of_folder(base_dir: Path) -> Family:
+    """The family whose pipeline class a diffusers folder names (FLUX when none matches:
+    the harness's first family, and what every folder was before families existed)."""
+    index = base_dir / "model_index.json"
+    name = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+    return (family_for_pipeline(str(name)) if name else None) or get_family()
+
+
 __all__ = [
     "DEFAULT_FAMILY",
     "FAMILIES",
@@ -81,5 +92,6 @@ __all__ = [
     "family_for_architecture",
     "family_for_denoiser",
     "family_for_pipeline",
+    "family_of_folder",
     "get_family",
 ]

@@ -1,6 +1,7 @@
 """A family's pipeline sized for `bench size`, the family named as a config names it, or found
 from the pipeline's class or its denoiser's (FLUX when none matches: the harness's first
-family, and what every folder was before families existed).
+family, and what every folder was before families existed); and the variants `bench size` and
+the backends' `size_variant` size on one base's meta modules (full precision, a GGUF file).
 
 bench/size/components.py measures given the family's name, denoiser and GGUF tensor names; this
 is the registry's side of it, what the size sources, the backends' `size_variant` and the tests
@@ -9,6 +10,8 @@ call.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from bench.size.components import (
     TensorLayout,
     file_layout,
     measure_pipeline,
+    meta_modules_from_folder,
     recipe_layout,
     recipe_types,
 )
@@ -79,3 +83,111 @@ def gguf_layout_from_file(path: Path, transformer: Any, compute_dtype: str) -> G
     """The transformer as the GGUF file at `path` stores it: exact loaded bytes from the header
     (bench.size.components.file_layout)."""
     return file_layout(path, transformer, compute_dtype, _names_of(transformer))
+
+
+#: The GGUF types shown by default: the four the harness quantizes (and city96 publishes) in
+#: the community's _S form.
+DEFAULT_GGUF_TYPES = ("Q8_0", "Q6_K", "Q5_K_S", "Q4_K_S")
+
+#: city96/FLUX.1-dev-gguf file sizes in GB (published-figures.md), shown beside predictions.
+PUBLISHED_GGUF_GB = {
+    "F16": 23.8,
+    "Q8_0": 12.7,
+    "Q6_K": 9.86,
+    "Q5_1": 9.01,
+    "Q5_K_S": 8.29,
+    "Q5_0": 8.27,
+    "Q4_1": 7.53,
+    "Q4_K_S": 6.81,
+    "Q4_0": 6.79,
+    "Q3_K_S": 5.23,
+    "Q2_K": 4.03,
+}
+#: city96/Wan2.1-T2V-14B-gguf file sizes in GB (the repository's file list, docs/size.md "Wan
+#: 2.1"). Made from Wan-AI's float32 weights: the tensors outside the blocks stay F32 there
+#: (0.47 GB more than our bf16-sourced layout) and lcpp.patch raises ffn.2 in the _S/_0 mixes.
+PUBLISHED_WAN21_14B_GGUF_GB = {
+    "F16": 29.1,
+    "BF16": 29.1,
+    "Q5_1": 11.5,
+    "Q5_0": 10.8,
+    "Q4_K_M": 10.1,
+    "Q4_1": 9.73,
+    "Q4_K_S": 9.22,
+    "Q4_0": 9.03,
+    "Q3_K_M": 7.65,
+    "Q3_K_S": 6.99,
+}
+#: Published community file sizes shown beside the predictions, by the base's label.
+PUBLISHED_GGUF_BY_MODEL = {
+    "FLUX.1-dev": PUBLISHED_GGUF_GB,
+    "Wan2.1-T2V-14B": PUBLISHED_WAN21_14B_GGUF_GB,
+}
+
+
+@dataclass(frozen=True)
+class Base:
+    """Meta modules of one base pipeline and how to name it."""
+
+    label: str
+    modules: dict[str, Any]
+    pipeline_class: str
+    dtype: str  # the dtype its full-precision variant loads in by default
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One thing a user can load: full precision or a GGUF transformer, sized."""
+
+    name: str
+    pipe: PipelineComponents
+    kind: str  # "full" or "gguf"
+    quant: str | None = None
+    published_file_gb: float | None = None
+
+
+def folder_base(folder: Path) -> Base:
+    modules, pipeline_class = meta_modules_from_folder(folder)
+    transformer = folder / "transformer" / "config.json"
+    dtype = "bfloat16"
+    if transformer.is_file():
+        dtype = json.loads(transformer.read_text()).get("torch_dtype") or dtype
+    if dtype not in ("float32", "bfloat16", "float16"):
+        dtype = "bfloat16"
+    return Base(folder.name, modules, pipeline_class, dtype)
+
+
+def full_variant(base: Base, dtype: str | None = None) -> Variant:
+    dtype = dtype or base.dtype
+    pipe = pipeline_components(base.modules, base.pipeline_class, base.label, dtype)
+    return Variant(f"full-{dtype}", pipe, "full")
+
+
+def gguf_variant(
+    base: Base,
+    quant: str | None = None,
+    file: Path | None = None,
+    compute_dtype: str = "bfloat16",
+    dtype: str | None = None,
+    name: str | None = None,
+) -> Variant:
+    """A GGUF variant from its file header (exact) or from a quant type's layout (predicted)."""
+    transformer = base.modules["transformer"]
+    layout: GGUFLayout
+    if file is not None:
+        layout = gguf_layout_from_file(file, transformer, compute_dtype)
+    elif quant is not None:
+        layout = gguf_layout_from_rules(transformer, quant)
+    else:  # pragma: no cover - callers pass one of them
+        raise ValueError("a GGUF variant needs a file or a quant type")
+    pipe = pipeline_components(
+        base.modules,
+        base.pipeline_class,
+        base.label,
+        dtype or compute_dtype,
+        compute_dtype=compute_dtype,
+        layout=layout,
+    )
+    label = name or (quant.upper() if quant else file.stem if file else "gguf")
+    published = PUBLISHED_GGUF_BY_MODEL.get(base.label, {}).get(layout.quant)
+    return Variant(label, pipe, "gguf", layout.quant, published)

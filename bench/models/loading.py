@@ -2,7 +2,8 @@
 
 Each backend (bench/backends/) says how its variant is loaded, through diffusers' own API;
 this module holds what they share (dtypes, devices, the pipeline's classes, `from_pretrained`).
-The offload modes are bench.offload's; `apply_offload` is re-exported here. Nothing here works
+The offload modes are bench.offload's; a variant is loaded by its backend
+(bench.backends.load_pipeline). Nothing here works
 around a library failure: an exception is the measurement (the runner records it).
 """
 
@@ -13,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-# Re-exported: the worker and callers import the offload step from here, beside the loaders.
-from bench.offload import OffloadUnavailable, apply_offload  # noqa: F401
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -31,7 +29,7 @@ def resolve_device(requested: str) -> torch.device:
     return device
 
 
-def _model_index(base: str, revision: str | None) -> dict[str, Any]:
+def model_index(base: str, revision: str | None) -> dict[str, Any]:
     local = Path(base)
     if local.is_dir():
         return json.loads((local / "model_index.json").read_text())
@@ -44,7 +42,7 @@ def transformer_class(base: str, revision: str | None = None) -> type:
     """The transformer class the base pipeline names in its model_index.json."""
     import diffusers
 
-    library, class_name = _model_index(base, revision)["transformer"]
+    library, class_name = model_index(base, revision)["transformer"]
     if library != "diffusers":
         raise ValueError(f"{base}: transformer comes from {library!r}, expected diffusers")
     return getattr(diffusers, class_name)
@@ -56,7 +54,7 @@ def import_pipeline_classes(base: str, revision: str | None = None) -> None:
 
     import diffusers
 
-    for entry in _model_index(base, revision).values():
+    for entry in model_index(base, revision).values():
         if isinstance(entry, list) and len(entry) == 2 and entry[0]:
             library, class_name = entry
             module = diffusers if library == "diffusers" else importlib.import_module(library)
@@ -67,7 +65,7 @@ def pipeline_class(base: str, revision: str | None = None) -> type:
     """The pipeline class the base names in its model_index.json (``_class_name``)."""
     import diffusers
 
-    name = _model_index(base, revision).get("_class_name")
+    name = model_index(base, revision).get("_class_name")
     cls = getattr(diffusers, str(name), None)
     if not isinstance(cls, type):
         raise ValueError(f"{base}: model_index.json names pipeline {name!r}, not a diffusers one")
@@ -89,19 +87,6 @@ def from_pretrained(base: str, dtype: str, revision: str | None = None, **kwargs
     pipe = cls.from_pretrained(base, torch_dtype=torch_dtype(dtype), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def load_pipeline(
-    base: str,
-    variant: Any,
-    artifacts: dict[str, str] | None = None,
-    revision: str | None = None,
-) -> Any:
-    """The whole pipeline on the host, ready for `apply_offload`, loaded by the variant's
-    backend (bench.backends)."""
-    from bench.backends import backend_for
-
-    return backend_for(variant).load_pipeline(base, variant, artifacts or {}, revision)
 
 
 def component_weights(pipe: Any) -> dict[str, dict[str, int]]:

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bench.errors import ArgumentError
 from bench.report.data import load_run
 from bench.report.document import TABLE_CSV, build_document
 from bench.report.html import render_html
@@ -29,11 +30,12 @@ def default_out_dir(run_dir: Path) -> Path:
 def build_report(run_dir: Path, out_dir: Path) -> Path:
     """Write report.md, report.html, table.csv and the PNGs into `out_dir`; returns `out_dir`.
 
-    Raises UserInputError (before anything is written) when `run_dir` is not a run folder.
-    An existing `out_dir` is replaced whole once the new report is complete.
+    Raises UserInputError (before anything is written) when `run_dir` is not a run folder, and
+    ArgumentError naming `out` when `out_dir` is a file or a folder of something else than a
+    report. An earlier report's folder is replaced whole once the new report is complete.
     """
+    out_dir = check_report_folder(Path(out_dir))
     run = load_run(Path(run_dir))
-    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -46,6 +48,20 @@ def build_report(run_dir: Path, out_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def check_report_folder(target: Path) -> Path:
+    """A new or empty folder, or an earlier report's, which a report replaces whole; a file or
+    any other folder is refused (replacing it would delete what the user keeps there)."""
+    if target.exists() and not target.is_dir():
+        raise ArgumentError("out", f"{target} is a file; expected a report folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / REPORT_MD).is_file():
+        raise ArgumentError(
+            "out",
+            f"{target} holds files but no {REPORT_MD}: a report replaces its folder whole, "
+            "so give a new folder (or an earlier report's)",
+        )
+    return target
 
 
 def _replace(new: Path, dest: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.backends import variant_scheme
 from bench.cell_summary import summarize
 from bench.errors import UserInputError
 from bench.metrics import run_view
@@ -137,7 +138,6 @@ def backend_of(cell: dict[str, Any]) -> str:
 
 def scheme_of(cell: dict[str, Any]) -> str:
     """The cell's quantization scheme in its backend's words ("Q4_K", "int8wo", "bf16")."""
-    from bench.backends import variant_scheme
 
     return variant_scheme(cell.get("variant_spec") or {})
 

@@ -29,18 +29,12 @@ from typing import Any, TypeVar
 
 import torch
 
-from bench.backends import backend_for, parse_variant
+from bench.backends import backend_for, load_pipeline, parse_variant
 from bench.families import get_family
 from bench.families.base import Family
 from bench.metrics.noise_floor import floor_record, harmless_change
-from bench.models.loading import (
-    apply_offload,
-    component_weights,
-    import_pipeline_classes,
-    load_pipeline,
-    resolve_device,
-)
-from bench.offload import OffloadSpec
+from bench.models.loading import component_weights, import_pipeline_classes, resolve_device
+from bench.offload import OffloadSpec, apply_offload
 from bench.results import (
     RECORDS,
     RunFolderWriteError,

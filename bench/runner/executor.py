@@ -21,8 +21,9 @@ from rich.console import Console
 
 from bench.backends import backend_for
 from bench.config import config_hash, validate_config
-from bench.environment import collect_environment, quiet_library_environment
+from bench.environment import collect_environment
 from bench.errors import UserInputError
+from bench.library_output import quiet_library_environment
 from bench.models.variants import prepare_variant, resolve_base
 from bench.results import (
     MANIFEST,

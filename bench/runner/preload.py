@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
 
-from bench.environment import quiet_library_environment, quiet_library_output
+from bench.library_output import quiet_library_environment, quiet_library_output
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 # The pipeline classes of the families the harness ships (FLUX), looked up through diffusers'
@@ -60,7 +60,7 @@ DIFFUSERS_CLASSES = (
     "GGUFQuantizationConfig",
 )
 TRANSFORMERS_CLASSES = ("CLIPTextModel", "CLIPTokenizer", "T5EncoderModel", "T5TokenizerFast")
-MODULES = (
+IMPORTED_AT_LOAD = (
     "bench.cli",  # what a child imports as `__mp_main__` when the parent is the `bench` script
     "bench.config",
     "bench.models.loading",
@@ -177,8 +177,8 @@ def warm_up() -> str | None:
     os.environ[NVML_CHECK] = "1"
     try:
         with _capability_from_nvml():
-            _step("bench.environment", _quiet_libraries, culprit)
-            for name in MODULES:
+            _step("bench.library_output", _quiet_libraries, culprit)
+            for name in IMPORTED_AT_LOAD:
                 _step(name, partial(importlib.import_module, name), culprit)
             _step("diffusers' classes", partial(_classes, "diffusers", DIFFUSERS_CLASSES), culprit)
             _step(

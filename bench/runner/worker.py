@@ -23,7 +23,7 @@ import sys
 import threading
 from typing import Any
 
-from bench.environment import quiet_library_output
+from bench.library_output import quiet_library_output
 from bench.results import RunFolderWriteError
 from bench.runner.plan import CellJob
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.cell_summary import net_memory_peaks, summarize
-from bench.config import OffloadSpec
+from bench.families.sizing import Variant
+from bench.offload import OffloadSpec
 from bench.results import cell_records, read_manifest, read_records
-from bench.size.predict import Scenario, parse_offload, predict
-from bench.size.sources import Variant, cell_variant, run_base
-from bench.size.terms import Prediction
+from bench.size.predict import parse_offload, predict
+from bench.size.sources import cell_variant, run_base
+from bench.size.terms import Prediction, Scenario
 
 
 @dataclass

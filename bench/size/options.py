@@ -10,15 +10,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench import arguments, limits
 from bench.errors import ArgumentError
+from bench.families import UnsupportedOption, get_family
+from bench.families.sizing import Base
+from bench.results import read_manifest
+from bench.size.recommend import Option, lookup_gpu, parse_offloads, read_measurements, recommend
+from bench.size.sources import (
+    BUILTIN_MODELS,
+    builtin_variants,
+    cell_variant,
+    check_quants,
+    resolve_base,
+    run_base,
+)
 from bench.size.units import fmt_bytes, parse_size
-
-if TYPE_CHECKING:
-    from bench.size.recommend import Option
-
 
 #: The built-in architecture sized when neither a model nor runs are named.
 DEFAULT_MODEL = "flux-dev"
@@ -84,8 +92,6 @@ def size_options(
     fits. Raises UserInputError for bad input (both budgets, an unknown card or offload mode, a
     malformed size, a frame count the family does not make).
     """
-    from bench.size.recommend import lookup_gpu, parse_offloads, recommend
-    from bench.size.sources import check_quants
 
     # Every argument checked before the slow part (building meta models), each error naming it.
     if vram is not None and gpu is not None:
@@ -139,7 +145,6 @@ def _size(variants: list[Any], height: int | None, width: int | None) -> tuple[i
     the image families 1024×1024), each side a multiple of what every variant's pipeline keeps
     (its family's rule from its VAE and transformer: Wan 2.2 needs 32): a prediction at a size
     the pipeline would round is a prediction of another size."""
-    from bench.families import get_family
 
     family = get_family(variants[0].pipe.family) if variants else get_family(None)
     height, width = height or family.default_height, width or family.default_width
@@ -160,8 +165,6 @@ def _size(variants: list[Any], height: int | None, width: int | None) -> tuple[i
 def _frames(variants: list[Any], num_frames: int | None) -> int | None:
     """The frame count to size: the one asked for, checked by the family of the variants'
     pipeline (its VAE's rule; an image family refuses any), else a video family's default."""
-    from bench.families import UnsupportedOption, get_family
-    from bench.size.sources import BUILTIN_MODELS
 
     families = {get_family(v.pipe.family) for v in variants}
     frames = num_frames
@@ -189,10 +192,6 @@ def _frames(variants: list[Any], num_frames: int | None) -> int | None:
 
 
 def _variants(model: str, quant: list[str] | None, runs: list[Path] | None) -> tuple[list, dict]:
-    from bench.results import read_manifest
-    from bench.size.recommend import read_measurements
-    from bench.size.sources import Base, builtin_variants, cell_variant, resolve_base, run_base
-
     measured: dict[Any, Any] = {}
     if not runs:
         return builtin_variants(resolve_base(model), quant), measured

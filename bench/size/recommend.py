@@ -18,12 +18,12 @@ from typing import Any
 
 import yaml
 
-from bench.config import OffloadSpec
 from bench.errors import ArgumentError, UserInputError
-from bench.offload import SEQUENTIAL_GGUF_NOTE, one_of_each_kind, parse_offload
-from bench.size.predict import Scenario, predict
-from bench.size.sources import Variant
-from bench.size.terms import Prediction
+from bench.families.sizing import Variant
+from bench.offload import SEQUENTIAL_GGUF_NOTE, OffloadSpec, one_of_each_kind, parse_offload
+from bench.results import SCORES_SUMMARY, cell_records, read_manifest, read_records
+from bench.size.predict import predict
+from bench.size.terms import Prediction, Scenario
 from bench.size.units import fmt_bytes, parse_size
 
 DEFAULT_OFFLOADS = one_of_each_kind()  # none, model, group-block1, group-leaf, sequential
@@ -117,8 +117,7 @@ def read_measurements(
     run_dir: Path, manifest: dict[str, Any] | None = None
 ) -> dict[tuple[str, str, str], Measured]:
     """(variant, offload, HxW) -> what the run measured, with scores when the run was scored."""
-    from bench.cell_summary import net_memory_peaks, summarize
-    from bench.results import cell_records, read_manifest, read_records
+    from bench.cell_summary import net_memory_peaks, summarize  # deferred: loads pandas
 
     manifest = manifest or read_manifest(run_dir)
     run_id = manifest["run_id"]
@@ -147,7 +146,6 @@ def read_measurements(
 
 def _quality(run_dir: Path) -> dict[str, dict[str, Any]]:
     """cell id -> {metric: mean or status} from scores_summary.json (docs/scores.md)."""
-    from bench.results import SCORES_SUMMARY
 
     path = run_dir / SCORES_SUMMARY
     if not path.is_file():

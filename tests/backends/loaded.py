@@ -13,7 +13,7 @@ BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
 def load(tiny_pipeline: Path, variant: Any) -> Any:
     """The pipeline as a cell loads it (the variant's backend, diffusers' own API)."""
-    from bench.models.loading import load_pipeline
+    from bench.backends import load_pipeline
 
     return load_pipeline(str(tiny_pipeline), variant)
 
@@ -21,7 +21,7 @@ def load(tiny_pipeline: Path, variant: Any) -> Any:
 def sized(tiny_pipeline: Path, variant: Any) -> Any:
     """`bench size`'s prediction of the variant from the tiny pipeline's configs (meta)."""
     from bench.backends import backend_for
-    from bench.size.sources import folder_base
+    from bench.families.sizing import folder_base
 
     spec = variant.model_dump(mode="json")
     return backend_for(variant).size_variant(folder_base(tiny_pipeline), spec, None)

@@ -186,7 +186,7 @@ def test_int8_bytes_by_hand() -> None:
 def test_diffusers_models_convert_every_linear(tiny_pipeline: Path) -> None:
     """diffusers' rule: every nn.Linear outside `_keep_in_fp32_modules` (FLUX has none), so
     proj_out and the norms' modulation Linears are converted too."""
-    from bench.size.sources import folder_base
+    from bench.families.sizing import folder_base
 
     transformer = folder_base(tiny_pipeline).modules["transformer"]
     linears = {f"{n}.weight" for n, m in transformer.named_modules()
@@ -197,7 +197,7 @@ def test_diffusers_models_convert_every_linear(tiny_pipeline: Path) -> None:
 
 def test_transformers_models_keep_their_skips(tiny_pipeline: Path) -> None:
     """transformers' rule: T5's `_keep_in_fp32_modules` (`wo`) stays unconverted."""
-    from bench.size.sources import folder_base
+    from bench.families.sizing import folder_base
 
     t5 = folder_base(tiny_pipeline).modules["text_encoder_2"]
     linears = {f"{n}.weight" for n, m in t5.named_modules() if isinstance(m, torch.nn.Linear)}
@@ -224,7 +224,7 @@ def generate(pipe: Any, seed: int) -> np.ndarray:
 @pytest.mark.slow
 def test_transformer_quantization_is_the_libraries_verdict_here(tiny_pipeline: Path) -> None:
     """Without a GPU, diffusers' refusal propagates unchanged; with one, the layers are 4-bit."""
-    from bench.models.loading import load_pipeline
+    from bench.backends import load_pipeline
 
     nf4 = variant(scheme="nf4", dtype="float32")
     refusal = diffusers_refusal()
@@ -255,8 +255,9 @@ def test_sizing_is_exact_against_loaded_text_encoders(
 ) -> None:
     """transformers quantizes the text encoders wherever it runs (bitsandbytes' CPU kernels
     here): the bytes it keeps, quantization state included, are the predicted ones."""
-    from bench.models.loading import component_weights, load_pipeline
-    from bench.size.sources import folder_base
+    from bench.backends import load_pipeline
+    from bench.families.sizing import folder_base
+    from bench.models.loading import component_weights
 
     spec = variant(dtype="float32", components=TEXT_ENCODERS, **fields).model_dump(mode="json")
     loaded = component_weights(load_pipeline(str(tiny_pipeline), parse_variant(spec)))
@@ -278,9 +279,9 @@ def as_tensor(image: np.ndarray) -> torch.Tensor:
 
 @pytest.mark.slow
 def test_quantized_text_encoders_change_images_slightly(tiny_pipeline: Path) -> None:
+    from bench.backends import load_pipeline
     from bench.backends.full import FullVariant
     from bench.metrics.fidelity import psnr
-    from bench.models.loading import load_pipeline
 
     full = load_pipeline(str(tiny_pipeline), FullVariant(name="f", kind="full", dtype="float32"))
     nf4 = load_pipeline(

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import torch
 
-from bench.backends import BACKENDS, Backend, Prepared, parse_variant, variant_label
+from bench.backends import BACKENDS, parse_variant, variant_label
+from bench.backends.base import Backend, Prepared
 from bench.config import validate_config
 from bench.errors import ConfigError
 from tests.backends.loaded import generate, raised_inside_bench
@@ -177,7 +178,8 @@ def test_prepare_returns_prepared(backend: Backend, tiny_pipeline: Path, tmp_pat
 
 
 def test_sizes_every_preset(backend: Backend) -> None:
-    from bench.size.sources import builtin_base, full_variant
+    from bench.families.sizing import full_variant
+    from bench.size.sources import builtin_base
 
     base = builtin_base("flux-dev")
     full = full_variant(base, "bfloat16").pipe.bytes
@@ -198,8 +200,8 @@ def reference_images(tiny_pipeline: Path) -> dict[str, torch.Tensor]:
 
 
 def reference(tiny_pipeline: Path, images: dict[str, torch.Tensor], dtype: str) -> torch.Tensor:
+    from bench.backends import load_pipeline
     from bench.backends.full import FullVariant
-    from bench.models.loading import load_pipeline
 
     if dtype not in images:
         full = FullVariant(name="ref", kind="full", dtype=dtype)  # type: ignore[arg-type]

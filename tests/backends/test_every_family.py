@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.backends import parse_variant
+from bench.backends import load_pipeline, parse_variant
 from bench.families import FAMILIES
-from bench.models.loading import load_pipeline
-from bench.models.synthetic import ensure_synthetic_pipeline
+from bench.families.synthetic import ensure_synthetic_pipeline
 from bench.models.variants import prepare_variant
 
 VARIANTS = {

@@ -68,7 +68,7 @@ def test_labels() -> None:
 
 
 def test_cast_tensors_follow_diffusers_skip_patterns(tiny_pipeline: Path) -> None:
-    from bench.size.sources import folder_base
+    from bench.families.sizing import folder_base
 
     transformer = folder_base(tiny_pipeline).modules["transformer"]
     patterns = skip_patterns(transformer)
@@ -82,7 +82,7 @@ def test_cast_tensors_follow_diffusers_skip_patterns(tiny_pipeline: Path) -> Non
 
 def test_meta_modules_and_a_real_cast_agree(tiny_pipeline: Path) -> None:
     """The FP8 tensors of a really cast transformer are exactly the predicted ones."""
-    from bench.models.loading import load_pipeline
+    from bench.backends import load_pipeline
 
     pipe = load_pipeline(str(tiny_pipeline), variant(compute_dtype="float32"))
     fp8 = {
@@ -91,7 +91,7 @@ def test_meta_modules_and_a_real_cast_agree(tiny_pipeline: Path) -> None:
         + list(pipe.transformer.named_buffers())
         if tensor.dtype == torch.float8_e4m3fn
     }
-    from bench.size.sources import folder_base
+    from bench.families.sizing import folder_base
 
     assert fp8 == set(cast_weights(folder_base(tiny_pipeline).modules["transformer"]))
 
@@ -101,8 +101,9 @@ def test_meta_modules_and_a_real_cast_agree(tiny_pipeline: Path) -> None:
 
 @pytest.mark.parametrize("storage", ["float8_e4m3fn", "float8_e5m2"])
 def test_sizing_is_exact_against_a_loaded_pipeline(tiny_pipeline: Path, storage: str) -> None:
-    from bench.models.loading import component_weights, load_pipeline
-    from bench.size.sources import folder_base
+    from bench.backends import load_pipeline
+    from bench.families.sizing import folder_base
+    from bench.models.loading import component_weights
 
     spec = variant(storage_dtype=storage, compute_dtype="float32").model_dump(mode="json")
     pipe = load_pipeline(str(tiny_pipeline), parse_variant(spec))
@@ -119,7 +120,7 @@ def test_sizing_is_exact_against_a_loaded_pipeline(tiny_pipeline: Path, storage:
 
 
 def test_sizing_refuses_a_transformers_component(tiny_pipeline: Path) -> None:
-    from bench.size.sources import folder_base
+    from bench.families.sizing import folder_base
 
     spec = variant(components=["text_encoder_2"]).model_dump(mode="json")
     with pytest.raises(UserInputError, match="text_encoder_2"):
@@ -145,9 +146,9 @@ def generate(pipe: Any, seed: int) -> torch.Tensor:
 @pytest.mark.slow
 @pytest.mark.parametrize("storage", ["float8_e4m3fn", "float8_e5m2"])
 def test_images_differ_slightly_from_full_precision(tiny_pipeline: Path, storage: str) -> None:
+    from bench.backends import load_pipeline
     from bench.backends.full import FullVariant
     from bench.metrics.fidelity import psnr
-    from bench.models.loading import load_pipeline
 
     full = load_pipeline(str(tiny_pipeline), FullVariant(name="f", kind="full", dtype="float32"))
     cast = load_pipeline(
@@ -173,7 +174,7 @@ def test_prepare_refuses_components_that_cannot_be_cast(tiny_pipeline: Path) -> 
 def test_a_text_encoder_has_no_layerwise_casting(tiny_pipeline: Path) -> None:
     """Loaded anyway (a hub base is not checked beforehand): transformers models lack the
     method, and the cell fails saying so rather than casting by other means."""
-    from bench.models.loading import load_pipeline
+    from bench.backends import load_pipeline
 
     with pytest.raises(TypeError, match="no enable_layerwise_casting"):
         load_pipeline(str(tiny_pipeline), variant(components=["text_encoder_2"]))

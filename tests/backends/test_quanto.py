@@ -154,7 +154,7 @@ def test_single_layer_storage_matches_quanto(
 
 
 def test_transformers_keeps_t5_wo_and_diffusers_converts_every_linear(tiny_pipeline: Path) -> None:
-    from bench.size.sources import folder_base
+    from bench.families.sizing import folder_base
 
     modules = folder_base(tiny_pipeline).modules
     t5 = modules["text_encoder_2"]
@@ -176,7 +176,7 @@ def test_transformers_keeps_t5_wo_and_diffusers_converts_every_linear(tiny_pipel
 def test_loaded_bytes_are_sized_exactly_or_quanto_refuses(
     tiny_pipeline: Path, scheme: str, dtype: str
 ) -> None:
-    from bench.size.sources import folder_base
+    from bench.families.sizing import folder_base
 
     spec = variant(scheme=scheme, dtype=dtype, components=ALL_MODELS)
     try:

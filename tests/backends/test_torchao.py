@@ -145,7 +145,7 @@ def test_stored_bytes_by_hand() -> None:
 
 
 def test_int4_skips_rows_the_group_size_does_not_divide(tiny_pipeline: Path) -> None:
-    from bench.size.sources import folder_base
+    from bench.families.sizing import folder_base
 
     transformer = folder_base(tiny_pipeline).modules["transformer"]
     linears = {
@@ -203,7 +203,7 @@ def test_loaded_bytes_are_sized_exactly_or_torchao_refuses(
 
 
 def _meta(tiny_pipeline: Path, name: str) -> Any:
-    from bench.size.sources import folder_base
+    from bench.families.sizing import folder_base
 
     return folder_base(tiny_pipeline).modules[name]
 

@@ -32,9 +32,8 @@ def test_a_non_finite_value_is_refused_naming_how_many() -> None:
 
 def test_a_pipeline_that_returns_nan_is_a_failure_not_a_black_image() -> None:
     """QwenImagePipeline at one step: its schedule gives NaN latents even in full precision."""
-    from bench.backends import parse_variant
-    from bench.models.loading import load_pipeline
-    from bench.models.synthetic import ensure_synthetic_pipeline
+    from bench.backends import load_pipeline, parse_variant
+    from bench.families.synthetic import ensure_synthetic_pipeline
 
     family = FAMILIES["qwen_image"]
     base = str(ensure_synthetic_pipeline("tiny", 0, family.name))

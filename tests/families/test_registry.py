@@ -46,11 +46,11 @@ def test_lookups_by_pipeline_class_and_gguf_architecture() -> None:
 
 
 def test_looking_up_a_family_imports_no_model_libraries() -> None:
-    """The config and the CLI look families up by name; that must stay cheap."""
+    """The config and the CLI look families up by name; that must stay cheap. (The GGUF tensor
+    names a family carries are bench.gguf's, imported with it, as the layers have it.)"""
     code = (
         "import sys; import bench.families as f; f.get_family('flux').preset('tiny'); "
-        "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'bench.gguf') "
-        "if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -69,8 +69,7 @@ def test_gguf_file_in_sai_names_loads_back_through_from_single_file(
     from diffusers import GGUFQuantizationConfig, SD3Transformer2DModel
     from diffusers.quantizers.gguf.utils import dequantize_gguf_tensor
 
-    from bench.gguf.convert import quantize_checkpoint
-    from bench.gguf.inspect import inspect_gguf
+    from bench.families.gguf import inspect_gguf, quantize_checkpoint
 
     base, reference = _small_transformer(tmp_path, dual)
     out = tmp_path / f"sd3-{quant}.gguf"
@@ -154,8 +153,8 @@ def test_bench_size_sizes_sd35_large_from_its_configs() -> None:
     """`bench size --model sd3.5-large`: bytes from the built modules, and the community
     recipe's K-quant rule at SD3.5 Large's width (2432 = 9.5 × 256: rows of that length fall
     back to F16, so only the MLPs' 9728-wide down projections take a K type)."""
-    from bench.size.components import rule_types
-    from bench.size.sources import builtin_base, full_variant, gguf_variant
+    from bench.families.sizing import full_variant, gguf_variant, rule_types
+    from bench.size.sources import builtin_base
 
     base = builtin_base("sd3.5-large")
     transformer = base.modules["transformer"]

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.config import FullVariant, GGUFVariant
-from bench.models.loading import load_pipeline
-from bench.models.variants import make_gguf_from_base
+from bench.backends import load_pipeline
+from bench.backends.full import FullVariant
+from bench.backends.gguf import GGUFVariant, make_gguf_from_base
 
 
 def generate(pipe, seed: int) -> np.ndarray:

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from bench.config import ConfigError, config_hash, validate_config
+from bench.config import config_hash, validate_config
+from bench.errors import ConfigError
 from bench.results import frame_paths, image_records, read_records
 
 ROOT = Path(__file__).resolve().parents[2]

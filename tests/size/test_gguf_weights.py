@@ -6,18 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from bench.size.components import (
+from bench.families.sizing import (
+    folder_base,
     gguf_layout_from_file,
     gguf_layout_from_rules,
-    measure,
+    gguf_variant,
     rule_types,
 )
-from bench.size.sources import folder_base, gguf_variant
+from bench.size.components import measure
 
 
 @pytest.fixture(scope="module")
 def q8_file(tiny_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.gguf import quantize_checkpoint
+    from bench.families.gguf import quantize_checkpoint
 
     out = tmp_path_factory.mktemp("gguf") / "transformer-Q8_0.gguf"
     quantize_checkpoint(tiny_pipeline / "transformer", out, "Q8_0")
@@ -27,8 +28,7 @@ def q8_file(tiny_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_weights_term_equals_bytes_loaded_by_from_single_file(
     tiny_pipeline: Path, q8_file: Path
 ) -> None:
-    from bench.backends.gguf import load_gguf_transformer
-    from bench.config import GGUFVariant
+    from bench.backends.gguf import GGUFVariant, load_gguf_transformer
     from bench.models.loading import component_weights
 
     base = folder_base(tiny_pipeline)
@@ -45,7 +45,7 @@ def test_weights_term_equals_bytes_loaded_by_from_single_file(
 def test_recipe_layout_matches_the_file_tensor_by_tensor(
     tiny_pipeline: Path, q8_file: Path
 ) -> None:
-    from bench.gguf.inspect import inspect_gguf
+    from bench.families.gguf import inspect_gguf
 
     base = folder_base(tiny_pipeline)
     transformer = base.modules["transformer"]

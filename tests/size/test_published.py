@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.size.predict import Scenario, parse_offload, predict
-from bench.size.sources import PUBLISHED_GGUF_GB, builtin_base, builtin_variants, gguf_variant
+from bench.families.sizing import PUBLISHED_GGUF_GB, gguf_variant
+from bench.size.predict import parse_offload, predict
+from bench.size.sources import builtin_base, builtin_variants
+from bench.size.terms import Scenario
 from bench.size.units import GIB
 
 

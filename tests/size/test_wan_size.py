@@ -19,13 +19,10 @@ from typer.testing import CliRunner
 
 from bench.cli.size import size_command
 from bench.errors import ArgumentError
-from bench.size.predict import Scenario, parse_offload, predict
-from bench.size.sources import (
-    PUBLISHED_WAN21_14B_GGUF_GB,
-    builtin_base,
-    builtin_variants,
-    gguf_variant,
-)
+from bench.families.sizing import PUBLISHED_WAN21_14B_GGUF_GB, gguf_variant
+from bench.size.predict import parse_offload, predict
+from bench.size.sources import builtin_base, builtin_variants
+from bench.size.terms import Scenario
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 app.command("size")(size_command)
