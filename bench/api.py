@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bench import arguments
 from bench.errors import ArgumentError, UserInputError
 from bench.runner.executor import resume_run, run_config
-from bench.size.options import size_options
-from bench.size.recommend import Option
+from bench.sizing.options import size_options
+from bench.sizing.recommend import Option
 
 if TYPE_CHECKING:
-    from bench.compare.verdicts import Comparison
+    from bench.comparison.verdicts import Comparison
     from bench.run_tables import RunTables
 
 PathLike = str | Path
@@ -140,7 +140,7 @@ def score(
 ) -> Path:
     """Score a run's images (all metrics unless `metrics` names some) as `bench score` does;
     returns the path of scores.jsonl. Resumable: rows already scored are not recomputed."""
-    from bench.score import score_run  # deferred: loads torch, PIL
+    from bench.scoring import score_run  # deferred: loads torch, PIL
 
     weights = None
     if inception_weights is not None:
@@ -159,7 +159,7 @@ def score(
 def report(run_dir: PathLike, out: PathLike | None = None) -> Path:
     """Write report.md, report.html, table.csv and the plots into `out` (default
     reports/<run-id>); returns the report folder."""
-    from bench.report.build import build_report, default_out_dir  # deferred: loads torch, PIL
+    from bench.reporting.build import build_report, default_out_dir  # deferred: loads torch, PIL
 
     run_dir = arguments.path(run_dir, "run_dir")
     out_dir = arguments.path(out, "out") if out is not None else default_out_dir(run_dir)
@@ -189,10 +189,10 @@ def compare(
 
     The result's `exit_code` is the command's (0 no regression, 1 a regression, 2 not
     comparable), `regressions` / `improvements` list (cell, aspect) pairs, `cells` has every
-    cell's verdicts; `bench.compare.render` turns it into text, Markdown or JSON.
+    cell's verdicts; `bench.comparison.render` turns it into text, Markdown or JSON.
     """
-    from bench.compare.thresholds import thresholds_from_options  # deferred: loads pandas, scipy
-    from bench.compare.verdicts import compare_runs  # deferred: loads pandas, scipy
+    from bench.comparison.thresholds import thresholds_from_options  # deferred: loads pandas, scipy
+    from bench.comparison.verdicts import compare_runs  # deferred: loads pandas, scipy
 
     # Types and finiteness here (a NaN would compare false with everything, and infinite MiB
     # cannot become bytes); each threshold's own range is the stage's to check.

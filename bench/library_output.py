@@ -17,6 +17,7 @@ import os
 #: needs any of them fails with the library's own error, which the record keeps.
 IMPORT_CHATTER = (
     "bitsandbytes",
+    "kernels",
     "torchao",
     "torch.utils._pytree",
     "diffusers.quantizers.torchao.torchao_quantizer",

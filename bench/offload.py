@@ -6,7 +6,7 @@ The modes are diffusers' own: `none` (`pipe.to`), `model` (`enable_model_cpu_off
 level, blocks per group and CUDA streams). A new mode is a name in `OffloadMode`, an entry of
 `MODES` (how it is applied, whether it needs an accelerator, what it is known to fail with) and
 of `KINDS` (what it keeps on the device, how fast it usually is); bench size's residency
-arithmetic (`bench.size.predict.resident`) reads `KINDS` and needs its own formula only for a
+arithmetic (`bench.sizing.predict.resident`) reads `KINDS` and needs its own formula only for a
 new kind of residency.
 
 Imported by the config and by stages that never load torch: torch is imported only when a mode

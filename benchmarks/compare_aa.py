@@ -44,10 +44,10 @@ import numpy as np  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
 from bench.cell_summary import MEMORY_COUNTERS  # noqa: E402
-from bench.compare.memory import counter_name  # noqa: E402
-from bench.compare.stability import MAX_OTHERS_SHARE, MAX_SAMPLER_SHIFT, sampler_shift  # noqa: E402
-from bench.compare.stats import BIGGER, REGRESSION_WORDS, SLOWER, TOO_NOISY  # noqa: E402
-from bench.compare.verdicts import Comparison, Thresholds, compare_runs  # noqa: E402
+from bench.comparison.memory import counter_name  # noqa: E402
+from bench.comparison.stability import MAX_OTHERS_SHARE, MAX_SAMPLER_SHIFT, sampler_shift  # noqa: E402
+from bench.comparison.stats import BIGGER, REGRESSION_WORDS, SLOWER, TOO_NOISY  # noqa: E402
+from bench.comparison.verdicts import Comparison, Thresholds, compare_runs  # noqa: E402
 from bench.results import MANIFEST, RECORDS  # noqa: E402
 
 TIME_PLANT = 1.3

@@ -47,7 +47,7 @@ def family_config(family: str, frames: int) -> dict[str, Any]:
 def run_family(family: str, folder: Path, frames: int) -> dict[str, dict[str, Any]]:
     from bench.results import cell_records, read_records
     from bench.runner.executor import run_config
-    from bench.score import SCORES_SUMMARY, score_run
+    from bench.scoring import SCORES_SUMMARY, score_run
 
     path = folder / f"{family}.yaml"
     path.write_text(yaml.safe_dump(family_config(family, frames)))

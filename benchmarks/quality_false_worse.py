@@ -4,7 +4,7 @@ A run of `bench compare` makes one quality test per (cell, metric) scored in bot
 `worse` fails the job. Each test alone is called at alpha 0.05 (sign-flip p, the 95% interval
 and the margin), so the chance of at least one false `worse` grows with the number of tests.
 This script draws A/A comparisons (no change anywhere) of realistic sizes and judges each with
-the verdict code of `bench compare` (`bench.compare.stats.paired_test` and `judge_quality`,
+the verdict code of `bench compare` (`bench.comparison.stats.paired_test` and `judge_quality`,
 the run's p-values adjusted by `adjust_p_values`), before (each test alone, the old rule) and
 after (Benjamini-Hochberg over the run's tests, the default).
 
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from bench.compare.stats import (
+from bench.comparison.stats import (
     BENJAMINI_HOCHBERG,
     NO_CORRECTION,
     WORSE,

@@ -157,7 +157,7 @@ def test_compare_bad_thresholds_name_the_parameter() -> None:
 
 
 def test_size_ranks_options_like_the_command(tiny_pipeline: Path) -> None:
-    from bench.size.options import size_options
+    from bench.sizing.options import size_options
 
     kwargs = {"model": str(tiny_pipeline), "quant": ["Q8_0"], "height": 256, "width": 256}
     nothing = bench.size(vram="1MiB", **kwargs)
@@ -174,12 +174,12 @@ def test_size_ranks_options_like_the_command(tiny_pipeline: Path) -> None:
 
 
 def test_api_names_stay_functions_after_their_stage_modules_load() -> None:
-    import bench.compare.verdicts
-    import bench.report.build
-    import bench.score
-    import bench.size.options
+    import bench.comparison.verdicts
+    import bench.reporting.build
+    import bench.scoring
+    import bench.sizing.options
 
-    assert bench.score.__module__ == "bench.api"  # type: ignore[attr-defined]
+    assert bench.scoring.__module__ == "bench.api"  # type: ignore[attr-defined]
     for name in ("run", "resume", "load_run", "score", "report", "compare", "size"):
         assert callable(getattr(bench, name)) and getattr(bench, name).__module__ == "bench.api"
 

@@ -99,7 +99,7 @@ def write_run(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.score import score_run
+    from bench.scoring import score_run
 
     run_dir = write_run(tmp_path_factory.mktemp("damaged"))
     score_run(run_dir, ["psnr"], progress=False)
@@ -263,10 +263,10 @@ def test_damaged_folder_is_one_line_exit_2(
 
 
 def _stage(name: str, run_dir: Path, clean: Path, out: Path) -> Callable[[], Any]:
-    from bench.compare.verdicts import Thresholds, compare_runs
-    from bench.report.build import build_report
+    from bench.comparison.verdicts import Thresholds, compare_runs
+    from bench.reporting.build import build_report
     from bench.runner.executor import resume_run
-    from bench.score import score_run
+    from bench.scoring import score_run
 
     return {
         "score": lambda: score_run(run_dir, ["psnr"], progress=False),
@@ -297,8 +297,8 @@ def test_every_damage_through_every_stage(
 
 def test_clean_copy_is_read_by_every_stage(scored_run: Path, tmp_path: Path) -> None:
     """The control: the undamaged folder passes the same readers."""
-    from bench.compare.verdicts import Thresholds, compare_runs
-    from bench.report.build import build_report
+    from bench.comparison.verdicts import Thresholds, compare_runs
+    from bench.reporting.build import build_report
 
     build_report(scored_run, tmp_path / "report")
     assert compare_runs(scored_run, scored_run, Thresholds()).exit_code == 0
@@ -356,8 +356,8 @@ def _mutations(run_dir: Path) -> Iterator[tuple[str, str, str]]:
 def test_every_mistyped_or_missing_key_is_a_user_error(scored_run: Path, tmp_path: Path) -> None:
     """Score and compare (in process) over each mutation fail only with a one-line user error;
     mutations the stages tolerate (an optional key removed) may pass."""
-    from bench.compare.verdicts import Thresholds, compare_runs
-    from bench.score import score_run
+    from bench.comparison.verdicts import Thresholds, compare_runs
+    from bench.scoring import score_run
 
     refused = total = 0
     for name, file, content in _mutations(scored_run):
@@ -456,7 +456,7 @@ def test_an_image_not_of_its_records_size_is_a_status(
     """A damaged PNG claiming other dimensions than its cell's (a decompression bomb, or just
     another size) is a status read from its header, without decoding a pixel."""
     from bench.metrics.run_view import read_run
-    from bench.score import score_run
+    from bench.scoring import score_run
 
     run_dir = copy_run("bomb")
     (run_dir / "scores.jsonl").unlink()  # scored ok rows are never recomputed
@@ -480,7 +480,7 @@ def test_an_image_not_of_its_records_size_is_a_status(
 def test_report_grids_read_images_the_same_way(copy_run: Callable[[str], Path]) -> None:
     """The report's image grids go through the scorer's reader: a decompression bomb or a PNG
     of another size leaves a gap in the grid, not a traceback or gigabytes of pixels."""
-    from bench.report.build import build_report
+    from bench.reporting.build import build_report
 
     run_dir = copy_run("bomb-report")
     images = sorted((run_dir / "images").rglob("*.png"))

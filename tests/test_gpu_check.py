@@ -342,7 +342,7 @@ def _as_cuda_run(run_dir: Path, dest: Path) -> dict[str, dict[str, int]]:
 
 @pytest.mark.slow
 def test_size_check_and_report_read_cuda_counters(smoke: dict[str, Any], tmp_path: Path) -> None:
-    from bench.size.check import check_run
+    from bench.sizing.check import check_run
 
     run = tmp_path / smoke["run_dir"].name
     written = _as_cuda_run(smoke["run_dir"], run)

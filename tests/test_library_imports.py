@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LIBRARY = ["bench", "bench.compare", "bench.report", "bench.size", "bench.score", "bench.gguf"]
+LIBRARY = [
+    "bench",
+    "bench.comparison",
+    "bench.reporting",
+    "bench.sizing",
+    "bench.scoring",
+    "bench.gguf",
+]
 
 
 def imported_after(code: str) -> list[str]:

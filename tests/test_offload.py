@@ -75,7 +75,7 @@ def test_the_config_and_the_loader_hand_out_the_same_objects() -> None:
     import bench.config
     import bench.models.loading
 
-    predict = importlib.import_module("bench.size.predict")  # bench.size.predict is a function
+    predict = importlib.import_module("bench.sizing.predict")  # bench.sizing.predict is a function
     assert bench.config.OffloadSpec is OffloadSpec
     assert bench.models.loading.apply_offload is apply_offload
     assert bench.models.loading.OffloadUnavailable is OffloadUnavailable

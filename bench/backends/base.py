@@ -122,7 +122,7 @@ class Backend:
 
     # --- size ---------------------------------------------------------------------------
     def size_variant(self, base: Any, spec: dict[str, Any], cell: dict[str, Any] | None) -> Any:
-        """This variant sized by `bench size` (a bench.size.sources.Variant) from its config
+        """This variant sized by `bench size` (a bench.sizing.sources.Variant) from its config
         entry (`spec`, as recorded in a manifest) and, for a recorded cell, its manifest entry."""
         raise NotImplementedError(f"bench size does not size {self.kind} variants yet")
 

@@ -40,7 +40,7 @@ from bench.backends import pipeline_quant
 from bench.backends.base import Backend, Prepared
 from bench.config_base import unique
 from bench.config_fields import ComponentName, Dtype, VariantConfig
-from bench.size.components import DTYPE_BYTES
+from bench.sizing.components import DTYPE_BYTES
 
 Scheme = Literal["nf4", "fp4", "int8"]
 FOUR_BIT = ("nf4", "fp4")
@@ -180,7 +180,7 @@ def converted_weights(module: Any) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class BnbLayout:
-    """The bitsandbytes layout of one component (a bench.size.components.TensorLayout).
+    """The bitsandbytes layout of one component (a bench.sizing.components.TensorLayout).
 
     Scratch is what a forward pass unpacks at once: a 4-bit weight is dequantized to the
     compute dtype before its matmul; LLM.int8 multiplies int8 by int8 and unpacks no weight

@@ -99,7 +99,7 @@ def cast_weights(module: Any) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class LayerwiseLayout:
-    """FP8 bytes for the cast tensors (a bench.size.components.TensorLayout); the rest None."""
+    """FP8 bytes for the cast tensors (a bench.sizing.components.TensorLayout); the rest None."""
 
     label: str
     storage_dtype: str

@@ -46,7 +46,7 @@ from bench.backends import pipeline_quant
 from bench.backends.base import Backend, Prepared
 from bench.config_base import unique
 from bench.config_fields import ComponentName, Dtype, VariantConfig
-from bench.size.components import DTYPE_BYTES
+from bench.sizing.components import DTYPE_BYTES
 
 Scheme = Literal["int8", "float8", "int4"]
 
@@ -174,7 +174,7 @@ def converted_modules(module: Any) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class QuantoLayout:
-    """The quanto layout of one component (a bench.size.components.TensorLayout).
+    """The quanto layout of one component (a bench.sizing.components.TensorLayout).
 
     Scratch: quanto's weight-only matmul on the CPU (`qbytes_mm`) and its int4 fallback widen
     the weight to the activations' dtype, one weight at the compute dtype; the tinygemm int4

@@ -190,7 +190,7 @@ _FORMATS = {
 
 @dataclass(frozen=True)
 class TorchAoLayout:
-    """The torchao layout of one component (a bench.size.components.TensorLayout).
+    """The torchao layout of one component (a bench.sizing.components.TensorLayout).
 
     Scratch: weight-only schemes widen the weight to the activations' dtype for the matmul
     (int8: `qdata.to(dtype)`, float8: `dequantize()`), one weight at the compute dtype.

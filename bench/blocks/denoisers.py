@@ -4,7 +4,7 @@ block's live tensors and says which block it is; the arithmetic is written once 
 
 from __future__ import annotations
 
-from bench.size.components import DTYPE_BYTES, Component
+from bench.sizing.components import DTYPE_BYTES, Component
 
 
 def block_peak(

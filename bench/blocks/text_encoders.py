@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bench.blocks.meta import on_meta
-from bench.size.components import DTYPE_BYTES, Component
+from bench.sizing.components import DTYPE_BYTES, Component
 
 #: Special-token ids of the real CLIP tokenizer (openai/clip-vit-large-patch14; SD3.5's OpenCLIP
 #: bigG shares its vocabulary), for a spec sized without building the local tokenizers.

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bench.blocks.meta import on_meta
-from bench.size.components import DTYPE_BYTES, Component
+from bench.sizing.components import DTYPE_BYTES, Component
 
 # ---------------------------------------------------------------------------------------------
 # AutoencoderKL

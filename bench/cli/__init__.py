@@ -22,32 +22,76 @@ from bench.cli.run import run_command
 from bench.errors import UserInputError
 from bench.library_output import quiet_library_environment
 
-# name -> (module, attribute), imported when the command is looked up.
-LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "quantize": ("bench.cli.gguf", "quantize_command"),
-    "inspect": ("bench.cli.gguf", "inspect_command"),
-    "score": ("bench.cli.score", "score_command"),
-    "report": ("bench.cli.report", "report_command"),
-    "compare": ("bench.cli.compare", "compare_command"),
-    "matrix": ("bench.cli.compare", "matrix_command"),
-    "size": ("bench.cli.size", "size_command"),
+# name -> (module, attribute, one-line help), imported only when the command is run or its own
+# help is asked for; the one-line help (the command's docstring's first line, checked by
+# tests/test_cli_startup.py) lists it in `bench --help` without importing it.
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "quantize": (
+        "bench.cli.gguf",
+        "quantize_command",
+        "Quantize a diffusion transformer checkpoint to GGUF files, one per type.",
+    ),
+    "inspect": (
+        "bench.cli.gguf",
+        "inspect_command",
+        "Show a GGUF file's metadata, tensor types, size and bits per weight.",
+    ),
+    "score": (
+        "bench.cli.score",
+        "score_command",
+        "Score a run's images (fidelity to full precision, CLIP score, FID/KID/CMMD).",
+    ),
+    "report": (
+        "bench.cli.report",
+        "report_command",
+        "Write report.md, a self-contained report.html and table.csv for a run folder.",
+    ),
+    "compare": (
+        "bench.cli.compare",
+        "compare_command",
+        "Compare two runs cell by cell; exit 1 on a regression, 2 when they are not comparable.",
+    ),
+    "matrix": (
+        "bench.cli.compare",
+        "matrix_command",
+        "Run CONFIG once per version set and compare consecutive sets; exit 1 on a regression.",
+    ),
+    "size": (
+        "bench.cli.size",
+        "size_command",
+        "Predict peak VRAM without a GPU, check it against a run, or list what fits a card.",
+    ),
 }
 
 
 class LazyGroup(TyperGroup):
+    """Imports a command's module only to run it or show its own help: the group's help lists
+    the lazy commands from their one-line help (click and typer would look every one up)."""
+
+    listing = False
+
     def list_commands(self, ctx: Any) -> list[str]:
         return [*super().list_commands(ctx), *LAZY_COMMANDS]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
-        module, attribute = LAZY_COMMANDS[cmd_name]
+        module, attribute, help_line = LAZY_COMMANDS[cmd_name]
+        if self.listing:
+            return typer.core.TyperCommand(cmd_name, help=help_line)
         function = getattr(importlib.import_module(module), attribute)
         single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
         single.command(cmd_name)(function)
         command = typer.main.get_command(single)
         command.name = cmd_name
         return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
 
 
 # click's exceptions, as the typer installed raises them (recent typers carry their own click):

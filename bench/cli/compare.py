@@ -4,7 +4,7 @@
 interface: 0 no regression, 1 at least one regression, 2 the runs are not comparable (or the
 input is not a run folder). `--force` compares anyway and exits 0/1, but still prints every
 difference first, so a forced result can never pass for a clean one. `bench matrix` runs one
-config per version set (bench.compare.releases) and compares consecutive sets.
+config per version set (bench.comparison.releases) and compares consecutive sets.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from rich.table import Table
 
 from bench.arguments import output_file
 from bench.cli.errors import reports_user_errors
-from bench.compare.memory import DEFAULT_BANDS
-from bench.compare.releases import matrix_summary, run_matrix, version_sets
-from bench.compare.render import (
+from bench.comparison.memory import DEFAULT_BANDS
+from bench.comparison.releases import matrix_summary, run_matrix, version_sets
+from bench.comparison.render import (
     clean_json,
     print_comparison,
     report_console,
     to_json,
     to_markdown,
 )
-from bench.compare.stability import TIME_PROCESS_BANDS
-from bench.compare.thresholds import check_factor, thresholds_from_options
-from bench.compare.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds, compare_runs
+from bench.comparison.stability import TIME_PROCESS_BANDS
+from bench.comparison.thresholds import check_factor, thresholds_from_options
+from bench.comparison.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds, compare_runs
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -1,4 +1,4 @@
-"""`bench report RUN_DIR [--out DIR]`: the CLI shell over bench.report.build_report."""
+"""`bench report RUN_DIR [--out DIR]`: the CLI shell over bench.reporting.build_report."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def report_command(
     ] = None,
 ) -> None:
     """Write report.md, a self-contained report.html and table.csv for a run folder."""
-    from bench.report.build import build_report, default_out_dir  # deferred: loads torch
+    from bench.reporting.build import build_report, default_out_dir  # deferred: loads torch
 
     path = build_report(run_dir, out or default_out_dir(run_dir))
     typer.echo(f"report: {path / 'report.html'}")

@@ -38,6 +38,7 @@ def default_config() -> Path:
 
 def print_run_table(run_dir: Path, console: Console) -> None:
     from bench.cell_summary import headline_memory, summarize_run  # deferred: loads pandas
+    from bench.metrics.stats import method_label  # deferred: loads scipy
 
     frame = summarize_run(run_dir)
     psnr = _psnr_by_cell(run_dir)
@@ -50,7 +51,8 @@ def print_run_table(run_dir: Path, console: Console) -> None:
         table.add_column(column)
     video = frame["num_frames"].notna().any()
     speed_column = "median s/video (frames)" if video else "median s/image"
-    for column in ("peak memory", speed_column, "load s", "PSNR vs full, dB [95% CI]"):
+    psnr_column = f"PSNR vs full, dB [{method_label()}]"
+    for column in ("peak memory", speed_column, "load s", psnr_column):
         table.add_column(column, justify="right")
     for _, row in frame.iterrows():
         row = row.astype(object).where(row.notna(), None)
@@ -229,6 +231,6 @@ class ResumeCommand:
 
 
 def _score(run_dir: Path) -> None:
-    from bench.score import score_run  # deferred: loads torch, PIL
+    from bench.scoring import score_run  # deferred: loads torch, PIL
 
     score_run(run_dir, progress=True)

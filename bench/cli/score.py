@@ -12,9 +12,7 @@ from rich.table import Table
 
 from bench.cli.errors import reports_user_errors
 from bench.metrics import METRICS
-from bench.metrics.score_summary import figure
 from bench.results import SCORES, SCORES_SUMMARY
-from bench.score import score_run
 
 
 @reports_user_errors()
@@ -30,17 +28,24 @@ def score_command(
     ] = None,
 ) -> None:
     """Score a run's images (fidelity to full precision, CLIP score, FID/KID/CMMD)."""
+    from bench.scoring import score_run  # deferred: loads torch
+
     path = score_run(run_dir, metrics)
     print_summary(path.parent / SCORES_SUMMARY)
 
 
 def print_summary(summary_path: Path) -> None:
-    """Cells × metrics on stdout (mean [95% CI]); each distinct reason for a gap listed once."""
+    """Cells × metrics on stdout (mean and its interval, the method named); each distinct
+    reason for a gap listed once."""
+    from bench.metrics.score_summary import figure  # deferred: loads scipy
+    from bench.metrics.stats import method_label  # deferred: loads scipy
+
     data = json.loads(summary_path.read_text(encoding="utf-8"))
     higher = {row["metric"]: row["higher_is_better"] for row in data["cells"]}
     cells = list(dict.fromkeys(row["cell_id"] for row in data["cells"]))
     by_key = {(row["cell_id"], row["metric"]): row for row in data["cells"]}
-    table = Table(title=f"scores {data.get('run_id')} (mean [95% CI])", title_justify="left")
+    title = f"scores {data.get('run_id')} (mean [{method_label()}])"
+    table = Table(title=title, title_justify="left")
     table.add_column("cell")
     for metric, up in higher.items():
         table.add_column(f"{metric} {'↑' if up else '↓'}")

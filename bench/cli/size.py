@@ -18,9 +18,9 @@ from bench.arguments import output_file
 from bench.cli.errors import reports_user_errors
 from bench.errors import ArgumentError
 from bench.results import write_json_atomic
-from bench.size.options import size_options
-from bench.size.terms import Prediction
-from bench.size.units import fmt_bytes
+from bench.sizing.options import size_options
+from bench.sizing.terms import Prediction
+from bench.sizing.units import fmt_bytes
 
 
 @reports_user_errors()
@@ -71,7 +71,7 @@ def size_command(
 ) -> None:
     """Predict peak VRAM without a GPU, check it against a run, or list what fits a card.
 
-    Values are checked by the library (bench.size.options), not by typer's bounds, so a bad
+    Values are checked by the library (bench.sizing.options), not by typer's bounds, so a bad
     one is the same single `error:` line as every other bad input."""
     console = Console()
     if json_out is not None:
@@ -235,7 +235,7 @@ def _print_recommendation(
 
 
 def _check(run_dir: Path, console: Console) -> dict[str, Any]:
-    from bench.size.check import check_run  # deferred: loads pandas
+    from bench.sizing.check import check_run  # deferred: loads pandas
 
     checks = check_run(run_dir)
     table = Table(title=f"predicted vs measured: {run_dir.name}", title_justify="left")

@@ -1,9 +1,10 @@
 """The model-families axis: every kind of diffusion pipeline the harness can build, run and size.
 
 `FAMILIES` maps a family's name (the config's ``model.family``) to its entry
-(bench/families/base.py says what one owns). The synthetic builder, the pipeline call in a
-cell, the GGUF converter and `bench size` ask this registry instead of assuming FLUX, so adding
-a family (SD3.5, Wan, Qwen-Image next) is one module here plus its entry below.
+(bench/families/base.py says what one owns). The engines below (the synthetic builder, the GGUF
+converter, the size terms) take a family as an argument; the look-ups by name live here and
+beside it (synthetic.py, gguf.py, sizing.py), so adding a family is one module plus its entry
+below.
 """
 
 from __future__ import annotations

@@ -28,13 +28,13 @@ from bench.blocks.text_encoders import text_encoder_activations
 from bench.blocks.vaes import autoencoder_kl_decode_activations
 from bench.errors import UserInputError
 from bench.models.synthetic import fill_components
-from bench.size.components import Component, PipelineComponents, offload_order
+from bench.sizing.components import Component, PipelineComponents, offload_order
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from bench.gguf.names import TensorNames
-    from bench.size.terms import Scenario
+    from bench.sizing.terms import Scenario
 
 #: Called after each denoising step the way diffusers' ``callback_on_step_end`` is.
 StepCallback = Callable[..., dict[str, Any]]
@@ -390,7 +390,7 @@ class Family:
     ) -> tuple[str, int, str]:
         """Working memory of one component while it runs under ``scenario``: (term name,
         bytes, why). The weights, offload residency, GGUF scratch, allocator and context
-        terms are generic (bench.size.predict); this is the part that depends on the model:
+        terms are generic (bench.sizing.predict); this is the part that depends on the model:
         the denoiser's by the family's formula, the VAE's and the text encoders' by their
         blocks' (bench/blocks)."""
         if component.name == self.denoiser:

@@ -25,8 +25,8 @@ from bench.gguf.names import TensorNames
 from bench.models.synthetic import spec_digest
 
 if TYPE_CHECKING:
-    from bench.size.components import Component, PipelineComponents
-    from bench.size.terms import Scenario
+    from bench.sizing.components import Component, PipelineComponents
+    from bench.sizing.terms import Scenario
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from bench.families.sd3_gguf import SD3_TENSOR_NAMES
 from bench.gguf.names import TensorNames
 
 if TYPE_CHECKING:
-    from bench.size.components import Component, PipelineComponents
-    from bench.size.terms import Scenario
+    from bench.sizing.components import Component, PipelineComponents
+    from bench.sizing.terms import Scenario
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from the pipeline's class or its denoiser's (FLUX when none matches: the harness
 family, and what every folder was before families existed); and the variants `bench size` and
 the backends' `size_variant` size on one base's meta modules (full precision, a GGUF file).
 
-bench/size/components.py measures given the family's name, denoiser and GGUF tensor names; this
+bench/sizing/components.py measures given the family's name, denoiser and GGUF tensor names; this
 is the registry's side of it, what the size sources, the backends' `size_variant` and the tests
 call.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.families import Family, family_for_denoiser, family_for_pipeline, get_family
 from bench.gguf.names import TensorNames
-from bench.size.components import (
+from bench.sizing.components import (
     GGUFLayout,
     PipelineComponents,
     TensorLayout,
@@ -81,7 +81,7 @@ def gguf_layout_from_rules(transformer: Any, quant: str, source_dtype: str = "BF
 
 def gguf_layout_from_file(path: Path, transformer: Any, compute_dtype: str) -> GGUFLayout:
     """The transformer as the GGUF file at `path` stores it: exact loaded bytes from the header
-    (bench.size.components.file_layout)."""
+    (bench.sizing.components.file_layout)."""
     return file_layout(path, transformer, compute_dtype, _names_of(transformer))
 
 

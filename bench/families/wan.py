@@ -28,11 +28,11 @@ from bench.families.base import Family, PublishedCount, UnsupportedOption
 from bench.families.wan_gguf import WAN_TENSOR_NAMES
 from bench.gguf.names import TensorNames
 from bench.models.synthetic import spec_digest
-from bench.size.components import DTYPE_BYTES
+from bench.sizing.components import DTYPE_BYTES
 
 if TYPE_CHECKING:
-    from bench.size.components import Component, PipelineComponents
-    from bench.size.terms import Scenario
+    from bench.sizing.components import Component, PipelineComponents
+    from bench.sizing.terms import Scenario
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ Ray run exactly as a local one. What a Ray run adds:
   the task's timing (queued, set-up, cell, collect, return, write);
 - the manifest's `executors` list gets one entry per Ray sweep of the folder: the address, the
   slot kind (`gpu`: one task per GPU; `cpu`: no GPU in the cluster, one task per CPU slot, and
-  the entry says so), the nodes, and the GPU models that ran cells (bench.compare reads them).
+  the entry says so), the nodes, and the GPU models that ran cells (bench.comparison reads them).
 
 Faults. A cell process that dies is a crashed record, as locally. A task whose Ray worker dies
 or whose node disappears (Ray raises for it; tasks are never retried, a retry would hide a

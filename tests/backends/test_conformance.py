@@ -179,7 +179,7 @@ def test_prepare_returns_prepared(backend: Backend, tiny_pipeline: Path, tmp_pat
 
 def test_sizes_every_preset(backend: Backend) -> None:
     from bench.families.sizing import full_variant
-    from bench.size.sources import builtin_base
+    from bench.sizing.sources import builtin_base
 
     base = builtin_base("flux-dev")
     full = full_variant(base, "bfloat16").pipe.bytes

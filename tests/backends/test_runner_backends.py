@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench.results import cell_records, read_manifest, read_records
-from bench.size.sources import cell_variant, run_base
+from bench.sizing.sources import cell_variant, run_base
 from tests.backends.runner_run import BNB_LAYERWISE
 
 pytestmark = pytest.mark.slow

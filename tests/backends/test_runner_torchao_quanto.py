@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from bench.results import cell_records, read_manifest, read_records
-from bench.size.sources import cell_variant, run_base
+from bench.sizing.sources import cell_variant, run_base
 from tests.backends.runner_run import TORCHAO_QUANTO
 
 pytestmark = pytest.mark.slow

@@ -197,7 +197,7 @@ def _cell_records(run_id: str, c: CellPlan, images: list[dict[str, Any]]) -> lis
         return out
     for index, (image, wall) in enumerate(zip(images, c.wall_s, strict=False)):
         # The sampler reads every 5 ms: on an equally loaded machine its readings grow with the
-        # image's time (what bench.compare reads as the machine's load).
+        # image's time (what bench.comparison reads as the machine's load).
         peak = {"host_rss_peak_bytes": 2 * GIB, "samples": round(float(wall) * c.sampler_hz)}
         if c.nvml_peak is not None:
             peak["nvml_used_peak_bytes"] = c.nvml_peak

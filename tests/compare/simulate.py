@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.compare.stability import relative_mad
-from bench.compare.stats import TOO_NOISY, classify, quality_verdict, ratio_and_p
+from bench.comparison.stability import relative_mad
+from bench.comparison.stats import TOO_NOISY, classify, quality_verdict, ratio_and_p
 from tests.compare.rundir import lognormal_times
 
 

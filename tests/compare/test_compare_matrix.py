@@ -16,7 +16,7 @@ from packaging.specifiers import SpecifierSet
 from typer.testing import CliRunner
 
 from bench.cli.compare import matrix_command
-from bench.compare.envs import (
+from bench.comparison.envs import (
     MARKER,
     EnvironmentBuildError,
     ensure_env,
@@ -25,7 +25,7 @@ from bench.compare.envs import (
     pins_label,
     resolve,
 )
-from bench.compare.releases import version_sets
+from bench.comparison.releases import version_sets
 from bench.environment import PACKAGES
 from bench.errors import UserInputError
 
@@ -149,7 +149,7 @@ def test_an_incomplete_environment_is_never_reused(tmp_path: Path) -> None:
 
 def test_layered_env_sees_the_current_packages_without_copying_them(tmp_path: Path) -> None:
     """Offline: the `.pth` layer alone makes torch and the editable bench importable."""
-    from bench.compare.envs import _check, _create_venv
+    from bench.comparison.envs import _check, _create_venv
 
     python = _create_venv(tmp_path / "env", find_uv())
     probe = subprocess.run(
@@ -175,7 +175,7 @@ def test_layered_env_sees_the_current_packages_without_copying_them(tmp_path: Pa
 
 
 def test_requirement_helpers() -> None:
-    from bench.compare.envs import _plain
+    from bench.comparison.envs import _plain
 
     assert _plain('huggingface-hub<2.0,>=1.32.0; python_version >= "3.9"') in {
         "huggingface-hub<2.0,>=1.32.0",
@@ -251,7 +251,7 @@ def test_version_changes_name_every_moved_distribution_once() -> None:
     """A package the manifest names under `packages` is diffed there only; every other
     installed distribution that moved is named under `distributions`; manifests from before
     the distribution list (no such key) diff their packages only."""
-    from bench.compare.comparability import version_changes
+    from bench.comparison.comparability import version_changes
 
     def manifest(diffusers: str, hub: str, with_distributions: bool = True) -> dict:
         env: dict = {"packages": {"diffusers": diffusers, "torch": "2.13.0"}}

@@ -1,4 +1,4 @@
-"""Memory verdicts per counter (bench.compare.memory) on hand-made per-image peaks.
+"""Memory verdicts per counter (bench.comparison.memory) on hand-made per-image peaks.
 
 The recorded peaks of real runs are tested in test_compare_recorded.py; here every rule is
 pinned on values chosen to sit on either side of it.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.compare.memory import (
+from bench.comparison.memory import (
     DEFAULT_BANDS,
     MAX_BAND,
     cell_peak_verdict,
@@ -18,7 +18,7 @@ from bench.compare.memory import (
     image_peaks_verdict,
     profiles,
 )
-from bench.compare.stats import BIGGER, NO_CHANGE, NOT_JUDGED, SMALLER, TOO_NOISY
+from bench.comparison.stats import BIGGER, NO_CHANGE, NOT_JUDGED, SMALLER, TOO_NOISY
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -58,7 +58,7 @@ def test_noisy_counter_says_so_instead_of_calling_a_regression() -> None:
     # At a threshold as wide as the counter's noise, it is judged: no change.
     assert verdict(base, cand, "host_rss", factor=1.15) == NO_CHANGE
     # The old rule, threshold only, called this a regression.
-    from bench.compare.stats import memory_verdict
+    from bench.comparison.stats import memory_verdict
 
     old = memory_verdict(int(np.max(base)), int(np.max(cand)), "host RSS", FACTOR, FLOOR)
     assert old.verdict == BIGGER

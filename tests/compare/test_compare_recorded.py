@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.compare import compare_runs
-from bench.compare.load import CellData, load_run
-from bench.compare.memory import image_peaks_verdict, profiles
-from bench.compare.stability import MAX_OTHERS_SHARE, time_noise
-from bench.compare.stats import (
+from bench.comparison import compare_runs
+from bench.comparison.load import CellData, load_run
+from bench.comparison.memory import image_peaks_verdict, profiles
+from bench.comparison.stability import MAX_OTHERS_SHARE, time_noise
+from bench.comparison.stats import (
     BIGGER,
     NO_CHANGE,
     SLOWER,
@@ -28,7 +28,7 @@ from bench.compare.stats import (
     memory_verdict,
     sample_verdict,
 )
-from bench.compare.verdicts import Thresholds, compare_cells
+from bench.comparison.verdicts import Thresholds, compare_cells
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RSS = "host_rss_peak_bytes"

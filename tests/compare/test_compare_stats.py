@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.compare.stability import (
+from bench.comparison.stability import (
     drift,
     relative_mad,
     sampler_shift,
     stability_warnings,
     time_noise,
 )
-from bench.compare.stats import (
+from bench.comparison.stats import (
     BIGGER,
     FASTER,
     INSUFFICIENT,
@@ -146,7 +146,7 @@ def test_planted_speedup_is_faster() -> None:
 
 def test_vectorised_rates_agree_with_the_per_cell_verdict() -> None:
     """The Monte Carlo uses the vectorised path; the CLI uses `sample_verdict`. Same answers."""
-    from bench.compare.stats import classify, ratio_and_p
+    from bench.comparison.stats import classify, ratio_and_p
     from tests.compare.simulate import time_draws
 
     base, cand = time_draws(10, 0.05, 1.08, draws=60, seed=9)

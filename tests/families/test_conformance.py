@@ -125,8 +125,8 @@ def test_gguf_type_recipe_quantizes_only_block_weights(family: Family) -> None:
 
 def test_size_formulas_give_every_phase_working_memory(family: Family) -> None:
     from bench.families.sizing import pipeline_components
-    from bench.size.predict import parse_offload, predict
-    from bench.size.terms import Scenario
+    from bench.sizing.predict import parse_offload, predict
+    from bench.sizing.terms import Scenario
 
     spec = family.preset(family.real_preset)
     pipe = pipeline_components(

@@ -78,8 +78,8 @@ def test_meta_components_of_the_tiny_preset_are_the_built_models(tiny_pipeline: 
 
 
 def test_activation_terms_are_flux_formulas() -> None:
-    from bench.size.predict import parse_offload
-    from bench.size.terms import Scenario
+    from bench.sizing.predict import parse_offload
+    from bench.sizing.terms import Scenario
     from tests.size.test_offload_arithmetic import _pipe
 
     pipe = _pipe()

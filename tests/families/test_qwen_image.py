@@ -99,8 +99,8 @@ def test_tiny_preset_widths_admit_the_k_quants() -> None:
 
 def test_size_prediction_of_the_real_model_grows_with_the_image(tmp_path: Path) -> None:
     from bench.families.sizing import gguf_layout_from_rules, pipeline_components
-    from bench.size.predict import parse_offload, predict
-    from bench.size.terms import Scenario
+    from bench.sizing.predict import parse_offload, predict
+    from bench.sizing.terms import Scenario
 
     spec = QWEN.preset("qwen-image")
     modules = QWEN.meta_components(spec)

@@ -59,7 +59,7 @@ def test_looking_up_a_family_imports_no_model_libraries() -> None:
 def test_every_family_names_the_real_model_bench_size_knows_it_as() -> None:
     """The report's words for a family's real model and `bench size --model`'s label agree."""
     from bench.families import FAMILIES
-    from bench.size.sources import BUILTIN_MODELS
+    from bench.sizing.sources import BUILTIN_MODELS
 
     labels = {(family, preset): label for family, preset, label in BUILTIN_MODELS.values()}
     for family in FAMILIES.values():

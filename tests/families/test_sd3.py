@@ -128,7 +128,7 @@ def tiny_sd3_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_tiny_sd3_sweeps_and_fidelity_follows_bits_per_weight(tiny_sd3_run: Path) -> None:
     from bench.results import cell_records, read_records
-    from bench.score import SCORES_SUMMARY, score_run
+    from bench.scoring import SCORES_SUMMARY, score_run
 
     config = yaml.safe_load(CONFIG.read_text())
     cells = cell_records(read_records(tiny_sd3_run))
@@ -154,7 +154,7 @@ def test_bench_size_sizes_sd35_large_from_its_configs() -> None:
     recipe's K-quant rule at SD3.5 Large's width (2432 = 9.5 × 256: rows of that length fall
     back to F16, so only the MLPs' 9728-wide down projections take a K type)."""
     from bench.families.sizing import full_variant, gguf_variant, rule_types
-    from bench.size.sources import builtin_base
+    from bench.sizing.sources import builtin_base
 
     base = builtin_base("sd3.5-large")
     transformer = base.modules["transformer"]

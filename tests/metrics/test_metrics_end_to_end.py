@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bench.results import cell_records, read_records
-from bench.score import SCORES_SUMMARY, score_run
+from bench.scoring import SCORES_SUMMARY, score_run
 from tests.runner.sample_config import BASE_CONFIG
 
 pytestmark = pytest.mark.slow

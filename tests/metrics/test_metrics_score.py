@@ -16,7 +16,7 @@ from bench.cli.score import score_command
 from bench.errors import ArgumentError, UserInputError
 from bench.metrics.score_summary import figure
 from bench.results import iter_jsonl
-from bench.score import SCORES_SUMMARY, score_run
+from bench.scoring import SCORES_SUMMARY, score_run
 
 FIDELITY = ["psnr", "ssim"]
 
@@ -262,7 +262,7 @@ def test_summary_and_compare_share_the_per_prompt_mean(make_run: Callable[..., P
     """Noise of 0.13 8-bit levels leaves some images identical to full precision and changes
     others: the summary's mean over prompts and `bench compare`'s per-prompt values are one
     computation (`bench.metrics.stats.prompt_means`), identical SSIM rows (1.0) included."""
-    from bench.compare.load import load_run  # the comparison reader, as `bench compare` runs it
+    from bench.comparison.load import load_run  # the comparison reader, as `bench compare` runs it
 
     run = make_run(noise={"Q8_0": 0.13}, prompts=tuple(f"p{i}" for i in range(6)), repeats=2)
     score_run(run, FIDELITY, progress=False)

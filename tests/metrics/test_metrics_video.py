@@ -22,7 +22,7 @@ from bench.metrics.base import PairScore, video_score
 from bench.metrics.fidelity import PSNR, pooled_psnr, psnr
 from bench.metrics.images import load_image
 from bench.results import frame_relpath, iter_jsonl
-from bench.score import SCORES_SUMMARY, score_run
+from bench.scoring import SCORES_SUMMARY, score_run
 
 FRAMES = 5
 

@@ -20,7 +20,7 @@ from tests.runner.sample_config import BASE_CONFIG
 @pytest.fixture(scope="session")
 def scored_run(bench_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bench.runner.executor import run_config
-    from bench.score import score_run
+    from bench.scoring import score_run
 
     folder = tmp_path_factory.mktemp("report-run")
     full, q8 = BASE_CONFIG["variants"]

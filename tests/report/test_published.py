@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.backends import BACKENDS
-from bench.report.published import HF_BACKENDS_BLOG, TABLES
+from bench.reporting.published import HF_BACKENDS_BLOG, TABLES
 
 
 def _cell(offload: str, **spec: object) -> dict:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bench.cli.report import report_command
 from bench.errors import UserInputError
-from bench.report import build_report
+from bench.reporting import build_report
 
 pytestmark = pytest.mark.slow
 
@@ -182,7 +182,7 @@ def test_missing_folder_raises_user_input_error(tmp_path: Path) -> None:
 def test_failure_midway_leaves_nothing(
     scored_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bench.report import build
+    from bench.reporting import build
 
     def boom(*args: object, **kwargs: object) -> str:
         raise RuntimeError("disk full")

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from bench.report.claims import (
+from bench.reporting.claims import (
     CONTRADICTED,
     NOT_MEASURED,
     SUPPORTED,
     check_claims,
 )
-from bench.report.data import load_run
-from bench.report.overview import published_sections
+from bench.reporting.data import load_run
+from bench.reporting.overview import published_sections
 
 pytestmark = pytest.mark.slow
 GIB = 1 << 30
@@ -118,7 +118,7 @@ def _gpu_edit_with_baselines(record: dict[str, Any]) -> None:
 def test_the_vram_headline_is_net_of_the_baseline_with_gross_beside(
     copy_run: Callable[..., Path],
 ) -> None:
-    from bench.report.tables import display_table, raw_table
+    from bench.reporting.tables import display_table, raw_table
 
     run_dir = copy_run(edit_record=_gpu_edit_with_baselines)
     claim = _claims(run_dir)["vram"]

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from bench.families import get_family
-from bench.report import build_report
-from bench.report.data import load_run
-from bench.report.model import run_model
-from bench.report.overview import facts, published_sections, warnings
-from bench.report.published import TABLES, PublishedTable, comparable, differences
+from bench.reporting import build_report
+from bench.reporting.data import load_run
+from bench.reporting.model import run_model
+from bench.reporting.overview import facts, published_sections, warnings
+from bench.reporting.published import TABLES, PublishedTable, comparable, differences
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bench.report.fmt import DASH, gib, interval, missing, num
+from bench.reporting.fmt import DASH, gib, interval, missing, num
 
 
 def test_significant_figures() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bench.compare.comparability import blocking_differences, cell_gpu_models
+from bench.comparison.comparability import blocking_differences, cell_gpu_models
 from bench.errors import UserInputError
 from bench.results import cell_records, read_manifest, read_records
 from bench.runner.executor import resume_run, run_config

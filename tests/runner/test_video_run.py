@@ -88,8 +88,8 @@ def test_a_video_run_keeps_every_frame_and_the_video(video_run: Path) -> None:
 
 @pytest.mark.slow
 def test_video_scores_and_report_have_frames(video_run: Path, tmp_path: Path) -> None:
-    from bench.report.build import build_report
-    from bench.score import SCORES_SUMMARY, score_run
+    from bench.reporting.build import build_report
+    from bench.scoring import SCORES_SUMMARY, score_run
 
     score_run(video_run, ["psnr"], progress=False)
     rows = json.loads((video_run / SCORES_SUMMARY).read_text())["cells"]

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from bench.blocks.vaes import autoencoder_kl_decode_activations as vae_decode_activations
 from bench.families.flux import LIVE_UNITS_HALF, image_tokens, transformer_activations
-from bench.size.predict import parse_offload, predict
-from bench.size.terms import Scenario
+from bench.sizing.predict import parse_offload, predict
+from bench.sizing.terms import Scenario
 from tests.size.test_offload_arithmetic import _pipe
 
 

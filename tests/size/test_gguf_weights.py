@@ -13,7 +13,7 @@ from bench.families.sizing import (
     gguf_variant,
     rule_types,
 )
-from bench.size.components import measure
+from bench.sizing.components import measure
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench.size.components import Component, PipelineComponents
-from bench.size.predict import parse_offload, predict, resident
-from bench.size.terms import ALLOCATOR_FACTOR, CUDA_CONTEXT_BYTES, Scenario
+from bench.sizing.components import Component, PipelineComponents
+from bench.sizing.predict import parse_offload, predict, resident
+from bench.sizing.terms import ALLOCATOR_FACTOR, CUDA_CONTEXT_BYTES, Scenario
 
 MB = 1 << 20
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 
 from bench.families.sizing import PUBLISHED_GGUF_GB, gguf_variant
-from bench.size.predict import parse_offload, predict
-from bench.size.sources import builtin_base, builtin_variants
-from bench.size.terms import Scenario
-from bench.size.units import GIB
+from bench.sizing.predict import parse_offload, predict
+from bench.sizing.sources import builtin_base, builtin_variants
+from bench.sizing.terms import Scenario
+from bench.sizing.units import GIB
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from bench.size.check import check_run
+from bench.sizing.check import check_run
 from tests.runner.sample_config import BASE_CONFIG
 
 

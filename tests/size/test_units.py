@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import UserInputError
-from bench.size.units import GIB, MIB, fmt_bytes, parse_size
+from bench.sizing.units import GIB, MIB, fmt_bytes, parse_size
 
 
 @pytest.mark.parametrize(

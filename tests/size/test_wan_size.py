@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 from bench.cli.size import size_command
 from bench.errors import ArgumentError
 from bench.families.sizing import PUBLISHED_WAN21_14B_GGUF_GB, gguf_variant
-from bench.size.predict import parse_offload, predict
-from bench.size.sources import builtin_base, builtin_variants
-from bench.size.terms import Scenario
+from bench.sizing.predict import parse_offload, predict
+from bench.sizing.sources import builtin_base, builtin_variants
+from bench.sizing.terms import Scenario
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 app.command("size")(size_command)
@@ -77,7 +77,7 @@ def test_predictions_grow_with_frames(wan14b) -> None:
 
 
 def test_size_options_default_to_the_family_frames_and_check_them() -> None:
-    from bench.size.options import size_options
+    from bench.sizing.options import size_options
 
     result = size_options(
         model="wan2.1-t2v-1.3b", vram="16GiB", quant=["Q8_0"], offload=["model"],
@@ -94,7 +94,7 @@ def test_size_options_default_to_the_family_frames_and_check_them() -> None:
 def test_size_defaults_to_the_pipelines_own_resolution() -> None:
     """Without --height/--width a Wan video is sized at WanPipeline's 480×832, an image model at
     1024²: the size each pipeline makes when called without one."""
-    from bench.size.options import size_options
+    from bench.sizing.options import size_options
 
     wan = size_options(model="wan2.1-t2v-1.3b", quant=["Q8_0"], offload=["model"])
     assert (wan.settings["height"], wan.settings["width"]) == (480, 832)
@@ -181,7 +181,7 @@ def transformer_names():
 
 
 def test_check_reads_a_video_cells_frame_count() -> None:
-    from bench.size.check import _num_frames
+    from bench.sizing.check import _num_frames
 
     assert _num_frames({"num_frames": 33}) == 33
     assert _num_frames({"height": 64}) is None

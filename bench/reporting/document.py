@@ -8,15 +8,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.compare.stats import MIN_PROMPTS
+from bench.comparison.stats import MIN_PROMPTS
 from bench.metrics.stats import METHOD, MIN_INTERVAL_N
-from bench.report.artifacts import Picture
-from bench.report.claims import Claim, check_claims
-from bench.report.data import RunData
-from bench.report.grids import image_grids
-from bench.report.overview import PublishedSection, facts, memory_note, published_sections, warnings
-from bench.report.plots import all_plots
-from bench.report.tables import (
+from bench.reporting.artifacts import Picture
+from bench.reporting.claims import Claim, check_claims
+from bench.reporting.data import RunData
+from bench.reporting.grids import image_grids
+from bench.reporting.overview import (
+    PublishedSection,
+    facts,
+    memory_note,
+    published_sections,
+    warnings,
+)
+from bench.reporting.plots import all_plots
+from bench.reporting.tables import (
     BEFORE_FAILURE,
     display_table,
     failure_notes,

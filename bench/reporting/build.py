@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 
 from bench.errors import ArgumentError
-from bench.report.data import load_run
-from bench.report.document import TABLE_CSV, build_document
-from bench.report.html import render_html
-from bench.report.markdown import render_markdown
+from bench.reporting.data import load_run
+from bench.reporting.document import TABLE_CSV, build_document
+from bench.reporting.html import render_html
+from bench.reporting.markdown import render_markdown
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

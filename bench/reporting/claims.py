@@ -14,15 +14,15 @@ from typing import Any
 import pandas as pd
 
 from bench.offload import NO_ACCELERATOR
-from bench.report.data import (
+from bench.reporting.data import (
     RunData,
     energy_reason,
     offload_order,
     quant_of,
     reference_variant,
 )
-from bench.report.fmt import gib, missing, num
-from bench.report.tables import NVML_GROSS, NVML_NET, memory_columns, peak_bytes
+from bench.reporting.fmt import gib, missing, num
+from bench.reporting.tables import NVML_GROSS, NVML_NET, memory_columns, peak_bytes
 
 SUPPORTED = "supported"
 CONTRADICTED = "not supported"

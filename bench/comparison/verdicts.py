@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.compare.comparability import Difference, blocking_differences, version_changes
-from bench.compare.load import CellData, ComparedRun, PromptScores, load_run
-from bench.compare.memory import (
+from bench.comparison.comparability import Difference, blocking_differences, version_changes
+from bench.comparison.load import CellData, ComparedRun, PromptScores, load_run
+from bench.comparison.memory import (
     DEFAULT_BANDS,
     EXACT_MIN_BYTES,
     combined_verdict,
     counter_verdicts,
 )
-from bench.compare.stability import (
+from bench.comparison.stability import (
     MAX_OTHERS_SHARE,
     MAX_SAMPLER_SHIFT,
     TIME_PROCESS_BANDS,
@@ -36,7 +36,7 @@ from bench.compare.stability import (
     stability_warnings,
     time_noise,
 )
-from bench.compare.stats import (
+from bench.comparison.stats import (
     BENJAMINI_HOCHBERG,
     CORRECTIONS,
     FASTER,
@@ -63,7 +63,7 @@ from bench.compare.stats import (
 )
 from bench.errors import UserInputError
 from bench.metrics import METRICS
-from bench.size.units import MIB
+from bench.sizing.units import MIB
 
 SCHEMA_VERSION = 1
 
@@ -92,7 +92,7 @@ class Thresholds:
     min_prompts: int = MIN_PROMPTS
     quality_margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUALITY_MARGINS))
     quality_metrics: tuple[str, ...] | None = None
-    # Per memory counter (bench.compare.memory names), 1 + its A/A noise between identical runs.
+    # Per memory counter (bench.comparison.memory names), 1 + its A/A noise between identical runs.
     memory_bands: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BANDS))
     # The absolute floor of a deterministic counter (torch allocated), instead of min_bytes.
     memory_exact_min_bytes: int = EXACT_MIN_BYTES
@@ -332,7 +332,7 @@ def _status_verdict(base: str, cand: str) -> str:
 
 
 def _memory(base: CellData, cand: CellData, t: Thresholds) -> list[MemoryVerdict]:
-    """Per counter and phase, each against its own noise (bench.compare.memory)."""
+    """Per counter and phase, each against its own noise (bench.comparison.memory)."""
     return counter_verdicts(
         base.image_memory,
         cand.image_memory,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.cell_summary import MEMORY_COUNTERS
-from bench.compare.stats import (
+from bench.comparison.stats import (
     BIGGER,
     MIN_SAMPLES,
     NO_CHANGE,
@@ -43,7 +43,7 @@ from bench.compare.stats import (
     memory_verdict,
     ratio_and_p,
 )
-from bench.size.units import MIB
+from bench.sizing.units import MIB
 
 # The largest noise band a change has to clear: ×1.2 growth must stay callable on every
 # counter, and a band this wide would already be a broken measurement, not noise.

@@ -21,7 +21,7 @@ from bench.families.sizing import (
     meta_modules_from_spec,
 )
 from bench.families.synthetic import ensure_synthetic_pipeline
-from bench.size.components import file_quant_type_of
+from bench.sizing.components import file_quant_type_of
 
 #: `--model` names: (family, preset with the real architecture, label in tables)
 BUILTIN_MODELS = {

@@ -54,7 +54,7 @@ class SampleVerdict:
     n_base: int
     n_cand: int
     note: str | None = None
-    # 1 + the largest relative spread either run showed (bench.compare.stability.time_noise):
+    # 1 + the largest relative spread either run showed (bench.comparison.stability.time_noise):
     # the noise a difference has to clear. None: not estimated.
     noise_band: float | None = None
 
@@ -178,7 +178,7 @@ def sample_verdict(
 
 @dataclass(frozen=True)
 class MemoryVerdict:
-    """Verdict on one peak-memory counter in one phase (bench.compare.memory decides it).
+    """Verdict on one peak-memory counter in one phase (bench.comparison.memory decides it).
 
     `base_bytes`/`cand_bytes` are the median per-image peak for phase "images" and the single
     value of the cell for "load" and "warmup". The fields after `note` were added with the

@@ -15,8 +15,8 @@ import pandas as pd
 from bench.cell_summary import MEMORY_COUNTERS
 from bench.metrics.noise_floor import is_noise_floor
 from bench.metrics.stats import MIN_INTERVAL_N
-from bench.report.data import RunData, backend_of, energy_reason, reference_variant, scheme_of
-from bench.report.fmt import DASH, GIB, gib, interval, missing, num
+from bench.reporting.data import RunData, backend_of, energy_reason, reference_variant, scheme_of
+from bench.reporting.fmt import DASH, GIB, gib, interval, missing, num
 
 # Quality columns of the main table: (metric, header; `interval_label` follows it). Others stay
 # in table.csv.

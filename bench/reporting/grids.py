@@ -23,8 +23,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bench.metrics.images import load_image, load_video
-from bench.report.artifacts import Picture
-from bench.report.data import RunData, offload_order, reference_variant, variant_order
+from bench.reporting.artifacts import Picture
+from bench.reporting.data import RunData, offload_order, reference_variant, variant_order
 from bench.results import frame_paths
 
 DIFF_CLIP = 32  # 8-bit levels at the top of the colour scale

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from bench.report.artifacts import Picture
-from bench.report.document import Report
+from bench.reporting.artifacts import Picture
+from bench.reporting.document import Report
 
 
 def _cell(text: object) -> str:

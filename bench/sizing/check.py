@@ -1,6 +1,6 @@
 """Predicted against measured, for every cell of a run folder (`bench size --check RUN_DIR`).
 
-The run folder is the only input (DESIGN.md): the manifest says what each cell loaded and where,
+The run folder is the only input (docs/architecture.md): the manifest says what each cell loaded and where,
 the cell and image records what it measured. On a GPU run two peaks are compared: NVML device
 used minus the cell's baseline (what the whole process added, CUDA context included) against the
 predicted total, and torch's max reserved against the prediction without the context. On any run
@@ -18,9 +18,9 @@ from bench.cell_summary import net_memory_peaks, summarize
 from bench.families.sizing import Variant
 from bench.offload import OffloadSpec
 from bench.results import cell_records, read_manifest, read_records
-from bench.size.predict import parse_offload, predict
-from bench.size.sources import cell_variant, run_base
-from bench.size.terms import Prediction, Scenario
+from bench.sizing.predict import parse_offload, predict
+from bench.sizing.sources import cell_variant, run_base
+from bench.sizing.terms import Prediction, Scenario
 
 
 @dataclass

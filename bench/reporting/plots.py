@@ -22,10 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from bench.metrics.noise_floor import is_noise_floor
-from bench.report.artifacts import Picture
-from bench.report.data import RunData, energy_reason, offload_order, variant_order
-from bench.report.fmt import GIB, missing
-from bench.report.tables import (
+from bench.reporting.artifacts import Picture
+from bench.reporting.data import RunData, energy_reason, offload_order, variant_order
+from bench.reporting.fmt import GIB, missing
+from bench.reporting.tables import (
     COUNTER_LABEL,
     interval_methods,
     memory_columns,

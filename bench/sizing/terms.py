@@ -5,7 +5,7 @@ A prediction is a list of `Term`s whose sum is the predicted peak, so a user see
 memory goes (weights, dequantisation scratch, activations, VAE decode, CUDA context) instead of
 one opaque number. Every constant here says where it comes from. `Scenario` is what a peak
 depends on besides the weights: the families' working-memory formulas read it
-(`Family.activations`), and bench.size.predict sums the terms under it.
+(`Family.activations`), and bench.sizing.predict sums the terms under it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from bench.offload import OffloadSpec
-from bench.size.units import MIB
+from bench.sizing.units import MIB
 
 TermKind = Literal["weights", "scratch", "activations", "allocator", "context"]
 

@@ -22,9 +22,9 @@ from bench.errors import ArgumentError, UserInputError
 from bench.families.sizing import Variant
 from bench.offload import SEQUENTIAL_GGUF_NOTE, OffloadSpec, one_of_each_kind, parse_offload
 from bench.results import SCORES_SUMMARY, cell_records, read_manifest, read_records
-from bench.size.predict import predict
-from bench.size.terms import Prediction, Scenario
-from bench.size.units import fmt_bytes, parse_size
+from bench.sizing.predict import predict
+from bench.sizing.terms import Prediction, Scenario
+from bench.sizing.units import fmt_bytes, parse_size
 
 DEFAULT_OFFLOADS = one_of_each_kind()  # none, model, group-block1, group-leaf, sequential
 QUALITY_METRICS = ("psnr", "ssim", "lpips", "clip_score_delta")

@@ -2,7 +2,7 @@
 
 `size_options` is the library form of `bench size --vram/--gpu` and of bench.size(): the
 ranked options plus the budget they were judged against, without printing anything. Ranking
-and verdicts are bench.size.recommend's; this module resolves the options people give.
+and verdicts are bench.sizing.recommend's; this module resolves the options people give.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from bench.errors import ArgumentError
 from bench.families import UnsupportedOption, get_family
 from bench.families.sizing import Base
 from bench.results import read_manifest
-from bench.size.recommend import Option, lookup_gpu, parse_offloads, read_measurements, recommend
-from bench.size.sources import (
+from bench.sizing.recommend import Option, lookup_gpu, parse_offloads, read_measurements, recommend
+from bench.sizing.sources import (
     BUILTIN_MODELS,
     builtin_variants,
     cell_variant,
@@ -26,7 +26,7 @@ from bench.size.sources import (
     resolve_base,
     run_base,
 )
-from bench.size.units import fmt_bytes, parse_size
+from bench.sizing.units import fmt_bytes, parse_size
 
 #: The built-in architecture sized when neither a model nor runs are named.
 DEFAULT_MODEL = "flux-dev"

@@ -1,7 +1,7 @@
 """How much a run's own measurements vary: the noise a verdict is judged against, and warnings.
 
 `time_noise` is the spread inside one run that decides whether a time (or energy) verdict can
-be made at all (bench.compare.stats.sample_verdict: TOO_NOISY). The pyperf-style warnings say,
+be made at all (bench.comparison.stats.sample_verdict: TOO_NOISY). The pyperf-style warnings say,
 next to any verdict, that the numbers may not mean what they seem: a first image that paid for
 lazy initialisation, a cell whose speed changed half-way. Warnings never change the exit code.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.compare.stats import MIN_SAMPLES, finite
+from bench.comparison.stats import MIN_SAMPLES, finite
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ MAX_SAMPLER_SHIFT = 1.03
 # two runs (benchmarks/compare_aa.py, docs/compare.md).
 MAX_OTHERS_SHARE = 0.05
 # How far apart identical processes run one cell on an idle machine, by device type: the A/A
-# band of time, like the memory counters' bands (bench.compare.memory). Measured on this
+# band of time, like the memory counters' bands (bench.comparison.memory). Measured on this
 # project's 2-core VM with the machine idle (other processes at 0.2-2.8% of the processors):
 # the Q4_K cell of configs/calibration.yaml took x1.26 and x1.16 the wall time (and x1.23,
 # x1.17 the CPU seconds) in one of two identical runs, full and Q8_0 within x1.06

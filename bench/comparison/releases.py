@@ -2,7 +2,7 @@
 of each consecutive pair (`bench matrix CONFIG --diffusers 0.41.0,0.42.1`, bench/cli/compare.py).
 
 This answers "did the new release make anything slower, bigger, worse or broken?" on one
-machine in one command: the environments differ only in the pinned packages (bench.compare.envs),
+machine in one command: the environments differ only in the pinned packages (bench.comparison.envs),
 the runs share config, prompts, seeds and hardware, so every pair is comparable by
 construction and its verdicts are the release's doing (plus noise, which the statistics
 bound).
@@ -18,8 +18,8 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.compare.envs import LayeredEnv, check_version, ensure_env, pins_label, strip_local
-from bench.compare.verdicts import Comparison, Thresholds, compare_runs
+from bench.comparison.envs import LayeredEnv, check_version, ensure_env, pins_label, strip_local
+from bench.comparison.verdicts import Comparison, Thresholds, compare_runs
 from bench.config import load_config
 from bench.errors import UserInputError
 from bench.results import MANIFEST, read_manifest

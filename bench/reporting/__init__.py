@@ -7,6 +7,6 @@ document (the content), markdown and html (the formats), build (atomic write).
 
 from __future__ import annotations
 
-from bench.report.build import build_report
+from bench.reporting.build import build_report
 
 __all__ = ["build_report"]

@@ -86,7 +86,7 @@ class CellData:
 class ComparedRun:
     """One side of a comparison: a run folder reduced to its cells' raw samples and scores.
 
-    Named apart from the report's reading of a run (`bench.report.data`), which keeps tables
+    Named apart from the report's reading of a run (`bench.reporting.data`), which keeps tables
     and images instead: the two readers need different things from the same folder.
     """
 

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.compare.stats import (
+from bench.comparison.stats import (
     IMPROVEMENT_WORDS,
     NOT_COMPARABLE,
     NOT_JUDGED,
@@ -23,7 +23,7 @@ from bench.compare.stats import (
     QualityVerdict,
     SampleVerdict,
 )
-from bench.compare.verdicts import (
+from bench.comparison.verdicts import (
     NEWLY_FAILING,
     NEWLY_WORKING,
     CellComparison,
@@ -31,7 +31,7 @@ from bench.compare.verdicts import (
     DistributionComparison,
 )
 from bench.metrics.stats import method_label
-from bench.size.units import MIB, fmt_bytes
+from bench.sizing.units import MIB, fmt_bytes
 
 
 def report_console() -> Console:

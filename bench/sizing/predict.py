@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from bench.families import get_family
 from bench.offload import SEQUENTIAL_GGUF_NOTE, OffloadSpec, parse_offload  # re-exported
-from bench.size.components import Component, PipelineComponents
-from bench.size.terms import (
+from bench.sizing.components import Component, PipelineComponents
+from bench.sizing.terms import (
     ALLOCATOR_FACTOR,
     CUDA_CONTEXT_BYTES,
     Phase,
@@ -24,7 +24,7 @@ from bench.size.terms import (
     Scenario,
     Term,
 )
-from bench.size.units import fmt_bytes
+from bench.sizing.units import fmt_bytes
 
 # ---------------------------------------------------------------------------------------------
 # Residency under each offload mode

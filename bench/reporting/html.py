@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from bench.report.artifacts import Picture
-from bench.report.document import Report
+from bench.reporting.artifacts import Picture
+from bench.reporting.document import Report
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto;

@@ -5,6 +5,6 @@ validates what people give; `releases.run_matrix` runs one config per version se
 commands are bench/cli/compare.py. Docs: docs/compare.md.
 """
 
-from bench.compare.verdicts import CellComparison, Comparison, Thresholds, compare_runs
+from bench.comparison.verdicts import CellComparison, Comparison, Thresholds, compare_runs
 
 __all__ = ["CellComparison", "Comparison", "Thresholds", "compare_runs"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.report.data import RunData
-from bench.report.fmt import DASH, GIB, gib, missing, num
-from bench.report.model import run_model
-from bench.report.published import TABLES, differences, matches
-from bench.report.tables import NVML_GROSS, NVML_NET, memory_columns, peak_bytes
+from bench.reporting.data import RunData
+from bench.reporting.fmt import DASH, GIB, gib, missing, num
+from bench.reporting.model import run_model
+from bench.reporting.published import TABLES, differences, matches
+from bench.reporting.tables import NVML_GROSS, NVML_NET, memory_columns, peak_bytes
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ any run folder is read.
 
 from __future__ import annotations
 
-from bench.compare.memory import DEFAULT_BANDS
-from bench.compare.stability import TIME_PROCESS_BANDS
-from bench.compare.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds
+from bench.comparison.memory import DEFAULT_BANDS
+from bench.comparison.stability import TIME_PROCESS_BANDS
+from bench.comparison.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds
 from bench.errors import UserInputError
-from bench.size.units import MIB
+from bench.sizing.units import MIB
 
 
 def parse_margins(items: list[str] | None) -> dict[str, float]:

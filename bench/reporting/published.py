@@ -1,4 +1,4 @@
-"""Published figures (from the shared reference published-figures.md) and when they may be
+"""Published figures (each table names its source) and when they may be
 shown beside measured ones.
 
 A published number is only comparable with a cell run with the same model (each table says
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.report.data import RunData
-from bench.report.model import run_model
+from bench.reporting.data import RunData
+from bench.reporting.model import run_model
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class PublishedTable:
 
 GGUF_BLOG = PublishedTable(
     key="gguf-blog",
-    source="the GGUF Q8 with diffusers blog post this project grew from",
+    source='the blog post "GGUF Q8 with diffusers" (FLUX.1-dev; Q8_0, Q6_K, Q4_K; offload)',
     family="flux",
     model="FLUX.1-dev",
     hardware="a GPU with less than 24 GB (16 GB class)",
