@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from bench.backends import pipeline_quant
-from bench.backends.base import Backend, Prepared
+from bench.backends.pipeline_quant import ComponentQuantBackend
 from bench.config_base import unique
 from bench.config_fields import ComponentName, Dtype, VariantConfig
 from bench.sizing.components import DTYPE_BYTES
@@ -228,7 +227,7 @@ def layout_for(module: Any, variant: BitsAndBytesVariant) -> BnbLayout:
 _SCHEME_WORDS = {"nf4": "NF4", "fp4": "FP4", "int8": "8-bit"}
 
 
-class BitsAndBytesBackend(Backend):
+class BitsAndBytesBackend(ComponentQuantBackend):
     kind: ClassVar[str] = "bitsandbytes"
     config_model = BitsAndBytesVariant
     packages: ClassVar[tuple[str, ...]] = ("bitsandbytes",)
@@ -236,6 +235,17 @@ class BitsAndBytesBackend(Backend):
         "bitsandbytes NF4/FP4/LLM.int8: DiffusionPipeline.from_pretrained(quantization_config="
         "PipelineQuantizationConfig(quant_backend='bitsandbytes_4bit'|'bitsandbytes_8bit'))"
     )
+
+    size_name: ClassVar[str] = "bnb"
+
+    def quantization_config(self, variant: Any, libraries: dict[str, str]) -> Any:
+        return pipeline_quantization_config(variant)
+
+    def is_quantized(self, tensor: Any) -> bool:
+        return is_bnb_weight(tensor)
+
+    def layout(self, module: Any, variant: Any) -> Any:
+        return layout_for(module, variant)
 
     def scheme(self, variant: BitsAndBytesVariant) -> str:
         words = _SCHEME_WORDS[variant.scheme]
@@ -252,41 +262,6 @@ class BitsAndBytesBackend(Backend):
         if variant.double_quant:
             return 4 + 8 / BLOCKSIZE_4BIT + 32 / (BLOCKSIZE_4BIT * NESTED_BLOCKSIZE)
         return 4 + 32 / BLOCKSIZE_4BIT
-
-    def prepare(self, variant: BitsAndBytesVariant, base: str, config_dir: Path) -> Prepared:
-        """A local base is checked here, so a misspelt component stops the run at once."""
-        pipeline_quant.check_local_base(variant, base)
-        return Prepared()
-
-    def load_pipeline(
-        self,
-        base: str,
-        variant: BitsAndBytesVariant,
-        artifacts: dict[str, str],
-        revision: str | None,
-    ) -> Any:
-        from bench.models.loading import from_pretrained  # deferred: loads torch
-
-        libraries = pipeline_quant.component_libraries(base, revision)
-        pipeline_quant.check_components(variant.name, variant.components, libraries, base)
-        pipe = from_pretrained(
-            base,
-            variant.dtype,
-            revision,
-            quantization_config=pipeline_quantization_config(variant),
-        )
-        pipeline_quant.check_quantized(pipe, variant.name, variant.components, is_bnb_weight)
-        return pipe
-
-    def size_variant(self, base: Any, spec: dict[str, Any], cell: dict[str, Any] | None) -> Any:
-        return pipeline_quant.sized_variant(
-            self,
-            base,
-            spec,
-            cell,
-            lambda v: {c: layout_for(base.modules[c], v) for c in v.components},
-            "bnb",
-        )
 
     def size_presets(self) -> list[dict[str, Any]]:
         """The HF blog's bitsandbytes rows: transformer and T5 quantized."""

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from bench.backends.base import Backend, Prepared
 from bench.errors import ConfigError, UserInputError
 from bench.families.sizing import Variant, pipeline_components
 
@@ -166,3 +167,56 @@ def sized_variant(
     )
     name = cell["variant"] if cell is not None else spec.get("name") or backend.label(variant)
     return Variant(name, pipe, backend.kind, backend.scheme(variant))
+
+
+class ComponentQuantBackend(Backend):
+    """A backend that quantizes the pipeline components a variant lists, through diffusers'
+    `PipelineQuantizationConfig` (bitsandbytes, torchao, quanto): preparing, loading and sizing
+    are the same for each; a subclass says how a component is configured, what a quantized
+    tensor of it looks like, and how it stores a module's weights."""
+
+    #: the variant name `bench size` gives a preset without one
+    size_name: ClassVar[str]
+
+    def quantization_config(self, variant: Any, libraries: dict[str, str]) -> Any:
+        """diffusers' `PipelineQuantizationConfig` for the variant's components."""
+        raise NotImplementedError
+
+    def is_quantized(self, tensor: Any) -> bool:
+        """Whether a loaded parameter is one of this backend's quantized tensors."""
+        raise NotImplementedError
+
+    def layout(self, module: Any, variant: Any) -> Any:
+        """How this backend stores `module`'s weights, for `bench size`."""
+        raise NotImplementedError
+
+    def prepare(self, variant: Any, base: str, config_dir: Path) -> Prepared:
+        """A local base is checked here, so a misspelt component stops the run at once."""
+        check_local_base(variant, base)
+        return Prepared()
+
+    def load_pipeline(
+        self, base: str, variant: Any, artifacts: dict[str, str], revision: str | None
+    ) -> Any:
+        from bench.models.loading import from_pretrained  # deferred: loads torch
+
+        libraries = component_libraries(base, revision)
+        check_components(variant.name, variant.components, libraries, base)
+        pipe = from_pretrained(
+            base,
+            variant.dtype,
+            revision,
+            quantization_config=self.quantization_config(variant, libraries),
+        )
+        check_quantized(pipe, variant.name, variant.components, self.is_quantized)
+        return pipe
+
+    def size_variant(self, base: Any, spec: dict[str, Any], cell: dict[str, Any] | None) -> Any:
+        return sized_variant(
+            self,
+            base,
+            spec,
+            cell,
+            lambda v: {c: self.layout(base.modules[c], v) for c in v.components},
+            self.size_name,
+        )

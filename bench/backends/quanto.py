@@ -37,13 +37,12 @@ Which layers: diffusers replaces every `nn.Linear` whose own name is not in the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field
 
 from bench.backends import pipeline_quant
-from bench.backends.base import Backend, Prepared
+from bench.backends.pipeline_quant import ComponentQuantBackend
 from bench.config_base import unique
 from bench.config_fields import ComponentName, Dtype, VariantConfig
 from bench.sizing.components import DTYPE_BYTES
@@ -230,7 +229,7 @@ def layout_for(module: Any, variant: QuantoVariant) -> QuantoLayout:
 _SCHEME_WORDS = {"int8": "INT8", "float8": "FP8", "int4": "INT4"}
 
 
-class QuantoBackend(Backend):
+class QuantoBackend(ComponentQuantBackend):
     kind: ClassVar[str] = "quanto"
     config_model = QuantoVariant
     packages: ClassVar[tuple[str, ...]] = ("optimum-quanto",)
@@ -239,6 +238,17 @@ class QuantoBackend(Backend):
         "from_pretrained(quantization_config=PipelineQuantizationConfig(quant_mapping="
         "{c: QuantoConfig(weights_dtype=...)}))"
     )
+
+    size_name: ClassVar[str] = "quanto"
+
+    def quantization_config(self, variant: Any, libraries: dict[str, str]) -> Any:
+        return pipeline_quantization_config(variant, libraries)
+
+    def is_quantized(self, tensor: Any) -> bool:
+        return is_quanto_tensor(tensor)
+
+    def layout(self, module: Any, variant: Any) -> Any:
+        return layout_for(module, variant)
 
     def runtime_modules(self, variant: Any) -> dict[str, str]:
         return {"optimum.quanto": "optimum-quanto"}
@@ -257,36 +267,6 @@ class QuantoBackend(Backend):
             scale_bits = 16 if variant.dtype != "float32" else 32
             return 4 + 2 * scale_bits / 128
         return 8.0
-
-    def prepare(self, variant: QuantoVariant, base: str, config_dir: Path) -> Prepared:
-        """A local base is checked here, so a misspelt component stops the run at once."""
-        pipeline_quant.check_local_base(variant, base)
-        return Prepared()
-
-    def load_pipeline(
-        self, base: str, variant: QuantoVariant, artifacts: dict[str, str], revision: str | None
-    ) -> Any:
-        from bench.models.loading import from_pretrained  # deferred: loads torch
-
-        libraries = pipeline_quant.component_libraries(base, revision)
-        pipe = from_pretrained(
-            base,
-            variant.dtype,
-            revision,
-            quantization_config=pipeline_quantization_config(variant, libraries),
-        )
-        pipeline_quant.check_quantized(pipe, variant.name, variant.components, is_quanto_tensor)
-        return pipe
-
-    def size_variant(self, base: Any, spec: dict[str, Any], cell: dict[str, Any] | None) -> Any:
-        return pipeline_quant.sized_variant(
-            self,
-            base,
-            spec,
-            cell,
-            lambda v: {c: layout_for(base.modules[c], v) for c in v.components},
-            "quanto",
-        )
 
     def size_presets(self) -> list[dict[str, Any]]:
         """The HF blog's quanto row (int8, transformer and T5), and the other two schemes."""

@@ -31,13 +31,12 @@ convolutions and embeddings stay at `dtype`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from bench.backends import pipeline_quant
-from bench.backends.base import Backend, Prepared
+from bench.backends.pipeline_quant import ComponentQuantBackend
 from bench.config_base import unique
 from bench.config_fields import ComponentName, Dtype, VariantConfig
 
@@ -237,7 +236,7 @@ _SCHEME_WORDS = {
 }
 
 
-class TorchAoBackend(Backend):
+class TorchAoBackend(ComponentQuantBackend):
     kind: ClassVar[str] = "torchao"
     config_model = TorchAoVariant
     packages: ClassVar[tuple[str, ...]] = ("torchao",)
@@ -246,6 +245,17 @@ class TorchAoBackend(Backend):
         "config=PipelineQuantizationConfig(quant_mapping={c: TorchAoConfig(Int8WeightOnlyConfig()"
         " | Float8WeightOnlyConfig() | Int4WeightOnlyConfig(group_size))}))"
     )
+
+    size_name: ClassVar[str] = "torchao"
+
+    def quantization_config(self, variant: Any, libraries: dict[str, str]) -> Any:
+        return pipeline_quantization_config(variant, libraries)
+
+    def is_quantized(self, tensor: Any) -> bool:
+        return is_torchao_tensor(tensor)
+
+    def layout(self, module: Any, variant: Any) -> Any:
+        return layout_for(module, variant)
 
     def runtime_modules(self, variant: TorchAoVariant) -> dict[str, str]:
         """int4wo also needs mslk, on every device (see the module docstring)."""
@@ -272,36 +282,6 @@ class TorchAoBackend(Backend):
             scale_bits = 16 if variant.dtype != "float32" else 32
             return 4 + 2 * scale_bits / (variant.group_size or DEFAULT_INT4_GROUP_SIZE)
         return 8.0
-
-    def prepare(self, variant: TorchAoVariant, base: str, config_dir: Path) -> Prepared:
-        """A local base is checked here, so a misspelt component stops the run at once."""
-        pipeline_quant.check_local_base(variant, base)
-        return Prepared()
-
-    def load_pipeline(
-        self, base: str, variant: TorchAoVariant, artifacts: dict[str, str], revision: str | None
-    ) -> Any:
-        from bench.models.loading import from_pretrained  # deferred: loads torch
-
-        libraries = pipeline_quant.component_libraries(base, revision)
-        pipe = from_pretrained(
-            base,
-            variant.dtype,
-            revision,
-            quantization_config=pipeline_quantization_config(variant, libraries),
-        )
-        pipeline_quant.check_quantized(pipe, variant.name, variant.components, is_torchao_tensor)
-        return pipe
-
-    def size_variant(self, base: Any, spec: dict[str, Any], cell: dict[str, Any] | None) -> Any:
-        return pipeline_quant.sized_variant(
-            self,
-            base,
-            spec,
-            cell,
-            lambda v: {c: layout_for(base.modules[c], v) for c in v.components},
-            "torchao",
-        )
 
     def size_presets(self) -> list[dict[str, Any]]:
         """The HF blog's torchao row (transformer and T5), and the other two schemes."""
