@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("families", ("bench.families",)),
-    ("backends", ("bench.backends",)),
+    ("backends", ("bench.backends", "bench.speedups")),
     (
         "composition",
         (

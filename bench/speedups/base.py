@@ -1,0 +1,66 @@
+"""What a speed-up is to the harness: one class per entry, one module each.
+
+A speed-up is something applied to a loaded pipeline, after its offload, that changes how fast
+it runs (or how much memory it holds) without changing which weights it has: torch.compile, a
+diffusers cache, an attention backend, the GGUF CUDA kernels, LoRA adapters. Each entry owns its
+config model (strict, bounded, like a backend's variant model), its label, the combinations it
+knows to fail before anything loads, how it is applied through diffusers' own API, and what it
+adds to the cell record. The rest of the harness asks the registry (bench/speedups/__init__.py)
+and never tests an entry's kind; tests/speedups/test_conformance.py runs every entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bench.config_base import Strict
+from bench.config_fields import Name
+
+#: What an applied speed-up reports for the cell record, called after the warm-up: the fields it
+#: measured (compile time and dynamo counters, the denoiser calls a cache skipped, ...).
+Probe = Callable[[], dict[str, Any]]
+
+
+class SpeedupConfig(Strict):
+    """What every speed-up has: the name that goes into cell ids, and its kind."""
+
+    name: Name
+
+
+class SpeedupIncompatible(RuntimeError):
+    """A combination documented to fail, recorded as the cell's failure before anything loads
+    (like sequential offload with GGUF): the message says why."""
+
+
+@dataclass(frozen=True)
+class ApplyContext:
+    """What an entry may need besides the pipeline: its denoiser, the steps per image, the
+    device it runs on."""
+
+    denoiser: Any
+    steps: int
+    device_type: str
+
+
+class Speedup:
+    """One entry of the speed-up axis (see the module)."""
+
+    kind: ClassVar[str]
+    config_model: ClassVar[type[SpeedupConfig]]
+    #: What the entry is, in the words of diffusers' documentation (docs/speedups.md).
+    description: ClassVar[str]
+
+    def label(self, spec: Any) -> str:
+        """Its words in tables: what was applied, with the settings that matter."""
+        raise NotImplementedError
+
+    def incompatibility(self, spec: Any, variant_kind: str, device_type: str) -> str | None:
+        """A documented reason the cell cannot work, known before loading; None if none."""
+        return None
+
+    def apply(self, pipe: Any, spec: Any, context: ApplyContext) -> Probe:
+        """Apply it to the loaded pipeline through diffusers' API; an exception is the cell's
+        failure, with the library's own message. Returns what it reports after the warm-up."""
+        raise NotImplementedError
