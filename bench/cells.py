@@ -1,9 +1,9 @@
 """Expand a config into cells and images, with stable ids and paired seeds.
 
-A cell is one (variant, offload mode, resolution): one fresh process, one load. Its images are
-(prompt id, repeat) pairs; the seed of each depends only on those two and the config's seed, so
-every variant sees the same noise (paired comparisons) and sharding or reordering the prompts
-never changes an image.
+A cell is one (variant, offload mode, resolution, speed-up or none): one fresh process, one
+load. Its images are (prompt id, repeat) pairs; the seed of each depends only on those two and
+the config's seed, so every variant (and speed-up) sees the same noise (paired comparisons)
+and sharding or reordering the prompts never changes an image.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from bench.config import (
 )
 from bench.config_fields import VariantConfig
 from bench.errors import ArgumentError, ConfigError
+from bench.speedups import SpeedupConfig
 from bench.yamlfile import load_yaml_file
 
 
@@ -114,10 +115,13 @@ class Cell:
     variant: VariantConfig  # a backend's variant model (bench.backends)
     offload: OffloadSpec
     resolution: Resolution
+    speedup: SpeedupConfig | None = None  # a speed-up's model (bench.speedups); None: none
 
     @property
     def cell_id(self) -> str:
-        return f"{self.variant.name}__{self.offload.label}__{self.resolution.label}"
+        base = f"{self.variant.name}__{self.offload.label}__{self.resolution.label}"
+        # A cell without a speed-up keeps the id it had before speed-ups existed.
+        return base if self.speedup is None else f"{base}__{self.speedup.name}"
 
 
 def expand_cells(config: BenchConfig, only: list[str] | None = None) -> list[Cell]:
@@ -136,10 +140,11 @@ def expand_cells(config: BenchConfig, only: list[str] | None = None) -> list[Cel
     else:
         pairs = [(v, o) for v in variants for o in config.offload_specs]
     return [
-        Cell(variant=v, offload=o, resolution=r)
+        Cell(variant=v, offload=o, resolution=r, speedup=s)
         for r in config.resolution_list
         for v, o in pairs
         if v.offload_modes is None or o.mode in v.offload_modes
+        for s in [None, *config.speedups_for(v.name)]
     ]
 
 

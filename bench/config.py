@@ -31,6 +31,7 @@ from bench.config_fields import Name, Text
 from bench.errors import ConfigError
 from bench.families import FAMILIES, UnsupportedOption
 from bench.offload import OffloadEntry, OffloadSpec, spec_of
+from bench.speedups import SpeedupSpec
 from bench.yamlfile import load_yaml_file
 
 
@@ -149,6 +150,13 @@ class BenchConfig(Strict):
     offload: list[OffloadEntry] = Field(
         default_factory=lambda: ["none"], min_length=1, max_length=limits.MAX_OFFLOAD_MODES
     )
+    speedups: list[SpeedupSpec] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=limits.MAX_SPEEDUPS,
+        description="speed-ups (bench/speedups): each adds a cell per variant, offload mode and "
+        "resolution beside the variant without it, with the same paired seeds",
+    )
     prompts: Prompts
     repeats: Annotated[int, int_range(1, limits.MAX_REPEATS)] = 1
     seed: Seed = 42
@@ -222,6 +230,7 @@ class BenchConfig(Strict):
             )
             if (self.height, self.width) != defaults and not (info.context or {}).get(RECORDED):
                 raise ValueError("height/width: not used when resolutions is given; drop them")
+        self._check_speedups()
         modes = {o.mode for o in self.offload_specs}
         for variant in self.variants:
             absent = [m for m in variant.offload_modes or [] if m not in modes]
@@ -268,6 +277,23 @@ class BenchConfig(Strict):
             if problem:
                 raise ValueError(f"{key}: {problem} (got {value})")
 
+    def _check_speedups(self) -> None:
+        """Speed-up names are unique (they end cell ids) and name only the config's variants."""
+        speedups = self.speedups or []
+        _no_duplicates("speedups: duplicate names", [s.name for s in speedups], fold=True)
+        names = {v.name for v in self.variants}
+        for speedup in speedups:
+            absent = [v for v in speedup.variants or [] if v not in names]
+            if absent:
+                raise ValueError(
+                    f"speedups.{speedup.name}.variants: {absent} not among the config's "
+                    f"variants {sorted(names)}"
+                )
+
+    def speedups_for(self, variant: str) -> list[Any]:
+        """The speed-ups a variant runs with (each one cell beside the variant without it)."""
+        return [s for s in self.speedups or [] if s.variants is None or variant in s.variants]
+
     def _check_frames(self) -> None:
         """num_frames and fps only for a video family (an image family's refusal names the
         registered video families), num_frames as its VAE allows."""
@@ -313,7 +339,7 @@ class BenchConfig(Strict):
         """Cells of the whole config (every variant, whatever `--only` selects)."""
         specs = self.offload_specs
         per_resolution = sum(
-            1
+            1 + len(self.speedups_for(v.name))
             for v in self.variants
             for o in specs
             if v.offload_modes is None or o.mode in v.offload_modes
@@ -348,8 +374,9 @@ def check_run_size(config: BenchConfig, n_prompts: int) -> None:
     total = cells * per_cell
     if total > limits.MAX_RUN_IMAGES:
         raise ValueError(
-            f"variants/offload/resolutions: {cells} cells x {per_cell} images = {total} images, "
-            f"more than the limit of {limits.MAX_RUN_IMAGES} per run (docs/limits.md)"
+            f"variants/offload/speedups/resolutions: {cells} cells x {per_cell} images = "
+            f"{total} images, more than the limit of {limits.MAX_RUN_IMAGES} per run "
+            "(docs/limits.md)"
         )
     resolutions = config.resolution_list
     megapixels = sum(r.height * r.width for r in resolutions) / len(resolutions) / 1e6
@@ -469,5 +496,8 @@ def config_hash(config: BenchConfig) -> str:
         del payload["num_frames"]
     else:
         payload["num_frames"] = config.frames
+    # Speed-ups came later: a config without them hashes as it did before they existed.
+    if payload.get("speedups") is None:
+        payload.pop("speedups", None)
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -45,6 +45,7 @@ MAX_FPS = 240
 MAX_BLOCKS_PER_GROUP = 1024
 MAX_VARIANTS = 64
 MAX_OFFLOAD_MODES = 16
+MAX_SPEEDUPS = 32
 MAX_RESOLUTIONS = 64
 MAX_IMAGES_PER_CELL = 100_000  # prompts x repeats
 MAX_RUN_IMAGES = 1_000_000  # cells x images per cell: the image records of one run

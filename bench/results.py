@@ -81,6 +81,8 @@ def record_header(run_id: str, cell: dict[str, Any]) -> dict[str, Any]:
         "offload": cell["offload"],
         "height": cell["height"],
         "width": cell["width"],
+        # A speed-up cell's records name it; those of other cells are as before speed-ups.
+        **({"speedup": cell["speedup"]} if cell.get("speedup") else {}),
     }
 
 

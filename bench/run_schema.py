@@ -106,6 +106,8 @@ _CELL: Fields = {
     "width": ("int", True),
     "variant_spec": ("object|null", False),
     "offload_spec": ("object|null", False),
+    "speedup": ("str|null", False),  # a speed-up cell only (bench/speedups)
+    "speedup_spec": ("object|null", False),
     "transformer_file": ("object|null", False),
     "num_frames": ("int|null", False),  # video families only
     "fps": ("int|null", False),

@@ -86,6 +86,12 @@ def plan_run(config_path: Path, only: list[str] | None = None) -> RunPlan:
                 "width": c.resolution.width,
                 "variant_spec": c.variant.model_dump(mode="json"),
                 "offload_spec": c.offload.model_dump(mode="json"),
+                # Only a speed-up cell has these: a manifest without speed-ups is as before.
+                **(
+                    {"speedup": c.speedup.name, "speedup_spec": c.speedup.model_dump(mode="json")}
+                    if c.speedup is not None
+                    else {}
+                ),
                 # A video family's frames: what every later stage reads a video's length from.
                 **(
                     {"num_frames": config.frames, "fps": config.frame_rate}

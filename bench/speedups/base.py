@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from bench.config_base import Strict
-from bench.config_fields import Name
+from pydantic import AfterValidator, Field
+
+from bench import limits
+from bench.config_base import Strict, unique
+from bench.config_fields import Name, VariantName
 
 #: What an applied speed-up reports for the cell record, called after the warm-up: the fields it
 #: measured (compile time and dynamo counters, the denoiser calls a cache skipped, ...).
@@ -27,6 +30,14 @@ class SpeedupConfig(Strict):
     """What every speed-up has: the name that goes into cell ids, and its kind."""
 
     name: Name
+    variants: (
+        Annotated[
+            list[VariantName],
+            Field(min_length=1, max_length=limits.MAX_VARIANTS),
+            AfterValidator(unique),
+        ]
+        | None
+    ) = Field(default=None, description="the variants it applies to (default: all of them)")
 
 
 class SpeedupIncompatible(RuntimeError):
