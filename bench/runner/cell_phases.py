@@ -49,6 +49,7 @@ from bench.results import (
 from bench.runner.memory import MemorySampler, monotonic, synchronize
 from bench.runner.plan import CellJob
 from bench.runner.timing import CallTimer, CpuMeter
+from bench.speedups import ApplyContext, Probe, SpeedupIncompatible, parse_speedup, speedup_for
 
 T = TypeVar("T")
 Emit = Callable[..., None]  # emit(kind, **payload): one event to the executor
@@ -67,6 +68,7 @@ class _Cell:
     common: dict[str, Any]  # the fields every record of the cell starts with
     record: dict[str, Any] = field(default_factory=dict)
     phase: str = "load"
+    probe: Probe | None = None  # what the cell's speed-up reports (bench.speedups), if any
 
     @property
     def run_dir(self) -> Path:
@@ -126,6 +128,7 @@ def _load(cell: _Cell) -> _Generator:
     variant = parse_variant(job.cell["variant_spec"])
     # Every module the backend needs, named in one line before anything loads.
     backend_for(variant).check_runtime(variant)
+    speedup = _speedup_spec(cell, variant.kind)
     import_pipeline_classes(job.base_model, job.revision)
     if device.type == "cuda":
         # Libraries place weights on the current device, not the configured one (diffusers'
@@ -142,6 +145,13 @@ def _load(cell: _Cell) -> _Generator:
     pipe = load_pipeline(job.base_model, variant, job.artifacts, job.revision)
     cell.phase = "offload"
     apply_offload(pipe, cell.offload, device)
+    family = get_family(job.family)
+    if speedup is not None:
+        # After the offload, as diffusers' documentation orders them (a compiled graph is
+        # traced through the offload hooks); its failure is the cell's, with diffusers' message.
+        cell.phase = "speedup"
+        context = ApplyContext(family.denoiser_module(pipe), job.steps, device.type)
+        cell.probe = speedup_for(speedup).apply(pipe, speedup, context)
     # Copies to the device are asynchronous (and bitsandbytes quantizes on it): load time ends
     # when they have, not when the last one was queued.
     synchronize(device)
@@ -150,7 +160,6 @@ def _load(cell: _Cell) -> _Generator:
     record["weights"] = component_weights(pipe)
     cell.emit("loaded", load_s=record["load_s"])
 
-    family = get_family(job.family)
     timer = CallTimer(device)
     timer.watch(family.denoiser_module(pipe))
     numeric_change: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
@@ -203,7 +212,40 @@ def _warm_up(cell: _Cell, generate: _Generator) -> None:
     if cell.job.warmup:
         cell.record["first_call_s"] = cell.record["warmup_s"][0]
         cell.record["memory"]["warmup"] = cell.sampler.end_phase()
+    if cell.probe is not None:
+        # What the warm-up paid: a compiled cell's compile time and dynamo counters.
+        cell.record["speedup"].update(cell.probe())
     cell.emit("warm")
+
+
+def _speedup_spec(cell: _Cell, variant_kind: str) -> Any:
+    """The cell's speed-up as its entry's model, noted in the cell record; SpeedupIncompatible
+    before anything loads when the entry documents that the combination fails."""
+    recorded = cell.job.cell.get("speedup_spec")
+    if recorded is None:
+        return None
+    spec = parse_speedup(recorded)
+    entry = speedup_for(spec)
+    cell.record["speedup"] = {"name": spec.name, "kind": spec.kind, "label": entry.label(spec)}
+    reason = entry.incompatibility(spec, variant_kind, cell.device.type)
+    if reason is not None:
+        raise SpeedupIncompatible(reason)
+    return spec
+
+
+def _probe_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What a speed-up's counters did between two probes (one image): numbers subtracted,
+    nested objects likewise, anything else as it is after."""
+    out: dict[str, Any] = {}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, dict):
+            out[key] = _probe_delta(old if isinstance(old, dict) else {}, value)
+        elif isinstance(value, int | float) and isinstance(old, int | float):
+            out[key] = value - old
+        else:
+            out[key] = value
+    return out
 
 
 def _record_failure(cell: _Cell, exc: Exception, trace: str) -> None:
@@ -213,7 +255,7 @@ def _record_failure(cell: _Cell, exc: Exception, trace: str) -> None:
     record["status"] = "failed"
     record["error"] = _error(exc, cell.phase)
     record["traceback"] = trace
-    if cell.phase in ("load", "offload"):
+    if cell.phase in ("load", "offload", "speedup"):
         record["memory"]["load"] = _after_failure(sampler.end_phase, record["error"])
     sampler.stop()
     record["nvml"] = sampler.describe()
@@ -267,7 +309,10 @@ def _generate(
         energy_before = sampler.energy_j()
         sampler.begin_phase()  # synchronizes: raises here once an error poisoned the context
         cpu.begin()
+        counted = cell.probe() if cell.probe is not None else None
         frames = generate(image["prompt"], image["seed"])
+        if cell.probe is not None:
+            record["speedup"] = _probe_delta(counted or {}, cell.probe())
         if job.num_frames is not None and len(frames) != job.num_frames:
             raise RuntimeError(
                 f"the pipeline returned {len(frames)} frames, {job.num_frames} were asked"

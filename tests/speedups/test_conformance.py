@@ -1,0 +1,169 @@
+"""Every speed-up entry through the same checks: a strict, bounded config model with a label;
+the cell id and config hash change with it while a config without speed-ups keeps the hash and
+cell ids the harness recorded before speed-ups existed; and a real run of the tiny FLUX where
+each entry works or fails with the library's own message, a compiled cell records its compile
+time and dynamo counters, and a cache cell's PSNR against its uncached twin is finite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from pydantic import TypeAdapter, ValidationError
+
+from bench.api import run
+from bench.cells import expand_cells
+from bench.config import config_hash, load_config, validate_config
+from bench.errors import ConfigError
+from bench.speedups import SPEEDUPS, SpeedupSpec, parse_speedup, speedup_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: One spec per entry, as a config writes it.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "compile": {"name": "c", "kind": "compile", "scope": "repeated_blocks"},
+    "cache": {"name": "fbc", "kind": "cache", "cache": {"method": "first_block"}},
+    "attention": {"name": "a", "kind": "attention", "backend": "_native_math"},
+    "gguf_kernels": {"name": "k", "kind": "gguf_kernels"},
+    "lora": {"name": "l", "kind": "lora", "adapters": 2, "rank": 4},
+}
+
+#: config_hash, cell count and last cell id of shipped configs, computed by the harness at
+#: commit 2e31dbe, before speed-ups existed: runs made then must resume under the same hash.
+RECORDED = {
+    "tiny": ("7f7eb991efaffc5f", 17, "Q4_K__group-leaf__256x256"),
+    "backends-tiny": ("871221eb201daa84", 30, "layerwise-e5m2__model__128x128"),
+    "tiny-wan": ("df9dcd15ab243d09", 15, "layerwise-e4m3__sequential__64x64"),
+    "flux-dev-gguf": ("eec4bdea2e1fb9c0", 12, "Q4_K__sequential__496x672"),
+}
+
+
+def test_every_entry_has_an_example() -> None:
+    assert set(EXAMPLES) == set(SPEEDUPS)
+
+
+@pytest.mark.parametrize("kind", sorted(SPEEDUPS))
+def test_config_model_is_strict_and_labelled(kind: str) -> None:
+    spec = TypeAdapter(SpeedupSpec).validate_python(EXAMPLES[kind])
+    assert spec.kind == kind
+    assert parse_speedup(spec.model_dump(mode="json")) == spec  # a manifest round trip
+    assert speedup_for(spec).label(spec)
+    with pytest.raises(ValidationError, match="extra"):
+        TypeAdapter(SpeedupSpec).validate_python({**EXAMPLES[kind], "typo": 1})
+
+
+@pytest.mark.parametrize(
+    ("spec", "key"),
+    [
+        ({"name": "c", "kind": "compile", "scope": "everything"}, "scope"),
+        ({"name": "c", "kind": "compile", "fullgraph": 1}, "fullgraph"),
+        (
+            {"name": "f", "kind": "cache", "cache": {"method": "first_block", "threshold": -1.0}},
+            "threshold",
+        ),
+        ({"name": "f", "kind": "cache", "cache": {"method": "nope"}}, "method"),
+        ({"name": "a", "kind": "attention", "backend": "fast"}, "backend"),
+        ({"name": "l", "kind": "lora", "adapters": 0}, "adapters"),
+    ],
+)
+def test_out_of_bounds_settings_are_refused_naming_the_key(spec: dict, key: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        TypeAdapter(SpeedupSpec).validate_python(spec)
+    assert key in str(caught.value)
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_configs_without_speedups_hash_as_recorded(name: str) -> None:
+    config, _ = load_config(ROOT / "configs" / f"{name}.yaml")
+    cells = expand_cells(config)
+    assert (config_hash(config), len(cells), cells[-1].cell_id) == RECORDED[name]
+
+
+def _tiny(**overrides: Any) -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "configs" / "speedups-tiny.yaml").read_text())
+    data.pop("speedups")
+    return {**data, **overrides}
+
+
+def test_the_speedup_changes_cell_ids_and_hash() -> None:
+    plain = validate_config(_tiny(), "t.yaml")
+    fbc = validate_config(_tiny(speedups=[EXAMPLES["cache"]]), "t.yaml")
+    other = {"name": "fbc", "kind": "cache", "cache": {"method": "first_block", "threshold": 0.2}}
+    fbc2 = validate_config(_tiny(speedups=[other]), "t.yaml")
+    assert len({config_hash(plain), config_hash(fbc), config_hash(fbc2)}) == 3
+    plain_ids = [c.cell_id for c in expand_cells(plain)]
+    ids = [c.cell_id for c in expand_cells(fbc)]
+    # Each variant's cell without the speed-up keeps its id; the speed-up adds one beside it.
+    assert [i for i in ids if not i.endswith("__fbc")] == plain_ids
+    assert [i for i in ids if i.endswith("__fbc")] == [f"{i}__fbc" for i in plain_ids]
+    only_q8 = validate_config(_tiny(speedups=[{**EXAMPLES["cache"], "variants": ["Q8_0"]}]), "t")
+    assert [c.cell_id for c in expand_cells(only_q8) if c.speedup] == ["Q8_0__none__64x64__fbc"]
+
+
+def test_duplicate_or_unknown_names_are_refused() -> None:
+    with pytest.raises(ConfigError, match="speedups: duplicate names"):
+        validate_config(_tiny(speedups=[EXAMPLES["cache"], EXAMPLES["cache"]]), "t.yaml")
+    with pytest.raises(ConfigError, match=r"speedups\.fbc\.variants"):
+        validate_config(_tiny(speedups=[{**EXAMPLES["cache"], "variants": ["nope"]}]), "t")
+
+
+def _psnr(a: Path, b: Path) -> float:
+    x = np.asarray(Image.open(a), dtype=np.float64) / 255
+    y = np.asarray(Image.open(b), dtype=np.float64) / 255
+    return float(10 * np.log10(1 / np.mean((x - y) ** 2)))
+
+
+@pytest.mark.slow
+def test_every_entry_on_the_tiny_flux(tmp_path: Path) -> None:
+    """One real run: every entry works, or its cell fails with the library's message."""
+    speedups = [
+        EXAMPLES["compile"],
+        EXAMPLES["cache"],
+        {
+            "name": "taylor",
+            "kind": "cache",
+            "cache": {"method": "taylorseer", "cache_interval": 2, "disable_cache_before_step": 0},
+        },
+        EXAMPLES["attention"],
+        {"name": "flash", "kind": "attention", "backend": "flash"},
+        EXAMPLES["gguf_kernels"],
+        EXAMPLES["lora"],
+    ]
+    data = _tiny(speedups=speedups, steps=2, warmup=1)
+    data["prompts"] = [{"id": "p", "text": "a red cube"}]
+    data["variants"] = [
+        {"name": "Q8_0", "kind": "gguf", "quant": "Q8_0", "compute_dtype": "float32"}
+    ]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    folder = run(path, out=tmp_path / "out")
+    records = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
+    cells = {r["cell_id"]: r for r in records if r["kind"] == "cell"}
+    images = {r["cell_id"]: r for r in records if r["kind"] == "image"}
+    base = "Q8_0__none__64x64"
+    assert set(cells) == {base, *(f"{base}__{s['name']}" for s in speedups)}  # none dropped
+    for cell_id, record in cells.items():
+        if record["status"] == "failed":
+            assert record["error"]["type"] and record["error"]["message"], cell_id
+    compiled = cells[f"{base}__c"]
+    assert compiled["status"] == "ok", compiled["error"]
+    assert compiled["speedup"]["compile"]["compile_s"] > 0
+    assert compiled["speedup"]["compile"]["graphs"] >= 1
+    assert {"graph_breaks", "recompiles"} <= set(compiled["speedup"]["compile"])
+    assert compiled["first_call_s"] is not None
+    for name in ("fbc", "taylor"):
+        assert cells[f"{base}__{name}"]["status"] == "ok"
+        psnr = _psnr(folder / images[f"{base}__{name}"]["image"], folder / images[base]["image"])
+        assert np.isfinite(psnr) or psnr == np.inf
+    assert images[f"{base}__fbc"]["speedup"]["cache"]["denoiser_calls"] == 2
+    # Documented before loading: no CUDA here.
+    kernels = cells[f"{base}__k"]
+    assert kernels["status"] == "failed"
+    assert kernels["error"]["type"] == "SpeedupIncompatible"
+    assert "CUDA" in kernels["error"]["message"]
+    assert kernels["memory"].get("load") is None or "weights" not in kernels
