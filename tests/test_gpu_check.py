@@ -81,13 +81,15 @@ def test_builder_fills_the_same_bytes_on_any_number_of_threads() -> None:
     depend on it (each tensor has its own generator)."""
     import torch
 
-    from bench.models.synthetic import TINY, fill_random_weights, meta_components
+    from bench.families import get_family
+    from bench.families.flux import TINY
+    from bench.models.synthetic import fill_random_weights
 
     def filled(threads: int) -> dict[str, torch.Tensor]:
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            module = meta_components(TINY, clip_vocab=49408, t5_vocab=32128)["transformer"]
+            module = get_family("flux").meta_components(TINY)["transformer"]
             fill_random_weights(module, 0, "transformer", torch.bfloat16)
         finally:
             torch.set_num_threads(previous)

@@ -69,19 +69,6 @@ def test_settings_a_mode_ignores_are_refused() -> None:
         OffloadSpec(mode="group", blocks_per_group=2)
 
 
-def test_the_config_and_the_loader_hand_out_the_same_objects() -> None:
-    import importlib
-
-    import bench.config
-    import bench.models.loading
-
-    predict = importlib.import_module("bench.sizing.predict")  # bench.sizing.predict is a function
-    assert bench.config.OffloadSpec is OffloadSpec
-    assert bench.models.loading.apply_offload is apply_offload
-    assert bench.models.loading.OffloadUnavailable is OffloadUnavailable
-    assert predict.parse_offload is parse_offload
-
-
 def test_every_spec_has_a_kind_and_the_defaults_cover_every_kind_fastest_first() -> None:
     assert {s.kind for s in every_spec()} == set(KINDS.values())
     defaults = [parse_offload(label) for label in one_of_each_kind()]

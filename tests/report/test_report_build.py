@@ -196,6 +196,7 @@ def test_failure_midway_leaves_nothing(
 def test_rebuild_replaces_the_old_report(scored_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
+    (out / "report.md").write_text("an earlier report")
     (out / "stale.txt").write_text("old")
     build_report(scored_run, out)
     assert not (out / "stale.txt").exists()
