@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 def _mid_spec():  # type: ignore[no-untyped-def]
-    from bench.models.synthetic import FLUX_DEV
+    from bench.families.flux import FLUX_DEV
 
     return dataclasses.replace(
         FLUX_DEV,
@@ -35,10 +35,10 @@ def _mid_spec():  # type: ignore[no-untyped-def]
 
 def _count(spec) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """Parameters and bytes of a spec, on the meta device (tied T5 embedding counted once)."""
-    from bench.models.synthetic import meta_components
+    from bench.families import get_family
 
     params = nbytes = 0
-    for module in meta_components(spec).values():
+    for module in get_family("flux").meta_components(spec).values():
         for tensor in module.parameters():  # parameters() yields a tied tensor once
             params += tensor.numel()
             nbytes += tensor.numel() * 2  # bf16
@@ -93,8 +93,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
+    from bench.families.flux import FLUX_DEV
     from bench.library_output import quiet_library_output
-    from bench.models.synthetic import FLUX_DEV
 
     quiet_library_output()
     full_params, full_bytes = _count(FLUX_DEV)

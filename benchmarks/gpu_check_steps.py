@@ -153,12 +153,13 @@ def _import_all() -> None:
 
 def _spec_bytes(preset: str) -> tuple[int, int]:
     """bf16/fp32 bytes of the whole synthetic pipeline and parameters of its transformer."""
-    from bench.models.synthetic import PRESETS, meta_components
+    from bench.families import get_family
+    from bench.families.flux import PRESETS
 
     spec = PRESETS[preset]
     if "vocab_size" not in spec.clip:  # tiny: sized from its tokenizers; a few MB anyway
         return 0, 0
-    modules = meta_components(spec)
+    modules = get_family("flux").meta_components(spec)
     total = sum(t.numel() * t.element_size() for m in modules.values() for t in m.parameters())
     transformer = sum(t.numel() for t in modules["transformer"].parameters())
     # meta tensors are float32 unless cast; the builder writes the spec's dtype
