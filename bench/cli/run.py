@@ -42,8 +42,10 @@ def print_run_table(run_dir: Path, console: Console) -> None:
 
     frame = summarize_run(run_dir)
     psnr = _psnr_by_cell(run_dir)
+    # A speed-up cell is its variant's with the speed-up named beside the quantization.
     quant = {
         c["cell_id"]: variant_label(c.get("variant_spec") or {})
+        + (f" + {c['speedup']}" if c.get("speedup") else "")
         for c in read_manifest(run_dir)["cells"]
     }
     table = Table(title=f"run {run_dir.name}", title_justify="left")

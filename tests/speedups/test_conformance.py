@@ -127,7 +127,7 @@ def test_every_entry_on_the_tiny_flux(tmp_path: Path) -> None:
         {
             "name": "taylor",
             "kind": "cache",
-            "cache": {"method": "taylorseer", "cache_interval": 2, "disable_cache_before_step": 0},
+            "cache": {"method": "taylorseer", "cache_interval": 2, "disable_cache_before_step": 1},
         },
         EXAMPLES["attention"],
         {"name": "flash", "kind": "attention", "backend": "flash"},
