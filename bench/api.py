@@ -166,10 +166,6 @@ def report(run_dir: PathLike, out: PathLike | None = None) -> Path:
     return build_report(run_dir, out_dir)
 
 
-#: The largest memory difference `compare` may be told to ignore, in MiB (about a TB).
-MAX_MIN_MIB = 1e6
-
-
 @_api
 def compare(
     old: PathLike,
@@ -209,7 +205,7 @@ def compare(
     bands = arguments.number_map(memory_bands, "memory_bands") or {}
     thresholds = thresholds_from_options(
         **factors,
-        memory_min_mib=arguments.number(memory_min_mib, "memory_min_mib", 0.0, MAX_MIN_MIB),
+        memory_min_mib=memory_min_mib,
         quality_margin=[f"{k}={v!r}" for k, v in margins.items()],
         quality_metric=arguments.names(quality_metrics, "quality_metrics") or [],
         memory_band=[f"{k}={v!r}" for k, v in bands.items()],

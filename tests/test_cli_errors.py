@@ -321,3 +321,22 @@ def test_a_pretrained_path_is_a_pipeline_folder_of_the_configs_family(tmp_path: 
     line = error_line(bench("run", str(path), "--out", "results", cwd=tmp_path), alone=False)
     assert "model.family: 'flux', but model.path './model' holds a WanPipeline" in line
     assert "set model.family: wan" in line and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--memory-min-mib", "inf"], "error: --memory-min-mib: expected a number from 0"),
+        (["--memory-min-mib", "-5"], "error: --memory-min-mib: expected a number from 0"),
+        (["--quality-margin", "psnr=nan"], "error: --quality-margin 'psnr=nan': expected"),
+        (["--quality-margin", "psnr=-1"], "error: --quality-margin 'psnr=-1': expected"),
+    ],
+)
+def test_compare_thresholds_are_checked_before_the_runs(
+    tmp_path: Path, option: list[str], expected: str
+) -> None:
+    """An infinite or negative memory floor was a traceback or accepted; a NaN quality margin
+    compares false with everything (never a regression): each is one line, before any run
+    folder is read."""
+    line = error_line(bench("compare", "missing-a", "missing-b", *option, cwd=tmp_path))
+    assert line.startswith(expected)

@@ -6,11 +6,17 @@ any run folder is read.
 
 from __future__ import annotations
 
+import math
+
+from bench.arguments import number
 from bench.comparison.memory import DEFAULT_BANDS
 from bench.comparison.stability import TIME_PROCESS_BANDS
 from bench.comparison.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds
 from bench.errors import UserInputError
 from bench.sizing.units import MIB
+
+#: The largest memory difference `compare` may be told to ignore, in MiB (about a TB).
+MAX_MIN_MIB = 1e6
 
 
 def parse_margins(items: list[str] | None) -> dict[str, float]:
@@ -20,13 +26,17 @@ def parse_margins(items: list[str] | None) -> dict[str, float]:
         for part in item.split(","):
             name, sep, value = part.partition("=")
             try:
-                if not sep:
-                    raise ValueError
-                margins[name.strip()] = float(value)
+                margin = float(value) if sep else math.nan
             except ValueError:
+                margin = math.nan
+            # A NaN margin compares false with everything (never a regression); a negative
+            # one calls noise a change.
+            if not math.isfinite(margin) or margin < 0:
                 raise UserInputError(
-                    f"--quality-margin {part!r}: expected METRIC=VALUE, e.g. psnr=0.5"
-                ) from None
+                    f"--quality-margin {part!r}: expected METRIC=VALUE with a finite value "
+                    "of 0 or more, e.g. psnr=0.5"
+                )
+            margins[name.strip()] = margin
     return margins
 
 
@@ -89,6 +99,7 @@ def thresholds_from_options(
     if not 0.0 < alpha < 1.0:
         raise UserInputError(f"--alpha {alpha!r}: expected a level between 0 and 1")
     metrics = [m.strip() for item in quality_metric or [] for m in item.split(",")]
+    memory_min_mib = number(memory_min_mib, "memory_min_mib", 0.0, MAX_MIN_MIB)
     return Thresholds(
         time_factor=time_factor,
         memory_factor=memory_factor,
