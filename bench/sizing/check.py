@@ -2,10 +2,10 @@
 
 The run folder is the only input (docs/architecture.md): the manifest says what each cell
 loaded and where, the cell and image records what it measured. On a GPU run two peaks are
-compared: NVML device used minus the cell's baseline (what the whole process added, CUDA context included) against the
-predicted total, and torch's max reserved against the prediction without the context. On any run
-the weights term is compared with the bytes the cell really loaded (record `weights`), which must
-match exactly.
+compared: NVML device used minus the cell's baseline (what the whole process added, CUDA
+context included) against the predicted total, and torch's max reserved against the
+prediction without the context. On any run the weights term is compared with the bytes the
+cell really loaded (record `weights`), which must match exactly.
 """
 
 from __future__ import annotations
