@@ -72,7 +72,7 @@ class PublishedTable:
 
 GGUF_BLOG = PublishedTable(
     key="gguf-blog",
-    source='the blog post "GGUF Q8 with diffusers" (FLUX.1-dev; Q8_0, Q6_K, Q4_K; offload)',
+    source='the blog post "GGUF Q8 with diffusers"',
     family="flux",
     model="FLUX.1-dev",
     hardware="a GPU with less than 24 GB (16 GB class)",
