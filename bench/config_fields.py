@@ -8,13 +8,17 @@ offload modes a variant may name are bench.offload's.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, Field
 
 from bench import limits
 from bench.config_base import Strict, not_blank, unique
+from bench.errors import ConfigError
 from bench.offload import OffloadMode
+
+Entry = TypeVar("Entry")
 
 DTYPES = ("float32", "bfloat16", "float16")
 Dtype = Literal["float32", "bfloat16", "float16"]
@@ -53,3 +57,21 @@ class VariantConfig(Strict):
     def pipeline_dtype(self) -> str:
         """dtype of the components the backend leaves alone (every backend model has one)."""
         return str(getattr(self, "dtype", None) or "bfloat16")
+
+
+def entry_of(registry: Mapping[str, Entry], kind_or_spec: Any, owner: str, axis: str) -> Entry:
+    """The entry of an axis registry (backends, speed-ups) that a kind, a recorded spec (a
+    dict) or a config model names; ConfigError listing the known kinds otherwise (`owner`: what
+    has the kind, a variant or a speed-up; `axis`: what its entry is)."""
+    if isinstance(kind_or_spec, str):
+        kind = kind_or_spec
+    elif isinstance(kind_or_spec, dict):
+        kind = str(kind_or_spec.get("kind"))
+    else:
+        kind = str(kind_or_spec.kind)
+    try:
+        return registry[kind]
+    except KeyError:
+        raise ConfigError(
+            f"{owner} kind {kind!r}: not a known {axis} (known: {', '.join(registry)})"
+        ) from None

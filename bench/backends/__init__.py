@@ -17,7 +17,7 @@ from bench.backends.gguf import GGUFBackend
 from bench.backends.layerwise import LayerwiseBackend
 from bench.backends.quanto import QuantoBackend
 from bench.backends.torchao import TorchAoBackend
-from bench.errors import ConfigError
+from bench.config_fields import entry_of
 
 BACKENDS: dict[str, Backend] = {
     backend.kind: backend
@@ -33,19 +33,8 @@ BACKENDS: dict[str, Backend] = {
 
 
 def backend_for(kind_or_spec: str | dict[str, Any] | Any) -> Backend:
-    """The backend of a kind, a recorded variant spec (a dict) or a variant model."""
-    if isinstance(kind_or_spec, str):
-        kind = kind_or_spec
-    elif isinstance(kind_or_spec, dict):
-        kind = str(kind_or_spec.get("kind"))
-    else:
-        kind = str(kind_or_spec.kind)
-    try:
-        return BACKENDS[kind]
-    except KeyError:
-        raise ConfigError(
-            f"variant kind {kind!r}: not a known backend (known: {', '.join(BACKENDS)})"
-        ) from None
+    """The backend of a kind, a recorded spec (a dict) or a variant model."""
+    return entry_of(BACKENDS, kind_or_spec, "variant", "backend")
 
 
 def load_pipeline(

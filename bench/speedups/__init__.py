@@ -12,7 +12,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
-from bench.errors import ConfigError
+from bench.config_fields import entry_of
 from bench.speedups.attention import AttentionSpeedup
 from bench.speedups.base import ApplyContext, Probe, Speedup, SpeedupConfig, SpeedupIncompatible
 from bench.speedups.cache import CacheSpeedup
@@ -52,18 +52,7 @@ SpeedupSpec = Annotated[
 
 def speedup_for(kind_or_spec: str | dict[str, Any] | Any) -> Speedup:
     """The entry of a kind, a recorded spec (a dict) or a spec model."""
-    if isinstance(kind_or_spec, str):
-        kind = kind_or_spec
-    elif isinstance(kind_or_spec, dict):
-        kind = str(kind_or_spec.get("kind"))
-    else:
-        kind = str(kind_or_spec.kind)
-    try:
-        return SPEEDUPS[kind]
-    except KeyError:
-        raise ConfigError(
-            f"speed-up kind {kind!r}: not a known speed-up (known: {', '.join(SPEEDUPS)})"
-        ) from None
+    return entry_of(SPEEDUPS, kind_or_spec, "speed-up", "speed-up")
 
 
 def parse_speedup(spec: dict[str, Any]) -> Any:
