@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, replace
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from bench.runner.executor_base import (
 )
 from bench.runner.interrupt import StopRequests
 from bench.runner.plan import CellJob, cell_job
-from bench.runner.processes import born_ignoring_sigint
+from bench.runner.processes import born_ignoring_sigint, relay_events
 from bench.runner.worker import WRITE_FAILED_EXIT, run_cell
 
 STOP_GRACE_S = 10.0  # how long a stopped cell may take to end before it is killed
@@ -112,22 +111,7 @@ class _CellFollower:
         return process.exitcode
 
     def _events(self, receive: Any, process: Any) -> None:
-        while not self.stop.requested:
-            ready = wait([receive, process.sentinel], timeout=0.25)
-            if receive in ready:
-                try:
-                    self._show(receive.recv())
-                except EOFError:
-                    process.join()
-                    return
-                continue
-            if process.sentinel in ready:
-                while receive.poll():
-                    try:
-                        self._show(receive.recv())
-                    except EOFError:
-                        break
-                return
+        relay_events(receive, process, self._show, lambda: not self.stop.requested)
 
     def _show(self, event: dict[str, Any]) -> None:
         if event["kind"] == "write_failed":

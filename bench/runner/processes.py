@@ -20,7 +20,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing import forkserver, resource_tracker
+from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 PRELOAD = ["bench.runner.preload"]
@@ -157,3 +159,28 @@ def born_ignoring_sigint() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def relay_events(
+    receive: Connection,
+    process: BaseProcess,
+    handle: Callable[[dict[str, Any]], None],
+    running: Callable[[], bool] = lambda: True,
+) -> None:
+    """Hand each event a cell process sends to `handle` until it closes its end or exits (then
+    what it sent before exiting is drained), or until `running()` turns false."""
+    while running():
+        ready = wait([receive, process.sentinel], timeout=0.25)
+        if receive in ready:
+            try:
+                handle(receive.recv())
+            except EOFError:
+                return
+            continue
+        if process.sentinel in ready:
+            while receive.poll():
+                try:
+                    handle(receive.recv())
+                except EOFError:
+                    break
+            return

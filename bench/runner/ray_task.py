@@ -38,7 +38,6 @@ import tempfile
 import time
 from dataclasses import replace
 from functools import partial
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from bench.runner.processes import (
     born_ignoring_sigint,
     call_in_fresh_process,
     cell_context,
+    relay_events,
     usable_context,
 )
 from bench.runner.worker import run_cell
@@ -276,21 +276,7 @@ class _TaskFollower:
         self.exitcode = process.exitcode
 
     def _events(self, receive: Any, process: Any) -> None:
-        while True:
-            ready = wait([receive, process.sentinel], timeout=0.25)
-            if receive in ready:
-                try:
-                    self._forward(receive.recv())
-                except EOFError:
-                    return
-                continue
-            if process.sentinel in ready:
-                while receive.poll():
-                    try:
-                        self._forward(receive.recv())
-                    except EOFError:
-                        break
-                return
+        relay_events(receive, process, self._forward)
 
     def _forward(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
