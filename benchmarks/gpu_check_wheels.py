@@ -5,7 +5,7 @@ as wheels in .whl/ and is installed with `--no-deps`, so nothing there would not
 or too old requirement until an import fails on the GPU. This reads every wheel's METADATA and
 the project's own dependencies (pyproject.toml) and resolves each requirement, under Python
 3.12 on Linux x86_64 markers, against the carried wheels first and then the image's package
-list (KINDS.md of the device tool, read on 2026-11-17; versions where a session's pip list gave
+list (as the GPU machine's provider published it on 2026-11-17; versions where a pip list there gave
 them). Exit status 1 when a requirement is met by neither, or a package is carried twice.
 
     python benchmarks/gpu_check_wheels.py .whl
