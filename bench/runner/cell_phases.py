@@ -68,7 +68,8 @@ class _Cell:
     common: dict[str, Any]  # the fields every record of the cell starts with
     record: dict[str, Any] = field(default_factory=dict)
     phase: str = "load"
-    probe: Probe | None = None  # what the cell's speed-up reports (bench.speedups), if any
+    speedup: Any = None  # the cell's speed-up spec (bench.speedups), if any
+    probe: Probe | None = None  # what it reports
 
     @property
     def run_dir(self) -> Path:
@@ -128,7 +129,7 @@ def _load(cell: _Cell) -> _Generator:
     variant = parse_variant(job.cell["variant_spec"])
     # Every module the backend needs, named in one line before anything loads.
     backend_for(variant).check_runtime(variant)
-    speedup = _speedup_spec(cell, variant.kind)
+    speedup = cell.speedup = _speedup_spec(cell, variant.kind)
     import_pipeline_classes(job.base_model, job.revision)
     if device.type == "cuda":
         # Libraries place weights on the current device, not the configured one (diffusers'
@@ -150,7 +151,7 @@ def _load(cell: _Cell) -> _Generator:
         # After the offload, as diffusers' documentation orders them (a compiled graph is
         # traced through the offload hooks); its failure is the cell's, with diffusers' message.
         cell.phase = "speedup"
-        context = ApplyContext(family.denoiser_module(pipe), job.steps, device.type)
+        context = ApplyContext(family.denoiser_module(pipe), job.steps, device.type, variant.kind)
         cell.probe = speedup_for(speedup).apply(pipe, speedup, context)
     # Copies to the device are asynchronous (and bitsandbytes quantizes on it): load time ends
     # when they have, not when the last one was queued.
@@ -180,16 +181,18 @@ class _Generator:
     timer: CallTimer
     numeric_change: Callable[[], contextlib.AbstractContextManager[Any]]
 
-    def __call__(self, prompt: str, seed: int) -> list[Any]:
+    def __call__(self, prompt: str, seed: int, size: tuple[int, int] | None = None) -> list[Any]:
+        """One image (or video) at the cell's size, or at `size` (height, width)."""
         job = self.job
+        height, width = size or (job.cell["height"], job.cell["width"])
         options = {"num_frames": job.num_frames} if job.num_frames is not None else None
         self.timer.reset()
         with self.numeric_change():
             frames = self.family.generate(
                 self.pipe,
                 prompt,
-                height=job.cell["height"],
-                width=job.cell["width"],
+                height=height,
+                width=width,
                 steps=job.steps,
                 guidance=job.guidance,
                 max_sequence_length=job.max_sequence_length,
@@ -215,7 +218,16 @@ def _warm_up(cell: _Cell, generate: _Generator) -> None:
     if cell.probe is not None:
         # What the warm-up paid: a compiled cell's compile time and dynamo counters.
         cell.record["speedup"].update(cell.probe())
+        after = speedup_for(cell.speedup).after_warmup(cell.speedup, partial(_run_at, generate))
+        for key, value in after.items():
+            cell.record["speedup"].setdefault(key, {}).update(value)
     cell.emit("warm")
+
+
+def _run_at(generate: _Generator, height: int, width: int) -> float:
+    """One call of the warm-up prompt at another size, not recorded as an image: its seconds."""
+    generate(generate.job.warmup_prompt, 0, (height, width))
+    return float(generate.timer.summary()["wall_s"])
 
 
 def _speedup_spec(cell: _Cell, variant_kind: str) -> Any:
@@ -241,11 +253,16 @@ def _probe_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
         old = before.get(key)
         if isinstance(value, dict):
             out[key] = _probe_delta(old if isinstance(old, dict) else {}, value)
-        elif isinstance(value, int | float) and isinstance(old, int | float):
+        elif _counter(value) and _counter(old):
             out[key] = value - old
         else:
             out[key] = value
     return out
+
+
+def _counter(value: Any) -> bool:
+    """A number a probe counts up (a flag such as `capture_dynamic_output_shape_ops` is not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _record_failure(cell: _Cell, exc: Exception, trace: str) -> None:

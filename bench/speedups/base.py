@@ -25,6 +25,10 @@ from bench.config_fields import Name, VariantName
 #: measured (compile time and dynamo counters, the denoiser calls a cache skipped, ...).
 Probe = Callable[[], dict[str, Any]]
 
+#: One timed call of the loaded pipeline at another (height, width), not recorded as an image:
+#: its wall seconds. What an entry may run after the warm-up (`Speedup.after_warmup`).
+RunAt = Callable[[int, int], float]
+
 
 class SpeedupConfig(Strict):
     """What every speed-up has: the name that goes into cell ids, and its kind."""
@@ -48,11 +52,12 @@ class SpeedupIncompatible(RuntimeError):
 @dataclass(frozen=True)
 class ApplyContext:
     """What an entry may need besides the pipeline: its denoiser, the steps per image, the
-    device it runs on."""
+    device it runs on, the variant's backend kind (`bitsandbytes`, `gguf`, ...)."""
 
     denoiser: Any
     steps: int
     device_type: str
+    variant_kind: str
 
 
 class Speedup:
@@ -75,3 +80,9 @@ class Speedup:
         """Apply it to the loaded pipeline through diffusers' API; an exception is the cell's
         failure, with the library's own message. Returns what it reports after the warm-up."""
         raise NotImplementedError
+
+    def after_warmup(self, spec: Any, run_at: RunAt) -> dict[str, Any]:
+        """What the entry measures after the warm-up and its probe, before the images (compile's
+        first call at a new resolution), merged into the cell record's `speedup`; by default
+        nothing."""
+        return {}

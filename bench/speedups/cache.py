@@ -3,14 +3,17 @@
 Pyramid Attention Broadcast, each with the parameters of its diffusers config class.
 
 FasterCache and Pyramid Attention Broadcast decide by the pipeline's current timestep, read
-through `pipe.current_timestep` as diffusers' examples do. First Block Cache and MagCache skip
-whole denoiser calls after the first block; the probe counts them (a call in which no module of
-the last block ran). TaylorSeer, FasterCache and Pyramid Attention Broadcast skip attention or
-block computations inside a call, which diffusers does not count: their probe reports none.
+through `pipe.current_timestep` as diffusers' examples do. Every method skips computations
+through its hooks' `new_forward`: the probe counts, per hook, the calls and the ones that did
+not run the module's own forward (`_count_skips`). First Block Cache and MagCache skip whole
+denoiser calls after the first block, which their tail block's hook counts (`skipped_calls`);
+TaylorSeer, FasterCache and Pyramid Attention Broadcast skip attention or block computations
+inside a call (`skipped_calls` null: no whole call is skipped).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
@@ -118,39 +121,57 @@ def diffusers_config(spec: Any, pipe: Any, steps: int) -> Any:
     )
 
 
-#: The methods that skip whole denoiser calls after the first block (what the probe counts).
-SKIPS_CALLS = ("first_block", "mag")
+def _hook_keys(denoiser: Any) -> set[tuple[int, str]]:
+    """The diffusers hooks on the denoiser's modules, as (module id, hook name)."""
+    keys = set()
+    for module in denoiser.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        keys |= {(id(module), name) for name in (registry.hooks if registry else ())}
+    return keys
 
 
-def _count_skipped_calls(denoiser: Any) -> Probe:
-    """Denoiser calls in which no module of its last repeated block ran: the calls a block
-    cache answered from its cache."""
-    names = set(getattr(denoiser, "_repeated_blocks", ()) or ())
-    blocks = [m for m in denoiser.modules() if type(m).__name__ in names]
-    leaves = [m for m in blocks[-1].modules() if not list(m.children())] if blocks else []
-    state = {"calls": 0, "skipped": 0, "ran": False}
+def _counting(function: Callable[..., Any], tally: dict[str, int], key: str) -> Callable[..., Any]:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        tally[key] += 1
+        return function(*args, **kwargs)
 
-    def ran(*_: Any) -> None:
-        state["ran"] = True
+    return counted
 
-    def before(*_: Any) -> None:
-        state["ran"] = False
 
-    def after(*_: Any) -> None:
-        state["calls"] += 1
-        state["skipped"] += not state["ran"]
-
-    for leaf in leaves:
-        leaf.register_forward_hook(ran)
-    denoiser.register_forward_pre_hook(before)
-    denoiser.register_forward_hook(after)
-    start = dict(state)
+def _count_skips(denoiser: Any, before: set[tuple[int, str]]) -> Probe:
+    """Count, for every hook the cache registered, the calls it answered and how many of them
+    ran the module's own forward: each diffusers cache hook replaces the forward with its
+    `new_forward`, which calls `fn_ref.original_forward` only when it computes, so a call that
+    did not is a computation the cache skipped (a block, or an attention layer, reused or
+    extrapolated). The tail hook of First Block Cache and MagCache (`is_tail`) skips exactly
+    when the whole denoiser call after the first block is skipped: its count is `skipped_calls`.
+    """
+    hooks: list[tuple[str, bool, dict[str, int]]] = []
+    for module in denoiser.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        for name, hook in (registry.hooks if registry else {}).items():
+            ref = getattr(hook, "fn_ref", None)
+            if (id(module), name) in before or ref is None or ref.original_forward is None:
+                continue
+            tally = {"calls": 0, "computed": 0}
+            ref.forward = _counting(ref.forward, tally, "calls")
+            ref.original_forward = _counting(ref.original_forward, tally, "computed")
+            hooks.append((name, bool(getattr(hook, "is_tail", False)), tally))
+    calls = {"denoiser": 0}
+    denoiser.register_forward_hook(lambda *_: calls.__setitem__("denoiser", calls["denoiser"] + 1))
 
     def probe() -> dict[str, Any]:
+        by_name: dict[str, dict[str, int]] = {}
+        for name, _, tally in hooks:
+            total = by_name.setdefault(name, {"calls": 0, "skipped": 0})
+            total["calls"] += tally["calls"]
+            total["skipped"] += tally["calls"] - tally["computed"]
+        tails = [t["calls"] - t["computed"] for _, is_tail, t in hooks if is_tail]
         return {
             "cache": {
-                "denoiser_calls": state["calls"] - start["calls"],
-                "skipped_calls": state["skipped"] - start["skipped"] if leaves else None,
+                "denoiser_calls": calls["denoiser"],
+                "skipped_calls": tails[0] if tails else None,
+                "hooks": by_name,
             }
         }
 
@@ -168,7 +189,6 @@ class CacheSpeedup(Speedup):
         return f"cache({spec.cache.method}{', ' + shown if shown else ''})"
 
     def apply(self, pipe: Any, spec: Any, context: ApplyContext) -> Probe:
+        before = _hook_keys(context.denoiser)
         context.denoiser.enable_cache(diffusers_config(spec, pipe, context.steps))
-        if spec.cache.method in SKIPS_CALLS:
-            return _count_skipped_calls(context.denoiser)
-        return lambda: {"cache": {"skipped_calls": None}}
+        return _count_skips(context.denoiser, before)

@@ -6,15 +6,30 @@ Compilation is lazy: it happens in the first call, so the warm-up pays it. The p
 the compile time torch measured (dynamo's `_compile.compile_inner`, apart from the steady-state
 time of the images), the graphs it made, the graph breaks, and the recompiles (one per guard
 failure dynamo recorded).
+
+`new_resolution: [height, width]` adds, after the warm-up, one timed call at that size: the
+first call at a new resolution, with the compile time and recompiles it causes (dynamo's guards
+on the input shapes fail, and with `dynamic` unset it recompiles with dynamic shapes), recorded
+as `compile.new_resolution`; the images that follow are at the cell's own size again.
+
+A bitsandbytes variant compiled with `fullgraph` needs dynamo to capture operators whose output
+shape depends on the data (bitsandbytes' quantized matmuls), which torch refuses unless
+`torch._dynamo.config.capture_dynamic_output_shape_ops` is on (diffusers' bitsandbytes
+documentation): the entry turns it on for that combination only, in the cell's own process,
+and records `capture_dynamic_output_shape_ops: true`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from bench.speedups.base import ApplyContext, Probe, Speedup, SpeedupConfig
+from bench import limits
+from bench.config_base import int_range
+from bench.speedups.base import ApplyContext, Probe, RunAt, Speedup, SpeedupConfig
+
+Side = Annotated[int, int_range(limits.MIN_SIDE, limits.MAX_SIDE)]
 
 
 class CompileSpeedupConfig(SpeedupConfig):
@@ -29,6 +44,11 @@ class CompileSpeedupConfig(SpeedupConfig):
         "default"
     )
     backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
+    new_resolution: Annotated[list[Side], Field(min_length=2, max_length=2)] | None = Field(
+        default=None,
+        description="[height, width]: after the warm-up, one timed call at this size (the first "
+        "call at a new resolution, with the recompiles it causes)",
+    )
 
 
 def _dynamo_state() -> dict[str, float]:
@@ -57,6 +77,9 @@ class CompileSpeedup(Speedup):
             options.append(f"dynamic={spec.dynamic}")
         if spec.mode != "default":
             options.append(spec.mode)
+        if spec.new_resolution is not None:
+            height, width = spec.new_resolution
+            options.append(f"then {height}x{width}")
         return f"compile({', '.join(options)})"
 
     def apply(self, pipe: Any, spec: Any, context: ApplyContext) -> Probe:
@@ -66,6 +89,11 @@ class CompileSpeedup(Speedup):
             "mode": None if spec.mode == "default" else spec.mode,
             "backend": spec.backend,
         }
+        captured = spec.fullgraph and context.variant_kind == "bitsandbytes"
+        if captured:
+            from torch._dynamo import config  # deferred: loads torch
+
+            config.capture_dynamic_output_shape_ops = True
         before = _dynamo_state()
         if spec.scope == "whole":
             context.denoiser.compile(**options)
@@ -74,6 +102,20 @@ class CompileSpeedup(Speedup):
 
         def probe() -> dict[str, Any]:
             now = _dynamo_state()
-            return {"compile": {key: now[key] - before[key] for key in now}}
+            counted: dict[str, Any] = {key: now[key] - before[key] for key in now}
+            if captured:
+                counted["capture_dynamic_output_shape_ops"] = True
+            return {"compile": counted}
 
         return probe
+
+    def after_warmup(self, spec: Any, run_at: RunAt) -> dict[str, Any]:
+        if spec.new_resolution is None:
+            return {}
+        height, width = spec.new_resolution
+        before = _dynamo_state()
+        seconds = run_at(height, width)
+        now = _dynamo_state()
+        paid = {key: now[key] - before[key] for key in now}
+        new = {"height": height, "width": width, "first_call_s": seconds, **paid}
+        return {"compile": {"new_resolution": new}}
