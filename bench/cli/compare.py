@@ -19,18 +19,7 @@ from rich.table import Table
 
 from bench.arguments import output_file
 from bench.cli.errors import reports_user_errors
-from bench.comparison.memory import DEFAULT_BANDS
-from bench.comparison.releases import matrix_summary, run_matrix, version_sets
-from bench.comparison.render import (
-    clean_json,
-    print_comparison,
-    report_console,
-    to_json,
-    to_markdown,
-)
-from bench.comparison.stability import TIME_PROCESS_BANDS
-from bench.comparison.thresholds import check_factor, thresholds_from_options
-from bench.comparison.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds, compare_runs
+from bench.comparison.defaults import DEFAULT_BANDS, DEFAULT_QUALITY_MARGINS, TIME_PROCESS_BANDS
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -112,6 +101,17 @@ def compare_command(
     ] = False,
 ) -> None:
     """Compare two runs cell by cell; exit 1 on a regression, 2 when they are not comparable."""
+    # The comparison's modules are imported here, not with the command's options: its --help
+    # needs only the defaults.
+    from bench.comparison.render import (  # deferred: pandas, scipy
+        print_comparison,
+        report_console,
+        to_json,
+        to_markdown,
+    )
+    from bench.comparison.thresholds import thresholds_from_options  # deferred: pandas, scipy
+    from bench.comparison.verdicts import compare_runs  # deferred: pandas, scipy
+
     for option, target in (("--json", json_out), ("--markdown", markdown_out)):
         if target is not None:  # before the comparison, not after it is printed
             output_file(target, option.removeprefix("--"), option=option)
@@ -163,6 +163,20 @@ def matrix_command(
     ] = None,
 ) -> None:
     """Run CONFIG once per version set and compare consecutive sets; exit 1 on a regression."""
+    from bench.comparison.releases import (  # deferred: pandas, scipy
+        matrix_summary,
+        run_matrix,
+        version_sets,
+    )
+    from bench.comparison.render import (  # deferred: pandas, scipy
+        clean_json,
+        print_comparison,
+        report_console,
+        to_markdown,
+    )
+    from bench.comparison.thresholds import check_factor  # deferred: pandas, scipy
+    from bench.comparison.verdicts import Thresholds  # deferred: pandas, scipy
+
     sets = version_sets({"diffusers": diffusers, "transformers": transformers, "torch": torch})
     for option, target in (("--json", json_out), ("--markdown", markdown_out)):
         if target is not None:  # before environments are built and runs made, not after

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.cell_summary import MEMORY_COUNTERS
+from bench.comparison.defaults import DEFAULT_BANDS, MAX_BAND
 from bench.comparison.stats import (
     BIGGER,
     MIN_SAMPLES,
@@ -45,9 +46,6 @@ from bench.comparison.stats import (
 )
 from bench.sizing.units import MIB
 
-# The largest noise band a change has to clear: ×1.2 growth must stay callable on every
-# counter, and a band this wide would already be a broken measurement, not noise.
-MAX_BAND = 1.15
 # Phases of the cell record that hold peaks (docs/run-folder.md), after the per-image peaks.
 IMAGES = "images"
 CELL_PHASES = ("load", "warmup")
@@ -71,18 +69,6 @@ _NAMES = {
     "torch_max_reserved_bytes": "torch_reserved",
     "torch_max_allocated_bytes": "torch_allocated",
     "host_rss_peak_bytes": "host_rss",
-}
-# Defaults. host RSS: measured on this project's shared 2-core CPU machine with
-# benchmarks/compare_aa.py (docs/compare.md): the per-image peaks' median of identical runs
-# differed by up to ×1.103, a log-ratio spread of about 6% per cell; for at most 5% of
-# three-cell pairs to cross the band by noise it must be about ×1.13, rounded up to the cap.
-# NVML and torch reserved: no GPU was available to measure them, so they sit at the old
-# default threshold (×1.05), to be calibrated with compare_aa.py on a GPU runner.
-DEFAULT_BANDS: dict[str, float] = {
-    "nvml_used": 1.05,
-    "torch_reserved": 1.05,
-    "torch_allocated": 1.0,
-    "host_rss": MAX_BAND,
 }
 DETERMINISTIC = frozenset({"torch_allocated"})
 EXACT_MIN_BYTES = 1 * MIB  # the floor of a deterministic counter: page and block rounding

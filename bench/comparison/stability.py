@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.comparison.defaults import TIME_PROCESS_BANDS
 from bench.comparison.stats import MIN_SAMPLES, finite
 
 
@@ -48,13 +49,6 @@ MAX_SAMPLER_SHIFT = 1.03
 # x1.2 the CPU seconds in one run, with other processes at 8% and 10% of the processors in the
 # two runs (benchmarks/compare_aa.py, docs/compare.md).
 MAX_OTHERS_SHARE = 0.05
-# How far apart identical processes run one cell on an idle machine, by device type: the A/A
-# band of time, like the memory counters' bands (bench.comparison.memory). Measured on this
-# project's 2-core VM with the machine idle (other processes at 0.2-2.8% of the processors):
-# the Q4_K cell of configs/calibration.yaml took x1.26 and x1.16 the wall time (and x1.23,
-# x1.17 the CPU seconds) in one of two identical runs, full and Q8_0 within x1.06
-# (benchmarks/compare_aa.py, docs/compare.md). GPUs: not measured yet (1.0: the factor alone).
-TIME_PROCESS_BANDS: dict[str, float] = {"cpu": 1.28}
 
 
 def process_band(device: str | None, bands: dict[str, float] | None = None) -> float:

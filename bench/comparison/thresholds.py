@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 
 from bench.arguments import number
-from bench.comparison.memory import DEFAULT_BANDS
-from bench.comparison.stability import TIME_PROCESS_BANDS
-from bench.comparison.verdicts import DEFAULT_QUALITY_MARGINS, Thresholds
+from bench.comparison.defaults import DEFAULT_BANDS, DEFAULT_QUALITY_MARGINS, TIME_PROCESS_BANDS
+from bench.comparison.verdicts import Thresholds
 from bench.errors import UserInputError
 from bench.sizing.units import MIB
 

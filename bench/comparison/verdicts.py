@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from bench.comparison.comparability import Difference, blocking_differences, version_changes
+from bench.comparison.defaults import DEFAULT_BANDS, DEFAULT_QUALITY_MARGINS, TIME_PROCESS_BANDS
 from bench.comparison.load import CellData, ComparedRun, PromptScores, load_run
 from bench.comparison.memory import (
-    DEFAULT_BANDS,
     EXACT_MIN_BYTES,
     combined_verdict,
     counter_verdicts,
@@ -27,7 +27,6 @@ from bench.comparison.memory import (
 from bench.comparison.stability import (
     MAX_OTHERS_SHARE,
     MAX_SAMPLER_SHIFT,
-    TIME_PROCESS_BANDS,
     Noise,
     StabilityWarning,
     contention_shift,
@@ -62,16 +61,10 @@ from bench.comparison.stats import (
     sample_verdict,
 )
 from bench.errors import UserInputError
-from bench.metrics import METRICS
 from bench.sizing.units import MIB
 
 SCHEMA_VERSION = 1
 
-# Per metric, the smallest mean change (in the metric's units) worth failing a build for: each
-# metric's contract says (bench.metrics.base.Metric.margin).
-DEFAULT_QUALITY_MARGINS: dict[str, float] = {
-    name: metric.margin for name, metric in METRICS.items() if metric.margin is not None
-}
 FALLBACK_QUALITY_MARGIN = 0.0
 
 NEWLY_FAILING = "newly failing"

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import linalg
 
 from bench.metrics.base import DistributionMetric, DistributionResult
 
@@ -41,6 +40,8 @@ def fid_from_features(x: np.ndarray, y: np.ndarray) -> float:
     rounding; an imaginary part on its diagonal above FID_IMAGINARY_TOLERANCE is an error
     (FidNumericalError), below it the real part is the answer.
     """
+    from scipy import linalg  # deferred: scipy (METRICS, and so `bench score --help`, loads this)
+
     x64, y64 = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     mu_x, mu_y = x64.mean(axis=0), y64.mean(axis=0)
     cov_x = np.atleast_2d(np.cov(x64, rowvar=False))
