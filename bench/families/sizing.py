@@ -11,13 +11,16 @@ call.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from bench.families import Family, family_for_denoiser, family_for_pipeline, get_family
 from bench.gguf.names import TensorNames
 from bench.sizing.components import (
+    Component,
     GGUFLayout,
     PipelineComponents,
     TensorLayout,
@@ -126,16 +129,6 @@ PUBLISHED_GGUF_BY_MODEL = {
 
 
 @dataclass(frozen=True)
-class Base:
-    """Meta modules of one base pipeline and how to name it."""
-
-    label: str
-    modules: dict[str, Any]
-    pipeline_class: str
-    dtype: str  # the dtype its full-precision variant loads in by default
-
-
-@dataclass(frozen=True)
 class Variant:
     """One thing a user can load: full precision or a GGUF transformer, sized."""
 
@@ -146,6 +139,119 @@ class Variant:
     published_file_gb: float | None = None
 
 
+@dataclass(frozen=True)
+class StoredSizes:
+    """A built-in model's variants as its meta build sizes them, read from a stored table
+    (bench/data/component_sizes.json): sizing them again needs no torch. `variants` is keyed
+    by `spec_key` of the spec `Backend.size_variant` sizes."""
+
+    components: tuple[str, ...]  # the base's model components, in the build's order
+    variants: dict[str, Variant]
+
+
+@dataclass(frozen=True)
+class Base:
+    """Meta modules of one base pipeline and how to name it.
+
+    The modules are built on first use: a built-in model's `stored` variants need none, and
+    building them costs seconds (torch, diffusers, transformers)."""
+
+    label: str
+    pipeline_class: str
+    dtype: str  # the dtype its full-precision variant loads in by default
+    build: Callable[[], dict[str, Any]] = field(repr=False, compare=False)
+    stored: StoredSizes | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def modules(self) -> dict[str, Any]:
+        return self.build()
+
+    def component_names(self) -> tuple[str, ...]:
+        """Its model components, from the stored table when it has one (no build)."""
+        return self.stored.components if self.stored is not None else tuple(self.modules)
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """The stored table's key of a sizing spec (`{"kind": "gguf", "quant": "Q8_0"}`)."""
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+#: Component fields that are the same in every variant of a base (its module's own)
+_MODULE_FIELDS = ("name", "class_name", "config")
+#: PipelineComponents fields that are the same in every variant of a base
+_BASE_FIELDS = ("label", "offload_order", "family")
+
+
+def sizes_record(base: Base, variants: dict[str, Variant]) -> dict[str, Any]:
+    """`variants` (by spec key) of `base` as a JSON-ready record, each component's sizes
+    stored once per distinct value (`stored_sizes` reads it back)."""
+    first = next(iter(variants.values())).pipe
+    components: dict[str, Any] = {
+        name: {"class_name": c.class_name, "config": _stable(c.config), "sized": []}
+        for name, c in first.components.items()
+    }
+    shared = {key: getattr(first, key) for key in _BASE_FIELDS}
+    records: dict[str, Any] = {}
+    for key, variant in variants.items():
+        pipe = variant.pipe
+        if {k: getattr(pipe, k) for k in _BASE_FIELDS} != shared or list(pipe.components) != list(
+            components
+        ):
+            raise ValueError(f"{base.label} {key}: not the same pipeline as the others")
+        refs = {}
+        for name, c in pipe.components.items():
+            sized = {f.name: getattr(c, f.name) for f in fields(c) if f.name not in _MODULE_FIELDS}
+            pool = components[name]["sized"]
+            if sized not in pool:
+                pool.append(sized)
+            refs[name] = pool.index(sized)
+        records[key] = {
+            "name": variant.name,
+            "kind": variant.kind,
+            "quant": variant.quant,
+            "published_file_gb": variant.published_file_gb,
+            "transformer_format": pipe.transformer_format,
+            "components": refs,
+        }
+    return {
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in shared.items()},
+        "components": components,
+        "variants": records,
+    }
+
+
+def _stable(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with diffusers' `_use_default_values` sorted: it lists a set, in an order
+    that changes from one process to the next."""
+    defaults = config.get("_use_default_values")
+    return config if defaults is None else {**config, "_use_default_values": sorted(defaults)}
+
+
+def stored_sizes(record: dict[str, Any]) -> StoredSizes:
+    """The variants a `sizes_record` holds, as the meta build made them."""
+    modules = record["components"]
+    variants = {}
+    for key, v in record["variants"].items():
+        components = {
+            name: Component(
+                name=name,
+                class_name=modules[name]["class_name"],
+                config=modules[name]["config"],
+                **modules[name]["sized"][index],
+            )
+            for name, index in v["components"].items()
+        }
+        pipe = PipelineComponents(
+            label=record["label"],
+            components=components,
+            offload_order=tuple(record["offload_order"]),
+            transformer_format=v["transformer_format"],
+            family=record["family"],
+        )
+        variants[key] = Variant(v["name"], pipe, v["kind"], v["quant"], v["published_file_gb"])
+    return StoredSizes(tuple(modules), variants)
+
+
 def folder_base(folder: Path) -> Base:
     modules, pipeline_class = meta_modules_from_folder(folder)
     transformer = folder / "transformer" / "config.json"
@@ -154,7 +260,7 @@ def folder_base(folder: Path) -> Base:
         dtype = json.loads(transformer.read_text()).get("torch_dtype") or dtype
     if dtype not in ("float32", "bfloat16", "float16"):
         dtype = "bfloat16"
-    return Base(folder.name, modules, pipeline_class, dtype)
+    return Base(folder.name, pipeline_class, dtype, build=lambda: modules)
 
 
 def full_variant(base: Base, dtype: str | None = None) -> Variant:

@@ -1,11 +1,18 @@
 """Which pipelines to size: a built-in architecture, a diffusers folder, or a run's variants.
 
-Building meta models costs a second or two per pipeline (mostly imports), so each base is built
-once and every variant of it (full precision, each GGUF file or quant type) reuses the modules.
+Building meta models costs seconds per pipeline (torch, diffusers, transformers), so each base
+is built once, on first use, and every variant of it (full precision, each GGUF file or quant
+type) reuses the modules. A built-in model's variants that `bench size --model` can ask for
+are stored as their meta build sizes them (bench/data/component_sizes.json, written by
+`python -m bench.sizing.regenerate`; tests/size/test_stored_sizes.py rebuilds it and compares),
+so sizing one imports no torch; any other spec builds the modules.
 """
 
 from __future__ import annotations
 
+import json
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +21,12 @@ from bench.errors import ArgumentError, UserInputError
 from bench.families import FAMILIES, get_family
 from bench.families.sizing import (
     Base,
+    StoredSizes,
     Variant,
     folder_base,
-    full_variant,
-    gguf_variant,
     meta_modules_from_spec,
+    spec_key,
+    stored_sizes,
 )
 from bench.families.synthetic import ensure_synthetic_pipeline
 from bench.sizing.components import file_quant_type_of
@@ -34,8 +42,13 @@ BUILTIN_MODELS = {
 }
 
 
-def builtin_base(name: str) -> Base:
-    """A published architecture sized from its family's spec (no weights, no folder)."""
+#: Where the stored sizes of the built-in models are, inside the package
+STORED_SIZES = "data/component_sizes.json"
+
+
+def builtin_base(name: str, *, stored: bool = True) -> Base:
+    """A published architecture sized from its family's spec (no weights, no folder); with
+    `stored`, its variants from the stored table where it has them."""
     if name not in BUILTIN_MODELS:
         raise ArgumentError(
             "model", f"{name!r}: expected one of {', '.join(BUILTIN_MODELS)} or a diffusers folder"
@@ -43,8 +56,19 @@ def builtin_base(name: str) -> Base:
     family_name, preset, label = BUILTIN_MODELS[name]
     family = get_family(family_name)
     spec = family.preset(preset)
-    modules = meta_modules_from_spec(spec, family.name)
-    return Base(label, modules, family.pipeline_class, spec.dtype)
+    return Base(
+        label,
+        family.pipeline_class,
+        spec.dtype,
+        build=lambda: meta_modules_from_spec(spec, family.name),
+        stored=_stored_table().get(name) if stored else None,
+    )
+
+
+@cache
+def _stored_table() -> dict[str, StoredSizes]:
+    text = resources.files("bench").joinpath(STORED_SIZES).read_text(encoding="utf-8")
+    return {name: stored_sizes(record) for name, record in json.loads(text)["models"].items()}
 
 
 def resolve_base(model: str) -> Base:
@@ -83,38 +107,49 @@ def builtin_variants(base: Base, quants: list[str] | None = None) -> list[Varian
     An entry of `quants` is a GGUF type ("Q4_K") or a backend and one of its preset schemes
     ("torchao:int8wo", "bitsandbytes:nf4", "layerwise"); UserInputError for anything else.
     """
-    out = [full_variant(base)]
+    return [sized(base, spec) for spec in size_specs(base, quants)]
+
+
+def size_specs(base: Base, quants: list[str] | None = None) -> list[dict[str, Any]]:
+    """The specs `builtin_variants` sizes (each a backend's `size_variant` spec)."""
+    specs: list[dict[str, Any]] = [{"kind": "full"}]
     if not quants:
         for backend in BACKENDS.values():
-            if not backend.quantized:
-                continue
-            for spec in _presets_for(base, backend.size_presets()):
-                out.append(backend.size_variant(base, spec, None))
-        return out
+            if backend.quantized:
+                specs += _presets_for(base, backend.size_presets())
+        return specs
     for entry in quants:
         kind, _, scheme = entry.partition(":")
         backend = BACKENDS.get(kind)
         if backend is None or not backend.quantized:
-            out.append(gguf_variant(base, quant=entry, compute_dtype=base.dtype))
+            # the GGUF backend's own spec: `gguf_variant` reads a type only through .upper()
+            specs.append({"kind": "gguf", "quant": entry.upper()})
             continue
-        specs = [s for s in backend.size_presets() if not scheme or scheme in s.values()]
-        if not specs:
+        presets = [s for s in backend.size_presets() if not scheme or scheme in s.values()]
+        if not presets:
             known = sorted({str(v) for s in backend.size_presets() for v in s.values()})
             raise ArgumentError(
                 "quant",
                 f"{entry!r}: {kind} has no preset {scheme!r} (its presets use: {', '.join(known)})",
             )
-        out += [backend.size_variant(base, spec, None) for spec in _presets_for(base, specs)]
-    return out
+        specs += _presets_for(base, presets)
+    return specs
+
+
+def sized(base: Base, spec: dict[str, Any]) -> Variant:
+    """The variant `spec` describes: stored for a built-in model, else sized on its modules."""
+    stored = base.stored.variants.get(spec_key(spec)) if base.stored is not None else None
+    return stored or backend_for(spec).size_variant(base, spec, None)
 
 
 def _presets_for(base: Base, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A backend's presets with only the components this base has (FLUX's presets name T5,
     ``text_encoder_2``, which other families lack); a preset left with none is dropped."""
+    names = base.component_names()
     out = []
     for spec in specs:
         if "components" in spec:
-            kept = [c for c in spec["components"] if c in base.modules]
+            kept = [c for c in spec["components"] if c in names]
             if not kept:
                 continue
             spec = {**spec, "components": kept}
