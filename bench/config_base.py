@@ -17,22 +17,23 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 RECORDED = "recorded"
 
 
-def int_range(low: int, high: int) -> AfterValidator:
-    def check(value: int) -> int:
+def _within(low: float, high: float, expected: str) -> AfterValidator:
+    """A bound check whose error says what was expected, in the words of its kind of number."""
+
+    def check(value: float) -> float:
         if not low <= value <= high:
-            raise ValueError(f"expected an integer from {low} to {high}")
+            raise ValueError(expected)
         return value
 
     return AfterValidator(check)
+
+
+def int_range(low: int, high: int) -> AfterValidator:
+    return _within(low, high, f"expected an integer from {low} to {high}")
 
 
 def float_range(low: float, high: float) -> AfterValidator:
-    def check(value: float) -> float:
-        if not low <= value <= high:
-            raise ValueError(f"expected a finite number from {low:g} to {high:g}")
-        return value
-
-    return AfterValidator(check)
+    return _within(low, high, f"expected a finite number from {low:g} to {high:g}")
 
 
 def not_blank(value: str) -> str:
