@@ -7,7 +7,8 @@ Each case runs `bench` in a fresh process `--rounds` times; the best wall time a
 peak RSS are printed (the best time is the one least disturbed by other jobs). The heavy modules
 are read from the process itself: a `sitecustomize` on PYTHONPATH writes `sys.modules` at exit.
 Goals (issue 23, this 2-core machine, idle): `bench --help` <= 0.5 s, a `bench size` query
-<= 2 s, `bench report` of the demo run <= 5 s.
+on a built-in model <= 2 s, `bench report` of the demo run <= 5 s. `bench inspect` reads a small
+GGUF file written here (gguf's own writer: a Q8_0 and an F32 tensor).
 """
 
 from __future__ import annotations
@@ -58,6 +59,24 @@ def measure(args: list[str], rounds: int, folder: Path) -> tuple[float, float, l
     return best, rss, heavy, code
 
 
+def small_gguf(path: Path) -> Path:
+    """A two-tensor GGUF file for the `bench inspect` case."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, GGUFWriter
+    from gguf.quants import quantize
+
+    writer = GGUFWriter(str(path), "flux")
+    weight = np.random.default_rng(0).standard_normal((256, 256), dtype=np.float32)
+    q8 = GGMLQuantizationType.Q8_0
+    writer.add_tensor("blocks.0.weight", quantize(weight, q8), raw_dtype=q8)
+    writer.add_tensor("blocks.0.bias", np.zeros(256, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -72,6 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "sitecustomize.py").write_text(SITECUSTOMIZE.format(HEAVY=HEAVY))
+        cases.append(["inspect", str(small_gguf(folder / "small.gguf"))])
         if options.run_dir is not None:
             cases.append(["report", str(options.run_dir), "--out", str(folder / "report")])
         print(f"{'command':<48} {'best s':>7} {'peak MiB':>9}  exit  heavy modules imported")
