@@ -123,6 +123,33 @@ def reference_variant(run: RunData) -> str | None:
     return run_view.reference_variant(run.manifest["cells"])
 
 
+def speedup_of(cell: dict[str, Any]) -> str | None:
+    """The name of a cell's speed-up (bench/speedups), None for a cell without one."""
+    return cell.get("speedup") or None
+
+
+def cell_name(cell: dict[str, Any]) -> str:
+    """A cell's variant, with its speed-up where it has one ("Q8_0 + compile-blocks"): a
+    speed-up cell shares its variant and offload with its twin, so plots must say which."""
+    speedup = speedup_of(cell)
+    return f"{cell['variant']} + {speedup}" if speedup else str(cell["variant"])
+
+
+def twin_of(run: RunData, cell_id: str) -> str | None:
+    """The cell a speed-up cell is measured against: the same variant, offload mode and
+    resolution without a speed-up (same paired seeds); None for a cell without a speed-up or
+    a run without that cell."""
+    cell = run.cells[cell_id]
+    if speedup_of(cell) is None:
+        return None
+    key = (cell["variant"], cell["offload"], cell["height"], cell["width"])
+    for other_id, other in run.cells.items():
+        same = (other["variant"], other["offload"], other["height"], other["width"]) == key
+        if same and speedup_of(other) is None:
+            return other_id
+    return None
+
+
 def variant_order(run: RunData) -> list[str]:
     return list(dict.fromkeys(cell["variant"] for cell in run.manifest["cells"]))
 

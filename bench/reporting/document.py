@@ -21,7 +21,14 @@ from bench.reporting.overview import (
     published_sections,
     warnings,
 )
-from bench.reporting.plots import all_plots
+from bench.reporting.plots import all_plots, speedup_fidelity_plot, speedup_plot
+from bench.reporting.speedup_table import (
+    SpeedupTable,
+    has_speedups,
+    speedup_cells,
+    speedup_notes,
+    speedup_tables,
+)
 from bench.reporting.tables import (
     BEFORE_FAILURE,
     display_table,
@@ -33,6 +40,15 @@ from bench.reporting.tables import (
 )
 
 TABLE_CSV = "table.csv"
+
+
+@dataclass(frozen=True)
+class SpeedupSection:
+    """Each speed-up against its twin: one table per variant, how to read them, the plot."""
+
+    tables: list[SpeedupTable]
+    notes: list[str]
+    plots: list[Picture]
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,7 @@ class Report:
     grids: list[Picture]
     claims: list[Claim]
     published: list[PublishedSection]
+    speedups: SpeedupSection | None = None  # only for a run with speed-ups
 
 
 def quality_note(run: RunData) -> str:
@@ -148,4 +165,17 @@ def build_document(run: RunData, out_dir: Path) -> Report:
         grids=image_grids(run, out_dir),
         claims=check_claims(run),
         published=published_sections(run),
+        speedups=speedup_section(run, out_dir),
+    )
+
+
+def speedup_section(run: RunData, out_dir: Path) -> SpeedupSection | None:
+    """None for a run without speed-ups (its report is as before they existed)."""
+    if not has_speedups(run):
+        return None
+    cells = speedup_cells(run)
+    return SpeedupSection(
+        speedup_tables(run, cells),
+        speedup_notes(run, cells),
+        [speedup_plot(run, cells, out_dir), speedup_fidelity_plot(run, cells, out_dir)],
     )

@@ -9,7 +9,7 @@ from html import escape
 from pathlib import Path
 
 from bench.reporting.artifacts import Picture
-from bench.reporting.document import Report
+from bench.reporting.document import Report, SpeedupSection
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto;
@@ -44,6 +44,7 @@ SECTIONS = (
     ("claims-checked", "Claims checked"),
     ("published", "Published figures"),
 )
+SPEEDUPS = ("speedups", "Speed-ups")
 NUMERIC_HINTS = (
     "(GiB)",
     "(s)",
@@ -105,14 +106,26 @@ def _row_class(status: str) -> str:
     return "partial" if status.startswith("partial") else "bad"
 
 
+def _speedups(section: SpeedupSection, out_dir: Path) -> list[str]:
+    body = [f"<h2 id='{SPEEDUPS[0]}'>{SPEEDUPS[1]}</h2>"]
+    for table in section.tables:
+        body.append(f"<h3>{escape(table.variant)}</h3>")
+        classes = [_row_class(status) for status in table.statuses]
+        body.append(html_table(table.header, table.rows, classes))
+    body.append("<ul>" + "".join(f"<li>{escape(n)}</li>" for n in section.notes) + "</ul>")
+    body += [_figure(p, out_dir) for p in section.plots]
+    return body
+
+
 def render_html(report: Report, out_dir: Path) -> str:
     """The whole page; pictures are read from `out_dir` and inlined."""
     body = [f"<h1>{escape(report.title)}</h1>", "<dl class='facts'>"]
     body += [f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in report.facts]
     body.append("</dl>")
     body += [f"<div class='note'>{escape(w)}</div>" for w in report.warnings]
+    sections = SECTIONS if report.speedups is None else (SECTIONS[0], SPEEDUPS, *SECTIONS[1:])
     body.append(
-        "<nav>" + " · ".join(f"<a href='#{key}'>{name}</a>" for key, name in SECTIONS) + "</nav>"
+        "<nav>" + " · ".join(f"<a href='#{key}'>{name}</a>" for key, name in sections) + "</nav>"
     )
     body.append("<h2 id='results'>Results</h2>")
     table = report.table
@@ -127,6 +140,8 @@ def render_html(report: Report, out_dir: Path) -> str:
         body.append("<h3>Cells that did not run fully</h3><ul>")
         body += [f"<li><code>{escape(line)}</code></li>" for line in report.failures]
         body.append("</ul>")
+    if report.speedups is not None:
+        body += _speedups(report.speedups, out_dir)
     body.append("<h2 id='plots'>Plots</h2>")
     body += [_figure(p, out_dir) for p in report.plots]
     body.append("<h2 id='images'>Images</h2>")

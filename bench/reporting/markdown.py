@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from bench.reporting.artifacts import Picture
-from bench.reporting.document import Report
+from bench.reporting.document import Report, SpeedupSection
 
 
 def _cell(text: object) -> str:
@@ -37,6 +37,16 @@ def _picture(picture: Picture) -> str:
     return out
 
 
+def _speedups(section: SpeedupSection) -> list[str]:
+    parts = ["## Speed-ups\n"]
+    for table in section.tables:
+        parts.append(f"### {table.variant}\n")
+        parts.append(md_table(table.header, table.rows) + "\n")
+    parts.append("\n".join(f"- {note}" for note in section.notes) + "\n")
+    parts += [_picture(p) for p in section.plots]
+    return parts
+
+
 def render_markdown(report: Report) -> str:
     parts = [f"# {report.title}\n"]
     parts.append("\n".join(f"- **{label}**: {value}" for label, value in report.facts) + "\n")
@@ -48,6 +58,8 @@ def render_markdown(report: Report) -> str:
     if report.failures:
         parts.append("### Cells that did not run fully\n")
         parts.append("\n".join(f"- `{line}`" for line in report.failures) + "\n")
+    if report.speedups is not None:
+        parts += _speedups(report.speedups)
     parts.append("## Plots\n")
     parts += [_picture(p) for p in report.plots]
     parts.append("## Images\n")

@@ -4,11 +4,21 @@ number (random weights, an unfinished run, a CPU-only machine, scores missing)."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from bench.reporting.data import RunData
+import pandas as pd
+
+from bench.reporting.data import RunData, speedup_of
 from bench.reporting.fmt import DASH, GIB, gib, missing, num
 from bench.reporting.model import run_model
-from bench.reporting.published import TABLES, differences, matches
+from bench.reporting.published import (
+    SPEEDUP_TABLES,
+    TABLES,
+    PublishedRow,
+    PublishedTable,
+    differences,
+    matches,
+)
 from bench.reporting.tables import NVML_GROSS, NVML_NET, memory_columns, peak_bytes
 
 
@@ -112,58 +122,80 @@ def memory_note(run: RunData) -> str:
 
 
 def published_sections(run: RunData) -> list[PublishedSection]:
-    sections = []
+    """Each published table beside the cells with its settings, or why none is; the speed-up
+    tables for a run with speed-ups only."""
+    speedups = any(speedup_of(cell) for cell in run.cells.values())
+    return [_published(run, table) for table in (*TABLES, *(SPEEDUP_TABLES if speedups else ()))]
+
+
+def _measured_memory(run: RunData, row: pd.Series) -> str:
+    """The cell's peak on the report's headline counter (NVML net with gross beside it)."""
     headline = next(iter(memory_columns(run)), None)
-    for table in TABLES:
-        title = (
-            f"{table.source} ({table.hardware}, {table.height}×{table.width}, {table.steps} steps)"
+    if headline is None:
+        return DASH
+    peak = peak_bytes(row, headline[0])
+    label = headline[1].removesuffix(" (GiB)")
+    memory = DASH if peak is None else f"{gib(peak)} GiB ({label})"
+    gross = peak_bytes(row, NVML_GROSS) if headline[0] == NVML_NET else None
+    if peak is not None and gross is not None:
+        memory += f"; gross {gib(gross)} GiB"
+    return memory
+
+
+def _compile_seconds(run: RunData, cell_id: str) -> str:
+    """What a compiled cell's warm-up spent compiling (its cell record), in seconds."""
+    value = ((run.cell_record(cell_id).get("speedup") or {}).get("compile") or {}).get("compile_s")
+    return DASH if missing(value) else f"{num(value)} s"
+
+
+def _published(run: RunData, table: PublishedTable) -> PublishedSection:
+    title = f"{table.source} ({table.hardware}, {table.height}×{table.width}, {table.steps} steps)"
+    pairs = matches(run, table)
+    if not pairs:
+        diff = differences(run, table)
+        return PublishedSection(
+            title,
+            [],
+            [],
+            f"A published table of {table.model} exists but is not shown beside this run: "
+            + ("; ".join(diff) if diff else "no cell has a matching variant and offload")
+            + ".",
         )
-        pairs = matches(run, table)
-        if not pairs:
-            diff = differences(run, table)
-            sections.append(
-                PublishedSection(
-                    title,
-                    [],
-                    [],
-                    f"A published table of {table.model} exists but is not shown beside this run: "
-                    + ("; ".join(diff) if diff else "no cell has a matching variant and offload")
-                    + ".",
-                )
-            )
-            continue
-        after_load = any(pub.after_load for _cell, pub in pairs)
-        rows = []
-        for cell, pub in pairs:
-            row = run.summary[run.summary["cell_id"] == cell["cell_id"]].iloc[0]
-            memory = DASH
-            if headline is not None:
-                peak = peak_bytes(row, headline[0])
-                label = headline[1].removesuffix(" (GiB)")
-                memory = DASH if peak is None else f"{gib(peak)} GiB ({label})"
-                gross = peak_bytes(row, NVML_GROSS) if headline[0] == NVML_NET else None
-                if peak is not None and gross is not None:
-                    memory += f"; gross {gib(gross)} GiB"
-            seconds = DASH if missing(row["median_s"]) else f"{num(row['median_s'])} s"
-            rows.append(
-                [cell["variant"], cell["offload"], memory, pub.memory, seconds, pub.seconds]
-                + ([pub.after_load or DASH] if after_load else [])
-            )
-        sections.append(
-            PublishedSection(
-                title,
-                [
-                    "variant",
-                    "offload",
-                    "measured memory",
-                    f"*published* {table.memory_label}",
-                    "measured s/image",
-                    "*published* s/image",
-                ]
-                + ([f"*published* {table.memory_label} after load"] if after_load else []),
-                rows,
-                "Published figures are quoted, never measured here; hardware may differ "
-                f"(published: {table.hardware}).",
-            )
-        )
-    return sections
+    after_load = any(pub.after_load for _cell, pub in pairs)
+    speedup = any(pub.speedup is not None for pub in table.rows)
+    compiled = any(pub.compile_s for pub in table.rows)
+    header = ["variant", "offload"] + (["speed-up", "*published* as"] if speedup else [])
+    header += [
+        "measured memory",
+        f"*published* {table.memory_label}",
+        "measured s/image",
+        "*published* s/image",
+    ]
+    header += [f"*published* {table.memory_label} after load"] if after_load else []
+    header += ["measured compile (warm-up)", "*published* compile"] if compiled else []
+    rows = [_published_row(run, cell, pub, speedup, after_load, compiled) for cell, pub in pairs]
+    return PublishedSection(
+        title,
+        header,
+        rows,
+        "Published figures are quoted, never measured here; hardware may differ "
+        f"(published: {table.hardware}).",
+    )
+
+
+def _published_row(
+    run: RunData,
+    cell: dict[str, Any],
+    pub: PublishedRow,
+    speedup: bool,
+    after_load: bool,
+    compiled: bool,
+) -> list[str]:
+    row = run.summary[run.summary["cell_id"] == cell["cell_id"]].iloc[0]
+    seconds = DASH if missing(row["median_s"]) else f"{num(row['median_s'])} s"
+    out = [cell["variant"], cell["offload"]]
+    out += [speedup_of(cell) or DASH, pub.variant] if speedup else []
+    out += [_measured_memory(run, row), pub.memory, seconds, pub.seconds]
+    out += [pub.after_load or DASH] if after_load else []
+    out += [_compile_seconds(run, cell["cell_id"]), pub.compile_s or DASH] if compiled else []
+    return out

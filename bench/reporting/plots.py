@@ -1,5 +1,5 @@
 """The report's plots (matplotlib, Agg, PNG): sizing, quality against size, step latency, load
-time, energy.
+time, energy, and for a run with speed-ups each one's time ratio to its twin and its fidelity.
 
 Each function returns a `Picture`; where the run has nothing to draw it returns the reason
 instead of an empty axis, because an empty plot reads as "zero" and a sentence reads as "not
@@ -9,6 +9,8 @@ measured".
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,16 @@ from matplotlib.lines import Line2D
 
 from bench.metrics.noise_floor import is_noise_floor
 from bench.reporting.artifacts import Picture
-from bench.reporting.data import RunData, energy_reason, offload_order, variant_order
+from bench.reporting.data import (
+    RunData,
+    cell_name,
+    energy_reason,
+    offload_order,
+    speedup_of,
+    variant_order,
+)
 from bench.reporting.fmt import GIB, missing
+from bench.reporting.speedup_table import SpeedupCell, has_speedups
 from bench.reporting.tables import (
     COUNTER_LABEL,
     interval_methods,
@@ -57,7 +67,7 @@ def _save(fig: Figure, out_dir: Path, filename: str, extra: list[Any] | None = N
 
 
 def _cell_label(run: RunData, row: Any) -> str:
-    label = f"{row['variant']}\n{row['offload']}"
+    label = f"{cell_name(run.cells[row['cell_id']])}\n{row['offload']}"
     if run.summary["resolution"].nunique() > 1:
         label += f"\n{row['resolution']}"
     return label
@@ -77,7 +87,8 @@ def _not_shown(run: RunData, shown: set[str]) -> str:
     for _, row in run.summary.iterrows():
         if row["cell_id"] not in shown:
             reason = status_text(run, row)
-            groups.setdefault(reason, []).append(f"{row['variant']}/{row['offload']}")
+            name = cell_name(run.cells[row["cell_id"]])
+            groups.setdefault(reason, []).append(f"{name}/{row['offload']}")
     if not groups:
         return ""
     return "Not shown: " + "; ".join(f"{why}: {', '.join(c)}" for why, c in groups.items()) + "."
@@ -173,6 +184,8 @@ def quality_plot(run: RunData, out_dir: Path) -> Picture:
     floors: list[tuple[str, str, float]] = []  # (metric, variant, value): drawn as lines
     notes = []
     for _, row in run.summary.iterrows():
+        if speedup_of(run.cells[row["cell_id"]]):
+            continue  # same bits per weight as its twin: the speed-up section plots it
         _size, bpw, _source = transformer_size(run, row["cell_id"])
         noise = is_noise_floor(run.cells[row["cell_id"]])
         for metric, _label in metrics:
@@ -212,7 +225,7 @@ def quality_plot(run: RunData, out_dir: Path) -> Picture:
                 capsize=4,
             )
             ax.annotate(
-                f"{row['variant']}\n{row['offload']}",
+                f"{cell_name(run.cells[row['cell_id']])}\n{row['offload']}",
                 (bpw, mean),
                 textcoords="offset points",
                 xytext=(6, 2),
@@ -237,8 +250,10 @@ def quality_plot(run: RunData, out_dir: Path) -> Picture:
     bars = f"95% interval over prompts, {methods}" if methods else "none (too few prompts)"
     fig.suptitle(f"{title} ({run.run_id}); bars: {bars}")
     fig.tight_layout()
-    caption = "Paired against the full-precision image of the same prompt and seed. " + (
-        "; ".join(notes) + "." if notes else ""
+    caption = (
+        "Paired against the full-precision image of the same prompt and seed. "
+        + ("Speed-up cells are in the speed-up section. " if has_speedups(run) else "")
+        + ("; ".join(notes) + "." if notes else "")
     )
     if run.synthetic:
         caption += " Random weights: this measures quantization error only, not image quality."
@@ -281,62 +296,56 @@ def step_latency_plot(run: RunData, out_dir: Path) -> Picture:
     return Picture(key, title, _save(fig, out_dir, "steps.png"), caption.strip())
 
 
-def _bar_plot(
-    run: RunData,
-    out_dir: Path,
-    column: str,
-    key: str,
-    title: str,
-    xlabel: str,
-    reason: str,
-    about: str,
-) -> Picture:
-    """One horizontal bar per cell with a value in summary `column`; `reason` when none has."""
+@dataclass(frozen=True)
+class BarPlot:
+    """A plot of one horizontal bar per cell with a value in a summary column."""
+
+    column: str
+    key: str
+    title: str
+    xlabel: str
+    about: str  # the caption: what the value is
+    reason: Callable[[RunData], str]  # why there is no plot when no cell has a value
+
+
+LOAD = BarPlot(
+    "load_s",
+    "load",
+    "Load time per cell",
+    "load time (s)",
+    "From the first from_pretrained/from_single_file call until the pipeline is ready with "
+    "offload applied.",
+    lambda _run: "no cell recorded a load time (no cell loaded)",
+)
+ENERGY = BarPlot(
+    "median_energy_j",
+    "energy",
+    "Energy per image",
+    "median energy per image (J)",
+    "NVML total-energy difference over each pipeline call.",
+    energy_reason,
+)
+
+
+def bar_plot(run: RunData, out_dir: Path, plot: BarPlot) -> Picture:
+    """One horizontal bar per cell with a value in `plot.column`; the reason when none has."""
+    column, key, title = plot.column, plot.key, plot.title
     values = [
         (row, float(row[column])) for _, row in run.summary.iterrows() if not missing(row[column])
     ]
     if not values:
-        return Picture(key, title, reason=reason)
+        return Picture(key, title, reason=plot.reason(run))
     _, color, _ = _style(run)
     fig, ax = plt.subplots(figsize=(7.0, max(2.0, 0.45 * len(values) + 1.2)))
-    names = [f"{row['variant']} / {row['offload']}" for row, _ in values]
+    names = [f"{cell_name(run.cells[row['cell_id']])} / {row['offload']}" for row, _ in values]
     ax.barh(names, [v for _, v in values], color=[color[row["offload"]] for row, _ in values])
     ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(plot.xlabel)
     ax.set_title(f"{title} ({run.run_id})")
     ax.grid(True, axis="x", alpha=0.3)
     shown = {row["cell_id"] for row, _ in values}
-    caption = f"{about} {_not_shown(run, shown)}"
+    caption = f"{plot.about} {_not_shown(run, shown)}"
     return Picture(key, title, _save(fig, out_dir, f"{key}.png"), caption.strip())
-
-
-def load_plot(run: RunData, out_dir: Path) -> Picture:
-    """Load time per cell: from the first from_pretrained/from_single_file to ready."""
-    return _bar_plot(
-        run,
-        out_dir,
-        "load_s",
-        "load",
-        "Load time per cell",
-        "load time (s)",
-        reason="no cell recorded a load time (no cell loaded)",
-        about="From the first from_pretrained/from_single_file call until the pipeline is ready "
-        "with offload applied.",
-    )
-
-
-def energy_plot(run: RunData, out_dir: Path) -> Picture:
-    """Median energy per image (NVML total-energy difference over the pipeline call)."""
-    return _bar_plot(
-        run,
-        out_dir,
-        "median_energy_j",
-        "energy",
-        "Energy per image",
-        "median energy per image (J)",
-        reason=energy_reason(run),
-        about="NVML total-energy difference over each pipeline call.",
-    )
 
 
 def all_plots(run: RunData, out_dir: Path) -> list[Picture]:
@@ -344,6 +353,103 @@ def all_plots(run: RunData, out_dir: Path) -> list[Picture]:
         sizing_plot(run, out_dir),
         quality_plot(run, out_dir),
         step_latency_plot(run, out_dir),
-        load_plot(run, out_dir),
-        energy_plot(run, out_dir),
+        bar_plot(run, out_dir, LOAD),
+        bar_plot(run, out_dir, ENERGY),
     ]
+
+
+def speedup_plot(run: RunData, cells: list[SpeedupCell], out_dir: Path) -> Picture:
+    """Per variant, each speed-up's paired time ratio to its twin (bars: IQR of the pairs);
+    a speed-up that did not run is named at 0 with its status, never left out."""
+    key, title = "speedups", "Time per image against the twin, per speed-up"
+    variants = [v for v in variant_order(run) if any(c.variant == v for c in cells)]
+    if not any(c.ratios for c in cells):
+        return Picture(key, title, reason="no speed-up cell has an image shared with its twin")
+    _, color, _ = _style(run)
+    heights = [sum(c.variant == v for c in cells) for v in variants]
+    fig, axes = plt.subplots(
+        len(variants),
+        1,
+        figsize=(7.5, 0.42 * sum(heights) + 1.3 * len(variants)),
+        squeeze=False,
+        sharex=True,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for ax, variant in zip(axes[:, 0], variants, strict=True):
+        mine = [c for c in cells if c.variant == variant]
+        names = [f"{c.speedup} / {c.offload}" for c in mine]
+        ratios = [c.ratio or 0.0 for c in mine]
+        errors = np.array(
+            [
+                [c.ratio - c.ratio_iqr[0], c.ratio_iqr[1] - c.ratio]
+                if c.ratio is not None and c.ratio_iqr is not None
+                else [0.0, 0.0]
+                for c in mine
+            ]
+        ).T
+        ax.barh(names, ratios, xerr=errors, capsize=3, color=[color[c.offload] for c in mine])
+        for i, c in enumerate(mine):
+            text = f"×{c.ratio:.2f}" if c.ratio is not None else c.status
+            right = c.ratio_iqr[1] if c.ratio_iqr is not None else 0.0  # past the IQR bar
+            ax.annotate(text, (right, i), xytext=(4, -3), textcoords="offset points", fontsize=7)
+        ax.axvline(1.0, color="0.3", linestyle="--", linewidth=1)
+        ax.invert_yaxis()
+        ax.set_title(f"{variant} (twin = 1)", fontsize=9, loc="left")
+        ax.grid(True, axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("s/image of the speed-up cell / s/image of its twin (paired images)")
+    fig.suptitle(f"{title} ({run.run_id})")
+    fig.tight_layout()
+    caption = (
+        "Below 1 (left of the dashed line) the speed-up is faster than its twin; bars: "
+        "interquartile range of the per-image ratios. A speed-up with no shared image is at 0 "
+        "with its status."
+    )
+    return Picture(key, title, _save(fig, out_dir, "speedups.png"), caption)
+
+
+def speedup_fidelity_plot(run: RunData, cells: list[SpeedupCell], out_dir: Path) -> Picture:
+    """Each speed-up's time ratio against what it changed in the images (PSNR against its
+    twin): the trade a cache or a lossy kernel makes, one point per cell."""
+    key, title = "speedup-fidelity", "Time ratio against fidelity to the twin, per speed-up"
+    points = [c for c in cells if c.ratio is not None and c.psnr_twin_db is not None]
+    if not points:
+        return Picture(
+            key,
+            title,
+            reason="no speed-up cell has both a time ratio and a finite PSNR against its twin "
+            + ("(not scored)" if run.scores is None else "(identical images, or not scored)"),
+        )
+    marker, color, _ = _style(run)
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for c in points:
+        ax.plot(c.ratio, c.psnr_twin_db, marker[c.variant], color=color[c.offload], markersize=8)
+        ax.annotate(
+            c.speedup,
+            (c.ratio, c.psnr_twin_db),
+            xytext=(5, 2),
+            fontsize=7,
+            textcoords="offset points",
+        )
+    ax.axvline(1.0, color="0.3", linestyle="--", linewidth=1)
+    ax.set_xlabel("s/image over the twin's (median of paired images; below 1 = faster)")
+    ax.set_ylabel("PSNR against the twin (dB), higher = closer")
+    ax.set_title(f"{title} ({run.run_id})")
+    ax.grid(True, alpha=0.3)
+    legend = ax.legend(
+        handles=[
+            Line2D([], [], marker=marker[v], color="0.25", linestyle="none", label=v)
+            for v in variant_order(run)
+            if any(c.variant == v for c in points)
+        ],
+        title="variant",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
+    left_out = sorted({c.speedup for c in cells if c not in points})
+    caption = "One point per speed-up cell with a time ratio and a finite PSNR against its twin. "
+    if left_out:
+        caption += (
+            f"Not shown (no ratio, or identical to or not scored against the twin): "
+            f"{', '.join(left_out)}."
+        )
+    return Picture(key, title, _save(fig, out_dir, "speedup-fidelity.png", [legend]), caption)

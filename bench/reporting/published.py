@@ -2,7 +2,7 @@
 shown beside measured ones.
 
 A published number is only comparable with a cell run with the same model (each table says
-which: both tables here measured the real FLUX.1-dev weights), resolution and step count;
+which: every table here measured the real FLUX.1-dev weights), resolution and step count;
 anywhere else the report says the table exists and what differs, naming the run's own model
 (another family's run is another model), rather than putting unlike numbers side by side.
 """
@@ -28,17 +28,36 @@ class PublishedRow:
     #: the pipeline components the row quantized (None: the backend's own, the transformer)
     components: tuple[str, ...] | None = None
     after_load: str = ""  # memory after loading, as published (empty: not published)
+    #: what a cell's speedup_spec must hold (dotted keys: "cache.threshold"); None: a cell
+    #: without a speed-up, so a speed-up cell never stands for a row measured without one
+    speedup: tuple[tuple[str, Any], ...] | None = None
+    compile_s: str = ""  # compile latency as published (empty: not published)
 
     def describes(self, cell: dict[str, Any]) -> bool:
-        """Whether a manifest cell has this row's variant settings and offload mode."""
+        """Whether a manifest cell has this row's variant settings, offload mode and speed-up."""
         spec = cell.get("variant_spec") or {}
         if cell.get("offload") != self.offload:
             return False
         if any(spec.get(key) != value for key, value in self.spec):
             return False
+        if not self._has_speedup(cell.get("speedup_spec")):
+            return False
         if self.components is not None:
             return tuple(sorted(spec.get("components") or ())) == tuple(sorted(self.components))
         return True
+
+    def _has_speedup(self, recorded: dict[str, Any] | None) -> bool:
+        if self.speedup is None or not recorded:
+            return self.speedup is None and not recorded
+        return all(_at(recorded, key) == value for key, value in self.speedup)
+
+
+def _at(spec: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of a recorded spec ("cache.threshold"), None where absent."""
+    value: Any = spec
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _full(offload: str, memory: str, seconds: str, **kw: Any) -> PublishedRow:
@@ -50,8 +69,25 @@ def _gguf(quant: str, offload: str, memory: str, seconds: str, **kw: Any) -> Pub
     return PublishedRow(quant, offload, memory, seconds, spec=spec, **kw)
 
 
-# The HF blog quantized the transformer and T5 for its bitsandbytes, torchao and quanto rows.
+# The HF blog quantized the transformer and T5 for its bitsandbytes, torchao and quanto rows,
+# as did the diffusers documentation's bitsandbytes 4-bit rows.
 _WITH_T5 = ("text_encoder_2", "transformer")
+_NF4 = (("kind", "bitsandbytes"), ("scheme", "nf4"))
+_BNB8 = (("kind", "bitsandbytes"), ("scheme", "int8"))
+_AO8 = (("kind", "torchao"), ("scheme", "int8wo"))
+_QUANTO8 = (("kind", "quanto"), ("scheme", "int8"))
+
+
+def _with_t5(
+    variant: str,
+    offload: str,
+    memory: str,
+    seconds: str,
+    spec: tuple[tuple[str, Any], ...],
+    **kw: Any,
+) -> PublishedRow:
+    """A row of a backend that quantized the transformer and T5 (text_encoder_2)."""
+    return PublishedRow(variant, offload, memory, seconds, spec=spec, components=_WITH_T5, **kw)
 
 
 @dataclass(frozen=True)
@@ -110,51 +146,15 @@ HF_BACKENDS_BLOG = PublishedTable(
         _gguf("Q4_1", "model", "9.164 GB", "28 s", after_load="0.000 GB"),
         _gguf("Q2_K", "none", "17.752 GB", "26 s", after_load="13.264 GB"),
         _gguf("Q2_K", "model", "9.164 GB", "31 s", after_load="0.000 GB"),
-        PublishedRow(
-            "bitsandbytes NF4",
-            "none",
-            "17.281 GB",
-            "12 s",
-            spec=(("kind", "bitsandbytes"), ("scheme", "nf4")),
-            components=_WITH_T5,
-            after_load="12.584 GB",
+        _with_t5("bitsandbytes NF4", "none", "17.281 GB", "12 s", _NF4, after_load="12.584 GB"),
+        _with_t5("bitsandbytes 8-bit", "none", "24.432 GB", "27 s", _BNB8, after_load="19.273 GB"),
+        _with_t5(
+            "torchao int8 weight-only", "none", "21.482 GB", "15 s", _AO8, after_load="17.020 GB"
         ),
-        PublishedRow(
-            "bitsandbytes 8-bit",
-            "none",
-            "24.432 GB",
-            "27 s",
-            spec=(("kind", "bitsandbytes"), ("scheme", "int8")),
-            components=_WITH_T5,
-            after_load="19.273 GB",
+        _with_t5(
+            "torchao int8 weight-only", "model", "12.189 GB", "26 s", _AO8, after_load="0.000 GB"
         ),
-        PublishedRow(
-            "torchao int8 weight-only",
-            "none",
-            "21.482 GB",
-            "15 s",
-            spec=(("kind", "torchao"), ("scheme", "int8wo")),
-            components=_WITH_T5,
-            after_load="17.020 GB",
-        ),
-        PublishedRow(
-            "torchao int8 weight-only",
-            "model",
-            "12.189 GB",
-            "26 s",
-            spec=(("kind", "torchao"), ("scheme", "int8wo")),
-            components=_WITH_T5,
-            after_load="0.000 GB",
-        ),
-        PublishedRow(
-            "quanto INT8",
-            "none",
-            "21.814 GB",
-            "15 s",
-            spec=(("kind", "quanto"), ("scheme", "int8")),
-            components=_WITH_T5,
-            after_load="17.330 GB",
-        ),
+        _with_t5("quanto INT8", "none", "21.814 GB", "15 s", _QUANTO8, after_load="17.330 GB"),
         PublishedRow(
             "FP8 layerwise casting",
             "none",
@@ -166,7 +166,108 @@ HF_BACKENDS_BLOG = PublishedTable(
     ),
 )
 
+# Speed-ups of FLUX.1-dev (configs/speedups-flux-dev.yaml runs each row's settings).
+_BF16 = (("kind", "full"), ("dtype", "bfloat16"))
+_COMPILE_WHOLE = (("kind", "compile"), ("scope", "whole"))
+
+
+def _first_block(threshold: float, seconds: str) -> PublishedRow:
+    speedup = (("kind", "cache"), ("cache.method", "first_block"), ("cache.threshold", threshold))
+    return PublishedRow(
+        f"bf16, First Block Cache {threshold:g}", "none", "–", seconds, spec=_BF16, speedup=speedup
+    )
+
+
+DIFFUSERS_SPEED_MEMORY = PublishedTable(
+    key="diffusers-speed-memory",
+    source='diffusers documentation "Compiling and offloading quantized models" '
+    "(https://huggingface.co/docs/diffusers/optimization/speed-memory-optims)",
+    family="flux",
+    model="FLUX.1-dev",
+    hardware="RTX 4090",
+    # The page states neither size nor steps: FluxPipeline's defaults (1024x1024, 28 steps).
+    height=1024,
+    width=1024,
+    steps=28,
+    memory_label="memory-usage",
+    rows=(
+        _with_t5("bitsandbytes 4-bit", "none", "14.9453 GB", "32.602 s", _NF4),
+        _with_t5(
+            "bitsandbytes 4-bit, torch.compile",
+            "none",
+            "14.9448 GB",
+            "25.847 s",
+            _NF4,
+            speedup=_COMPILE_WHOLE,
+        ),
+        _with_t5(
+            "bitsandbytes 4-bit, torch.compile",
+            "model",
+            "12.2369 GB",
+            "32.312 s",
+            _NF4,
+            speedup=_COMPILE_WHOLE,
+        ),
+    ),
+)
+
+FIRST_BLOCK_CACHE_PR = PublishedTable(
+    key="first-block-cache-pr",
+    source='diffusers pull request #11180 "First Block Cache" '
+    "(https://github.com/huggingface/diffusers/pull/11180), its Flux column",
+    family="flux",
+    model="FLUX.1-dev",
+    hardware="a GPU the table does not name",
+    # The PR's table gives thresholds and seconds only: FluxPipeline's defaults assumed.
+    height=1024,
+    width=1024,
+    steps=28,
+    memory_label="memory (not published)",
+    rows=(
+        PublishedRow("bf16", "none", "–", "16.47 s", spec=_BF16),
+        _first_block(0.05, "12.63 s"),
+        _first_block(0.10, "9.27 s"),
+        _first_block(0.20, "5.91 s"),
+    ),
+)
+
+TORCH_COMPILE_DEVLOG = PublishedTable(
+    key="torch-compile-devlog",
+    source='PyTorch devlog "torch.compile and Diffusers: A Hands-On Guide to Peak Performance" '
+    "(https://docs.pytorch.org/devlogs/inductor/2026-05-11-torch-compile-and-diffusers/)",
+    family="flux",
+    model="FLUX.1-dev",
+    hardware="1× H100",
+    height=1024,  # FluxPipeline's default; the post gives 28 steps and max_sequence_length 512
+    width=1024,
+    steps=28,
+    memory_label="memory (not published)",
+    rows=(
+        PublishedRow("bf16", "none", "–", "6.7 s", spec=_BF16),
+        PublishedRow(
+            "bf16, compile (whole, fullgraph)",
+            "none",
+            "–",
+            "4.5 s",
+            spec=_BF16,
+            speedup=(*_COMPILE_WHOLE, ("fullgraph", True)),
+            compile_s="67.4 s",
+        ),
+        PublishedRow(
+            "bf16, compile_repeated_blocks (fullgraph)",
+            "none",
+            "–",
+            '– ("keeping the speedup")',
+            spec=_BF16,
+            speedup=(("kind", "compile"), ("scope", "repeated_blocks"), ("fullgraph", True)),
+            compile_s="9.6 s",
+        ),
+    ),
+)
+
 TABLES = (GGUF_BLOG, HF_BACKENDS_BLOG)
+#: Shown for a run with speed-ups only: a run without any has nothing to put beside them.
+SPEEDUP_TABLES = (DIFFUSERS_SPEED_MEMORY, FIRST_BLOCK_CACHE_PR, TORCH_COMPILE_DEVLOG)
 
 
 def is_published_model(run: RunData, table: PublishedTable) -> bool:

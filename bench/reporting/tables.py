@@ -15,7 +15,14 @@ import pandas as pd
 from bench.cell_summary import MEMORY_COUNTERS
 from bench.metrics.noise_floor import is_noise_floor
 from bench.metrics.stats import MIN_INTERVAL_N
-from bench.reporting.data import RunData, backend_of, energy_reason, reference_variant, scheme_of
+from bench.reporting.data import (
+    RunData,
+    backend_of,
+    energy_reason,
+    reference_variant,
+    scheme_of,
+    speedup_of,
+)
 from bench.reporting.fmt import DASH, GIB, gib, interval, missing, num
 
 # Quality columns of the main table: (metric, header; `interval_label` follows it). Others stay
@@ -111,7 +118,11 @@ def interval_label(run: RunData) -> str:
 
 def quality_text(run: RunData, cell_id: str, metric: str) -> str:
     """One score as `mean [low, high]`, or why there is none."""
-    row = run.quality.get((cell_id, metric))
+    return score_text(run.quality.get((cell_id, metric)), metric)
+
+
+def score_text(row: dict[str, Any] | None, metric: str) -> str:
+    """A scores_summary row of `metric` as `mean [low, high]`, or why it has no figure."""
     if row is None:
         return "not scored"
     status = row.get("status")
@@ -163,6 +174,8 @@ def raw_table(run: RunData) -> pd.DataFrame:
     """Numbers as measured (bytes, seconds, joules) plus GiB, one row per cell: table.csv."""
     scores = run.quality
     metrics = list(dict.fromkeys(metric for _, metric in scores))
+    # A speed-up column only where the run has speed-ups: other runs' table.csv is unchanged.
+    speedups = any(speedup_of(cell) for cell in run.cells.values())
     rows = []
     for _, row in run.summary.iterrows():
         cell_id = row["cell_id"]
@@ -173,6 +186,7 @@ def raw_table(run: RunData) -> pd.DataFrame:
             "variant": row["variant"],
             "backend": backend_of(cell),
             "quantization": scheme_of(cell),
+            **({"speedup": speedup_of(cell)} if speedups else {}),
             "offload": row["offload"],
             "resolution": row["resolution"],
             "role": cell_role(run, cell),
@@ -250,6 +264,8 @@ def display_table(run: RunData, raw: pd.DataFrame) -> pd.DataFrame:
         out["status"] = status_text(run, summary)
         out["backend"] = str(row["backend"])
         out["quantization"] = str(row["quantization"])
+        if "speedup" in raw:
+            out["speed-up"] = DASH if missing(row["speedup"]) else str(row["speedup"])
         ran = row["status"] in ("ok", "partial")
         for counter, header in memory:
             value = gib(row[f"peak_{counter}"])
