@@ -54,21 +54,24 @@ def score_paired(
     functions: dict[str, tuple[PairedMetric, PairFunction]],
     progress: bool,
 ) -> None:
-    """Fidelity of each image against the reference image of the same prompt, repeat, seed."""
+    """Fidelity of each image against the reference image of the same prompt, repeat, seed:
+    full precision, and for a speed-up cell its un-sped twin as well (`Reference.paired_with`)."""
     work = []
     for cell in view.cells:
-        ref_id = view.references[cell["cell_id"]].compared_to
-        if ref_id is None or not view.cell_ok(cell["cell_id"]):
+        if not view.cell_ok(cell["cell_id"]):
             continue
-        for image in view.images:
-            key = (cell["cell_id"], image["prompt_id"], image["repeat"])
-            todo = [m for m in functions if not book.done((*key, m, ref_id, None))]
-            if todo and key in view.image_status:
-                work.append((cell, image, ref_id, todo))
-    # Image-major order: each reference image is decoded once for all the cells paired with it.
-    work.sort(key=lambda item: (item[1]["prompt_id"], item[1]["repeat"], item[2]))
+        for ref_id, label in view.references[cell["cell_id"]].paired_with():
+            for image in view.images:
+                key = (cell["cell_id"], image["prompt_id"], image["repeat"])
+                todo = [m for m in functions if not book.done((*key, m, ref_id, None))]
+                if todo and key in view.image_status:
+                    work.append((cell, image, ref_id, label, todo))
+    # Image-major order: each reference image is decoded once for all the cells paired with it;
+    # a twin's rows before full precision's, so a reader that keeps the latest row per (cell,
+    # image, metric) whatever its reference keeps full precision's, as before twins existed.
+    work.sort(key=lambda w: (w[1]["prompt_id"], w[1]["repeat"], w[3] != "twin", w[2]))
     last: tuple[tuple[str, str, int], LoadedImage, list[Any]] | None = None
-    for cell, image, ref_id, todo in _progress(work, "fidelity", progress):
+    for cell, image, ref_id, label, todo in _progress(work, "fidelity", progress):
         ref_key = (ref_id, image["prompt_id"], image["repeat"])
         if last is None or last[0] != ref_key:
             want = view.load(*ref_key)
@@ -94,7 +97,7 @@ def score_paired(
             else:
                 pairs = zip(got_frames, want_frames, strict=True)
                 score = metric.video([function(a, b) for a, b in pairs])
-            rows.append(image_row(cell, image, name, score, ref_id))
+            rows.append(image_row(cell, image, name, score, ref_id, reference=label))
         book.add_image_rows(rows)
 
 

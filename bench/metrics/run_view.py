@@ -5,7 +5,7 @@ Images are decoded on demand and never kept, so a run of any size scores in boun
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,30 @@ from bench.results import (
 
 @dataclass
 class Reference:
-    """The full-precision cell a cell is paired with, or why there is none."""
+    """The full-precision cell a cell is paired with, or why there is none; and a speed-up
+    cell's un-sped twin (the same variant, offload mode and resolution without the speed-up),
+    which its paired metrics are scored against as well."""
 
     cell_id: str | None
     role: str  # reference | candidate | noise_floor
     note: str | None = None
+    speedup: bool = False  # a speed-up cell (bench/speedups): it has a twin, or a twin_note
+    twin: str | None = None
+    twin_note: str | None = None
 
     @property
     def compared_to(self) -> str | None:
         """The cell this cell is scored against: None for the reference itself or when none."""
         return None if self.role == "reference" else self.cell_id
+
+    def paired_with(self) -> list[tuple[str, str | None]]:
+        """(reference cell, label) for each reference of the paired metrics: a plain cell's
+        full-precision cell, unlabelled as before twins existed; a speed-up cell's `full` and
+        `twin` cells, one `twin` where they are the same cell (a full-precision variant's)."""
+        if not self.speedup:
+            return [] if self.compared_to is None else [(self.compared_to, None)]
+        pairs = [] if self.compared_to in (None, self.twin) else [(self.compared_to, "full")]
+        return pairs + ([(self.twin, "twin")] if self.twin is not None else [])
 
 
 @dataclass
@@ -116,45 +130,67 @@ def choose_references(
     """Pair each cell with the full-precision cell of the same offload mode and resolution.
 
     When that cell did not run ok, any ok full-precision cell at the same resolution serves:
-    full precision gives the same images under every offload mode up to numerics. The choice
-    is recorded in every score row.
+    full precision gives the same images under every offload mode up to numerics. A speed-up
+    cell is never a reference (not even a full-precision variant's), and has its twin besides
+    (`_twin`). The choice is recorded in every score row.
     """
     full = reference_variant(cells)
+    plain = [c for c in cells if not c.get("speedup")]
     chosen: dict[str, Reference] = {}
     for cell in cells:
-        cell_id = cell["cell_id"]
-        if full is None:
-            chosen[cell_id] = Reference(
-                None,
-                "candidate",
-                "the run has no full-precision variant (variant_spec.kind == 'full'), "
-                "which paired and distribution metrics compare against",
-            )
-            continue
-        if cell["variant"] == full:
-            chosen[cell_id] = Reference(cell_id, "reference", "full precision: the reference")
-            continue
-        role = "noise_floor" if is_noise_floor(cell) else "candidate"
-        same_res = [
-            c
-            for c in cells
-            if c["variant"] == full and (c["height"], c["width"]) == (cell["height"], cell["width"])
-        ]
-        same_res.sort(key=lambda c: c["offload"] != cell["offload"])
-        ok = [c for c in same_res if cell_status.get(c["cell_id"]) == "ok"]
-        if ok:
-            ref = ok[0]
-            note = None
-            if ref["offload"] != cell["offload"]:
-                note = (
-                    f"reference fallback: {full} with offload {cell['offload']} did not run ok; "
-                    f"using offload {ref['offload']}"
-                )
-            chosen[cell_id] = Reference(ref["cell_id"], role, note)
-        else:
-            chosen[cell_id] = Reference(
-                None,
-                role,
-                f"no full-precision cell ({full}) ran ok at {cell['height']}x{cell['width']}",
-            )
+        chosen[cell["cell_id"]] = _full_reference(cell, full, plain, cell_status)
+        if cell.get("speedup"):
+            chosen[cell["cell_id"]] = _twin(chosen[cell["cell_id"]], cell, plain, cell_status)
     return chosen
+
+
+def _full_reference(
+    cell: dict[str, Any], full: str | None, plain: list[dict[str, Any]], status: dict[str, str]
+) -> Reference:
+    """The full-precision cell `cell` is scored against (see choose_references)."""
+    cell_id = cell["cell_id"]
+    if full is None:
+        return Reference(
+            None,
+            "candidate",
+            "the run has no full-precision variant (variant_spec.kind == 'full'), "
+            "which paired and distribution metrics compare against",
+        )
+    if cell["variant"] == full and not cell.get("speedup"):
+        return Reference(cell_id, "reference", "full precision: the reference")
+    role = "noise_floor" if is_noise_floor(cell) else "candidate"
+    same_res = [
+        c
+        for c in plain
+        if c["variant"] == full and (c["height"], c["width"]) == (cell["height"], cell["width"])
+    ]
+    same_res.sort(key=lambda c: c["offload"] != cell["offload"])
+    ok = [c for c in same_res if status.get(c["cell_id"]) == "ok"]
+    if not ok:
+        size = f"{cell['height']}x{cell['width']}"
+        return Reference(None, role, f"no full-precision cell ({full}) ran ok at {size}")
+    ref = ok[0]
+    note = None
+    if ref["offload"] != cell["offload"]:
+        note = (
+            f"reference fallback: {full} with offload {cell['offload']} did not run ok; "
+            f"using offload {ref['offload']}"
+        )
+    return Reference(ref["cell_id"], role, note)
+
+
+def _twin(
+    ref: Reference, cell: dict[str, Any], plain: list[dict[str, Any]], status: dict[str, str]
+) -> Reference:
+    """`ref` with the speed-up cell's un-sped twin: the cell of the same variant, offload mode
+    and resolution without a speed-up, when it ran ok (no fallback: the twin is what isolates
+    the speed-up's effect)."""
+    same = ("variant", "offload", "height", "width")
+    twins = [c for c in plain if all(c[k] == cell[k] for k in same)]
+    if not twins:
+        return replace(ref, speedup=True, twin_note="the run has no cell without the speed-up")
+    twin = twins[0]["cell_id"]
+    if status.get(twin) != "ok":
+        note = f"the twin {twin} did not run ok ({status.get(twin, 'not run')})"
+        return replace(ref, speedup=True, twin_note=note)
+    return replace(ref, speedup=True, twin=twin)

@@ -51,13 +51,18 @@ def write_summary(
             "kind": "scores_summary",
             "run_id": view.manifest.get("run_id"),
             "created_at": utc_now(),
-            "references": {
-                cid: {"reference_cell_id": r.cell_id, "role": r.role, "note": r.note}
-                for cid, r in view.references.items()
-            },
+            "references": {cid: _reference_entry(r) for cid, r in view.references.items()},
             "cells": summarize(view, book, metrics, unavailable),
         },
     )
+
+
+def _reference_entry(ref: Reference) -> dict[str, Any]:
+    """A cell's references as the summary names them; a speed-up cell's twin beside them."""
+    entry = {"reference_cell_id": ref.cell_id, "role": ref.role, "note": ref.note}
+    if ref.speedup:
+        entry.update(twin_cell_id=ref.twin, twin_note=ref.twin_note)
+    return entry
 
 
 def summarize(
@@ -93,6 +98,12 @@ def summarize(
                 extra.update(more)
             if interval.status == "not_scored" and metric in unavailable:
                 interval = _status_only("unavailable", unavailable[metric])
+            if ref.speedup and scope == "paired":
+                # The twin's row first: a reader that keys rows by (cell, metric) alone keeps
+                # the last, full precision's, as before twins existed.
+                twin, more = _twin_summary(view, book, cell_id, metric, ref, unavailable)
+                rows.append(_summary_row(cell, ref, metric, twin, **more))
+                extra["reference"] = "full"
             rows.append(_summary_row(cell, ref, metric, interval, **extra))
         if cell_ok and ref.compared_to and "clip_score" in names:
             model = book_model(book, cell_id, "clip_score")
@@ -173,6 +184,29 @@ def _image_summary(
     elif failed:
         notes.append(f"image failures left out: {failed}")
     return replace(interval, note="; ".join(notes) or None), extra
+
+
+def _twin_summary(
+    view: RunView,
+    book: ScoreBook,
+    cell_id: str,
+    metric: str,
+    ref: Reference,
+    unavailable: dict[str, str],
+) -> tuple[Interval, dict[str, Any]]:
+    """A speed-up cell's paired metric against its un-sped twin, as its other row is against
+    full precision: what the speed-up alone changed (docs/speedups.md)."""
+    extra: dict[str, Any] = {}
+    if not view.cell_ok(cell_id):
+        status = view.cell_status.get(cell_id, "not_run")
+        interval = _status_only(f"cell_{status}", f"the cell's status is {status!r}")
+    elif ref.twin is None:
+        interval = _status_only("no_twin", ref.twin_note)
+    else:
+        interval, extra = _image_summary(view, book, cell_id, metric, ref.twin, None)
+    if interval.status == "not_scored" and metric in unavailable:
+        interval = _status_only("unavailable", unavailable[metric])
+    return interval, {"reference_cell_id": ref.twin, "reference": "twin", **extra}
 
 
 def _clip_delta(view: RunView, book: ScoreBook, cell_id: str, ref_id: str, model: str) -> Interval:

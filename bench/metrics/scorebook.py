@@ -111,7 +111,11 @@ def image_row(
     score: PairScore,
     reference_cell_id: str | None,
     model: str | None = None,
+    reference: str | None = None,
 ) -> dict[str, Any]:
+    """One image's score. `reference`: on a speed-up cell's paired rows, which reference the
+    row is against, `full` (full precision) or `twin` (the same variant without the speed-up);
+    absent elsewhere, so rows of other cells are as they were before twins existed."""
     row: dict[str, Any] = {
         "schema": SCHEMA,
         "kind": "image_score",
@@ -123,6 +127,7 @@ def image_row(
         "value": score.value,
         "higher_is_better": METRICS[metric].higher_is_better,
         "reference_cell_id": reference_cell_id,
+        **({"reference": reference} if reference is not None else {}),
         "status": score.status,
         "note": score.note,
         "time": utc_now(),
