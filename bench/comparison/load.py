@@ -80,6 +80,9 @@ class CellData:
     device: str | None = None
     # Metric -> the cell's latest distribution row (FID, KID, CMMD) from scores.jsonl.
     distribution: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A speed-up cell's speed-up in words ("fbc-0.05: cache(first_block)"); None for others.
+    # Its cell id ends in `__<name>`, so it pairs only with the same speed-up in the other run.
+    speedup: str | None = None
 
 
 @dataclass
@@ -164,6 +167,16 @@ def _image_memory(images: list[dict[str, Any]], baseline: Any) -> dict[str, list
     return {key: [p[key] for p in peaks] for key, _label in MEMORY_COUNTERS if key in keys}
 
 
+def speedup_words(cell: dict[str, Any], record: dict[str, Any]) -> str | None:
+    """`name: label` of a manifest cell's speed-up (the label from its cell record, where it
+    has one), None for a cell without a speed-up."""
+    name = cell.get("speedup")
+    if not name:
+        return None
+    label = (record.get("speedup") or {}).get("label")
+    return f"{name}: {label}" if label else str(name)
+
+
 def load_run(run_dir: Path) -> ComparedRun:
     """Read one run folder; raises UserInputError (one line) when it is not one."""
     run_dir = Path(run_dir)
@@ -184,6 +197,7 @@ def load_run(run_dir: Path) -> ComparedRun:
     scores = _read_scores(run_dir)
     distribution = _read_distribution(run_dir)
     cell_rows = cell_records(records)
+    manifest_cells = {cell["cell_id"]: cell for cell in manifest["cells"]}
     cells: dict[str, CellData] = {}
     for _, row in summary.iterrows():
         cell_id = str(row["cell_id"])
@@ -217,6 +231,7 @@ def load_run(run_dir: Path) -> ComparedRun:
                 if _present((r.get("memory") or {}).get("samples")) and float(r["wall_s"]) > 0
             ],
             device=(cell_rows.get(cell_id) or {}).get("device"),
+            speedup=speedup_words(manifest_cells[cell_id], cell_rows.get(cell_id) or {}),
             others_share=[
                 float(r["cpu"]["others_s"]) / (float(r["wall_s"]) * int(r["cpu"]["cpus"]))
                 for r in images

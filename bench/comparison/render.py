@@ -143,6 +143,11 @@ def quality_rule(comparison: Comparison) -> str:
     return f"interval of the paired difference ({interval}) and sign-flip test{tail}"
 
 
+def cell_text(c: CellComparison, sep: str) -> str:
+    """The cell id, and a speed-up cell's speed-up in words below it (what was applied)."""
+    return c.cell_id if c.speedup is None else f"{c.cell_id}{sep}speed-up {c.speedup}"
+
+
 def status_text(c: CellComparison) -> str:
     if c.base_status == c.cand_status:
         return c.cand_status
@@ -166,7 +171,7 @@ def print_comparison(comparison: Comparison, console: Console) -> None:
     nl = "\n"
     for c in comparison.cells:
         table.add_row(
-            c.cell_id,
+            _styled(cell_text(c, nl), ""),
             _styled(status_text(c), c.status_verdict),
             _styled(sample_text(c.time, "s", nl), c.time.verdict if c.time else ""),
             nl.join(_styled(text, verdict) for text, verdict in memory_lines(c, " ")) or "-",
@@ -226,8 +231,14 @@ def _bottom_line(comparison: Comparison) -> tuple[str, str]:
     """The one-line result and its style."""
     if comparison.exit_code == 2:
         return "not comparable (use --force to compare anyway)", "bold red"
+    # The most important news first: the regressions and where they are, then the rest.
     regressions = comparison.regressions
-    text = f"{len(regressions)} regression(s), {len(comparison.improvements)} improvement(s)"
+    text = f"{len(regressions)} regression(s)"
+    if regressions:
+        text += ": " + "; ".join(f"{cell} {aspect}" for cell, aspect in regressions) + "."
+    else:
+        text += ","
+    text += f" {len(comparison.improvements)} improvement(s)"
     noisy = comparison.too_noisy
     if noisy:
         counts: dict[str, int] = {}
@@ -236,8 +247,7 @@ def _bottom_line(comparison: Comparison) -> tuple[str, str]:
         listed = ", ".join(f"{aspect} in {n} cell(s)" for aspect, n in counts.items())
         text += f", too noisy to judge at these thresholds: {listed}"
     if regressions:
-        listed = "; ".join(f"{cell} {aspect}" for cell, aspect in regressions)
-        return f"{text}: {listed}", "bold red"
+        return text, "bold red"
     return text, "yellow" if noisy else "green"
 
 
@@ -265,7 +275,7 @@ def to_markdown(comparison: Comparison) -> str:
     ]
     for c in comparison.cells:
         cells = [
-            c.cell_id,
+            cell_text(c, "<br>"),
             status_text(c),
             sample_text(c.time, "s"),
             "<br>".join(text for text, _verdict in memory_lines(c)) or "-",

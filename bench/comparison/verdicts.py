@@ -67,6 +67,8 @@ SCHEMA_VERSION = 1
 
 FALLBACK_QUALITY_MARGIN = 0.0
 
+# What names a cell in the JSON: its id, and the axes it stands for.
+CELL_KEYS = ("cell_id", "variant", "offload", "resolution", "speedup")
 NEWLY_FAILING = "newly failing"
 NEWLY_WORKING = "newly working"
 STILL_FAILING = "still failing"
@@ -179,6 +181,7 @@ class CellComparison:
     # (metric, higher is better, paired test) behind `quality`, kept to decide them per run.
     quality_tests: list[tuple[str, bool, PairedTest]] = field(default_factory=list, repr=False)
     distribution: list[DistributionComparison] = field(default_factory=list)
+    speedup: str | None = None  # the cell's speed-up in words (load.speedup_words), if any
 
     def findings(self) -> list[tuple[str, str]]:
         """(aspect, verdict) of every aspect that changed in either direction."""
@@ -193,33 +196,25 @@ class CellComparison:
         out += [(f"quality:{q.metric}", q.verdict) for q in self.quality]
         return out
 
+    def _aspects(self, words: set[str]) -> list[str]:
+        return [aspect for aspect, verdict in self.findings() if verdict in words]
+
     @property
     def regressions(self) -> list[str]:
-        return [
-            aspect
-            for aspect, verdict in self.findings()
-            if verdict in REGRESSION_WORDS or verdict == NEWLY_FAILING
-        ]
+        return self._aspects({*REGRESSION_WORDS, NEWLY_FAILING})
 
     @property
     def improvements(self) -> list[str]:
-        return [
-            aspect
-            for aspect, verdict in self.findings()
-            if verdict in IMPROVEMENT_WORDS or verdict == NEWLY_WORKING
-        ]
+        return self._aspects({*IMPROVEMENT_WORDS, NEWLY_WORKING})
 
     @property
     def too_noisy(self) -> list[str]:
         """Aspects whose measurement was noisier than the threshold: not judged either way."""
-        return [aspect for aspect, verdict in self.findings() if verdict == TOO_NOISY]
+        return self._aspects({TOO_NOISY})
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "cell_id": self.cell_id,
-            "variant": self.variant,
-            "offload": self.offload,
-            "resolution": self.resolution,
+            **{key: getattr(self, key) for key in CELL_KEYS},
             "status": {
                 "base": self.base_status,
                 "cand": self.cand_status,
@@ -468,6 +463,7 @@ def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparis
         status_verdict=_status_verdict(base.status, cand.status),
         base_error=base.error,
         cand_error=cand.error,
+        speedup=cand.speedup or base.speedup,
     )
     if base.status != "ok" or cand.status != "ok":
         # A failed side has no samples worth testing; the status verdict says it all.

@@ -1,0 +1,98 @@
+"""`bench compare` treats a speed-up as part of the cell: a speed-up cell (id `..__<name>`) is
+paired with the same speed-up in the other run, never with its twin, and every output names it.
+
+One real run on the tiny synthetic pipeline (full precision and its First Block Cache cell);
+the candidate is a copy in which the speed-up cell failed, as a library change could make it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from bench.comparison.render import print_comparison, to_json, to_markdown
+from bench.comparison.verdicts import NEWLY_FAILING, NO_CHANGE, compare_runs
+from tests.runner.sample_config import BASE_CONFIG
+
+TWIN = "full__none__64x64"
+SPED = f"{TWIN}__fbc"
+LABEL = "fbc: cache(first_block, threshold=0.2)"
+
+
+@pytest.fixture(scope="module")
+def base_run(bench_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from bench.runner.executor import run_config
+
+    folder = tmp_path_factory.mktemp("compare-speedup")
+    full = BASE_CONFIG["variants"][0]
+    fbc = {"name": "fbc", "kind": "cache", "cache": {"method": "first_block", "threshold": 0.2}}
+    config = {**BASE_CONFIG, "name": "speedup", "variants": [full], "speedups": [fbc]}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return run_config(path, folder / "results")
+
+
+def _with_failed_speedup(base: Path, dest: Path) -> Path:
+    """A copy of `base` whose speed-up cell failed in loading (its images never made)."""
+    shutil.copytree(base, dest)
+    records = [json.loads(line) for line in (dest / "records.jsonl").read_text().splitlines()]
+    kept = []
+    for record in records:
+        if record["cell_id"] != SPED:
+            kept.append(record)
+        elif record["kind"] == "cell":
+            error = {"type": "RuntimeError", "message": "cache refused", "phase": "speedup"}
+            kept.append({**record, "status": "failed", "error": error})
+    (dest / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return dest
+
+
+def test_speedup_cells_pair_by_their_own_id(base_run: Path, tmp_path: Path) -> None:
+    cand = _with_failed_speedup(base_run, tmp_path / "cand")
+    comparison = compare_runs(base_run, cand)
+    cells = {c.cell_id: c for c in comparison.cells}
+    assert set(cells) == {TWIN, SPED}
+    assert not comparison.only_in_base and not comparison.only_in_cand
+    assert cells[SPED].status_verdict == NEWLY_FAILING and cells[SPED].speedup == LABEL
+    assert cells[TWIN].status_verdict == NO_CHANGE and cells[TWIN].speedup is None
+    assert comparison.regressions == [(SPED, "status")]
+    assert comparison.exit_code == 1
+
+
+def test_every_output_names_the_speedup(base_run: Path, tmp_path: Path) -> None:
+    comparison = compare_runs(base_run, _with_failed_speedup(base_run, tmp_path / "cand"))
+    markdown = to_markdown(comparison)
+    row = next(line for line in markdown.splitlines() if line.startswith(f"| ❌ {SPED}"))
+    assert f"<br>speed-up {LABEL}" in row and "ok → failed (RuntimeError: cache refused)" in row
+    twin_row = next(line for line in markdown.splitlines() if line.startswith(f"| {TWIN} |"))
+    assert "speed-up" not in twin_row
+    # the most important news first: the regression, before the counts of anything else
+    bottom = markdown.strip().splitlines()[-1]
+    assert bottom.startswith(f"**Result: exit 1**. 1 regression(s): {SPED} status. 0 improve")
+    payload = json.loads(to_json(comparison))
+    by_id = {c["cell_id"]: c for c in payload["cells"]}
+    assert by_id[SPED]["speedup"] == LABEL and by_id[TWIN]["speedup"] is None
+    console = Console(record=True, width=200)
+    print_comparison(comparison, console)
+    text = console.export_text()
+    assert f"speed-up {LABEL}" in text
+    assert f"1 regression(s): {SPED} status." in text
+
+
+def test_same_run_compares_both_cells_unchanged(base_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(base_run, copy)
+    comparison = compare_runs(base_run, copy)
+    assert [c.cell_id for c in comparison.cells] == [TWIN, SPED]
+    assert all(c.status_verdict == NO_CHANGE for c in comparison.cells)
+    assert comparison.regressions == [] and comparison.exit_code == 0
+    # each cell's samples are its own images, the speed-up's not its twin's
+    records = [json.loads(line) for line in (base_run / "records.jsonl").read_text().splitlines()]
+    for cell_id in (TWIN, SPED):
+        walls = [r["wall_s"] for r in records if r["kind"] == "image" and r["cell_id"] == cell_id]
+        assert comparison.base.cells[cell_id].wall_s == walls and len(walls) == 2
