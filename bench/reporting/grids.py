@@ -24,7 +24,13 @@ import numpy as np
 
 from bench.metrics.images import load_image, load_video
 from bench.reporting.artifacts import Picture
-from bench.reporting.data import RunData, offload_order, reference_variant, variant_order
+from bench.reporting.data import (
+    RunData,
+    offload_order,
+    reference_variant,
+    speedup_of,
+    variant_order,
+)
 from bench.results import frame_paths
 
 DIFF_CLIP = 32  # 8-bit levels at the top of the colour scale
@@ -72,10 +78,12 @@ def _load(run: RunData, cell_id: str, prompt_id: str, repeat: int) -> np.ndarray
 
 
 def _cells_of(run: RunData, variant: str, resolution: tuple[int, int]) -> list[dict]:
+    """The variant's cells at `resolution`, speed-up cells left out: their images are not the
+    variant's own (the speed-up section compares them with their twin)."""
     return [
         c
         for c in run.manifest["cells"]
-        if c["variant"] == variant and (c["height"], c["width"]) == resolution
+        if c["variant"] == variant and (c["height"], c["width"]) == resolution and not speedup_of(c)
     ]
 
 
