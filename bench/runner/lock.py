@@ -16,7 +16,6 @@ import os
 import socket
 from contextlib import suppress
 from pathlib import Path
-from types import TracebackType
 
 from bench.errors import UserInputError
 from bench.results import RunFolderWriteError, utc_now
@@ -71,12 +70,7 @@ class RunFolderLock:
     def __enter__(self) -> RunFolderLock:
         return self.acquire()
 
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _value: BaseException | None,
-        _traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.release()
 
 
