@@ -67,6 +67,14 @@ def size_command(
         typer.Option("--frames", help="frames of one video (video models; default 81 for Wan)"),
     ] = None,
     margin: Annotated[float, typer.Option(help="share of the VRAM kept free (0 to 0.9)")] = 0.1,
+    speedup: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--speedup",
+            help="add what a speed-up keeps on the device: lora, first_block, taylorseer, or a "
+            "config's mapping like '{kind: lora, adapters: 2, rank: 32}' (docs/speedups.md)",
+        ),
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
 ) -> None:
     """Predict peak VRAM without a GPU, check it against a run, or list what fits a card.
@@ -77,12 +85,12 @@ def size_command(
     if json_out is not None:
         output_file(json_out, "json", option="--json")  # before the tables, not after them
     if check is not None:
-        _check_alone(vram, gpu, model, quant, runs, offload, height, width, frames)
+        _check_alone(vram, gpu, model, quant, runs, offload, height, width, frames, speedup)
         payload = _check(check, console)
     else:
         payload = _predict_or_recommend(
             vram, gpu, model, quant, runs, offload, height, width, batch,
-            max_sequence_length, margin, console, frames,
+            max_sequence_length, margin, console, frames, speedup,
         )  # fmt: skip
     if json_out is not None:
         write_json_atomic(json_out, payload)
@@ -96,7 +104,7 @@ def _check_alone(*options: Any) -> None:
         raise ArgumentError(
             "check",
             "sizes the run's own cells at their own settings; drop --vram, --gpu, --model, "
-            "--quant, --runs, --offload, --height, --width and --frames",
+            "--quant, --runs, --offload, --height, --width, --frames and --speedup",
         )
 
 
@@ -114,11 +122,12 @@ def _predict_or_recommend(
     margin: float,
     console: Console,
     frames: int | None = None,
+    speedups: list[str] | None = None,
 ) -> dict[str, Any]:
     result = size_options(
         model=model, vram=vram, gpu=gpu, quant=quant, runs=runs, offload=offload,
         height=height, width=width, batch=batch, max_sequence_length=max_sequence_length,
-        margin=margin, num_frames=frames,
+        margin=margin, num_frames=frames, speedups=speedups,
     )  # fmt: skip
     if result.budget_bytes is None:
         _print_predictions(result.options, result.settings, console)
@@ -142,9 +151,11 @@ def _terms_table(pred: Prediction, title: str) -> Table:
 
 def _settings_line(settings: dict[str, Any]) -> str:
     frames = f"{settings['num_frames']} frames of " if settings.get("num_frames") else ""
+    speedups = ", ".join(s["name"] for s in settings.get("speedups", []))
     return (
         f"{frames}{settings['height']}×{settings['width']}, batch {settings['batch']}, "
         f"max_sequence_length {settings['max_sequence_length']}"
+        + (f", with {speedups}" if speedups else "")
     )
 
 

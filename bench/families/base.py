@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from bench.gguf.names import TensorNames
-    from bench.sizing.terms import Scenario
+    from bench.sizing.terms import DenoiserStreams, Scenario
 
 #: Called after each denoising step the way diffusers' ``callback_on_step_end`` is.
 StepCallback = Callable[..., dict[str, Any]]
@@ -406,6 +406,10 @@ class Family:
         self, pipe: PipelineComponents, scenario: Scenario, dtype: str
     ) -> tuple[int, str]:
         """The denoiser's peak in one step at the compute ``dtype``: (bytes, why)."""
+        raise NotImplementedError
+
+    def denoiser_streams(self, pipe: PipelineComponents, scenario: Scenario) -> DenoiserStreams:
+        """The token streams the denoiser's blocks return in one call (a cache's state)."""
         raise NotImplementedError
 
     def vae_activations(self, vae: Component, scenario: Scenario) -> tuple[int, str]:

@@ -23,6 +23,7 @@ from bench.families.base import Family, PublishedCount, image_denoiser_peak
 from bench.families.flux_gguf import FLUX_TENSOR_NAMES
 from bench.gguf.names import TensorNames
 from bench.models.synthetic import spec_digest
+from bench.sizing.terms import DenoiserStreams
 
 if TYPE_CHECKING:
     from bench.sizing.components import Component, PipelineComponents
@@ -195,6 +196,12 @@ class FluxFamily(Family):
         transformer = pipe.components[self.denoiser]
         peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
         return image_denoiser_peak(tokens, text, peak)
+
+    def denoiser_streams(self, pipe: PipelineComponents, scenario: Scenario) -> DenoiserStreams:
+        """Every block returns the image and the text tokens; one pass per step (guidance is
+        distilled: no unconditional call)."""
+        tokens = image_tokens(pipe.components["vae"], scenario.height, scenario.width)
+        return DenoiserStreams(tokens, scenario.max_sequence_length, scenario.batch)
 
 
 FLUX = FluxFamily()

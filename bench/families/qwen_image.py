@@ -22,6 +22,7 @@ from bench.families.base import Family, PublishedCount, image_denoiser_peak
 from bench.families.qwen_image_gguf import QWEN_IMAGE_TENSOR_NAMES
 from bench.gguf.names import TensorNames
 from bench.models.synthetic import spec_digest
+from bench.sizing.terms import DenoiserStreams
 
 if TYPE_CHECKING:
     from bench.sizing.components import Component, PipelineComponents
@@ -197,6 +198,13 @@ class QwenImageFamily(Family):
         transformer = pipe.components[self.denoiser]
         peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
         return image_denoiser_peak(tokens, text, peak)
+
+    def denoiser_streams(self, pipe: PipelineComponents, scenario: Scenario) -> DenoiserStreams:
+        """Dual-stream blocks return the image and the text tokens; true CFG (guidance > 1)
+        runs the unconditional call under its own cache context: two passes."""
+        side = vaes.spatial_factor(pipe.components["vae"].config) * 2
+        tokens = (scenario.height // side) * (scenario.width // side)
+        return DenoiserStreams(tokens, scenario.max_sequence_length, scenario.batch, passes=2)
 
     def vae_activations(self, vae: Component, scenario: Scenario) -> tuple[int, str]:
         """One frame decoded at full resolution."""

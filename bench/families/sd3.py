@@ -25,6 +25,7 @@ from bench.blocks.denoisers import block_peak
 from bench.families.base import Family, PublishedCount, image_denoiser_peak
 from bench.families.sd3_gguf import SD3_TENSOR_NAMES
 from bench.gguf.names import TensorNames
+from bench.sizing.terms import DenoiserStreams
 
 if TYPE_CHECKING:
     from bench.sizing.components import Component, PipelineComponents
@@ -207,6 +208,13 @@ class SD3Family(Family):
         transformer = pipe.components[self.denoiser]
         peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
         return image_denoiser_peak(tokens, text, peak)
+
+    def denoiser_streams(self, pipe: PipelineComponents, scenario: Scenario) -> DenoiserStreams:
+        """Joint blocks return the image and the CLIP + T5 tokens, at the CFG batch."""
+        factor = vaes.autoencoder_kl_factor(pipe.components["vae"].config) * 2
+        tokens = (scenario.height // factor) * (scenario.width // factor)
+        text = CLIP_TOKENS + scenario.max_sequence_length
+        return DenoiserStreams(tokens, text, CFG_BATCH * scenario.batch)
 
 
 SD3 = SD3Family()

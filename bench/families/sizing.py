@@ -177,7 +177,7 @@ def spec_key(spec: dict[str, Any]) -> str:
 
 
 #: Component fields that are the same in every variant of a base (its module's own)
-_MODULE_FIELDS = ("name", "class_name", "config")
+_MODULE_FIELDS = ("name", "class_name", "config", "modules")
 #: PipelineComponents fields that are the same in every variant of a base
 _BASE_FIELDS = ("label", "offload_order", "family")
 
@@ -187,7 +187,12 @@ def sizes_record(base: Base, variants: dict[str, Variant]) -> dict[str, Any]:
     stored once per distinct value (`stored_sizes` reads it back)."""
     first = next(iter(variants.values())).pipe
     components: dict[str, Any] = {
-        name: {"class_name": c.class_name, "config": _stable(c.config), "sized": []}
+        name: {
+            "class_name": c.class_name,
+            "config": _stable(c.config),
+            "modules": c.modules,
+            "sized": [],
+        }
         for name, c in first.components.items()
     }
     shared = {key: getattr(first, key) for key in _BASE_FIELDS}
@@ -237,6 +242,10 @@ def stored_sizes(record: dict[str, Any]) -> StoredSizes:
                 name=name,
                 class_name=modules[name]["class_name"],
                 config=modules[name]["config"],
+                modules=tuple(
+                    (t, tuple(tuple(r) for r in ranges), i, o)
+                    for t, ranges, i, o in modules[name]["modules"]
+                ),
                 **modules[name]["sized"][index],
             )
             for name, index in v["components"].items()

@@ -29,6 +29,7 @@ from bench.families.wan_gguf import WAN_TENSOR_NAMES
 from bench.gguf.names import TensorNames
 from bench.models.synthetic import spec_digest
 from bench.sizing.components import DTYPE_BYTES
+from bench.sizing.terms import DenoiserStreams
 
 if TYPE_CHECKING:
     from bench.sizing.components import Component, PipelineComponents
@@ -332,6 +333,13 @@ class WanFamily(Family):
         transformer, text = pipe.components[self.denoiser], scenario.max_sequence_length
         work, why = transformer_activations(transformer, tokens, text, scenario.batch, dtype)
         return work, f"{frames} frames → {latent} latent frames, {tokens} video tokens; {why}"
+
+    def denoiser_streams(self, pipe: PipelineComponents, scenario: Scenario) -> DenoiserStreams:
+        """Blocks return the video tokens only (text enters by cross-attention); guidance runs
+        the unconditional call under its own cache context: two passes."""
+        vae = pipe.components["vae"]
+        tokens = video_tokens(vae, self.frames(scenario), scenario.height, scenario.width)
+        return DenoiserStreams(tokens, 0, scenario.batch, passes=2)
 
     def vae_activations(self, vae: Component, scenario: Scenario) -> tuple[int, str]:
         """The causal decoder over every frame."""

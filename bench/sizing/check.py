@@ -21,6 +21,7 @@ from bench.results import cell_records, read_manifest, read_records
 from bench.sizing.predict import parse_offload, predict
 from bench.sizing.sources import cell_variant, run_base
 from bench.sizing.terms import Prediction, Scenario
+from bench.speedups import parse_speedup
 
 
 @dataclass
@@ -113,7 +114,11 @@ def check_run(run_dir: Path) -> list[CellCheck]:
             if offload is None
             else OffloadSpec.model_validate(offload)
         )
-        scenario = Scenario(spec, cell["height"], cell["width"], 1, seq_len, _num_frames(cell))
+        speedup = cell.get("speedup_spec")
+        scenario = Scenario(
+            spec, cell["height"], cell["width"], 1, seq_len, _num_frames(cell),
+            (parse_speedup(speedup),) if speedup else (),
+        )  # fmt: skip
         check.prediction = predict(variant.pipe, scenario)
         check.weights_predicted = {k: c.bytes for k, c in variant.pipe.components.items()}
         if check.status != "ok":

@@ -46,6 +46,12 @@ DEQUANT_INTERMEDIATE_BYTES = {"Q8_0": 2, "BF16": 8}
 DEFAULT_DEQUANT_INTERMEDIATE = 5
 
 
+#: Modules of a component that differ only in the index of their block: the name with that
+#: index (its first numeric part) as "{}", the index ranges [start, stop) present, and
+#: (in_features, out_features) for a layer that has them (what a LoRA adapter wraps).
+ModuleGroup = tuple[str, tuple[tuple[int, int], ...], int | None, int | None]
+
+
 @dataclass(frozen=True)
 class Component:
     """One model component as it sits on the device."""
@@ -64,6 +70,14 @@ class Component:
     dequant_tensor: str | None = None
     weights_format: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    modules: tuple[ModuleGroup, ...] = ()  # its module names and layer widths (module_groups)
+
+    def module_names(self) -> Iterator[tuple[str, int | None, int | None]]:
+        """(name, in_features, out_features) of every module, as `named_modules` lists them."""
+        for template, ranges, inputs, outputs in self.modules:
+            for start, stop in ranges:
+                for index in range(start, stop):
+                    yield template.replace("{}", str(index), 1), inputs, outputs
 
 
 @dataclass(frozen=True)
@@ -388,7 +402,37 @@ def measure(
         dequant_tensor=dequant_tensor,
         weights_format=layout.label if layout else dtype,
         config=_plain_config(module),
+        modules=module_groups(module),
     )
+
+
+def module_groups(module: Any) -> tuple[ModuleGroup, ...]:
+    """The component's modules, grouped by block (`Component.modules`): FLUX's 57 blocks are a
+    few dozen groups, so the stored table keeps every module name for the speed-up terms."""
+    groups: dict[tuple[str, int | None, int | None], list[int]] = {}
+    for name, child in module.named_modules():
+        parts = name.split(".")
+        numeric = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+        index = 0 if numeric is None else int(parts[numeric])
+        if numeric is not None:
+            parts[numeric] = "{}"
+        widths = (getattr(child, "in_features", None), getattr(child, "out_features", None))
+        groups.setdefault((".".join(parts), *widths), []).append(index)
+    return tuple(
+        (template, _ranges(indices), inputs, outputs)
+        for (template, inputs, outputs), indices in groups.items()
+    )
+
+
+def _ranges(indices: list[int]) -> tuple[tuple[int, int], ...]:
+    """Sorted indices as [start, stop) ranges."""
+    out: list[tuple[int, int]] = []
+    for index in sorted(indices):
+        if out and out[-1][1] == index:
+            out[-1] = (out[-1][0], index + 1)
+        else:
+            out.append((index, index + 1))
+    return tuple(out)
 
 
 def _plain_config(module: Any) -> dict[str, Any]:

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
+
 from bench import arguments, limits
-from bench.errors import ArgumentError
+from bench.errors import ArgumentError, ConfigError
 from bench.families import UnsupportedOption, get_family
 from bench.families.sizing import Base
 from bench.results import read_manifest
@@ -27,6 +30,10 @@ from bench.sizing.sources import (
     run_base,
 )
 from bench.sizing.units import fmt_bytes, parse_size
+from bench.speedups import SPEEDUPS, speedup_for
+
+#: cache methods `--speedup` takes by name alone (bench.speedups.cache's Method members)
+CACHE_METHODS = ("first_block", "taylorseer", "mag", "faster", "pyramid_attention_broadcast")
 
 #: The built-in architecture sized when neither a model nor runs are named.
 DEFAULT_MODEL = "flux-dev"
@@ -83,14 +90,17 @@ def size_options(
     max_sequence_length: int = 512,
     margin: float = 0.1,
     num_frames: int | None = None,
+    speedups: list[str] | None = None,
 ) -> SizeOptions:
     """Every option of `model` (or of the variants of `runs`, with their measurements) for the
     budget `vram` (e.g. "16GiB") or `gpu` (a card of the built-in table), ranked.
 
     ``num_frames`` sizes one video of a video family (None: the family's default count, 81 for
-    Wan); an image family refuses it. Without a budget every option is predicted and none
-    fits. Raises UserInputError for bad input (both budgets, an unknown card or offload mode, a
-    malformed size, a frame count the family does not make).
+    Wan); an image family refuses it. ``speedups`` adds what each speed-up keeps on the device
+    (`parse_speedup_option`: a kind, a cache method or a config's mapping). Without a budget
+    every option is predicted and none fits. Raises UserInputError for bad input (both
+    budgets, an unknown card or offload mode, a malformed size, a frame count the family does
+    not make, a speed-up spec its model refuses).
     """
 
     # Every argument checked before the slow part (building meta models), each error naming it.
@@ -122,12 +132,13 @@ def size_options(
         max_sequence_length, "max_sequence_length", 1, limits.MAX_SEQUENCE_LENGTH
     )
     margin = arguments.number(margin, "margin", 0.0, MAX_MARGIN)
+    specs_added = tuple(parse_speedup_option(s) for s in arguments.names(speedups, "speedup") or [])
     variants, measured = _variants(model, quant, runs)
     frames = _frames(variants, num_frames)
     height, width = _size(variants, height, width)
     options = recommend(
         variants, specs, budget or 0, margin, height, width, batch, max_sequence_length, measured,
-        num_frames=frames,
+        num_frames=frames, speedups=specs_added,
     )  # fmt: skip
     settings: dict[str, Any] = {
         "height": height,
@@ -137,7 +148,40 @@ def size_options(
     }
     if frames is not None:
         settings["num_frames"] = frames
+    if specs_added:
+        settings["speedups"] = [s.model_dump(mode="json") for s in specs_added]
     return SizeOptions(options, settings, budget, budget_label, margin)
+
+
+def parse_speedup_option(text: str) -> Any:
+    """A `--speedup` value as its speed-up's config model: a kind ("lora"), a cache method
+    ("first_block", "taylorseer"), or a config's mapping in YAML flow style
+    ("{kind: lora, adapters: 2, rank: 32, fused: true}"); ArgumentError naming `speedup`."""
+    if text in CACHE_METHODS:
+        data: Any = {"kind": "cache", "cache": {"method": text}}
+    elif text in SPEEDUPS:
+        data = {"kind": text}
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            data = None
+        if not isinstance(data, dict):
+            raise ArgumentError(
+                "speedup",
+                f"{text!r}: expected a speed-up kind ({', '.join(SPEEDUPS)}), a cache method "
+                f"({', '.join(CACHE_METHODS)}) or a mapping like '{{kind: lora, rank: 32}}'",
+            )
+    default = data.get("cache", {}).get("method") if isinstance(data.get("cache"), dict) else None
+    data = {"name": default or str(data.get("kind")), **data}
+    try:
+        return speedup_for(data).config_model.model_validate(data)
+    except ConfigError as exc:
+        raise ArgumentError("speedup", str(exc)) from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"])
+        raise ArgumentError("speedup", f"{text!r}: {where}: {err['msg']}") from None
 
 
 def _size(variants: list[Any], height: int | None, width: int | None) -> tuple[int, int]:

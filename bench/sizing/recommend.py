@@ -170,6 +170,7 @@ def recommend(
     max_sequence_length: int = 512,
     measured: dict[tuple[str, str, str], Measured] | None = None,
     num_frames: int | None = None,
+    speedups: tuple[Any, ...] = (),
 ) -> list[Option]:
     """Every variant × offload option, fitting ones first in rank order (``num_frames``: the
     frames of one video, for a video family)."""
@@ -178,7 +179,9 @@ def recommend(
     options: list[Option] = []
     for variant in variants:
         for spec in offloads:
-            scenario = Scenario(spec, height, width, batch, max_sequence_length, num_frames)
+            scenario = Scenario(
+                spec, height, width, batch, max_sequence_length, num_frames, speedups
+            )
             pred = predict(variant.pipe, scenario)
             m = measured.get((variant.name, spec.label, f"{height}x{width}"))
             option = Option(

@@ -76,7 +76,7 @@ def table() -> dict[str, Any]:
 def render(data: dict[str, Any]) -> str:
     """The file's text: a record (a variant, a component's sizes in one variant, a config)
     per line, so a change reads as a small diff."""
-    return _render(data, "") + "\n"
+    return _render(json.loads(json.dumps(data)), "") + "\n"  # tuples as the lists JSON has
 
 
 def _depth(value: Any) -> int:
@@ -88,12 +88,12 @@ def _depth(value: Any) -> int:
 
 
 def _render(value: Any, indent: str) -> str:
-    records = isinstance(value, list) and any(isinstance(v, dict) for v in value)
+    records = isinstance(value, list) and any(isinstance(v, dict | list) for v in value)
     if _depth(value) <= 2 and not records:
         return json.dumps(value)
     inner = indent + " "
-    if isinstance(value, list):
-        items = [inner + _render(v, inner) for v in value]
+    if isinstance(value, list):  # a record per line
+        items = [inner + (json.dumps(v) if _depth(v) <= 3 else _render(v, inner)) for v in value]
         return "[\n" + ",\n".join(items) + "\n" + indent + "]"
     items = [
         f"{inner}{json.dumps(k)}: {json.dumps(v) if k == 'config' else _render(v, inner)}"

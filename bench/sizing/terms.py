@@ -16,7 +16,7 @@ from typing import Any, Literal
 from bench.offload import OffloadSpec
 from bench.sizing.units import MIB
 
-TermKind = Literal["weights", "scratch", "activations", "allocator", "context"]
+TermKind = Literal["weights", "scratch", "activations", "allocator", "context", "cache"]
 
 #: CUDA context of a PyTorch process with lazy module loading (the default since torch 1.13):
 #: PyTorch PR #86509 measured 287 MB with lazy loading (667 MB without) for a tiny tensor op;
@@ -49,6 +49,8 @@ class Scenario:
     max_sequence_length: int = 512
     #: frames of one video (a video family; None: an image, or the family's default count)
     num_frames: int | None = None
+    #: speed-up specs (bench.speedups' config models) whose memory the prediction adds
+    speedups: tuple[Any, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -60,7 +62,22 @@ class Scenario:
         }
         if self.num_frames is not None:
             out["num_frames"] = self.num_frames
+        if self.speedups:
+            out["speedups"] = [s.model_dump(mode="json") for s in self.speedups]
         return out
+
+
+@dataclass(frozen=True)
+class DenoiserStreams:
+    """What the denoiser's blocks return in one call (`Family.denoiser_streams`), for the state
+    a cache keeps: the image (latent) tokens, the text tokens a joint block returns beside them
+    (0 where text enters by cross-attention only), the sequences per call, and the calls per
+    step that keep their own cache state (diffusers' `cache_context("cond")`/`("uncond")`)."""
+
+    image_tokens: int
+    text_tokens: int
+    rows: int
+    passes: int = 1
 
 
 @dataclass(frozen=True)
