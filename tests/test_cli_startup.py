@@ -48,6 +48,19 @@ def test_help_imports_no_heavy_library(args: list[str]) -> None:
     assert heavy_imports(*args) == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["size", "--model", "flux-dev", "--vram", "16GiB"],
+        ["size", "--model", "wan2.1-t2v-14b", "--quant", "Q4_K_S", "--speedup", "first_block"],
+        ["size", "--model", "flux-dev", "--quant", "torchao:int8wo", "--speedup", "lora"],
+    ],
+)
+def test_sizing_a_builtin_model_imports_no_heavy_library(args: list[str]) -> None:
+    """Its variants come from the stored table (bench/data/component_sizes.json)."""
+    assert heavy_imports(*args) == []
+
+
 def test_every_command_help_imports_no_torch() -> None:
     for name in ["run", "env", *LAZY_COMMANDS]:
         assert "torch" not in heavy_imports(name, "--help"), name

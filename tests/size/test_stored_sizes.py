@@ -1,11 +1,9 @@
 """The stored sizes of the built-in models (bench/data/component_sizes.json) are what their meta
-builds size now, and sizing a built-in model from them imports no torch."""
+builds size now (that sizing from them imports no torch: tests/test_cli_startup.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from importlib import resources
 
 import pytest
@@ -13,8 +11,6 @@ import pytest
 from bench.families.sizing import sizes_record, spec_key, stored_sizes
 from bench.sizing.regenerate import model_variants, render
 from bench.sizing.sources import BUILTIN_MODELS, STORED_SIZES, builtin_base, builtin_variants
-
-HEAVY = ("torch", "diffusers", "transformers", "accelerate", "bitsandbytes", "torchao", "optimum")
 
 
 def _stored_text() -> str:
@@ -64,26 +60,3 @@ def test_a_builtin_query_uses_the_stored_variants_and_any_other_spec_builds() ->
     built = builtin_variants(base, ["I8"])[1]  # a type the table leaves out: built on meta
     assert "modules" in vars(base)
     assert built.pipe.components["transformer"].weights_format == "GGUF I8 (from type layouts)"
-
-
-PROBE = """
-import json, sys
-from bench.sizing.options import size_options
-result = size_options(model=sys.argv[1], vram="16GiB", quant=json.loads(sys.argv[2]))
-assert result.options
-print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(sys.argv[3])))))
-"""
-
-
-@pytest.mark.parametrize(
-    ("model", "quant"),
-    [("flux-dev", None), ("wan2.1-t2v-14b", None), ("qwen-image", ["Q3_K_S", "torchao:int4wo"])],
-)
-def test_sizing_a_builtin_model_imports_no_heavy_library(model: str, quant: list | None) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, model, json.dumps(quant), json.dumps(HEAVY)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
