@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -34,6 +35,19 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _check_outputs(json_out: Path | None, markdown_out: Path | None) -> None:
+    """--json and --markdown targets that can be written (a user error naming the option)."""
+    for option, target in (("--json", json_out), ("--markdown", markdown_out)):
+        if target is not None:
+            output_file(target, option.removeprefix("--"), option=option)
+
+
+def _defaults_option(option: str, text: str, defaults: Mapping[str, float], rest: str = "") -> Any:
+    """A repeatable NAME=VALUE option whose help ends with the defaults it overrides."""
+    listed = ", ".join(f"{name}={value:g}" for name, value in defaults.items())
+    return typer.Option(option, help=f"{text} (defaults: {listed}{rest})")
+
+
 @reports_user_errors()
 def compare_command(
     base_run: Annotated[Path, typer.Argument(help="run folder of the baseline (the old release)")],
@@ -53,32 +67,29 @@ def compare_command(
     ] = 1.10,
     memory_band: Annotated[
         list[str] | None,
-        typer.Option(
+        _defaults_option(
             "--memory-band",
-            help="COUNTER=RATIO, repeatable: 1 + the noise of a memory counter between "
-            "identical runs, as benchmarks/compare_aa.py measures it (defaults: "
-            + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_BANDS.items())
-            + ")",
+            "COUNTER=RATIO, repeatable: 1 + the noise of a memory counter between identical "
+            "runs, as benchmarks/compare_aa.py measures it",
+            DEFAULT_BANDS,
         ),
     ] = None,
     time_band: Annotated[
         list[str] | None,
-        typer.Option(
+        _defaults_option(
             "--time-band",
-            help="DEVICE=RATIO, repeatable: how far identical runs of a cell differ in time on "
-            "this device type, as benchmarks/compare_aa.py measures it (defaults: "
-            + ", ".join(f"{k}={v:g}" for k, v in TIME_PROCESS_BANDS.items())
-            + "; other devices: the factor alone)",
+            "DEVICE=RATIO, repeatable: how far identical runs of a cell differ in time on this "
+            "device type, as benchmarks/compare_aa.py measures it",
+            TIME_PROCESS_BANDS,
+            "; other devices: the factor alone",
         ),
     ] = None,
     quality_margin: Annotated[
         list[str] | None,
-        typer.Option(
+        _defaults_option(
             "--quality-margin",
-            help="METRIC=VALUE, repeatable: smallest mean score change that counts "
-            "(defaults: "
-            + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_QUALITY_MARGINS.items())
-            + ")",
+            "METRIC=VALUE, repeatable: smallest mean score change that counts",
+            DEFAULT_QUALITY_MARGINS,
         ),
     ] = None,
     quality_metric: Annotated[
@@ -112,9 +123,7 @@ def compare_command(
     from bench.comparison.thresholds import thresholds_from_options  # deferred: pandas, scipy
     from bench.comparison.verdicts import compare_runs  # deferred: pandas, scipy
 
-    for option, target in (("--json", json_out), ("--markdown", markdown_out)):
-        if target is not None:  # before the comparison, not after it is printed
-            output_file(target, option.removeprefix("--"), option=option)
+    _check_outputs(json_out, markdown_out)  # before the comparison, not after it is printed
     thresholds = thresholds_from_options(
         time_factor=time_factor,
         memory_factor=memory_factor,
@@ -178,9 +187,7 @@ def matrix_command(
     from bench.comparison.verdicts import Thresholds  # deferred: pandas, scipy
 
     sets = version_sets({"diffusers": diffusers, "transformers": transformers, "torch": torch})
-    for option, target in (("--json", json_out), ("--markdown", markdown_out)):
-        if target is not None:  # before environments are built and runs made, not after
-            output_file(target, option.removeprefix("--"), option=option)
+    _check_outputs(json_out, markdown_out)  # before environments are built and runs made
     check_factor("time-factor", time_factor)
     check_factor("memory-factor", memory_factor)
     thresholds = Thresholds(time_factor=time_factor, memory_factor=memory_factor)
