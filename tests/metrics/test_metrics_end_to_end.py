@@ -1,7 +1,9 @@
 """A real tiny sweep (synthetic FLUX, full / Q8_0 / Q6_K / Q4_K) scored by `bench score`.
 
-The ordering full >= Q8_0 >= Q6_K >= Q4_K is measured from the generated images, not assumed:
-fewer bits per weight should move the image further from full precision for the same seed.
+The sweep is recorded (tests/fixtures/runs/quant-order/, made by tests/fixtures/make_runs.py);
+the scoring runs here. The ordering full >= Q8_0 >= Q6_K >= Q4_K is measured from the
+generated images, not assumed: fewer bits per weight should move the image further from full
+precision for the same seed.
 """
 
 from __future__ import annotations
@@ -10,34 +12,18 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from bench.results import cell_records, read_records
 from bench.scoring import SCORES_SUMMARY, score_run
-from tests.runner.sample_config import BASE_CONFIG
+from tests.fixtures.make_runs import ORDER
+from tests.fixtures.recorded import copy_recorded_run
 
 pytestmark = pytest.mark.slow
-
-ORDER = ("Q8_0", "Q6_K", "Q4_K")
 
 
 @pytest.fixture(scope="module")
 def quant_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.runner.executor import run_config
-
-    folder = tmp_path_factory.mktemp("quant-run")
-    config = {
-        **BASE_CONFIG,
-        "name": "quant-order",
-        "variants": [
-            {"name": "full", "kind": "full", "dtype": "float32"},
-            *({"name": q, "kind": "gguf", "quant": q, "compute_dtype": "float32"} for q in ORDER),
-        ],
-        "warmup": 0,
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return run_config(path, folder / "results")
+    return copy_recorded_run("quant-order", tmp_path_factory.mktemp("quant-run"))
 
 
 def test_fidelity_ordering_follows_bits_per_weight(quant_run: Path) -> None:

@@ -1,7 +1,7 @@
-"""One real, scored run for all report tests: full precision and Q8_0 on the tiny synthetic
-pipeline (64 px, 3 steps), without offload, and Q8_0 with model offload too (which fails on a
-CPU-only machine: a real failed cell, exactly what a report must show). Three cells, because
-each cell is a fresh process."""
+"""One real, scored run for all report tests, recorded (tests/fixtures/runs/report/, made by
+tests/fixtures/make_runs.py): full precision and Q8_0 on the tiny synthetic pipeline (64 px,
+3 steps), without offload, and Q8_0 with model offload too (which failed on the CPU-only machine
+that recorded it: a real failed cell, exactly what a report must show)."""
 
 from __future__ import annotations
 
@@ -12,30 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.runner.sample_config import BASE_CONFIG
+from tests.fixtures.recorded import copy_recorded_run
 
 
 @pytest.fixture(scope="session")
-def scored_run(bench_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.runner.executor import run_config
-    from bench.scoring import score_run
-
-    folder = tmp_path_factory.mktemp("report-run")
-    full, q8 = BASE_CONFIG["variants"]
-    config = {
-        **BASE_CONFIG,
-        "name": "report",
-        "variants": [{**full, "offload_modes": ["none"]}, q8],
-        "offload": ["none", "model"],
-        "warmup": 0,
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    run_dir = run_config(path, folder / "results")
-    score_run(run_dir, progress=False)
-    return run_dir
+def scored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_recorded_run("report", tmp_path_factory.mktemp("report-run"))
 
 
 @pytest.fixture

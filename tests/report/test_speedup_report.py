@@ -2,9 +2,10 @@
 memory delta per counter, PSNR against the twin and full precision, failures with their
 message), its plot, and the published speed-up figures beside a run with their settings.
 
-One real run on the tiny synthetic pipeline: full precision and Q8_0, each with a First Block
-Cache; full precision also with flash attention (fails on a CPU: a real library message) and the
-GGUF kernels (refused before loading: not a GGUF variant).
+One real run on the tiny synthetic pipeline, recorded (tests/fixtures/runs/speedups/, made by
+tests/fixtures/make_runs.py): full precision and Q8_0, each with a First Block Cache; full
+precision also with flash attention (failed on the recording CPU: a real library message) and
+the GGUF kernels (refused before loading: not a GGUF variant).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from bench.reporting import build_report
 from bench.reporting.data import load_run, twin_of
@@ -33,29 +33,15 @@ from bench.reporting.speedup_table import speedup_cells
 from bench.reporting.tables import memory_columns, peak_bytes, score_text
 from bench.runner.plan import plan_run
 from bench.speedups import parse_speedup
-from tests.runner.sample_config import BASE_CONFIG
+from tests.fixtures.make_runs import FBC
+from tests.fixtures.recorded import copy_recorded_run
 
 ROOT = Path(__file__).resolve().parents[2]
-FBC = {"name": "fbc", "kind": "cache", "cache": {"method": "first_block", "threshold": 0.2}}
-SPEEDUPS = [
-    FBC,
-    {"name": "attn-flash", "kind": "attention", "backend": "flash", "variants": ["full"]},
-    {"name": "gguf-kernels", "kind": "gguf_kernels", "variants": ["full"]},
-]
 
 
 @pytest.fixture(scope="module")
-def speedup_run(bench_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.runner.executor import run_config
-    from bench.scoring import score_run
-
-    folder = tmp_path_factory.mktemp("speedup-run")
-    config = {**BASE_CONFIG, "name": "speedups", "speedups": SPEEDUPS}
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    run_dir = run_config(path, folder / "results")
-    score_run(run_dir, metrics=["psnr"], progress=False)
-    return run_dir
+def speedup_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_recorded_run("speedups", tmp_path_factory.mktemp("speedup-run"))
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ import pytest
 
 from bench.errors import UserInputError
 from bench.results import RECORDS, duplicate_records, read_records
-from bench.runner.executor import resume_run, run_config
+from bench.runner.executor import resume_run
 from bench.runner.lock import RunFolderBusy, RunFolderLock
+from tests.fixtures.recorded import copy_recorded_run
 from tests.runner.live import LiveRun, assert_complete, image_count, run_folder
 
 pytestmark = pytest.mark.slow
@@ -72,11 +73,8 @@ def test_duplicate_records_are_found_not_hidden() -> None:
     }
 
 
-def test_resume_refuses_a_folder_that_two_runs_wrote(tmp_path: Path, write_config) -> None:
-    run_dir = run_config(
-        write_config(variants=[{"name": "full", "kind": "full", "dtype": "float32"}]),
-        tmp_path / "results",
-    )
+def test_resume_refuses_a_folder_that_two_runs_wrote(tmp_path: Path) -> None:
+    run_dir = copy_recorded_run("finished", tmp_path / "results")
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     lines = (copy / RECORDS).read_text().splitlines()

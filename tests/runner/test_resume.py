@@ -14,6 +14,7 @@ import pytest
 
 from bench.results import RECORDS, iter_jsonl, read_manifest
 from bench.runner.executor import resume_run
+from tests.fixtures.recorded import copy_recorded_run
 
 pytestmark = pytest.mark.slow
 
@@ -70,13 +71,8 @@ def test_killed_run_resumes_to_exactly_the_expected_records(tmp_path: Path, writ
             assert (run_dir / record["image"]).is_file()
 
 
-def test_resume_of_a_complete_run_adds_nothing(tmp_path: Path, write_config) -> None:
-    from bench.runner.executor import run_config
-
-    run_dir = run_config(
-        write_config(variants=[{"name": "full", "kind": "full", "dtype": "float32"}]),
-        tmp_path / "r",
-    )
+def test_resume_of_a_complete_run_adds_nothing(tmp_path: Path) -> None:
+    run_dir = copy_recorded_run("finished", tmp_path / "r")
     before = (run_dir / RECORDS).read_bytes()
     resume_run(run_dir)
     assert (run_dir / RECORDS).read_bytes() == before

@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from bench.results import MANIFEST, RECORDS
-from bench.runner.executor import first_difference, run_config
+from bench.runner.executor import first_difference
+from tests.fixtures.make_runs import CONFIGS
+from tests.fixtures.recorded import copy_recorded_run
 from tests.runner.sample_config import BASE_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -20,11 +22,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A finished one-variant run and the config file it was started from."""
+    """A finished one-variant run, recorded (tests/fixtures/runs/finished/), and the config file
+    it was started from."""
     folder = tmp_path_factory.mktemp("resume-config")
     config = folder / "config.yaml"
-    config.write_text(yaml.safe_dump({**BASE_CONFIG, "variants": BASE_CONFIG["variants"][:1]}))
-    return run_config(config, folder / "results"), config
+    config.write_text(yaml.safe_dump(CONFIGS["finished"][0]))
+    return copy_recorded_run("finished", folder), config
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
