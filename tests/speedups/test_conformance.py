@@ -2,7 +2,8 @@
 the cell id and config hash change with it while a config without speed-ups keeps the hash and
 cell ids the harness recorded before speed-ups existed; and a real run of the tiny FLUX where
 each entry works or fails with the library's own message, a compiled cell records its compile
-time and dynamo counters, and a cache cell's PSNR against its uncached twin is finite."""
+time and dynamo counters (and those of its first call at a new resolution), a cache cell counts
+the computations it skipped, and a cache cell's PSNR against its uncached twin is finite."""
 
 from __future__ import annotations
 
@@ -115,14 +116,15 @@ def test_duplicate_or_unknown_names_are_refused() -> None:
 def _psnr(a: Path, b: Path) -> float:
     x = np.asarray(Image.open(a), dtype=np.float64) / 255
     y = np.asarray(Image.open(b), dtype=np.float64) / 255
-    return float(10 * np.log10(1 / np.mean((x - y) ** 2)))
+    with np.errstate(divide="ignore"):  # identical images: +inf, which the callers accept
+        return float(10 * np.log10(1 / np.mean((x - y) ** 2)))
 
 
 @pytest.mark.slow
 def test_every_entry_on_the_tiny_flux(tmp_path: Path) -> None:
     """One real run: every entry works, or its cell fails with the library's message."""
     speedups = [
-        EXAMPLES["compile"],
+        {**EXAMPLES["compile"], "new_resolution": [96, 64]},
         EXAMPLES["cache"],
         {
             "name": "taylor",
@@ -156,11 +158,24 @@ def test_every_entry_on_the_tiny_flux(tmp_path: Path) -> None:
     assert compiled["speedup"]["compile"]["graphs"] >= 1
     assert {"graph_breaks", "recompiles"} <= set(compiled["speedup"]["compile"])
     assert compiled["first_call_s"] is not None
+    # After the warm-up, one call at 96x64: dynamo's shape guards fail and it recompiles.
+    new = compiled["speedup"]["compile"]["new_resolution"]
+    assert (new["height"], new["width"]) == (96, 64)
+    assert new["first_call_s"] > 0 and new["compile_s"] > 0 and new["recompiles"] >= 1
+    assert images[f"{base}__c"]["status"] == "ok"  # back at 64x64 after it
     for name in ("fbc", "taylor"):
         assert cells[f"{base}__{name}"]["status"] == "ok"
         psnr = _psnr(folder / images[f"{base}__{name}"]["image"], folder / images[base]["image"])
         assert np.isfinite(psnr) or psnr == np.inf
-    assert images[f"{base}__fbc"]["speedup"]["cache"]["denoiser_calls"] == 2
+    fbc = images[f"{base}__fbc"]["speedup"]["cache"]
+    assert fbc["denoiser_calls"] == 2
+    # First Block Cache always runs its first block; whole calls it skipped are the tail's.
+    assert fbc["hooks"]["fbc_leader_block_hook"] == {"calls": 2, "skipped": 0}
+    assert 0 <= fbc["skipped_calls"] <= 1
+    # TaylorSeer, 2 steps, 1 full step first, interval 2: each hooked module computes step 0
+    # and predicts step 1 (diffusers' rule), so half its calls are skipped.
+    (taylor,) = images[f"{base}__taylor"]["speedup"]["cache"]["hooks"].values()
+    assert taylor["calls"] > 0 and taylor["skipped"] * 2 == taylor["calls"]
     # Documented before loading: no CUDA here.
     kernels = cells[f"{base}__k"]
     assert kernels["status"] == "failed"
