@@ -68,7 +68,7 @@ SCHEMA_VERSION = 1
 FALLBACK_QUALITY_MARGIN = 0.0
 
 # What names a cell in the JSON: its id, and the axes it stands for.
-CELL_KEYS = ("cell_id", "variant", "offload", "resolution", "speedup")
+CELL_KEYS = ("cell_id", "variant", "offload", "resolution")
 NEWLY_FAILING = "newly failing"
 NEWLY_WORKING = "newly working"
 STILL_FAILING = "still failing"
@@ -215,6 +215,8 @@ class CellComparison:
     def as_dict(self) -> dict[str, Any]:
         return {
             **{key: getattr(self, key) for key in CELL_KEYS},
+            # Only a speed-up cell has one, as in the manifest: other cells' JSON is as before.
+            **({"speedup": self.speedup} if self.speedup is not None else {}),
             "status": {
                 "base": self.base_status,
                 "cand": self.cand_status,
@@ -451,6 +453,27 @@ def _judge_run_quality(cells: list[CellComparison], t: Thresholds) -> None:
         cell.quality = verdicts
 
 
+Samples = tuple[list[float], list[list[float]] | None]  # per-image values, and their steps
+
+
+def _samples(
+    base: Samples, cand: Samples, factor: float, t: Thresholds, unequal: str | None
+) -> SampleVerdict:
+    """`sample_verdict` of one per-image measurement (time, energy), against the wider of the
+    two runs' own spreads."""
+    band, described = _noise_band(time_noise(*base), time_noise(*cand))
+    return sample_verdict(
+        base[0],
+        cand[0],
+        factor,
+        t.alpha,
+        t.min_samples,
+        noise_band=band,
+        noise_note=described,
+        unequal=unequal,
+    )
+
+
 def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparison:
     """Every aspect of one cell present in both runs."""
     result = CellComparison(
@@ -468,37 +491,15 @@ def compare_cells(base: CellData, cand: CellData, t: Thresholds) -> CellComparis
     if base.status != "ok" or cand.status != "ok":
         # A failed side has no samples worth testing; the status verdict says it all.
         return result
-    band, described = _noise_band(
-        time_noise(base.wall_s, base.step_s), time_noise(cand.wall_s, cand.step_s)
-    )
     unequal = _unequal_load(base, cand)
     result.time = _against_process_band(
-        sample_verdict(
-            base.wall_s,
-            cand.wall_s,
-            t.time_factor,
-            t.alpha,
-            t.min_samples,
-            noise_band=band,
-            noise_note=described,
-            unequal=unequal,
-        ),
+        _samples((base.wall_s, base.step_s), (cand.wall_s, cand.step_s), t.time_factor, t, unequal),
         process_band(base.device or cand.device, t.time_bands),
         t.time_factor,
     )
     if base.energy_j is not None and cand.energy_j is not None:
-        energy_band, energy_described = _noise_band(
-            time_noise(base.energy_j), time_noise(cand.energy_j)
-        )
-        result.energy = sample_verdict(
-            base.energy_j,
-            cand.energy_j,
-            t.energy_factor,
-            t.alpha,
-            t.min_samples,
-            noise_band=energy_band,
-            noise_note=energy_described,
-            unequal=unequal,
+        result.energy = _samples(
+            (base.energy_j, None), (cand.energy_j, None), t.energy_factor, t, unequal
         )
     else:
         result.energy = SampleVerdict(
