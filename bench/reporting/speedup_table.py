@@ -195,9 +195,10 @@ def speedup_cells(run: RunData) -> list[SpeedupCell]:
         record = run.cell_record(cell_id)
         spec = cell.get("speedup_spec") or {}
         label = str((record.get("speedup") or {}).get("label") or spec.get("kind") or name)
-        message = ""
+        lines: list[str] = []
         if row is not None and row["status"] != "ok" and not missing(row.get("error_message")):
-            message = str(row["error_message"]).strip().splitlines()[0][:MESSAGE_CHARS]
+            lines = str(row["error_message"]).strip().splitlines()
+        message = lines[0][:MESSAGE_CHARS] if lines else ""
         twin_row, full_row = fidelity_rows(run, cell_id, twin_id)
         out.append(
             SpeedupCell(
