@@ -1,8 +1,9 @@
 """`bench compare` treats a speed-up as part of the cell: a speed-up cell (id `..__<name>`) is
 paired with the same speed-up in the other run, never with its twin, and every output names it.
 
-One real run on the tiny synthetic pipeline (full precision and its First Block Cache cell);
-the candidate is a copy in which the speed-up cell failed, as a library change could make it.
+The recorded speed-up run (tests/fixtures/runs/speedups/: the tiny synthetic pipeline, full
+precision and Q8_0, each with a First Block Cache, and two speed-ups that failed); the candidate
+is a copy in which the full-precision cache cell failed, as a library change could make it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from rich.console import Console
 
 from bench.comparison.render import print_comparison, to_json, to_markdown
-from bench.comparison.verdicts import NEWLY_FAILING, NO_CHANGE, compare_runs
-from tests.runner.sample_config import BASE_CONFIG
+from bench.comparison.verdicts import NEWLY_FAILING, NO_CHANGE, STILL_FAILING, compare_runs
+from tests.fixtures.recorded import copy_recorded_run
 
 TWIN = "full__none__64x64"
 SPED = f"{TWIN}__fbc"
@@ -25,16 +25,12 @@ LABEL = "fbc: cache(first_block, threshold=0.2)"
 
 
 @pytest.fixture(scope="module")
-def base_run(bench_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.runner.executor import run_config
+def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_recorded_run("speedups", tmp_path_factory.mktemp("compare-speedup"))
 
-    folder = tmp_path_factory.mktemp("compare-speedup")
-    full = BASE_CONFIG["variants"][0]
-    fbc = {"name": "fbc", "kind": "cache", "cache": {"method": "first_block", "threshold": 0.2}}
-    config = {**BASE_CONFIG, "name": "speedup", "variants": [full], "speedups": [fbc]}
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return run_config(path, folder / "results")
+
+def _cell_ids(run_dir: Path) -> list[str]:
+    return [c["cell_id"] for c in json.loads((run_dir / "manifest.json").read_text())["cells"]]
 
 
 def _with_failed_speedup(base: Path, dest: Path) -> Path:
@@ -56,10 +52,15 @@ def test_speedup_cells_pair_by_their_own_id(base_run: Path, tmp_path: Path) -> N
     cand = _with_failed_speedup(base_run, tmp_path / "cand")
     comparison = compare_runs(base_run, cand)
     cells = {c.cell_id: c for c in comparison.cells}
-    assert set(cells) == {TWIN, SPED}
+    assert list(cells) == _cell_ids(base_run) and SPED in cells and TWIN in cells
     assert not comparison.only_in_base and not comparison.only_in_cand
     assert cells[SPED].status_verdict == NEWLY_FAILING and cells[SPED].speedup == LABEL
     assert cells[TWIN].status_verdict == NO_CHANGE and cells[TWIN].speedup is None
+    # the other variant's cache cell is its own, unchanged, and named as such
+    other = cells["Q8_0__none__64x64__fbc"]
+    assert other.status_verdict == NO_CHANGE and other.speedup == LABEL
+    failed = [c for c in comparison.cells if c.status_verdict == STILL_FAILING]
+    assert {c.cell_id for c in failed} == {f"{TWIN}__attn-flash", f"{TWIN}__gguf-kernels"}
     assert comparison.regressions == [(SPED, "status")]
     assert comparison.exit_code == 1
 
@@ -88,8 +89,8 @@ def test_same_run_compares_both_cells_unchanged(base_run: Path, tmp_path: Path) 
     copy = tmp_path / "copy"
     shutil.copytree(base_run, copy)
     comparison = compare_runs(base_run, copy)
-    assert [c.cell_id for c in comparison.cells] == [TWIN, SPED]
-    assert all(c.status_verdict == NO_CHANGE for c in comparison.cells)
+    assert [c.cell_id for c in comparison.cells] == _cell_ids(base_run)
+    assert all(c.status_verdict in (NO_CHANGE, STILL_FAILING) for c in comparison.cells)
     assert comparison.regressions == [] and comparison.exit_code == 0
     # each cell's samples are its own images, the speed-up's not its twin's
     records = [json.loads(line) for line in (base_run / "records.jsonl").read_text().splitlines()]
