@@ -83,6 +83,18 @@ def _check_list_of(values: list[Any], kinds: str, where: str, key: str) -> None:
             raise RunFolderError(f"{where}: '{key}[{i}]' must be {_describe(kinds)}")
 
 
+# Keys that name a cell, an image of a prompt, and a video's length: the same in the manifest's
+# entries, the records and the scores that refer to them.
+_CELL_KEYS: Fields = {
+    "cell_id": ("str", True),
+    "variant": ("str", True),
+    "offload": ("str", True),
+    "height": ("int", True),
+    "width": ("int", True),
+}
+_IMAGE_KEYS: Fields = {"prompt_id": ("str", True), "repeat": ("int", True)}
+_VIDEO_KEYS: Fields = {"num_frames": ("int|null", False), "fps": ("int|null", False)}
+
 # manifest.json
 MANIFEST_LISTS = ("cells", "images", "prompts")
 _MANIFEST: Fields = {
@@ -97,20 +109,15 @@ _MANIFEST: Fields = {
     "environment": ("object|null", False),
 }
 _PROMPT: Fields = {"id": ("str", True), "text": ("str", True)}
-_IMAGE: Fields = {"prompt_id": ("str", True), "repeat": ("int", True), "seed": ("int", True)}
+_IMAGE: Fields = {**_IMAGE_KEYS, "seed": ("int", True)}
 _CELL: Fields = {
-    "cell_id": ("str", True),
-    "variant": ("str", True),
-    "offload": ("str", True),
-    "height": ("int", True),
-    "width": ("int", True),
+    **_CELL_KEYS,
     "variant_spec": ("object|null", False),
     "offload_spec": ("object|null", False),
     "speedup": ("str|null", False),  # a speed-up cell only (bench/speedups)
     "speedup_spec": ("object|null", False),
     "transformer_file": ("object|null", False),
-    "num_frames": ("int|null", False),  # video families only
-    "fps": ("int|null", False),
+    **_VIDEO_KEYS,  # video families only
 }
 
 
@@ -159,11 +166,7 @@ _RECORD: Fields = {
     "schema": ("int", True),
     "kind": ("str", True),
     "run_id": ("str", True),
-    "cell_id": ("str", True),
-    "variant": ("str", True),
-    "offload": ("str", True),
-    "height": ("int", True),
-    "width": ("int", True),
+    **_CELL_KEYS,
     "status": ("str", True),
     "error": ("object|null", False),
     "time": ("str|null", False),
@@ -179,8 +182,7 @@ _CELL_RECORD: Fields = {
     "energy_supported": ("bool|null", False),
 }
 _IMAGE_RECORD: Fields = {
-    "prompt_id": ("str", True),
-    "repeat": ("int", True),
+    **_IMAGE_KEYS,
     "seed": ("int|null", False),
     "image": ("str|null", False),
     "wall_s": ("num|null", False),
@@ -192,8 +194,7 @@ _IMAGE_RECORD: Fields = {
     "cpu": ("object|null", False),
     # a video: its frames are images/<cell>/<prompt>__r<k>/NNNN.png (bench.results.frame_paths)
     "video": ("str|null", False),
-    "num_frames": ("int|null", False),
-    "fps": ("int|null", False),
+    **_VIDEO_KEYS,
 }
 
 
@@ -237,8 +238,7 @@ _SCORE: Fields = {
     "higher_is_better": ("bool|null", False),
 }
 _IMAGE_SCORE: Fields = {
-    "prompt_id": ("str", True),
-    "repeat": ("int", True),
+    **_IMAGE_KEYS,
     "model": ("str|null", False),
     "identical": ("bool|null", False),
     "frames": ("int|null", False),  # a video: value pools its frames as `pooling` says
