@@ -71,7 +71,21 @@ def facts(run: RunData) -> list[tuple[str, str]]:
             ),
         ),
         ("scores", "from scores_summary.json" if run.scores else str(run.scores_note)),
+        *_speedup_fact(run),
     ]
+
+
+def _speedup_fact(run: RunData) -> list[tuple[str, str]]:
+    """The run's speed-ups by name, each with how many cells it has (a run without: none)."""
+    counts: dict[str, int] = {}
+    for cell in run.cells.values():
+        name = speedup_of(cell)
+        if name:
+            counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        return []
+    listed = ", ".join(f"{name} ({n} cell{'s' if n > 1 else ''})" for name, n in counts.items())
+    return [("speed-ups", f"{listed}; each beside its twin in the Speed-ups section")]
 
 
 def warnings(run: RunData) -> list[str]:

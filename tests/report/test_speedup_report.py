@@ -165,6 +165,7 @@ def test_psnr_against_full_precision_and_against_the_twin(
 def test_whole_report_has_the_speedup_section_and_plot(speedup_run: Path, tmp_path: Path) -> None:
     out = build_report(speedup_run, tmp_path / "report")
     markdown = (out / "report.md").read_text()
+    assert "- **speed-ups**: fbc (2 cells), attn-flash (1 cell), gguf-kernels (1 cell);" in markdown
     section = markdown.split("## Speed-ups\n", 1)[1].split("\n## Plots\n", 1)[0]
     assert "### full\n" in section and "### Q8_0\n" in section
     assert "| fbc | cache(first_block, threshold=0.2) | ok | ×" in section
@@ -180,6 +181,7 @@ def test_whole_report_has_the_speedup_section_and_plot(speedup_run: Path, tmp_pa
 def test_a_run_without_speedups_reports_as_before(scored_run: Path, tmp_path: Path) -> None:
     out = build_report(scored_run, tmp_path / "report")
     assert "Speed-ups" not in (out / "report.md").read_text()
+    assert "speed-ups" not in (out / "report.md").read_text()
     assert "speedup" not in pd.read_csv(out / "table.csv").columns
     assert len(published_sections(load_run(scored_run))) == len(TABLES)
 
