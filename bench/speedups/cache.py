@@ -158,7 +158,11 @@ def _count_skips(denoiser: Any, before: set[tuple[int, str]]) -> Probe:
             ref.original_forward = _counting(ref.original_forward, tally, "computed")
             hooks.append((name, bool(getattr(hook, "is_tail", False)), tally))
     calls = {"denoiser": 0}
-    denoiser.register_forward_hook(lambda *_: calls.__setitem__("denoiser", calls["denoiser"] + 1))
+
+    def called(*_: Any) -> None:
+        calls["denoiser"] += 1
+
+    denoiser.register_forward_hook(called)
 
     def probe() -> dict[str, Any]:
         by_name: dict[str, dict[str, int]] = {}
