@@ -191,8 +191,8 @@ class FluxFamily(Family):
         self, pipe: PipelineComponents, scenario: Scenario, dtype: str
     ) -> tuple[int, str]:
         """Image + text tokens through a single-stream block."""
-        tokens = image_tokens(pipe.components["vae"], scenario.height, scenario.width)
-        text = scenario.max_sequence_length
+        streams = self.denoiser_streams(pipe, scenario)
+        tokens, text = streams.image_tokens, streams.text_tokens
         transformer = pipe.components[self.denoiser]
         peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
         return image_denoiser_peak(tokens, text, peak)

@@ -192,9 +192,8 @@ class QwenImageFamily(Family):
         self, pipe: PipelineComponents, scenario: Scenario, dtype: str
     ) -> tuple[int, str]:
         """Image + text tokens through a dual-stream block."""
-        side = vaes.spatial_factor(pipe.components["vae"].config) * 2
-        tokens = (scenario.height // side) * (scenario.width // side)
-        text = scenario.max_sequence_length
+        streams = self.denoiser_streams(pipe, scenario)
+        tokens, text = streams.image_tokens, streams.text_tokens
         transformer = pipe.components[self.denoiser]
         peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
         return image_denoiser_peak(tokens, text, peak)

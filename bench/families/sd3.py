@@ -202,9 +202,8 @@ class SD3Family(Family):
         self, pipe: PipelineComponents, scenario: Scenario, dtype: str
     ) -> tuple[int, str]:
         """Image + CLIP + T5 tokens through a joint block at the CFG batch."""
-        factor = vaes.autoencoder_kl_factor(pipe.components["vae"].config) * 2
-        tokens = (scenario.height // factor) * (scenario.width // factor)
-        text = CLIP_TOKENS + scenario.max_sequence_length
+        streams = self.denoiser_streams(pipe, scenario)
+        tokens, text = streams.image_tokens, streams.text_tokens
         transformer = pipe.components[self.denoiser]
         peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
         return image_denoiser_peak(tokens, text, peak)

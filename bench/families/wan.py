@@ -327,9 +327,8 @@ class WanFamily(Family):
     ) -> tuple[int, str]:
         """The video's latent tokens through one block."""
         frames = self.frames(scenario)
-        vae = pipe.components["vae"]
-        tokens = video_tokens(vae, frames, scenario.height, scenario.width)
-        latent = vaes.latent_frames(frames, vae.config)
+        tokens = self.denoiser_streams(pipe, scenario).image_tokens
+        latent = vaes.latent_frames(frames, pipe.components["vae"].config)
         transformer, text = pipe.components[self.denoiser], scenario.max_sequence_length
         work, why = transformer_activations(transformer, tokens, text, scenario.batch, dtype)
         return work, f"{frames} frames → {latent} latent frames, {tokens} video tokens; {why}"
