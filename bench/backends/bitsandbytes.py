@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from bench.backends import pipeline_quant
-from bench.backends.pipeline_quant import ComponentQuantBackend
-from bench.config_base import unique
-from bench.config_fields import ComponentName, Dtype, VariantConfig
+from bench.backends.pipeline_quant import ComponentQuantBackend, Components, ConvertedLayout
+from bench.config_fields import Dtype, VariantConfig
 from bench.sizing.components import DTYPE_BYTES
 
 Scheme = Literal["nf4", "fp4", "int8"]
@@ -50,10 +49,6 @@ NESTED_BLOCKSIZE = 256
 CODE_4BIT_BYTES = 16 * 4  # get_4bit_type: a fresh 16-entry fp32 table per quantized tensor
 CODE_NESTED_BYTES = 256 * 4  # quantize_blockwise copies the 256-entry dynamic map per tensor
 OFFSET_BYTES = 4  # the fp32 mean subtracted from absmax before it is quantized
-
-Components = Annotated[
-    list[ComponentName], Field(min_length=1, max_length=16), AfterValidator(unique)
-]
 
 
 class BitsAndBytesVariant(VariantConfig):
@@ -97,10 +92,6 @@ class BitsAndBytesVariant(VariantConfig):
         if value is not None and scheme == "int8":
             raise ValueError("applies only to the 4-bit schemes (nf4, fp4), not to int8")
         return value
-
-    @property
-    def pipeline_dtype(self) -> str:
-        return self.dtype
 
 
 def quant_kwargs(variant: BitsAndBytesVariant) -> dict[str, Any]:
@@ -178,26 +169,19 @@ def converted_weights(module: Any) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class BnbLayout:
-    """The bitsandbytes layout of one component (a bench.sizing.components.TensorLayout).
+class BnbLayout(ConvertedLayout):
+    """The bitsandbytes layout of one component.
 
     Scratch is what a forward pass unpacks at once: a 4-bit weight is dequantized to the
     compute dtype before its matmul; LLM.int8 multiplies int8 by int8 and unpacks no weight
     (only the outlier columns of a call, which depend on the activations: not counted).
     """
 
-    label: str
     scheme: str
     double_quant: bool
-    compute_bytes: int
-    converted: frozenset[str]
-    loaded_bytes: int | None = None
+    compute_bytes: int  # of bnb_4bit_compute_dtype, which the 4-bit weights dequantize to
 
-    def stored(
-        self, full_name: str, owner: Any, tensor: Any, compute_bytes: int
-    ) -> tuple[int, int] | None:
-        if full_name not in self.converted:
-            return None
+    def converted_bytes(self, tensor: Any, compute_bytes: int) -> tuple[int, int]:
         if self.scheme == "int8":
             return int8_bytes(tuple(tensor.shape)), 0
         numel = tensor.numel()

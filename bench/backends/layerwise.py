@@ -19,22 +19,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from bench.backends import pipeline_quant
 from bench.backends.base import Backend, Prepared
-from bench.config_base import unique
-from bench.config_fields import ComponentName, VariantConfig
+from bench.backends.pipeline_quant import Components, ConvertedLayout
+from bench.config_fields import VariantConfig
 from bench.errors import ConfigError, UserInputError
 
 StorageDtype = Literal["float8_e4m3fn", "float8_e5m2"]
 ComputeDtype = Literal["bfloat16", "float32"]
-
-Components = Annotated[
-    list[ComponentName], Field(min_length=1, max_length=16), AfterValidator(unique)
-]
 
 
 class LayerwiseVariant(VariantConfig):
@@ -98,19 +94,12 @@ def cast_weights(module: Any) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class LayerwiseLayout:
-    """FP8 bytes for the cast tensors (a bench.sizing.components.TensorLayout); the rest None."""
+class LayerwiseLayout(ConvertedLayout):
+    """FP8 bytes for the cast tensors (`converted`); the rest None."""
 
-    label: str
     storage_dtype: str
-    cast: frozenset[str]
-    loaded_bytes: int | None = None
 
-    def stored(
-        self, full_name: str, owner: Any, tensor: Any, compute_bytes: int
-    ) -> tuple[int, int] | None:
-        if full_name not in self.cast:
-            return None
+    def converted_bytes(self, tensor: Any, compute_bytes: int) -> tuple[int, int]:
         numel = tensor.numel()
         return numel, numel * compute_bytes  # 1 byte per weight; its upcast copy while in use
 
@@ -205,7 +194,7 @@ class LayerwiseBackend(Backend):
                     )
             label = self.label(variant)
             return {
-                c: LayerwiseLayout(label, variant.storage_dtype, cast_weights(base.modules[c]))
+                c: LayerwiseLayout(label, cast_weights(base.modules[c]), variant.storage_dtype)
                 for c in variant.components
             }
 

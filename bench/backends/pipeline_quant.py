@@ -14,12 +14,22 @@ encoders), which is what diffusers' documentation does for mixed pipelines.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AfterValidator, Field
 
 from bench.backends.base import Backend, Prepared
+from bench.config_base import unique
+from bench.config_fields import ComponentName
 from bench.errors import ConfigError, UserInputError
 from bench.families.sizing import Variant, pipeline_components
+
+#: The pipeline components a variant converts (each backend's `components` key).
+Components = Annotated[
+    list[ComponentName], Field(min_length=1, max_length=16), AfterValidator(unique)
+]
 
 
 def component_libraries(base: str, revision: str | None = None) -> dict[str, str]:
@@ -62,18 +72,20 @@ def check_components(
 
 
 def quantization_config(
-    variant: str,
-    components: Sequence[str],
+    variant: Any,
     libraries: dict[str, str],
-    configs: dict[str, Callable[[], Any]],
+    diffusers_config: Callable[[Any], Any],
+    transformers_config: Callable[[Any], Any],
 ) -> Any:
-    """`PipelineQuantizationConfig(quant_mapping=...)`, each component's config from the
-    factory of its library (`configs["diffusers"]`, `configs["transformers"]`)."""
+    """`PipelineQuantizationConfig(quant_mapping=...)` for the variant's components, each
+    component's config made by the factory of its library (`diffusers_config(variant)` or
+    `transformers_config(variant)`)."""
     from diffusers import PipelineQuantizationConfig
 
-    check_components(variant, components, libraries, "this pipeline")
+    check_components(variant.name, variant.components, libraries, "this pipeline")
+    configs = {"diffusers": diffusers_config, "transformers": transformers_config}
     return PipelineQuantizationConfig(
-        quant_mapping={c: configs[libraries[c]]() for c in components}
+        quant_mapping={c: configs[libraries[c]](variant) for c in variant.components}
     )
 
 
@@ -118,6 +130,48 @@ def diffusers_skip_modules(model: Any) -> list[str]:
     """What diffusers' quantizers leave alone when a config names none: the model class's
     `_keep_in_fp32_modules` (None for FLUX's transformer and VAE)."""
     return list(getattr(type(model), "_keep_in_fp32_modules", None) or [])
+
+
+def kept_rule(
+    module: Any, diffusers_keeps: Callable[[str, list[str]], bool]
+) -> Callable[[str], bool]:
+    """Whether the library that loads `module` leaves a layer (or weight) name unconverted:
+    transformers' `should_convert_module` against `transformers_skip_patterns` for a
+    transformers model; for a diffusers one, `diffusers_keeps(name, diffusers_skip_modules)`,
+    the matching rule of the backend's own diffusers quantizer."""
+    if is_transformers_model(module):
+        from transformers.quantizers.quantizers_utils import should_convert_module
+
+        patterns = transformers_skip_patterns(module)
+        return lambda name: not should_convert_module(name, patterns)
+    skip = diffusers_skip_modules(module)
+    return lambda name: diffusers_keeps(name, skip)
+
+
+@dataclass(frozen=True)
+class ConvertedLayout:
+    """How a backend stores one component (a bench.sizing.components.TensorLayout) when it
+    converts a known set of tensors (`converted`, qualified names) and loads the rest at the
+    component's dtype: a subclass gives a converted tensor's bytes (`converted_bytes`) and its
+    format in words. `loaded_bytes` stays None: the bytes come from this recipe, not a file."""
+
+    label: str
+    converted: frozenset[str]
+    loaded_bytes: int | None = field(default=None, kw_only=True)
+
+    def stored(
+        self, full_name: str, owner: Any, tensor: Any, compute_bytes: int
+    ) -> tuple[int, int] | None:
+        if full_name not in self.converted:
+            return None
+        return self.converted_bytes(tensor, compute_bytes)
+
+    def converted_bytes(self, tensor: Any, compute_bytes: int) -> tuple[int, int]:
+        """(bytes stored, scratch bytes while the tensor is in use) of one converted tensor."""
+        raise NotImplementedError
+
+    def tensor_format(self, full_name: str) -> str:
+        raise NotImplementedError
 
 
 def check_local_base(variant: Any, base: str) -> dict[str, str] | None:

@@ -37,21 +37,16 @@ Which layers: diffusers replaces every `nn.Linear` whose own name is not in the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from bench.backends import pipeline_quant
-from bench.backends.pipeline_quant import ComponentQuantBackend
-from bench.config_base import unique
-from bench.config_fields import ComponentName, Dtype, VariantConfig
+from bench.backends.pipeline_quant import ComponentQuantBackend, Components, ConvertedLayout
+from bench.config_fields import Dtype, VariantConfig
 from bench.sizing.components import DTYPE_BYTES
 
 Scheme = Literal["int8", "float8", "int4"]
-
-Components = Annotated[
-    list[ComponentName], Field(min_length=1, max_length=16), AfterValidator(unique)
-]
 
 
 class QuantoVariant(VariantConfig):
@@ -64,10 +59,6 @@ class QuantoVariant(VariantConfig):
         default_factory=lambda: ["transformer"],
         description="pipeline components to quantize (one QuantoConfig each)",
     )
-
-    @property
-    def pipeline_dtype(self) -> str:
-        return self.dtype
 
 
 def _diffusers_config(variant: QuantoVariant) -> Any:
@@ -84,13 +75,7 @@ def _transformers_config(variant: QuantoVariant) -> Any:
 
 def pipeline_quantization_config(variant: QuantoVariant, libraries: dict[str, str]) -> Any:
     return pipeline_quant.quantization_config(
-        variant.name,
-        variant.components,
-        libraries,
-        {
-            "diffusers": lambda: _diffusers_config(variant),
-            "transformers": lambda: _transformers_config(variant),
-        },
+        variant, libraries, _diffusers_config, _transformers_config
     )
 
 
@@ -151,19 +136,7 @@ def converted_modules(module: Any) -> frozenset[str]:
     library that loads it."""
     import torch
 
-    if pipeline_quant.is_transformers_model(module):
-        from transformers.quantizers.quantizers_utils import should_convert_module
-
-        patterns = pipeline_quant.transformers_skip_patterns(module)
-
-        def kept(name: str) -> bool:
-            return not should_convert_module(name, patterns)
-    else:
-        skip = pipeline_quant.diffusers_skip_modules(module)
-
-        def kept(name: str) -> bool:
-            return name.rsplit(".", 1)[-1] in skip
-
+    kept = pipeline_quant.kept_rule(module, lambda name, skip: name.rsplit(".", 1)[-1] in skip)
     return frozenset(
         name
         for name, child in module.named_modules()
@@ -172,27 +145,20 @@ def converted_modules(module: Any) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class QuantoLayout:
-    """The quanto layout of one component (a bench.sizing.components.TensorLayout).
+class QuantoLayout(ConvertedLayout):
+    """The quanto layout of one component: `converted` holds the weights of the layers it
+    replaces.
 
     Scratch: quanto's weight-only matmul on the CPU (`qbytes_mm`) and its int4 fallback widen
     the weight to the activations' dtype, one weight at the compute dtype; the tinygemm int4
     kernel reads packed weights (no scratch).
     """
 
-    label: str
     scheme: str
     dtype: str  # the component's dtype: the weight's and its scales'
     buffer_dtype: str  # QLinear's scalar buffers': see `buffer_dtype`
-    converted: frozenset[str]
-    loaded_bytes: int | None = None
 
-    def stored(
-        self, full_name: str, owner: Any, tensor: Any, compute_bytes: int
-    ) -> tuple[int, int] | None:
-        module, _, leaf = full_name.rpartition(".")
-        if leaf != "weight" or module not in self.converted:
-            return None
+    def converted_bytes(self, tensor: Any, compute_bytes: int) -> tuple[int, int]:
         shape = tuple(tensor.shape)
         nbytes = stored_bytes(self.scheme, shape, self.dtype, self.buffer_dtype)
         tinygemm = uses_tinygemm(self.scheme, shape, self.dtype)
@@ -219,7 +185,7 @@ def layout_for(module: Any, variant: QuantoVariant) -> QuantoLayout:
         scheme=variant.scheme,
         dtype=variant.dtype,
         buffer_dtype=buffer_dtype(module, variant.dtype),
-        converted=converted_modules(module),
+        converted=frozenset(f"{name}.weight" for name in converted_modules(module)),
     )
 
 
@@ -241,14 +207,9 @@ class QuantoBackend(ComponentQuantBackend):
 
     size_name: ClassVar[str] = "quanto"
 
-    def quantization_config(self, variant: Any, libraries: dict[str, str]) -> Any:
-        return pipeline_quantization_config(variant, libraries)
-
-    def is_quantized(self, tensor: Any) -> bool:
-        return is_quanto_tensor(tensor)
-
-    def layout(self, module: Any, variant: Any) -> Any:
-        return layout_for(module, variant)
+    quantization_config = staticmethod(pipeline_quantization_config)
+    is_quantized = staticmethod(is_quanto_tensor)
+    layout = staticmethod(layout_for)
 
     def runtime_modules(self, variant: Any) -> dict[str, str]:
         return {"optimum.quanto": "optimum-quanto"}

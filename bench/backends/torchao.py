@@ -31,23 +31,18 @@ convolutions and embeddings stay at `dtype`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from bench.backends import pipeline_quant
-from bench.backends.pipeline_quant import ComponentQuantBackend
-from bench.config_base import unique
-from bench.config_fields import ComponentName, Dtype, VariantConfig
+from bench.backends.pipeline_quant import ComponentQuantBackend, Components, ConvertedLayout
+from bench.config_fields import Dtype, VariantConfig
 
 Scheme = Literal["int8wo", "float8wo", "int4wo"]
 #: group sizes torchao's Int4WeightOnlyConfig documents
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 DEFAULT_INT4_GROUP_SIZE = 128
-
-Components = Annotated[
-    list[ComponentName], Field(min_length=1, max_length=16), AfterValidator(unique)
-]
 
 
 class TorchAoVariant(VariantConfig):
@@ -85,10 +80,6 @@ class TorchAoVariant(VariantConfig):
             raise ValueError(f"group_size applies only to scheme int4wo, not to scheme {scheme}")
         return value
 
-    @property
-    def pipeline_dtype(self) -> str:
-        return self.dtype
-
 
 def torchao_config(variant: TorchAoVariant) -> Any:
     """The torchao config object of the scheme (a fresh one per component)."""
@@ -119,13 +110,7 @@ def _transformers_config(variant: TorchAoVariant) -> Any:
 
 def pipeline_quantization_config(variant: TorchAoVariant, libraries: dict[str, str]) -> Any:
     return pipeline_quant.quantization_config(
-        variant.name,
-        variant.components,
-        libraries,
-        {
-            "diffusers": lambda: _diffusers_config(variant),
-            "transformers": lambda: _transformers_config(variant),
-        },
+        variant, libraries, _diffusers_config, _transformers_config
     )
 
 
@@ -155,19 +140,9 @@ def converted_weights(module: Any, scheme: str, group_size: int) -> frozenset[st
     the library that loads it, and torchao's own skip of int4 rows `group_size` does not divide."""
     import torch
 
-    if pipeline_quant.is_transformers_model(module):
-        from transformers.quantizers.quantizers_utils import should_convert_module
-
-        patterns = pipeline_quant.transformers_skip_patterns(module)
-
-        def kept(param: str) -> bool:
-            return not should_convert_module(param, patterns)
-    else:
-        skip = pipeline_quant.diffusers_skip_modules(module)
-
-        def kept(param: str) -> bool:
-            return any(key + "." in param or key == param for key in skip)
-
+    kept = pipeline_quant.kept_rule(
+        module, lambda param, skip: any(key + "." in param or key == param for key in skip)
+    )
     out: set[str] = set()
     for name, child in module.named_modules():
         if not name or not isinstance(child, torch.nn.Linear):
@@ -188,24 +163,17 @@ _FORMATS = {
 
 
 @dataclass(frozen=True)
-class TorchAoLayout:
-    """The torchao layout of one component (a bench.sizing.components.TensorLayout).
+class TorchAoLayout(ConvertedLayout):
+    """The torchao layout of one component.
 
     Scratch: weight-only schemes widen the weight to the activations' dtype for the matmul
     (int8: `qdata.to(dtype)`, float8: `dequantize()`), one weight at the compute dtype.
     """
 
-    label: str
     scheme: str
     group_size: int
-    converted: frozenset[str]
-    loaded_bytes: int | None = None
 
-    def stored(
-        self, full_name: str, owner: Any, tensor: Any, compute_bytes: int
-    ) -> tuple[int, int] | None:
-        if full_name not in self.converted:
-            return None
+    def converted_bytes(self, tensor: Any, compute_bytes: int) -> tuple[int, int]:
         shape = tuple(tensor.shape)
         nbytes = stored_bytes(self.scheme, shape, compute_bytes, self.group_size)
         return nbytes, tensor.numel() * compute_bytes
@@ -248,14 +216,9 @@ class TorchAoBackend(ComponentQuantBackend):
 
     size_name: ClassVar[str] = "torchao"
 
-    def quantization_config(self, variant: Any, libraries: dict[str, str]) -> Any:
-        return pipeline_quantization_config(variant, libraries)
-
-    def is_quantized(self, tensor: Any) -> bool:
-        return is_torchao_tensor(tensor)
-
-    def layout(self, module: Any, variant: Any) -> Any:
-        return layout_for(module, variant)
+    quantization_config = staticmethod(pipeline_quantization_config)
+    is_quantized = staticmethod(is_torchao_tensor)
+    layout = staticmethod(layout_for)
 
     def runtime_modules(self, variant: TorchAoVariant) -> dict[str, str]:
         """int4wo also needs mslk, on every device (see the module docstring)."""
