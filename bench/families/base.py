@@ -405,7 +405,20 @@ class Family:
     def denoiser_activations(
         self, pipe: PipelineComponents, scenario: Scenario, dtype: str
     ) -> tuple[int, str]:
-        """The denoiser's peak in one step at the compute ``dtype``: (bytes, why)."""
+        """The denoiser's peak in one step at the compute ``dtype``: (bytes, why); by default an
+        image transformer's, one block (`block_activations`) over the image and text tokens
+        of `denoiser_streams`."""
+        streams = self.denoiser_streams(pipe, scenario)
+        tokens, text = streams.image_tokens, streams.text_tokens
+        transformer = pipe.components[self.denoiser]
+        peak = self.block_activations(transformer, tokens + text, scenario.batch, dtype)
+        return image_denoiser_peak(tokens, text, peak)
+
+    def block_activations(
+        self, transformer: Component, tokens: int, batch: int, dtype: str
+    ) -> tuple[int, str]:
+        """The peak of one of the denoiser's blocks over ``tokens`` (bytes, why): the family's
+        transformer_activations."""
         raise NotImplementedError
 
     def denoiser_streams(self, pipe: PipelineComponents, scenario: Scenario) -> DenoiserStreams:

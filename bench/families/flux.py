@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.blocks import text_encoders, vaes
 from bench.blocks.denoisers import block_peak
-from bench.families.base import Family, PublishedCount, image_denoiser_peak
+from bench.families.base import Family, PublishedCount
 from bench.families.flux_gguf import FLUX_TENSOR_NAMES
 from bench.gguf.names import TensorNames
 from bench.models.synthetic import spec_digest
@@ -187,15 +187,7 @@ class FluxFamily(Family):
         guidance scale (an embedding input of FLUX.1-dev, not classifier-free guidance)."""
         return {"guidance_scale": guidance}
 
-    def denoiser_activations(
-        self, pipe: PipelineComponents, scenario: Scenario, dtype: str
-    ) -> tuple[int, str]:
-        """Image + text tokens through a single-stream block."""
-        streams = self.denoiser_streams(pipe, scenario)
-        tokens, text = streams.image_tokens, streams.text_tokens
-        transformer = pipe.components[self.denoiser]
-        peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
-        return image_denoiser_peak(tokens, text, peak)
+    block_activations = staticmethod(transformer_activations)
 
     def denoiser_streams(self, pipe: PipelineComponents, scenario: Scenario) -> DenoiserStreams:
         """Every block returns the image and the text tokens; one pass per step (guidance is

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.blocks import text_encoders, vaes
 from bench.blocks.denoisers import block_peak
-from bench.families.base import Family, PublishedCount, image_denoiser_peak
+from bench.families.base import Family, PublishedCount
 from bench.families.qwen_image_gguf import QWEN_IMAGE_TENSOR_NAMES
 from bench.gguf.names import TensorNames
 from bench.models.synthetic import spec_digest
@@ -188,15 +188,7 @@ class QwenImageFamily(Family):
         guidance-distilled (the pipeline warns and ignores it otherwise)."""
         return {"negative_prompt": " " if guidance > 1 else None, "true_cfg_scale": guidance}
 
-    def denoiser_activations(
-        self, pipe: PipelineComponents, scenario: Scenario, dtype: str
-    ) -> tuple[int, str]:
-        """Image + text tokens through a dual-stream block."""
-        streams = self.denoiser_streams(pipe, scenario)
-        tokens, text = streams.image_tokens, streams.text_tokens
-        transformer = pipe.components[self.denoiser]
-        peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
-        return image_denoiser_peak(tokens, text, peak)
+    block_activations = staticmethod(transformer_activations)
 
     def denoiser_streams(self, pipe: PipelineComponents, scenario: Scenario) -> DenoiserStreams:
         """Dual-stream blocks return the image and the text tokens; true CFG (guidance > 1)

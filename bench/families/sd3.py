@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.blocks import text_encoders, vaes
 from bench.blocks.denoisers import block_peak
-from bench.families.base import Family, PublishedCount, image_denoiser_peak
+from bench.families.base import Family, PublishedCount
 from bench.families.sd3_gguf import SD3_TENSOR_NAMES
 from bench.gguf.names import TensorNames
 from bench.sizing.terms import DenoiserStreams
@@ -198,15 +198,7 @@ class SD3Family(Family):
         negative prompt); ``max_sequence_length`` is T5's token count (at most 512)."""
         return {"negative_prompt": None, "guidance_scale": guidance}
 
-    def denoiser_activations(
-        self, pipe: PipelineComponents, scenario: Scenario, dtype: str
-    ) -> tuple[int, str]:
-        """Image + CLIP + T5 tokens through a joint block at the CFG batch."""
-        streams = self.denoiser_streams(pipe, scenario)
-        tokens, text = streams.image_tokens, streams.text_tokens
-        transformer = pipe.components[self.denoiser]
-        peak = transformer_activations(transformer, tokens + text, scenario.batch, dtype)
-        return image_denoiser_peak(tokens, text, peak)
+    block_activations = staticmethod(transformer_activations)
 
     def denoiser_streams(self, pipe: PipelineComponents, scenario: Scenario) -> DenoiserStreams:
         """Joint blocks return the image and the CLIP + T5 tokens, at the CFG batch."""
