@@ -95,22 +95,6 @@ def _manifest(plan: RunPlan, run_id: str, environment: dict[str, Any]) -> dict[s
     }
 
 
-def run_cells(
-    run_dir: Path,
-    manifest: dict[str, Any],
-    plan: RunPlan,
-    console: Console,
-    context: Any,
-    stop: StopRequests,
-    executor: ExecutorChoice = LOCAL,
-) -> bool:
-    """The one place that hands the cells to an executor: the one `executor` names in the
-    registry (bench.runner.executor_choice); every executor writes the same run folder. True
-    when work was owed."""
-    sweep = Sweep(run_dir, manifest, plan, console, stop, context)
-    return executor.executor().run(sweep)
-
-
 def _sweep(
     run_dir: Path,
     manifest: dict[str, Any],
@@ -121,9 +105,13 @@ def _sweep(
     executor: ExecutorChoice = LOCAL,
 ) -> None:
     """Run the missing cells, then mark the run finished; interruptions and write failures
-    leave `finished_at` null and say which folder to resume."""
+    leave `finished_at` null and say which folder to resume.
+
+    The one place that hands the cells to an executor: the one `executor` names in the registry
+    (bench.runner.executor_choice); every executor writes the same run folder."""
     try:
-        ran = run_cells(run_dir, manifest, plan, console, context, stop, executor)
+        sweep = Sweep(run_dir, manifest, plan, console, stop, context)
+        ran = executor.executor().run(sweep)
         if ran or manifest.get("finished_at") is None:
             manifest["finished_at"] = utc_now()
             write_json_atomic(run_dir / MANIFEST, manifest)

@@ -27,10 +27,8 @@ from bench.runner.executor_base import (
 )
 from bench.runner.interrupt import StopRequests
 from bench.runner.plan import CellJob, cell_job
-from bench.runner.processes import born_ignoring_sigint, relay_events
+from bench.runner.processes import born_ignoring_sigint, relay_events, stop_process
 from bench.runner.worker import WRITE_FAILED_EXIT, run_cell
-
-STOP_GRACE_S = 10.0  # how long a stopped cell may take to end before it is killed
 
 
 class LocalExecutor(Executor):
@@ -123,12 +121,7 @@ class _CellFollower:
         """End the cell now; what it was writing is whole or absent, and absent stays missing."""
         if process.pid is None:
             return
-        if process.is_alive():
-            process.terminate()
-            process.join(STOP_GRACE_S)
-        if process.is_alive():
-            process.kill()
-        process.join()
+        stop_process(process)
         cell_images = Path(self.job.run_dir) / IMAGES / self.job.cell["cell_id"]
         if cell_images.is_dir():
             remove_temporary_files(cell_images)

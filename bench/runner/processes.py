@@ -26,6 +26,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 PRELOAD = ["bench.runner.preload"]
+STOP_GRACE_S = 10.0  # how long a stopped cell's process may take to end before it is killed
 _server_environment: dict[str, str] | None = None
 _stop_registered = False
 # The running server's answer to usable_context (None: it holds no CUDA), asked once per server.
@@ -184,3 +185,16 @@ def relay_events(
                 except EOFError:
                     break
             return
+
+
+def stop_process(process: BaseProcess, grace_s: float = STOP_GRACE_S) -> None:
+    """End a cell's process now: asked to terminate, killed when it has not ended after
+    `grace_s`, then reaped. A process never started is left alone."""
+    if process.pid is None:
+        return
+    if process.is_alive():
+        process.terminate()
+        process.join(grace_s)
+    if process.is_alive():
+        process.kill()
+    process.join()

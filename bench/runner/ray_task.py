@@ -51,11 +51,11 @@ from bench.runner.processes import (
     call_in_fresh_process,
     cell_context,
     relay_events,
+    stop_process,
     usable_context,
 )
 from bench.runner.worker import run_cell
 
-STOP_GRACE_S = 10.0  # how long a cancelled cell may take to end before it is killed
 TEMP_PREFIX = "bench-ray-cell-"
 
 
@@ -268,7 +268,7 @@ class _TaskFollower:
             self.send({"kind": "process", "pid": process.pid})
             self._events(receive, process)
         except BaseException:
-            _stop(process)
+            stop_process(process)
             raise
         finally:
             receive.close()
@@ -293,14 +293,3 @@ class _TaskFollower:
         elif kind == "write_failed":
             self.write_failed = event.get("message")
         self.send(event)
-
-
-def _stop(process: Any) -> None:
-    if process.pid is None:
-        return
-    if process.is_alive():
-        process.terminate()
-        process.join(STOP_GRACE_S)
-    if process.is_alive():
-        process.kill()
-    process.join()
