@@ -10,8 +10,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from bench.comparison import compare_runs
 from bench.comparison.load import load_run
+from bench.comparison.verdicts import compare_runs
 from tests.compare.rundir import GIB, CellPlan, lognormal_times, write_run
 
 ROOT = Path(__file__).resolve().parents[2]

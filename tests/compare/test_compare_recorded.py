@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.comparison import compare_runs
 from bench.comparison.load import CellData, load_run
 from bench.comparison.memory import image_peaks_verdict, profiles
 from bench.comparison.stability import MAX_OTHERS_SHARE, time_noise
@@ -28,7 +27,7 @@ from bench.comparison.stats import (
     memory_verdict,
     sample_verdict,
 )
-from bench.comparison.verdicts import Thresholds, compare_cells
+from bench.comparison.verdicts import Thresholds, compare_cells, compare_runs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RSS = "host_rss_peak_bytes"

@@ -12,10 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from bench.cli.compare import compare_command
-from bench.comparison import compare_runs
 from bench.comparison.load import load_run
 from bench.comparison.render import to_markdown
-from bench.comparison.verdicts import Thresholds
+from bench.comparison.verdicts import Thresholds, compare_runs
 from bench.errors import UserInputError
 from tests.compare.rundir import (
     CPU_ENV,
