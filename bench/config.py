@@ -29,7 +29,8 @@ from bench.backends import BACKENDS
 from bench.config_base import RECORDED, Strict, float_range, int_range, unique
 from bench.config_fields import Name, Text
 from bench.errors import ConfigError
-from bench.families import FAMILIES, UnsupportedOption
+from bench.families import FAMILIES
+from bench.families.base import UnsupportedOption
 from bench.offload import OffloadEntry, OffloadSpec, spec_of
 from bench.speedups import SpeedupSpec
 from bench.yamlfile import load_yaml_file

@@ -13,13 +13,7 @@ import json
 from pathlib import Path
 
 from bench.errors import UserInputError
-from bench.families.base import (
-    Family,
-    NonFiniteOutput,
-    PublishedCount,
-    UnknownPreset,
-    UnsupportedOption,
-)
+from bench.families.base import Family
 from bench.families.flux import FLUX
 from bench.families.qwen_image import QWEN_IMAGE_FAMILY
 from bench.families.sd3 import SD3
@@ -83,12 +77,7 @@ def family_of_folder(base_dir: Path) -> Family:
 __all__ = [
     "DEFAULT_FAMILY",
     "FAMILIES",
-    "Family",
-    "NonFiniteOutput",
-    "PublishedCount",
     "UnknownFamily",
-    "UnknownPreset",
-    "UnsupportedOption",
     "available",
     "family_for_architecture",
     "family_for_denoiser",

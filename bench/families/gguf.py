@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.errors import UserInputError
-from bench.families import FAMILIES, Family, family_for_denoiser, get_family
+from bench.families import FAMILIES, family_for_denoiser, get_family
+from bench.families.base import Family
 from bench.gguf.convert import QuantizeSummary, convert_checkpoint
 from bench.gguf.errors import ConversionError
 from bench.gguf.inspect import InspectResult, summarize_gguf

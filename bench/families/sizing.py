@@ -17,7 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bench.families import Family, family_for_denoiser, family_for_pipeline, get_family
+from bench.families import family_for_denoiser, family_for_pipeline, get_family
+from bench.families.base import Family
 from bench.gguf.names import TensorNames
 from bench.sizing.components import (
     Component,

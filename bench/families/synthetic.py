@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.families import Family, get_family
+from bench.families import get_family
+from bench.families.base import Family
 from bench.models.synthetic import build_folder, cache_folder, ensure_folder
 
 

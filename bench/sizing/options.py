@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from bench import arguments, limits
 from bench.errors import ArgumentError, ConfigError
-from bench.families import UnsupportedOption, get_family
+from bench.families import get_family
+from bench.families.base import UnsupportedOption
 from bench.families.sizing import Base
 from bench.results import read_manifest
 from bench.sizing.recommend import Option, lookup_gpu, parse_offloads, read_measurements, recommend

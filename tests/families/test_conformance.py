@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.families import FAMILIES, Family, UnsupportedOption
+from bench.families import FAMILIES
+from bench.families.base import Family, UnsupportedOption
 
 FAMILY_NAMES = list(FAMILIES)
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.families import UnsupportedOption, get_family
 from bench.families import flux as flux_module
+from bench.families import get_family
+from bench.families.base import UnsupportedOption
 
 FLUX = get_family("flux")
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from diffusers.image_processor import VaeImageProcessor
 
-from bench.families import FAMILIES, NonFiniteOutput
-from bench.families.base import pictures
+from bench.families import FAMILIES
+from bench.families.base import NonFiniteOutput, pictures
 
 
 def test_pictures_convert_as_diffusers_numpy_to_pil() -> None:

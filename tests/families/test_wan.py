@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.families import UnsupportedOption, family_for_architecture, family_for_pipeline
+from bench.families import family_for_architecture, family_for_pipeline
 from bench.families import get_family as _get_family
+from bench.families.base import UnsupportedOption
 
 WAN = _get_family("wan")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.reporting import build_report
+from bench.reporting.build import build_report
 
 pytestmark = pytest.mark.slow
 

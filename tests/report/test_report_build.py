@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bench.cli.report import report_command
 from bench.errors import UserInputError
-from bench.reporting import build_report
+from bench.reporting.build import build_report
 
 pytestmark = pytest.mark.slow
 

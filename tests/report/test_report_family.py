@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bench.families import get_family
-from bench.reporting import build_report
+from bench.reporting.build import build_report
 from bench.reporting.data import load_run
 from bench.reporting.model import run_model
 from bench.reporting.overview import facts, published_sections, warnings

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.reporting import build_report
+from bench.reporting.build import build_report
 from bench.reporting.data import load_run, twin_of
 from bench.reporting.overview import published_sections
 from bench.reporting.published import (
