@@ -49,7 +49,8 @@ from bench.results import (
 from bench.runner.memory import MemorySampler, monotonic, synchronize
 from bench.runner.plan import CellJob
 from bench.runner.timing import CallTimer, CpuMeter
-from bench.speedups import ApplyContext, Probe, SpeedupIncompatible, parse_speedup, speedup_for
+from bench.speedups import parse_speedup, speedup_for
+from bench.speedups.base import ApplyContext, Probe, SpeedupIncompatible
 
 T = TypeVar("T")
 Emit = Callable[..., None]  # emit(kind, **payload): one event to the executor

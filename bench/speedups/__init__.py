@@ -14,23 +14,13 @@ from pydantic import Field
 
 from bench.config_fields import entry_of
 from bench.speedups.attention import AttentionSpeedup
-from bench.speedups.base import ApplyContext, Probe, Speedup, SpeedupConfig, SpeedupIncompatible
+from bench.speedups.base import Speedup
 from bench.speedups.cache import CacheSpeedup
 from bench.speedups.compile import CompileSpeedup
 from bench.speedups.gguf_kernels import GgufKernelsSpeedup
 from bench.speedups.lora import LoraSpeedup
 
-__all__ = [
-    "SPEEDUPS",
-    "ApplyContext",
-    "Probe",
-    "Speedup",
-    "SpeedupConfig",
-    "SpeedupIncompatible",
-    "SpeedupSpec",
-    "parse_speedup",
-    "speedup_for",
-]
+__all__ = ["SPEEDUPS", "SpeedupSpec", "parse_speedup", "speedup_for"]
 
 SPEEDUPS: dict[str, Speedup] = {
     entry.kind: entry

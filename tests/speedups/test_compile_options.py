@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch._dynamo import config as dynamo_config
 
-from bench.speedups import ApplyContext, parse_speedup, speedup_for
+from bench.speedups import parse_speedup, speedup_for
+from bench.speedups.base import ApplyContext
 
 
 class _Denoiser:
