@@ -5,6 +5,10 @@ start from nothing. Importing torch, diffusers and transformers is not part of t
 `spawn`ed interpreter paid seconds for it per cell (even for cells that fail at once on a CPU).
 The forkserver imports this module and then forks each cell from that warm image: the cell is a
 new process with its own address space, copy-on-write, that starts with the modules in place.
+So do the caches libraries fill on their first load (`FIRST_USES`: transformers' checkpoint
+conversion table, the modules diffusers' loaders look classes up in): filled here once, they are
+no part of any cell's load time. The pipeline itself is never loaded here: loading it is what a
+cell measures.
 
 Why the forked cells can still use CUDA: the server never initialises CUDA, neither torch's
 lazy state (`torch.cuda.is_initialized()` stays False here, so torch's fork guard does not mark
