@@ -25,7 +25,7 @@ from bench.config import (
 )
 from bench.config_fields import VariantConfig
 from bench.errors import ArgumentError, ConfigError
-from bench.speedups import SpeedupConfig
+from bench.speedups.base import SpeedupConfig
 from bench.yamlfile import load_yaml_file
 
 

@@ -294,3 +294,42 @@ def _strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return out
+
+
+def _defined_in(tree: ast.Module) -> set[str]:
+    """The names a module defines itself (not those it imports)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_a_package_hands_out_only_what_it_defines() -> None:
+    """One import path per name: `from bench.<package> import x` names a submodule or something
+    the package's __init__ defines (a registry, a look-up), never a name it imported from one of
+    its modules. `bench` itself is the exception: its __init__ is the public API's list."""
+    packages = {
+        module: _defined_in(ast.parse(path.read_text(encoding="utf-8")))
+        for module, path in MODULES.items()
+        if path.name == "__init__.py" and module != "bench"
+    }
+    root = BENCH.parent
+    offenders = []
+    for path in sorted(
+        [*root.glob("bench/**/*.py"), *root.glob("tests/**/*.py"), *root.glob("benchmarks/*.py")]
+    ):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or node.module not in packages:
+                continue
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                if submodule not in MODULES and alias.name not in packages[node.module]:
+                    where = f"{path.relative_to(root)}:{node.lineno}"
+                    offenders.append(f"{where}: {alias.name} from {node.module}")
+    assert not offenders, "names taken from a package that only re-exports them:\n" + "\n".join(
+        offenders
+    )

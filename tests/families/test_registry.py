@@ -12,12 +12,12 @@ from bench.families import (
     DEFAULT_FAMILY,
     FAMILIES,
     UnknownFamily,
-    UnknownPreset,
     available,
     family_for_architecture,
     family_for_pipeline,
     get_family,
 )
+from bench.families.base import UnknownPreset
 
 
 def test_default_is_flux_and_listed_first() -> None:
