@@ -31,7 +31,8 @@ from bench.runner.executor_base import Executor
 from bench.runner.executor_choice import EXECUTORS, ExecutorChoice
 from tests.runner.sample_config import BASE_CONFIG
 
-pytestmark = pytest.mark.slow
+# The Ray tests share one worker (--dist loadgroup): one local Ray instance at a time.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 PLAN = {
     **BASE_CONFIG,
