@@ -227,6 +227,9 @@ def check_record(record: dict[str, Any], where: str) -> None:
 
 
 # scores.jsonl
+#: A speed-up cell's rows of a paired metric name their reference in `reference`: its un-sped
+#: twin or full precision (other cells' rows have no such field: full precision is implied).
+TWIN_REFERENCE, FULL_REFERENCE = "twin", "full"
 _SCORE: Fields = {
     "kind": ("str", True),
     "cell_id": ("str", True),
@@ -234,6 +237,7 @@ _SCORE: Fields = {
     "status": ("str", True),
     "value": ("num|null", True),
     "reference_cell_id": ("str|null", False),
+    "reference": ("str|null", False),
     "note": ("str|null", False),
     "higher_is_better": ("bool|null", False),
 }

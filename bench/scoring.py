@@ -36,6 +36,7 @@ from bench.metrics.run_view import RunView, read_run
 from bench.metrics.score_summary import write_summary
 from bench.metrics.scorebook import ScoreBook, dist_row, image_row
 from bench.results import SCORES, SCORES_SUMMARY
+from bench.run_schema import TWIN_REFERENCE
 
 INCEPTION_ENV = "BENCH_INCEPTION_WEIGHTS"
 
@@ -69,7 +70,7 @@ def score_paired(
     # Image-major order: each reference image is decoded once for all the cells paired with it;
     # a twin's rows before full precision's, so a reader that keeps the latest row per (cell,
     # image, metric) whatever its reference keeps full precision's, as before twins existed.
-    work.sort(key=lambda w: (w[1]["prompt_id"], w[1]["repeat"], w[3] != "twin", w[2]))
+    work.sort(key=lambda w: (w[1]["prompt_id"], w[1]["repeat"], w[3] != TWIN_REFERENCE, w[2]))
     last: tuple[tuple[str, str, int], LoadedImage, list[Any]] | None = None
     for cell, image, ref_id, label, todo in _progress(work, "fidelity", progress):
         ref_key = (ref_id, image["prompt_id"], image["repeat"])

@@ -25,6 +25,7 @@ from bench.results import (
     read_manifest,
     read_records,
 )
+from bench.run_schema import TWIN_REFERENCE
 
 REQUIRED_MANIFEST_KEYS = ("cells", "images", "prompts")
 # Image-level metrics are paired per prompt and judged; distribution metrics have one value per
@@ -111,7 +112,9 @@ def _read_scores(run_dir: Path) -> dict[str, dict[str, PromptScores]]:
     `prompt_means` the score summary uses (so both average identical rows alike)."""
     latest: dict[tuple[str, str, int, str], dict[str, Any]] = {}
     for row in iter_jsonl(run_dir / SCORES):
-        if row.get("kind") != SCORE_KIND:
+        # A speed-up cell's rows against its twin: the comparison judges quality against full
+        # precision for every cell alike.
+        if row.get("kind") != SCORE_KIND or row.get("reference") == TWIN_REFERENCE:
             continue
         key = (row["cell_id"], row["prompt_id"], int(row["repeat"]), row["metric"])
         latest[key] = row  # later rows supersede earlier ones (docs/scores.md: latest per key)

@@ -18,6 +18,7 @@ from bench.results import (
     read_manifest,
     read_records,
 )
+from bench.run_schema import FULL_REFERENCE, TWIN_REFERENCE
 
 
 @dataclass
@@ -44,8 +45,10 @@ class Reference:
         `twin` cells, one `twin` where they are the same cell (a full-precision variant's)."""
         if not self.speedup:
             return [] if self.compared_to is None else [(self.compared_to, None)]
-        pairs = [] if self.compared_to in (None, self.twin) else [(self.compared_to, "full")]
-        return pairs + ([(self.twin, "twin")] if self.twin is not None else [])
+        pairs = (
+            [] if self.compared_to in (None, self.twin) else [(self.compared_to, FULL_REFERENCE)]
+        )
+        return pairs + ([(self.twin, TWIN_REFERENCE)] if self.twin is not None else [])
 
 
 @dataclass

@@ -15,6 +15,7 @@ from bench.metrics.run_view import Reference, RunView
 from bench.metrics.scorebook import SCHEMA, ScoreBook
 from bench.metrics.stats import Interval, mean_interval, per_prompt_means, prompt_means
 from bench.results import SCORES, utc_now, write_json_atomic
+from bench.run_schema import FULL_REFERENCE, TWIN_REFERENCE
 
 
 def _summary_row(
@@ -103,7 +104,7 @@ def summarize(
                 # the last, full precision's, as before twins existed.
                 twin, more = _twin_summary(view, book, cell_id, metric, ref, unavailable)
                 rows.append(_summary_row(cell, ref, metric, twin, **more))
-                extra["reference"] = "full"
+                extra["reference"] = FULL_REFERENCE
             rows.append(_summary_row(cell, ref, metric, interval, **extra))
         if cell_ok and ref.compared_to and "clip_score" in names:
             model = book_model(book, cell_id, "clip_score")
@@ -206,7 +207,7 @@ def _twin_summary(
         interval, extra = _image_summary(view, book, cell_id, metric, ref.twin, None)
     if interval.status == "not_scored" and metric in unavailable:
         interval = _status_only("unavailable", unavailable[metric])
-    return interval, {"reference_cell_id": ref.twin, "reference": "twin", **extra}
+    return interval, {"reference_cell_id": ref.twin, "reference": TWIN_REFERENCE, **extra}
 
 
 def _clip_delta(view: RunView, book: ScoreBook, cell_id: str, ref_id: str, model: str) -> Interval:

@@ -26,13 +26,12 @@ from bench.reporting.tables import (
     score_text,
     status_text,
 )
+from bench.run_schema import FULL_REFERENCE, TWIN_REFERENCE
 from bench.sizing.units import fmt_bytes
 
 # The fields of a cell record's `speedup` that name it rather than measure it.
 NAMING_FIELDS = ("name", "kind", "label")
 FIDELITY_METRIC = "psnr"
-# How `bench score` labels a speed-up cell's two rows of a paired metric (`reference`).
-TWIN, FULL = "twin", "full"
 MESSAGE_CHARS = 200
 
 
@@ -149,10 +148,10 @@ def fidelity_rows(
     def labelled(label: str) -> dict[str, Any] | None:
         return next((r for r in rows if r.get("reference") == label), None)
 
-    twin_row = labelled(TWIN) or next(
+    twin_row = labelled(TWIN_REFERENCE) or next(
         (r for r in rows if twin_id and r.get("reference_cell_id") == twin_id), None
     )
-    full_row = labelled(FULL) or next(
+    full_row = labelled(FULL_REFERENCE) or next(
         (
             r
             for r in rows

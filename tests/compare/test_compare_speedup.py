@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from bench.comparison.load import load_run
 from bench.comparison.render import print_comparison, to_json, to_markdown
 from bench.comparison.verdicts import NEWLY_FAILING, NO_CHANGE, STILL_FAILING, compare_runs
+from bench.run_schema import TWIN_REFERENCE
 from tests.fixtures.recorded import copy_recorded_run
 
 TWIN = "full__none__64x64"
@@ -97,3 +99,28 @@ def test_same_run_compares_both_cells_unchanged(base_run: Path, tmp_path: Path) 
     for cell_id in (TWIN, SPED):
         walls = [r["wall_s"] for r in records if r["kind"] == "image" and r["cell_id"] == cell_id]
         assert comparison.base.cells[cell_id].wall_s == walls and len(walls) == 2
+
+
+def test_quality_is_judged_against_full_precision_whatever_the_row_order(
+    base_run: Path, tmp_path: Path
+) -> None:
+    """A speed-up cell has rows against its twin and against full precision; the comparison
+    reads the full-precision ones, as for every other cell, even when the twin's come last."""
+    run = tmp_path / base_run.name
+    shutil.copytree(base_run, run)
+    rows = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
+    twin_rows = [r for r in rows if r.get("reference") == TWIN_REFERENCE]
+    other_rows = [r for r in rows if r.get("reference") != TWIN_REFERENCE]
+    assert twin_rows, "the recorded run has no rows against a twin"
+    lines = [json.dumps(r) + "\n" for r in other_rows + twin_rows]
+    (run / "scores.jsonl").write_text("".join(lines))
+    sped = "Q8_0__none__64x64__fbc"
+    full = {
+        r["prompt_id"]: r["value"]
+        for r in other_rows
+        if r["cell_id"] == sped and r["metric"] == "psnr" and r["status"] == "ok"
+    }
+    assert full and all(v is not None for v in full.values())
+    scores = load_run(run).cells[sped].scores["psnr"]
+    assert scores.values == pytest.approx(full)
+    assert not scores.identical
