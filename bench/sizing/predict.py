@@ -8,18 +8,16 @@ explanation repeats the essentials so a printed prediction stands on its own.
 What is generic lives here: residency under each offload mode, the GGUF dequantisation scratch,
 allocator and CUDA context terms. The working memory of each component is the model family's
 (`Family.activations`, looked up by the pipeline's family name), built from the shared blocks'
-formulas (bench/blocks: the text encoders', the VAEs') and its own denoiser's.
+formulas (bench/blocks: the text encoders', the VAEs') and its own denoiser's. What a speed-up
+keeps on the device is its entry's (`Speedup.size_terms`, bench/speedups), asked for each
+speed-up of the scenario.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from bench.blocks import denoisers
 from bench.families import get_family
 from bench.offload import SEQUENTIAL_GGUF_NOTE, OffloadSpec, parse_offload  # re-exported
-from bench.sizing.components import DTYPE_BYTES, Component, PipelineComponents
+from bench.sizing.components import Component, PipelineComponents
 from bench.sizing.terms import (
     ALLOCATOR_FACTOR,
     CUDA_CONTEXT_BYTES,
@@ -29,6 +27,8 @@ from bench.sizing.terms import (
     Term,
 )
 from bench.sizing.units import fmt_bytes
+from bench.speedups import speedup_for
+from bench.speedups.base import SizeContext
 
 # ---------------------------------------------------------------------------------------------
 # Residency under each offload mode
@@ -94,7 +94,10 @@ def _phase(pipe: PipelineComponents, running: str, scenario: Scenario, compute_d
         )
     name, work, why = family.activations(comp, pipe, scenario, compute_dtype)
     terms.append(Term(name, work, why, "activations", comp.name))
-    terms += speedup_terms(pipe, running, scenario, compute_dtype, terms)
+    # What each speed-up keeps on the device: its entry's own formula (none for most kinds).
+    context = SizeContext(pipe, family, running, scenario, compute_dtype, tuple(terms))
+    for spec in scenario.speedups:
+        terms += speedup_for(spec).size_terms(spec, context)
     terms.append(
         Term(
             "allocator overhead",
@@ -113,89 +116,6 @@ def _phase(pipe: PipelineComponents, running: str, scenario: Scenario, compute_d
         )
     )
     return Phase(running, tuple(terms))
-
-
-# ---------------------------------------------------------------------------------------------
-# What a speed-up keeps on the device
-
-#: (pipe, running phase, scenario, compute dtype, the phase's weight terms, spec) -> its terms
-SpeedupSizer = Callable[[PipelineComponents, str, Scenario, str, list[Term], Any], list[Term]]
-
-
-def speedup_terms(
-    pipe: PipelineComponents, running: str, scenario: Scenario, dtype: str, terms: list[Term]
-) -> list[Term]:
-    """The memory the scenario's speed-ups add while `running` computes. Kinds without a sizer
-    (compile, attention backends, the GGUF kernels) keep no tensors of their own we can name."""
-    out: list[Term] = []
-    for spec in scenario.speedups:
-        sizer = SPEEDUP_SIZERS.get(spec.kind)
-        if sizer is not None:
-            out += sizer(pipe, running, scenario, dtype, terms, spec)
-    return out
-
-
-def _lora(
-    pipe: PipelineComponents, running: str, scenario: Scenario, dtype: str, terms: list[Term],
-    spec: Any,
-) -> list[Term]:  # fmt: skip
-    """Adapters stay with the denoiser's weights (fused too: `fuse_lora` keeps them until
-    `unload_lora_weights`), at its compute dtype, on the device as much as its weights are."""
-    name = get_family(pipe.family).denoiser
-    denoiser = pipe.components[name]
-    resident = sum(t.bytes for t in terms if t.kind == "weights" and t.component == name)
-    if not resident:
-        return []
-    layers = len(denoisers.lora_targets(denoiser, spec.targets))
-    params = spec.adapters * denoisers.lora_parameters(denoiser, spec.targets, spec.rank)
-    full = params * DTYPE_BYTES[denoiser.dtype]
-    share = "" if resident >= denoiser.bytes else f", the {resident / denoiser.bytes:.0%} on it"
-    why = (
-        f"{spec.adapters} adapter(s) × rank {spec.rank} × (in + out) on {layers} layers "
-        f"({', '.join(spec.targets)}) at {denoiser.dtype}{', fused (kept)' if spec.fused else ''}"
-        f"{share}"
-    )
-    return [Term("LoRA adapters", full * resident // denoiser.bytes, why, "weights", name)]
-
-
-def _cache(
-    pipe: PipelineComponents, running: str, scenario: Scenario, dtype: str, terms: list[Term],
-    spec: Any,
-) -> list[Term]:  # fmt: skip
-    """First Block Cache's and TaylorSeer's state, from the denoiser's first call until the
-    pipeline's end (`maybe_free_model_hooks` resets it after the VAE decode), whatever the
-    offload mode: plain tensors, not module weights. MagCache, FasterCache and Pyramid
-    Attention Broadcast: not sized."""
-    family = get_family(pipe.family)
-    order = pipe.offload_order
-    if order.index(running) < order.index(family.denoiser):
-        return []
-    denoiser = pipe.components[family.denoiser]
-    streams = family.denoiser_streams(pipe, scenario)
-    hidden = denoisers.hidden_size(denoiser)
-    method = spec.cache
-    where = (
-        f"{streams.passes} cache context(s) × {streams.rows} row(s) × {streams.image_tokens} "
-        f"image + {streams.text_tokens} text tokens × {hidden}"
-    )
-    if method.method == "first_block":
-        elements = denoisers.first_block_cache_elements(streams, hidden)
-        why = f"head output and residual, tail residuals: 3 image + 2 text tensors; {where}"
-        return [Term("First Block Cache state", elements * DTYPE_BYTES[dtype], why, "cache")]
-    if method.method == "taylorseer":
-        modules = denoisers.taylorseer_modules(denoiser)
-        elements = denoisers.taylorseer_elements(modules, method.max_order, streams, hidden)
-        why = (
-            f"{method.max_order + 1} Taylor factors (bfloat16) of {modules} hooked attention "
-            f"outputs; {where}"
-        )
-        nbytes = elements * denoisers.TAYLORSEER_FACTOR_BYTES
-        return [Term("TaylorSeer factors", nbytes, why, "cache")]
-    return []
-
-
-#: speed-up kind -> what it keeps on the device
-SPEEDUP_SIZERS: dict[str, SpeedupSizer] = {"lora": _lora, "cache": _cache}
 
 
 def predict(pipe: PipelineComponents, scenario: Scenario) -> Prediction:

@@ -4,22 +4,30 @@ A speed-up is something applied to a loaded pipeline, after its offload, that ch
 it runs (or how much memory it holds) without changing which weights it has: torch.compile, a
 diffusers cache, an attention backend, the GGUF CUDA kernels, LoRA adapters. Each entry owns its
 config model (strict, bounded, like a backend's variant model), its label, the combinations it
-knows to fail before anything loads, how it is applied through diffusers' own API, and what it
-adds to the cell record. The rest of the harness asks the registry (bench/speedups/__init__.py)
-and never tests an entry's kind; tests/speedups/test_conformance.py runs every entry.
+knows to fail before anything loads, how it is applied through diffusers' own API, what it adds
+to the cell record, and what it keeps on the device for `bench size --speedup` (`size_terms`,
+from the engines' formulas in bench/blocks). The rest of the harness asks the registry
+(bench/speedups/__init__.py) and never tests an entry's kind; tests/speedups/test_conformance.py
+runs every entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field
 
 from bench import limits
 from bench.config_base import Strict, unique
 from bench.config_fields import Name, VariantName
+from bench.sizing.terms import Term
+
+if TYPE_CHECKING:
+    from bench.families.base import Family
+    from bench.sizing.components import PipelineComponents
+    from bench.sizing.terms import Scenario
 
 #: What an applied speed-up reports for the cell record, called after the warm-up: the fields it
 #: measured (compile time and dynamo counters, the denoiser calls a cache skipped, ...).
@@ -60,6 +68,21 @@ class ApplyContext:
     variant_kind: str
 
 
+@dataclass(frozen=True)
+class SizeContext:
+    """What an entry may need to size what it keeps on the device during one phase of a
+    generation (bench.sizing.predict makes one per phase): the pipeline's components and their
+    family, the component running in that phase, the settings, the dtype the denoiser computes
+    in, and the terms the phase holds so far (its weights on the device, its activations)."""
+
+    pipe: PipelineComponents
+    family: Family
+    running: str
+    scenario: Scenario
+    compute_dtype: str
+    terms: tuple[Term, ...]
+
+
 class Speedup:
     """One entry of the speed-up axis (see the module)."""
 
@@ -86,3 +109,9 @@ class Speedup:
         first call at a new resolution), merged into the cell record's `speedup`; by default
         nothing."""
         return {}
+
+    def size_terms(self, spec: Any, context: SizeContext) -> list[Term]:
+        """What the entry keeps on the device while `context.running` computes, as named terms
+        of the predicted peak (docs/size.md); by default none: compile, the attention backends
+        and the GGUF kernels keep no tensors of their own that we can name."""
+        return []

@@ -9,6 +9,9 @@ not run the module's own forward (`_count_skips`). First Block Cache and MagCach
 denoiser calls after the first block, which their tail block's hook counts (`skipped_calls`);
 TaylorSeer, FasterCache and Pyramid Attention Broadcast skip attention or block computations
 inside a call (`skipped_calls` null: no whole call is skipped).
+
+`bench size --speedup` adds the state First Block Cache and TaylorSeer keep (their formulas:
+bench.blocks.denoisers); MagCache, FasterCache and Pyramid Attention Broadcast are not sized.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
+from bench.blocks import denoisers
 from bench.config_base import Strict, float_range, int_range
-from bench.speedups.base import ApplyContext, Probe, Speedup, SpeedupConfig
+from bench.sizing.components import DTYPE_BYTES
+from bench.sizing.terms import Term
+from bench.speedups.base import ApplyContext, Probe, SizeContext, Speedup, SpeedupConfig
 
 Step = Annotated[int, int_range(0, 10_000)]
 Timestep = Annotated[int, int_range(-1, 1_000)]
@@ -196,3 +202,33 @@ class CacheSpeedup(Speedup):
         before = _hook_keys(context.denoiser)
         context.denoiser.enable_cache(diffusers_config(spec, pipe, context.steps))
         return _count_skips(context.denoiser, before)
+
+    def size_terms(self, spec: Any, context: SizeContext) -> list[Term]:
+        """First Block Cache's and TaylorSeer's state, from the denoiser's first call until the
+        pipeline's end (`maybe_free_model_hooks` resets it after the VAE decode), whatever the
+        offload mode: plain tensors, not module weights."""
+        family, pipe, method = context.family, context.pipe, spec.cache
+        sized = method.method in ("first_block", "taylorseer")
+        order = pipe.offload_order
+        if not sized or order.index(context.running) < order.index(family.denoiser):
+            return []
+        denoiser = pipe.components[family.denoiser]
+        streams = family.denoiser_streams(pipe, context.scenario)
+        hidden = denoisers.hidden_size(denoiser)
+        where = (
+            f"{streams.passes} cache context(s) × {streams.rows} row(s) × "
+            f"{streams.image_tokens} image + {streams.text_tokens} text tokens × {hidden}"
+        )
+        if method.method == "first_block":
+            elements = denoisers.first_block_cache_elements(streams, hidden)
+            why = f"head output and residual, tail residuals: 3 image + 2 text tensors; {where}"
+            nbytes = elements * DTYPE_BYTES[context.compute_dtype]
+            return [Term("First Block Cache state", nbytes, why, "cache")]
+        modules = denoisers.taylorseer_modules(denoiser)
+        elements = denoisers.taylorseer_elements(modules, method.max_order, streams, hidden)
+        why = (
+            f"{method.max_order + 1} Taylor factors (bfloat16) of {modules} hooked attention "
+            f"outputs; {where}"
+        )
+        nbytes = elements * denoisers.TAYLORSEER_FACTOR_BYTES
+        return [Term("TaylorSeer factors", nbytes, why, "cache")]

@@ -2,7 +2,8 @@
 whose names end with `targets` (diffusers' attention projections by default), loaded with
 `pipe.load_lora_weights(state_dict, adapter_name=...)`, combined with `set_adapters` and,
 when `fused`, merged with `fuse_lora`. diffusers loads LoRA through peft: without it, or on a
-layer peft cannot wrap, the cell fails with diffusers' own message.
+layer peft cannot wrap, the cell fails with diffusers' own message. Sized (`bench size
+--speedup lora`) from the denoiser's target layers (bench.blocks.denoisers).
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
+from bench.blocks import denoisers
 from bench.config_base import float_range, int_range, unique
-from bench.speedups.base import ApplyContext, Probe, Speedup, SpeedupConfig
+from bench.sizing.components import DTYPE_BYTES
+from bench.sizing.terms import Term
+from bench.speedups.base import ApplyContext, Probe, SizeContext, Speedup, SpeedupConfig
 
 DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
@@ -75,3 +79,24 @@ class LoraSpeedup(Speedup):
         if spec.fused:
             pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
         return lambda: {"lora": {"adapters": len(names), "modules": modules}}
+
+    def size_terms(self, spec: Any, context: SizeContext) -> list[Term]:
+        """Adapters stay with the denoiser's weights (fused too: `fuse_lora` keeps them until
+        `unload_lora_weights`), at its dtype, on the device as much as its weights are."""
+        name = context.family.denoiser
+        denoiser = context.pipe.components[name]
+        resident = sum(
+            t.bytes for t in context.terms if t.kind == "weights" and t.component == name
+        )
+        if not resident:
+            return []
+        layers = len(denoisers.lora_targets(denoiser, spec.targets))
+        params = spec.adapters * denoisers.lora_parameters(denoiser, spec.targets, spec.rank)
+        full = params * DTYPE_BYTES[denoiser.dtype]
+        share = "" if resident >= denoiser.bytes else f", the {resident / denoiser.bytes:.0%} on it"
+        fused = ", fused (kept)" if spec.fused else ""
+        why = (
+            f"{spec.adapters} adapter(s) × rank {spec.rank} × (in + out) on {layers} layers "
+            f"({', '.join(spec.targets)}) at {denoiser.dtype}{fused}{share}"
+        )
+        return [Term("LoRA adapters", full * resident // denoiser.bytes, why, "weights", name)]
