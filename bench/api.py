@@ -229,13 +229,16 @@ def size(
     max_sequence_length: int = 512,
     margin: float = 0.1,
     num_frames: int | None = None,
+    speedups: Sequence[str] | None = None,
 ) -> list[Option]:
     """Every variant × offload option of `model` (default flux-dev; or of `runs`' variants,
     with their measured s/image, and then no `model` nor `quant`) ranked for `vram` ("16GiB")
     or `gpu` ("RTX 4090"): fitting ones first, fastest first. Each option has `.variant`,
     `.offload`, `.fits`, `.reason`, `.peak_bytes` and the `.prediction` with its named terms.
     Without a budget nothing fits (predictions only). `num_frames`: one video's frames for a
-    video family (None: its default, Wan 81)."""
+    video family (None: its default, Wan 81). `speedups`: what each keeps on the device is
+    added, as `bench size --speedup` takes them: a kind ("lora"), a cache method
+    ("first_block", "taylorseer") or a config's mapping ("{kind: lora, rank: 32}")."""
 
     return size_options(  # checks every argument, naming it (a bare string is one name)
         model=model,
@@ -250,4 +253,5 @@ def size(
         max_sequence_length=max_sequence_length,
         margin=margin,
         num_frames=num_frames,
+        speedups=speedups,  # type: ignore[arg-type]
     ).options

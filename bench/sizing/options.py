@@ -133,7 +133,10 @@ def size_options(
         max_sequence_length, "max_sequence_length", 1, limits.MAX_SEQUENCE_LENGTH
     )
     margin = arguments.number(margin, "margin", 0.0, MAX_MARGIN)
-    specs_added = tuple(parse_speedup_option(s) for s in arguments.names(speedups, "speedup") or [])
+    specs_added = tuple(
+        parse_speedup_option(s)
+        for s in arguments.names(speedups, "speedups", option="--speedup") or []
+    )
     variants, measured = _variants(model, quant, runs)
     frames = _frames(variants, num_frames)
     height, width = _size(variants, height, width)
@@ -157,7 +160,8 @@ def size_options(
 def parse_speedup_option(text: str) -> Any:
     """A `--speedup` value as its speed-up's config model: a kind ("lora"), a cache method
     ("first_block", "taylorseer"), or a config's mapping in YAML flow style
-    ("{kind: lora, adapters: 2, rank: 32, fused: true}"); ArgumentError naming `speedup`."""
+    ("{kind: lora, adapters: 2, rank: 32, fused: true}"); an ArgumentError names `speedups`
+    (--speedup on the command line)."""
     if text in CACHE_METHODS:
         data: Any = {"kind": "cache", "cache": {"method": text}}
     elif text in SPEEDUPS:
@@ -169,20 +173,23 @@ def parse_speedup_option(text: str) -> Any:
             data = None
         if not isinstance(data, dict):
             raise ArgumentError(
-                "speedup",
+                "speedups",
                 f"{text!r}: expected a speed-up kind ({', '.join(SPEEDUPS)}), a cache method "
                 f"({', '.join(CACHE_METHODS)}) or a mapping like '{{kind: lora, rank: 32}}'",
+                option="--speedup",
             )
     default = data.get("cache", {}).get("method") if isinstance(data.get("cache"), dict) else None
     data = {"name": default or str(data.get("kind")), **data}
     try:
         return speedup_for(data).config_model.model_validate(data)
     except ConfigError as exc:
-        raise ArgumentError("speedup", str(exc)) from None
+        raise ArgumentError("speedups", str(exc), option="--speedup") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(part) for part in err["loc"])
-        raise ArgumentError("speedup", f"{text!r}: {where}: {err['msg']}") from None
+        raise ArgumentError(
+            "speedups", f"{text!r}: {where}: {err['msg']}", option="--speedup"
+        ) from None
 
 
 def _size(variants: list[Any], height: int | None, width: int | None) -> tuple[int, int]:

@@ -3,7 +3,8 @@ the cell id and config hash change with it while a config without speed-ups keep
 cell ids the harness recorded before speed-ups existed; and a real run of the tiny FLUX where
 each entry works or fails with the library's own message, a compiled cell records its compile
 time and dynamo counters (and those of its first call at a new resolution), a cache cell counts
-the computations it skipped, and a cache cell's PSNR against its uncached twin is finite."""
+the computations it skipped, and a cache cell's PSNR against its uncached twin is finite; and
+what each entry sizes for `bench size --speedup` is what the prediction adds."""
 
 from __future__ import annotations
 
@@ -21,7 +22,13 @@ from bench.api import run
 from bench.cells import expand_cells
 from bench.config import config_hash, load_config, validate_config
 from bench.errors import ConfigError
+from bench.families import get_family
+from bench.offload import parse_offload
+from bench.sizing.predict import predict
+from bench.sizing.sources import builtin_variants, resolve_base
+from bench.sizing.terms import Scenario, Term
 from bench.speedups import SPEEDUPS, SpeedupSpec, parse_speedup, speedup_for
+from bench.speedups.base import SizeContext
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,6 +125,29 @@ def _psnr(a: Path, b: Path) -> float:
     y = np.asarray(Image.open(b), dtype=np.float64) / 255
     with np.errstate(divide="ignore"):  # identical images: +inf, which the callers accept
         return float(10 * np.log10(1 / np.mean((x - y) ** 2)))
+
+
+@pytest.mark.parametrize("kind", sorted(SPEEDUPS))
+def test_the_prediction_adds_what_the_entry_sizes(kind: str) -> None:
+    """Each entry's `size_terms` are named terms, and the sizing stage adds exactly those to
+    the denoising phase (before the allocator and CUDA context terms), whatever the kind."""
+    spec = TypeAdapter(SpeedupSpec).validate_python(EXAMPLES[kind])
+    pipe = builtin_variants(resolve_base("flux-dev"), ["Q8_0"])[-1].pipe
+    family = get_family(pipe.family)
+    offload = parse_offload("none")
+
+    def denoising(scenario: Scenario) -> tuple[Term, ...]:
+        phases = predict(pipe, scenario).phases
+        return next(p.terms for p in phases if p.name == family.denoiser)
+
+    plain = denoising(Scenario(offload))
+    dtype = pipe.components[family.denoiser].dtype
+    context = SizeContext(pipe, family, family.denoiser, Scenario(offload, speedups=(spec,)),
+                          dtype, plain[:-2])  # fmt: skip
+    terms = speedup_for(spec).size_terms(spec, context)
+    assert isinstance(terms, list) and all(isinstance(t, Term) and t.bytes > 0 for t in terms)
+    assert denoising(context.scenario) == (*plain[:-2], *terms, *plain[-2:])
+    assert [t.kind for t in plain[-2:]] == ["allocator", "context"]
 
 
 @pytest.mark.slow
