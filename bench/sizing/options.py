@@ -32,9 +32,7 @@ from bench.sizing.sources import (
 )
 from bench.sizing.units import fmt_bytes, parse_size
 from bench.speedups import SPEEDUPS, speedup_for
-
-#: cache methods `--speedup` takes by name alone (bench.speedups.cache's Method members)
-CACHE_METHODS = ("first_block", "taylorseer", "mag", "faster", "pyramid_attention_broadcast")
+from bench.speedups.cache import CACHE_METHODS
 
 #: The built-in architecture sized when neither a model nor runs are named.
 DEFAULT_MODEL = "flux-dev"

@@ -17,7 +17,7 @@ bench.blocks.denoisers); MagCache, FasterCache and Pyramid Attention Broadcast a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field
 
@@ -86,10 +86,12 @@ class PyramidAttentionBroadcast(Strict):
     cross_attention_timestep_skip_range: TimestepRange = Field(default_factory=lambda: [100, 800])
 
 
-Method = Annotated[
-    Union[FirstBlock, TaylorSeer, Mag, Faster, PyramidAttentionBroadcast],  # noqa: UP007
-    Field(discriminator="method"),
-]
+_METHOD_MODELS = (FirstBlock, TaylorSeer, Mag, Faster, PyramidAttentionBroadcast)
+Method = Annotated[Union[_METHOD_MODELS], Field(discriminator="method")]  # noqa: UP007
+#: The methods' names, as a config's `cache.method` (and `bench size --speedup`) spells them.
+CACHE_METHODS: tuple[str, ...] = tuple(
+    get_args(model.model_fields["method"].annotation)[0] for model in _METHOD_MODELS
+)
 
 
 class CacheSpeedupConfig(SpeedupConfig):
