@@ -61,14 +61,15 @@ format: $(VENV)/.installed-dev
 
 # The suite on TEST_WORKERS pytest-xdist workers: most of its time is subprocesses starting and
 # runs being waited on, which a second worker overlaps even on a 2-core machine. Two, not
-# `-n auto`: a 16-core GPU machine would start 16 workers, each building its own synthetic
-# pipelines and loading torch (memory), and the tests that share a run are grouped onto one
-# worker anyway (--dist loadgroup: xdist_group marks, tests/conftest.py). `TEST_WORKERS=0`
+# `-n auto`: a 16-core GPU machine would start 16 workers, each loading torch and building its
+# own synthetic pipelines. --dist loadfile: a file's tests share one worker, so a module-scoped
+# fixture (often a whole run) is made once. Not loadgroup: xdist 3.8 marks a group by editing
+# a node id that pytest 9 no longer reads, so its groups are silently ignored. `TEST_WORKERS=0`
 # runs it in one process; `pytest tests/x.py` alone runs in one process too.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

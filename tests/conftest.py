@@ -1,5 +1,4 @@
-"""Shared fixtures: one cache of synthetic pipelines and GGUF files per test session (per
-pytest-xdist worker: each worker is a session of its own), and the grouping of tests on workers."""
+"""Shared fixtures: one cache of synthetic pipelines and GGUF files per test session."""
 
 from __future__ import annotations
 
@@ -29,20 +28,3 @@ def tiny_pipeline(bench_cache: Path) -> Path:
     from bench.families.synthetic import ensure_synthetic_pipeline
 
     return ensure_synthetic_pipeline("tiny", 0)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup`` (``make test``), the tests that share a module-scoped fixture
-    (most often a whole run, in seconds) go to one worker, so it is made once, not once per
-    worker; one group per parameter of a parametrized one (one family each), so the groups
-    still spread. A test that names its own group (``xdist_group``) keeps it."""
-    for item in items:
-        if not isinstance(item, pytest.Function) or item.get_closest_marker("xdist_group"):
-            continue
-        scopes = {name: defs[-1].scope for name, defs in item._fixtureinfo.name2fixturedefs.items()}
-        shared = [name for name, scope in scopes.items() if scope == "module"]
-        if shared:
-            params = getattr(getattr(item, "callspec", None), "params", {})
-            split = "".join(f"[{name}={params[name]}]" for name in sorted(shared) if name in params)
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}{split}"))

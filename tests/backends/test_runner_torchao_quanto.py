@@ -20,8 +20,7 @@ from bench.results import cell_records, read_manifest, read_records
 from bench.sizing.sources import cell_variant, run_base
 from tests.backends.runner_run import TORCHAO_QUANTO
 
-# One worker for both files that read the session's backends_run (conftest.py): one run, not two.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backends_run")]
+pytestmark = pytest.mark.slow
 
 VARIANTS = TORCHAO_QUANTO  # read from the shared run (tests/backends/conftest.py)
 

@@ -31,8 +31,7 @@ from bench.runner.executor_base import Executor
 from bench.runner.executor_choice import EXECUTORS, ExecutorChoice
 from tests.runner.sample_config import BASE_CONFIG
 
-# The Ray tests share one worker (--dist loadgroup): one local Ray instance at a time.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.slow
 
 PLAN = {
     **BASE_CONFIG,

@@ -30,9 +30,6 @@ from tests.runner.live import LiveRun, assert_complete, image_count, run_folder
 
 ray = pytest.importorskip("ray")
 
-# The Ray tests share one worker (--dist loadgroup): one local Ray instance at a time.
-pytestmark = pytest.mark.xdist_group("ray")
-
 RAY = ExecutorChoice(kind="ray")
 SMALL = {
     "variants": [
