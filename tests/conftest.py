@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +31,24 @@ def tiny_pipeline(bench_cache: Path) -> Path:
     from bench.families.synthetic import ensure_synthetic_pipeline
 
     return ensure_synthetic_pipeline("tiny", 0)
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_as_a_terminal_gives_it(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts with Ctrl-C as a terminal delivers it: the default handler, unblocked.
+
+    A test that leaves this process ignoring or blocking SIGINT would pass that on to every run
+    a later test starts (a process started with SIGINT ignored keeps ignoring it, as nohup
+    wants), and the Ctrl-C tests would fail far from the cause. Such a test gets a warning naming
+    it (pytest's warnings summary), and the next test starts clean.
+    """
+    yield
+    handler = signal.getsignal(signal.SIGINT)
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    if handler is not signal.default_int_handler or blocked:
+        warnings.warn(
+            f"{request.node.nodeid} left SIGINT {'blocked' if blocked else handler!r}; restored",
+            stacklevel=1,
+        )
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
