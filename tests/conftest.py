@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,22 +32,14 @@ def tiny_pipeline(bench_cache: Path) -> Path:
     return ensure_synthetic_pipeline("tiny", 0)
 
 
-@pytest.fixture(autouse=True)
-def _ctrl_c_as_a_terminal_gives_it(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test starts with Ctrl-C as a terminal delivers it: the default handler, unblocked.
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_as_a_terminal_gives_it() -> Iterator[None]:
+    """The session has Ctrl-C as a terminal delivers it, however the suite was started.
 
-    A test that leaves this process ignoring or blocking SIGINT would pass that on to every run
-    a later test starts (a process started with SIGINT ignored keeps ignoring it, as nohup
-    wants), and the Ctrl-C tests would fail far from the cause. Such a test gets a warning naming
-    it (pytest's warnings summary), and the next test starts clean.
+    A script that starts the suite in the background (`make test &` without job control) starts
+    it with SIGINT ignored, and every run a test starts would inherit that and, as bench does
+    for nohup, keep ignoring it: the Ctrl-C tests would fail for a reason outside the code.
     """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
-    handler = signal.getsignal(signal.SIGINT)
-    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    if handler is not signal.default_int_handler or blocked:
-        warnings.warn(
-            f"{request.node.nodeid} left SIGINT {'blocked' if blocked else handler!r}; restored",
-            stacklevel=1,
-        )
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    signal.signal(signal.SIGINT, previous)
