@@ -22,6 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+from gguf import GGMLQuantizationType, GGUFWriter
+from gguf.quants import quantize
+
 HEAVY = ("torch", "diffusers", "transformers", "torchao", "bitsandbytes", "optimum", "ray",
          "pandas", "scipy", "matplotlib", "torchmetrics")  # fmt: skip
 BENCH = Path(sys.executable).parent / "bench"
@@ -61,10 +65,6 @@ def measure(args: list[str], rounds: int, folder: Path) -> tuple[float, float, l
 
 def small_gguf(path: Path) -> Path:
     """A two-tensor GGUF file for the `bench inspect` case."""
-    import numpy as np
-    from gguf import GGMLQuantizationType, GGUFWriter
-    from gguf.quants import quantize
-
     writer = GGUFWriter(str(path), "flux")
     weight = np.random.default_rng(0).standard_normal((256, 256), dtype=np.float32)
     q8 = GGMLQuantizationType.Q8_0
