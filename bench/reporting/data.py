@@ -128,6 +128,12 @@ def speedup_of(cell: dict[str, Any]) -> str | None:
     return cell.get("speedup") or None
 
 
+def has_speedups(run: RunData) -> bool:
+    """Whether any cell has a speed-up: only such a run gets the speed-up column, section and
+    published tables, so a run without any reports as before speed-ups existed."""
+    return any(speedup_of(cell) for cell in run.cells.values())
+
+
 def cell_name(cell: dict[str, Any]) -> str:
     """A cell's variant, with its speed-up where it has one ("Q8_0 + compile-blocks"): a
     speed-up cell shares its variant and offload with its twin, so plots must say which."""

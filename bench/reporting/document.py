@@ -12,7 +12,7 @@ from bench.comparison.stats import MIN_PROMPTS
 from bench.metrics.stats import METHOD, MIN_INTERVAL_N
 from bench.reporting.artifacts import Picture
 from bench.reporting.claims import Claim, check_claims
-from bench.reporting.data import RunData
+from bench.reporting.data import RunData, has_speedups
 from bench.reporting.grids import image_grids
 from bench.reporting.overview import (
     PublishedSection,
@@ -24,7 +24,6 @@ from bench.reporting.overview import (
 from bench.reporting.plots import all_plots, speedup_fidelity_plot, speedup_plot
 from bench.reporting.speedup_table import (
     SpeedupTable,
-    has_speedups,
     speedup_cells,
     speedup_notes,
     speedup_tables,

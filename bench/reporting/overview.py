@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.reporting.data import RunData, speedup_of
+from bench.reporting.data import RunData, has_speedups, speedup_of
 from bench.reporting.fmt import DASH, GIB, gib, missing, num
 from bench.reporting.model import run_model
 from bench.reporting.published import (
@@ -138,8 +138,8 @@ def memory_note(run: RunData) -> str:
 def published_sections(run: RunData) -> list[PublishedSection]:
     """Each published table beside the cells with its settings, or why none is; the speed-up
     tables for a run with speed-ups only."""
-    speedups = any(speedup_of(cell) for cell in run.cells.values())
-    return [_published(run, table) for table in (*TABLES, *(SPEEDUP_TABLES if speedups else ()))]
+    speedup_tables = SPEEDUP_TABLES if has_speedups(run) else ()
+    return [_published(run, table) for table in (*TABLES, *speedup_tables)]
 
 
 def _measured_memory(run: RunData, row: pd.Series) -> str:

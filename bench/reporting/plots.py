@@ -29,12 +29,13 @@ from bench.reporting.data import (
     RunData,
     cell_name,
     energy_reason,
+    has_speedups,
     offload_order,
     speedup_of,
     variant_order,
 )
 from bench.reporting.fmt import GIB, missing
-from bench.reporting.speedup_table import SpeedupCell, has_speedups
+from bench.reporting.speedup_table import SpeedupCell
 from bench.reporting.tables import (
     COUNTER_LABEL,
     interval_methods,

@@ -73,10 +73,6 @@ class SpeedupCell:
         return float(low), float(high)
 
 
-def has_speedups(run: RunData) -> bool:
-    return any(speedup_of(cell) for cell in run.cells.values())
-
-
 def _walls(run: RunData, cell_id: str) -> dict[tuple[str, int], float]:
     """(prompt, repeat) -> wall time of each ok image of a cell."""
     return {

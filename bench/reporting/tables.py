@@ -19,6 +19,7 @@ from bench.reporting.data import (
     RunData,
     backend_of,
     energy_reason,
+    has_speedups,
     reference_variant,
     scheme_of,
     speedup_of,
@@ -175,7 +176,7 @@ def raw_table(run: RunData) -> pd.DataFrame:
     scores = run.quality
     metrics = list(dict.fromkeys(metric for _, metric in scores))
     # A speed-up column only where the run has speed-ups: other runs' table.csv is unchanged.
-    speedups = any(speedup_of(cell) for cell in run.cells.values())
+    speedups = has_speedups(run)
     rows = []
     for _, row in run.summary.iterrows():
         cell_id = row["cell_id"]
