@@ -5,6 +5,7 @@ Images are decoded on demand and never kept, so a run of any size scores in boun
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ def choose_references(
     for cell in cells:
         chosen[cell["cell_id"]] = _full_reference(cell, full, plain, cell_status)
         if cell.get("speedup"):
-            chosen[cell["cell_id"]] = _twin(chosen[cell["cell_id"]], cell, plain, cell_status)
+            chosen[cell["cell_id"]] = _twin(chosen[cell["cell_id"]], cell, cells, cell_status)
     return chosen
 
 
@@ -182,17 +183,28 @@ def _full_reference(
     return Reference(ref["cell_id"], role, note)
 
 
-def _twin(
-    ref: Reference, cell: dict[str, Any], plain: list[dict[str, Any]], status: dict[str, str]
-) -> Reference:
-    """`ref` with the speed-up cell's un-sped twin: the cell of the same variant, offload mode
-    and resolution without a speed-up, when it ran ok (no fallback: the twin is what isolates
-    the speed-up's effect)."""
+def twin_of(cell: dict[str, Any], cells: Iterable[dict[str, Any]]) -> str | None:
+    """The id of a speed-up cell's un-sped twin among `cells` (manifest cells): the first cell
+    of the same variant, offload mode and resolution without a speed-up, whatever its status;
+    None for a cell without a speed-up or a run without that cell. The one twin rule, for the
+    scorer and the report alike."""
+    if not cell.get("speedup"):
+        return None
     same = ("variant", "offload", "height", "width")
-    twins = [c for c in plain if all(c[k] == cell[k] for k in same)]
-    if not twins:
+    for other in cells:
+        if not other.get("speedup") and all(other[k] == cell[k] for k in same):
+            return str(other["cell_id"])
+    return None
+
+
+def _twin(
+    ref: Reference, cell: dict[str, Any], cells: list[dict[str, Any]], status: dict[str, str]
+) -> Reference:
+    """`ref` with the speed-up cell's un-sped twin (`twin_of`) when it ran ok (no fallback:
+    the twin is what isolates the speed-up's effect)."""
+    twin = twin_of(cell, cells)
+    if twin is None:
         return replace(ref, speedup=True, twin_note="the run has no cell without the speed-up")
-    twin = twins[0]["cell_id"]
     if status.get(twin) != "ok":
         note = f"the twin {twin} did not run ok ({status.get(twin, 'not run')})"
         return replace(ref, speedup=True, twin_note=note)
