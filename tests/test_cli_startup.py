@@ -23,24 +23,29 @@ PROBE = """
 import json, sys
 sys.argv = ["bench", *json.loads(sys.argv[1])]
 from bench.cli import main
+code = 0
 try:
     main()
-except SystemExit:
-    pass
-print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & set(%r))), file=sys.stderr)
+except SystemExit as exc:
+    code = exc.code or 0
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+print(json.dumps([code, heavy]), file=sys.stderr)
 """
 
 
 def heavy_imports(*args: str) -> list[str]:
-    """Heavy libraries in sys.modules after `bench ARGS` ran in a fresh interpreter."""
-    code = PROBE % (HEAVY,)
+    """Heavy libraries in sys.modules after `bench ARGS` ran in a fresh interpreter, which
+    must succeed (a command that stops at an error would import nothing and prove nothing)."""
+    probe = PROBE % (HEAVY,)
     result = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(list(args))],
+        [sys.executable, "-c", probe, json.dumps(list(args))],
         capture_output=True,
         text=True,
         check=True,
     )
-    return json.loads(result.stderr.strip().splitlines()[-1])
+    code, heavy = json.loads(result.stderr.strip().splitlines()[-1])
+    assert code == 0, result.stderr
+    return heavy
 
 
 @pytest.mark.parametrize("args", [["--help"], ["size", "--help"], ["run", "--help"]])
