@@ -18,6 +18,7 @@ from bench.backends import variant_scheme
 from bench.cell_summary import summarize
 from bench.errors import UserInputError
 from bench.metrics import run_view
+from bench.reporting.fmt import missing
 from bench.results import SCORES_SUMMARY, cell_records, image_records, read_manifest, read_records
 
 CELL_KEYS = ("cell_id", "variant", "offload", "height", "width")
@@ -116,6 +117,16 @@ def load_run(run_dir: Path) -> RunData:
             if "metric" in row
         },
     )
+
+
+def ok_walls(run: RunData, cell_id: str) -> dict[tuple[str, int], float]:
+    """(prompt, repeat) -> wall time of each ok image of a cell: what its time figures rest on,
+    keyed so that a speed-up cell's images pair with its twin's."""
+    return {
+        (prompt, repeat): float(record["wall_s"])
+        for (cid, prompt, repeat), record in run.images.items()
+        if cid == cell_id and record.get("status") == "ok" and not missing(record.get("wall_s"))
+    }
 
 
 def reference_variant(run: RunData) -> str | None:

@@ -31,6 +31,7 @@ from bench.reporting.data import (
     energy_reason,
     has_speedups,
     offload_order,
+    ok_walls,
     speedup_of,
     variant_order,
 )
@@ -74,14 +75,6 @@ def _cell_label(run: RunData, row: Any) -> str:
     return label
 
 
-def _ok_walls(run: RunData, cell_id: str) -> list[float]:
-    return [
-        float(r["wall_s"])
-        for (cid, _, _), r in run.images.items()
-        if cid == cell_id and r.get("status") == "ok" and r.get("wall_s") is not None
-    ]
-
-
 def _not_shown(run: RunData, shown: set[str]) -> str:
     """Caption text naming the cells left out of a plot, grouped by why."""
     groups: dict[str, list[str]] = {}
@@ -109,7 +102,7 @@ def sizing_plot(run: RunData, out_dir: Path) -> Picture:
     by_offload: dict[str, list[tuple[float, float]]] = {}
     for _, row in run.summary.iterrows():
         peak = peak_bytes(row, counter)
-        walls = _ok_walls(run, row["cell_id"])
+        walls = list(ok_walls(run, row["cell_id"]).values())
         if peak is None or not walls:
             continue
         x, y = float(np.median(walls)), peak / GIB

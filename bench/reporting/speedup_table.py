@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.reporting.data import RunData, reference_variant, speedup_of, twin_of, variant_order
+from bench.reporting.data import (
+    RunData,
+    ok_walls,
+    reference_variant,
+    speedup_of,
+    twin_of,
+    variant_order,
+)
 from bench.reporting.fmt import DASH, missing, num
 from bench.reporting.tables import (
     BEFORE_FAILURE,
@@ -73,20 +80,11 @@ class SpeedupCell:
         return float(low), float(high)
 
 
-def _walls(run: RunData, cell_id: str) -> dict[tuple[str, int], float]:
-    """(prompt, repeat) -> wall time of each ok image of a cell."""
-    return {
-        (prompt, repeat): float(record["wall_s"])
-        for (cid, prompt, repeat), record in run.images.items()
-        if cid == cell_id and record.get("status") == "ok" and not missing(record.get("wall_s"))
-    }
-
-
 def paired_ratios(run: RunData, cell_id: str, twin_id: str | None) -> list[float]:
     """Per image both cells made (same prompt, repeat, seed): cell wall time / twin's."""
     if twin_id is None:
         return []
-    mine, theirs = _walls(run, cell_id), _walls(run, twin_id)
+    mine, theirs = ok_walls(run, cell_id), ok_walls(run, twin_id)
     return [mine[key] / theirs[key] for key in mine if key in theirs and theirs[key] > 0]
 
 
