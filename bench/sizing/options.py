@@ -31,7 +31,7 @@ from bench.sizing.sources import (
     run_base,
 )
 from bench.sizing.units import fmt_bytes, parse_size
-from bench.speedups import SPEEDUPS, speedup_for
+from bench.speedups import SPEEDUPS, parse_speedup
 from bench.speedups.cache import CACHE_METHODS
 
 #: The built-in architecture sized when neither a model nor runs are named.
@@ -179,7 +179,7 @@ def parse_speedup_option(text: str) -> Any:
     default = data.get("cache", {}).get("method") if isinstance(data.get("cache"), dict) else None
     data = {"name": default or str(data.get("kind")), **data}
     try:
-        return speedup_for(data).config_model.model_validate(data)
+        return parse_speedup(data)
     except ConfigError as exc:
         raise ArgumentError("speedups", str(exc), option="--speedup") from None
     except ValidationError as exc:
