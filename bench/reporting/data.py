@@ -152,21 +152,6 @@ def cell_name(cell: dict[str, Any]) -> str:
     return f"{cell['variant']} + {speedup}" if speedup else str(cell["variant"])
 
 
-def twin_of(run: RunData, cell_id: str) -> str | None:
-    """The cell a speed-up cell is measured against: the same variant, offload mode and
-    resolution without a speed-up (same paired seeds); None for a cell without a speed-up or
-    a run without that cell."""
-    cell = run.cells[cell_id]
-    if speedup_of(cell) is None:
-        return None
-    key = (cell["variant"], cell["offload"], cell["height"], cell["width"])
-    for other_id, other in run.cells.items():
-        same = (other["variant"], other["offload"], other["height"], other["width"]) == key
-        if same and speedup_of(other) is None:
-            return other_id
-    return None
-
-
 def variant_order(run: RunData) -> list[str]:
     return list(dict.fromkeys(cell["variant"] for cell in run.manifest["cells"]))
 

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.metrics.run_view import twin_of
 from bench.reporting.data import (
     RunData,
     ok_walls,
     reference_variant,
     speedup_of,
-    twin_of,
     variant_order,
 )
 from bench.reporting.fmt import DASH, missing, num
@@ -183,7 +183,7 @@ def speedup_cells(run: RunData) -> list[SpeedupCell]:
         name = speedup_of(cell)
         if name is None:
             continue
-        twin_id = twin_of(run, cell_id)
+        twin_id = twin_of(cell, run.cells.values())
         row, twin = _summary_row(run, cell_id), _summary_row(run, twin_id)
         record = run.cell_record(cell_id)
         spec = cell.get("speedup_spec") or {}
