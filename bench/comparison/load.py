@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.cell_summary import MEMORY_COUNTERS, net_memory_peaks, summarize
-from bench.errors import UserInputError
 from bench.metrics.stats import prompt_means
 from bench.results import (
-    MANIFEST,
     SCORES,
     cell_records,
     image_records,
@@ -27,7 +25,6 @@ from bench.results import (
 )
 from bench.run_schema import TWIN_REFERENCE
 
-REQUIRED_MANIFEST_KEYS = ("cells", "images", "prompts")
 # Image-level metrics are paired per prompt and judged; distribution metrics have one value per
 # cell and are only shown (with their floor and n).
 SCORE_KIND = "image_score"
@@ -183,13 +180,7 @@ def speedup_words(cell: dict[str, Any], record: dict[str, Any]) -> str | None:
 def load_run(run_dir: Path) -> ComparedRun:
     """Read one run folder; raises UserInputError (one line) when it is not one."""
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    missing = [key for key in REQUIRED_MANIFEST_KEYS if not isinstance(manifest.get(key), list)]
-    if missing:
-        raise UserInputError(
-            f"{run_dir / MANIFEST}: missing or not a list: {', '.join(missing)} "
-            f"(docs/run-folder.md)"
-        )
+    manifest = read_manifest(run_dir)  # its lists checked there (bench.run_schema)
     records = read_records(run_dir)
     summary = summarize(manifest, records)
     # The cell's ok image records in measurement order, the first record per image only.
