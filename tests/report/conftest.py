@@ -5,6 +5,7 @@ that recorded it: a real failed cell, exactly what a report must show)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Callable
@@ -22,18 +23,20 @@ def scored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def copy_run(scored_run: Path, tmp_path: Path) -> Callable[..., Path]:
-    """A private copy of the scored run, optionally edited (for partial/killed-run cases)."""
+def copy_edited(tmp_path: Path) -> Callable[..., Path]:
+    """A private copy of a recorded run, optionally edited (for partial/killed-run cases)."""
 
     def copy(
+        source: Path,
         drop_scores: bool = False,
         keep_record: Callable[[dict[str, Any]], bool] | None = None,
         manifest_edit: Callable[[dict[str, Any]], None] | None = None,
         torn_tail: bool = False,
         edit_record: Callable[[dict[str, Any]], None] | None = None,
+        summary_edit: Callable[[dict[str, Any]], None] | None = None,
     ) -> Path:
-        dest = tmp_path / scored_run.name
-        shutil.copytree(scored_run, dest)
+        dest = tmp_path / source.name
+        shutil.copytree(source, dest)
         if drop_scores:
             for name in ("scores.jsonl", "scores_summary.json"):
                 (dest / name).unlink(missing_ok=True)
@@ -50,10 +53,17 @@ def copy_run(scored_run: Path, tmp_path: Path) -> Callable[..., Path]:
         if torn_tail:
             with records_path.open("a") as handle:
                 handle.write('{"schema": 1, "kind": "image", "cell_id": "Q8')
-        if manifest_edit is not None:
-            manifest = json.loads((dest / "manifest.json").read_text())
-            manifest_edit(manifest)
-            (dest / "manifest.json").write_text(json.dumps(manifest))
+        for name, edit in (("manifest.json", manifest_edit), ("scores_summary.json", summary_edit)):
+            if edit is not None:
+                data = json.loads((dest / name).read_text())
+                edit(data)
+                (dest / name).write_text(json.dumps(data))
         return dest
 
     return copy
+
+
+@pytest.fixture
+def copy_run(scored_run: Path, copy_edited: Callable[..., Path]) -> Callable[..., Path]:
+    """`copy_edited` of the scored run."""
+    return functools.partial(copy_edited, scored_run)

@@ -10,8 +10,8 @@ the GGUF kernels (refused before loading: not a GGUF variant).
 
 from __future__ import annotations
 
+import functools
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,21 +45,8 @@ def speedup_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def copy_speedup_run(speedup_run: Path, tmp_path: Path) -> Callable[..., Path]:
-    def copy(
-        manifest_edit: Callable[[dict[str, Any]], None] | None = None,
-        summary_edit: Callable[[dict[str, Any]], None] | None = None,
-    ) -> Path:
-        dest = tmp_path / speedup_run.name
-        shutil.copytree(speedup_run, dest)
-        for name, edit in (("manifest.json", manifest_edit), ("scores_summary.json", summary_edit)):
-            if edit is not None:
-                data = json.loads((dest / name).read_text())
-                edit(data)
-                (dest / name).write_text(json.dumps(data))
-        return dest
-
-    return copy
+def copy_speedup_run(speedup_run: Path, copy_edited: Callable[..., Path]) -> Callable[..., Path]:
+    return functools.partial(copy_edited, speedup_run)
 
 
 def _records(run_dir: Path) -> list[dict[str, Any]]:
