@@ -211,23 +211,23 @@ def _warm_up(cell: _Cell, generate: _Generator) -> None:
     cell.phase = "warmup"
     cell.sampler.begin_phase()
     for _ in range(cell.job.warmup):
-        generate(cell.job.warmup_prompt, 0)
-        cell.record["warmup_s"].append(generate.timer.summary()["wall_s"])
+        cell.record["warmup_s"].append(_warm_call(generate))
     if cell.job.warmup:
         cell.record["first_call_s"] = cell.record["warmup_s"][0]
         cell.record["memory"]["warmup"] = cell.sampler.end_phase()
     if cell.probe is not None:
         # What the warm-up paid: a compiled cell's compile time and dynamo counters.
         cell.record["speedup"].update(cell.probe())
-        after = speedup_for(cell.speedup).after_warmup(cell.speedup, partial(_run_at, generate))
+        after = speedup_for(cell.speedup).after_warmup(cell.speedup, partial(_warm_call, generate))
         for key, value in after.items():
             cell.record["speedup"].setdefault(key, {}).update(value)
     cell.emit("warm")
 
 
-def _run_at(generate: _Generator, height: int, width: int) -> float:
-    """One call of the warm-up prompt at another size, not recorded as an image: its seconds."""
-    generate(generate.job.warmup_prompt, 0, (height, width))
+def _warm_call(generate: _Generator, size: tuple[int, int] | None = None) -> float:
+    """One call of the warm-up prompt, not recorded as an image, at the cell's size or at `size`
+    (height, width; a speed-up's `RunAt`): its wall seconds."""
+    generate(generate.job.warmup_prompt, 0, size)
     return float(generate.timer.summary()["wall_s"])
 
 

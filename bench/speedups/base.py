@@ -35,7 +35,7 @@ Probe = Callable[[], dict[str, Any]]
 
 #: One timed call of the loaded pipeline at another (height, width), not recorded as an image:
 #: its wall seconds. What an entry may run after the warm-up (`Speedup.after_warmup`).
-RunAt = Callable[[int, int], float]
+RunAt = Callable[[tuple[int, int]], float]
 
 
 class SpeedupConfig(Strict):

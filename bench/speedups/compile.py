@@ -64,6 +64,12 @@ def _dynamo_state() -> dict[str, float]:
     }
 
 
+def _since(before: dict[str, float]) -> dict[str, float]:
+    """What dynamo's counters (`_dynamo_state`) did since `before`."""
+    now = _dynamo_state()
+    return {key: now[key] - before[key] for key in now}
+
+
 class CompileSpeedup(Speedup):
     kind = "compile"
     config_model = CompileSpeedupConfig
@@ -101,8 +107,7 @@ class CompileSpeedup(Speedup):
             context.denoiser.compile_repeated_blocks(**options)
 
         def probe() -> dict[str, Any]:
-            now = _dynamo_state()
-            counted: dict[str, Any] = {key: now[key] - before[key] for key in now}
+            counted: dict[str, Any] = _since(before)
             if captured:
                 counted["capture_dynamic_output_shape_ops"] = True
             return {"compile": counted}
@@ -114,8 +119,6 @@ class CompileSpeedup(Speedup):
             return {}
         height, width = spec.new_resolution
         before = _dynamo_state()
-        seconds = run_at(height, width)
-        now = _dynamo_state()
-        paid = {key: now[key] - before[key] for key in now}
-        new = {"height": height, "width": width, "first_call_s": seconds, **paid}
+        seconds = run_at((height, width))
+        new = {"height": height, "width": width, "first_call_s": seconds, **_since(before)}
         return {"compile": {"new_resolution": new}}

@@ -52,8 +52,8 @@ def test_new_resolution_is_one_call_at_that_size_after_the_warmup() -> None:
     calls: list[tuple[int, int]] = []
     code = object()  # a code object's key in dynamo's guard failures, removed after
 
-    def run_at(height: int, width: int) -> float:
-        calls.append((height, width))
+    def run_at(size: tuple[int, int]) -> float:
+        calls.append(size)
         # What a recompile does to dynamo's counters, without compiling anything.
         torch._dynamo.utils.guard_failures[code].append("size mismatch")
         return 1.5
