@@ -92,7 +92,7 @@ class _CellFollower:
                     process.start()
                 self.stop.follow(process.pid)
                 send.close()  # the child has its own end; EOF on ours once it is gone
-                self._events(receive, process)
+                relay_events(receive, process, self._show, lambda: not self.stop.requested)
                 if self.stop.requested:
                     self._stop_process(process)
             except BaseException:
@@ -107,9 +107,6 @@ class _CellFollower:
         if process.exitcode == WRITE_FAILED_EXIT and self.write_failed is not None:
             raise RunFolderWriteError(self.write_failed)
         return process.exitcode
-
-    def _events(self, receive: Any, process: Any) -> None:
-        relay_events(receive, process, self._show, lambda: not self.stop.requested)
 
     def _show(self, event: dict[str, Any]) -> None:
         if event["kind"] == "write_failed":

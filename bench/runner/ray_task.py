@@ -266,7 +266,7 @@ class _TaskFollower:
             self.process_started = time.time()
             send.close()
             self.send({"kind": "process", "pid": process.pid})
-            self._events(receive, process)
+            relay_events(receive, process, self._forward)
         except BaseException:
             stop_process(process)
             raise
@@ -274,9 +274,6 @@ class _TaskFollower:
             receive.close()
         process.join()
         self.exitcode = process.exitcode
-
-    def _events(self, receive: Any, process: Any) -> None:
-        relay_events(receive, process, self._forward)
 
     def _forward(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
