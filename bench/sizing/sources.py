@@ -61,14 +61,23 @@ def builtin_base(name: str, *, stored: bool = True) -> Base:
         family.pipeline_class,
         spec.dtype,
         build=lambda: meta_modules_from_spec(spec, family.name),
-        stored=_stored_table().get(name) if stored else None,
+        stored=_stored(name) if stored else None,
     )
 
 
 @cache
-def _stored_table() -> dict[str, StoredSizes]:
+def _stored_records() -> dict[str, Any]:
+    """The stored table's records by model, read once per process."""
     text = resources.files("bench").joinpath(STORED_SIZES).read_text(encoding="utf-8")
-    return {name: stored_sizes(record) for name, record in json.loads(text)["models"].items()}
+    return json.loads(text)["models"]
+
+
+@cache
+def _stored(name: str) -> StoredSizes | None:
+    """One model's stored variants: a query turns only its own model's record into variants,
+    not all six (a `bench size` query is start-up time)."""
+    record = _stored_records().get(name)
+    return None if record is None else stored_sizes(record)
 
 
 def resolve_base(model: str) -> Base:
