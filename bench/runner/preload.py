@@ -232,7 +232,7 @@ def _loader_lookups() -> None:
 def _conversion_mapping() -> None:
     """transformers builds its table of checkpoint conversions (about a thousand regular
     expressions compiled) on the first model a process loads, and keeps it: built here, a
-    cell's text encoders load without it (about 0.1 s of CPU per cell on a 2-core VM)."""
+    cell's text encoders load without it (what `FIRST_USES` saves a cell: docs/measurements.md)."""
     from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
     get_checkpoint_conversion_mapping("t5")
