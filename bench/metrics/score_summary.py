@@ -41,6 +41,19 @@ def _status_only(status: str, note: str | None) -> Interval:
     return Interval(None, None, None, 0, "none", status, note)
 
 
+def _cell_status_only(view: RunView, cell_id: str) -> Interval:
+    """The row of a cell that did not run ok: its status, for every metric and reference."""
+    status = view.cell_status.get(cell_id, "not_run")
+    return _status_only(f"cell_{status}", f"the cell's status is {status!r}")
+
+
+def _or_unavailable(interval: Interval, metric: str, unavailable: dict[str, str]) -> Interval:
+    """A metric that was not scored because this `bench score` could not compute it says why."""
+    if interval.status == "not_scored" and metric in unavailable:
+        return _status_only("unavailable", unavailable[metric])
+    return interval
+
+
 def write_summary(
     path: Path, view: RunView, book: ScoreBook, metrics: list[str], unavailable: dict[str, str]
 ) -> None:
@@ -84,8 +97,7 @@ def summarize(
             if scope != "image" and ref.note:
                 extra["reference_note"] = ref.note
             if not cell_ok:
-                status = view.cell_status.get(cell_id, "not_run")
-                interval = _status_only(f"cell_{status}", f"the cell's status is {status!r}")
+                interval = _cell_status_only(view, cell_id)
             elif scope != "image" and ref.role == "reference":
                 interval = _status_only("reference", "this cell is the full-precision reference")
             elif scope != "image" and ref.cell_id is None:
@@ -97,8 +109,7 @@ def summarize(
                 model = book_model(book, cell_id, metric)
                 interval, more = _image_summary(view, book, cell_id, metric, ref_id, model)
                 extra.update(more)
-            if interval.status == "not_scored" and metric in unavailable:
-                interval = _status_only("unavailable", unavailable[metric])
+            interval = _or_unavailable(interval, metric, unavailable)
             if ref.speedup and scope == "paired":
                 # The twin's row first: a reader that keys rows by (cell, metric) alone keeps
                 # the last, full precision's, as before twins existed.
@@ -199,14 +210,12 @@ def _twin_summary(
     full precision: what the speed-up alone changed (docs/speedups.md)."""
     extra: dict[str, Any] = {}
     if not view.cell_ok(cell_id):
-        status = view.cell_status.get(cell_id, "not_run")
-        interval = _status_only(f"cell_{status}", f"the cell's status is {status!r}")
+        interval = _cell_status_only(view, cell_id)
     elif ref.twin is None:
         interval = _status_only("no_twin", ref.twin_note)
     else:
         interval, extra = _image_summary(view, book, cell_id, metric, ref.twin, None)
-    if interval.status == "not_scored" and metric in unavailable:
-        interval = _status_only("unavailable", unavailable[metric])
+    interval = _or_unavailable(interval, metric, unavailable)
     return interval, {"reference_cell_id": ref.twin, "reference": TWIN_REFERENCE, **extra}
 
 
