@@ -55,7 +55,7 @@ def model_variants(name: str) -> tuple[Any, dict[str, Variant]]:
             continue
         try:
             out[key] = BACKENDS[spec["kind"]].size_variant(base, spec, None)
-        except (UserInputError, KeyError, ValueError):
+        except UserInputError:
             continue
     return base, out
 
