@@ -240,3 +240,17 @@ def test_a_row_measured_without_a_speedup_never_describes_a_speedup_cell() -> No
     assert cached.describes({**plain, "speedup": "fbc", "speedup_spec": same})
     other = {**FBC, "cache": {"method": "first_block", "threshold": 0.3}}
     assert not cached.describes({**plain, "speedup": "fbc", "speedup_spec": other})
+
+
+def test_the_tables_show_full_precision_whatever_order_the_rows_are_in(
+    copy_speedup_run: Callable[..., Path],
+) -> None:
+    cell_id = "Q8_0__none__64x64__fbc"
+
+    def twin_rows_last(summary: dict[str, Any]) -> None:
+        twin = [r for r in summary["cells"] if r.get("reference") == "twin"]
+        assert any(r["cell_id"] == cell_id for r in twin)
+        summary["cells"] = [r for r in summary["cells"] if r not in twin] + twin
+
+    run = load_run(copy_speedup_run(summary_edit=twin_rows_last))
+    assert run.quality[(cell_id, "psnr")]["reference_cell_id"] == "full__none__64x64"
