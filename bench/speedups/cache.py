@@ -153,6 +153,9 @@ def _count_skips(denoiser: Any, before: set[tuple[int, str]]) -> Probe:
     did not is a computation the cache skipped (a block, or an attention layer, reused or
     extrapolated). The tail hook of First Block Cache and MagCache (`is_tail`) skips exactly
     when the whole denoiser call after the first block is skipped: its count is `skipped_calls`.
+    diffusers keeps no skip count, and its call counters (PAB's and FasterCache's `iteration`,
+    MagCache's `step_index`) are reset at the pipeline's end (`maybe_free_model_hooks`), before
+    the probe reads: hence counters of our own, two closure calls per hooked module call.
     """
     hooks: list[tuple[str, bool, dict[str, int]]] = []
     for module in denoiser.modules():
