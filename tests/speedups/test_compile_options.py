@@ -1,7 +1,8 @@
 """The compile entry's options that need no compilation to check: dynamo's
 `capture_dynamic_output_shape_ops` for bitsandbytes with `fullgraph` (and only there), and the
-first call at a new resolution measured through the runner's `run_at`. The real compilation of
-both is in tests/speedups/test_conformance.py (tiny FLUX)."""
+first call at a new resolution, measured through a stand-in for the runner's call at another size
+(bench.runner.cell_phases._warm_call). The real compilation of both, through the runner's own
+call, is in tests/speedups/test_conformance.py (tiny FLUX)."""
 
 from __future__ import annotations
 
