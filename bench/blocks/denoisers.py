@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import cache
 
-from bench.sizing.components import DTYPE_BYTES, Component
+from bench.sizing.components import DTYPE_BYTES, Component, ModuleGroup, module_names
 from bench.sizing.terms import DenoiserStreams
 
 
@@ -59,13 +60,22 @@ def hidden_size(denoiser: Component) -> int:
 def lora_targets(denoiser: Component, targets: Sequence[str]) -> list[tuple[str, int, int]]:
     """(name, in, out) of the layers a LoRA adapter wraps: bench.speedups.lora's rule, a module
     whose name ends with a target and that has in_features and out_features."""
-    return [
+    return list(_lora_targets(denoiser.modules, tuple(targets)))
+
+
+@cache
+def _lora_targets(
+    groups: tuple[ModuleGroup, ...], targets: tuple[str, ...]
+) -> tuple[tuple[str, int, int], ...]:
+    """`lora_targets` once per denoiser: a query asks again in every phase of every variant ×
+    offload option, and every variant of a base has the same modules."""
+    return tuple(
         (name, inputs, outputs)
-        for name, inputs, outputs in denoiser.module_names()
+        for name, inputs, outputs in module_names(groups)
         if inputs is not None
         and outputs is not None
         and any(name == t or name.endswith("." + t) for t in targets)
-    ]
+    )
 
 
 def lora_parameters(denoiser: Component, targets: Sequence[str], rank: int) -> int:
@@ -84,9 +94,15 @@ def first_block_cache_elements(streams: DenoiserStreams, hidden: int) -> int:
 
 def taylorseer_modules(denoiser: Component) -> int:
     """How many modules TaylorSeer hooks (TAYLORSEER_PATTERNS, as re.fullmatch reads them)."""
+    return _taylorseer_modules(denoiser.modules)
+
+
+@cache
+def _taylorseer_modules(groups: tuple[ModuleGroup, ...]) -> int:
+    """`taylorseer_modules` once per denoiser (as `_lora_targets`)."""
     return sum(
         1
-        for name, _, _ in denoiser.module_names()
+        for name, _, _ in module_names(groups)
         if any(re.fullmatch(p, name) for p in TAYLORSEER_PATTERNS)
     )
 

@@ -72,12 +72,14 @@ class Component:
     config: dict[str, Any] = field(default_factory=dict)
     modules: tuple[ModuleGroup, ...] = ()  # its module names and layer widths (module_groups)
 
-    def module_names(self) -> Iterator[tuple[str, int | None, int | None]]:
-        """(name, in_features, out_features) of every module, as `named_modules` lists them."""
-        for template, ranges, inputs, outputs in self.modules:
-            for start, stop in ranges:
-                for index in range(start, stop):
-                    yield template.replace("{}", str(index), 1), inputs, outputs
+
+def module_names(groups: tuple[ModuleGroup, ...]) -> Iterator[tuple[str, int | None, int | None]]:
+    """(name, in_features, out_features) of every module of a component's `modules`, as
+    `named_modules` lists them."""
+    for template, ranges, inputs, outputs in groups:
+        for start, stop in ranges:
+            for index in range(start, stop):
+                yield template.replace("{}", str(index), 1), inputs, outputs
 
 
 @dataclass(frozen=True)
