@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.comparison.defaults import DEFAULT_BANDS, MAX_BAND
 from bench.comparison.memory import (
-    DEFAULT_BANDS,
-    MAX_BAND,
     cell_peak_verdict,
     combined_verdict,
     counter_verdicts,
