@@ -57,9 +57,16 @@ def hidden_size(denoiser: Component) -> int:
     return int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
 
 
+def is_lora_target(name: str, targets: Sequence[str]) -> bool:
+    """Whether a LoRA adapter wraps the module of this name: its name, or its last dotted
+    parts, is a target (the rule both the adapters bench.speedups.lora makes and their size
+    follow; the module must also have in_features and out_features)."""
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
 def lora_targets(denoiser: Component, targets: Sequence[str]) -> list[tuple[str, int, int]]:
-    """(name, in, out) of the layers a LoRA adapter wraps: bench.speedups.lora's rule, a module
-    whose name ends with a target and that has in_features and out_features."""
+    """(name, in, out) of the layers a LoRA adapter wraps (`is_lora_target`, with in_features
+    and out_features)."""
     return list(_lora_targets(denoiser.modules, tuple(targets)))
 
 
@@ -72,9 +79,7 @@ def _lora_targets(
     return tuple(
         (name, inputs, outputs)
         for name, inputs, outputs in module_names(groups)
-        if inputs is not None
-        and outputs is not None
-        and any(name == t or name.endswith("." + t) for t in targets)
+        if inputs is not None and outputs is not None and is_lora_target(name, targets)
     )
 
 

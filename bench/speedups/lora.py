@@ -43,7 +43,7 @@ def random_adapter(denoiser: Any, prefix: str, spec: Any, index: int) -> dict[st
     generator = torch.Generator("cpu").manual_seed(spec.seed + index)
     weights: dict[str, Any] = {}
     for name, module in denoiser.named_modules():
-        if not any(name == t or name.endswith("." + t) for t in spec.targets):
+        if not denoisers.is_lora_target(name, spec.targets):
             continue
         inputs, outputs = (
             getattr(module, "in_features", None),
