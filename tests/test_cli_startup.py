@@ -3,18 +3,15 @@ command's own help import no heavy library (issue 23), nor does sizing a built-i
 group's help lists the lazy commands from their own words, and a good command prints nothing on
 stderr. Speed goals are benchmarks/cli_startup.py's.
 
-The commands run one after another in one fresh interpreter (a process each cost ~0.5 s and
-showed nothing more): what is in sys.modules only grows, so a heavy library absent after a
-command was imported by none of the commands before it either; each command's output is caught
-on its own, and the interpreter itself must write nothing on stderr. The group's help also runs
-as the real `bench` script.
+The commands run one after another in one fresh interpreter (tests/cli_probe.py; a process
+each cost ~0.5 s and showed nothing more), and the interpreter itself must write nothing on
+stderr; the group's help also runs as the real `bench` script.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import LAZY_COMMANDS
+from tests.cli_probe import run_commands
 
 BENCH = str(Path(sys.executable).parent / "bench")
 HEAVY = (
@@ -44,59 +42,13 @@ SIZING = [
 # Helps and sizing first, `bench env` (which may import anything) last.
 COMMANDS = [*HELPS, *SIZING, ["env"]]
 
-# Every write to sys.stdout / sys.stderr, whoever holds the stream object, goes to the command
-# running at the time.
-PROBE = """
-import json, sys
-from bench.cli import main
-
-class Caught:
-    def __init__(self):
-        self.parts = []
-    def write(self, text):
-        self.parts.append(text.decode() if isinstance(text, bytes) else text)
-        return len(text)
-    def flush(self):
-        pass
-    def isatty(self):
-        return False
-    def take(self):
-        text, self.parts = "".join(self.parts), []
-        return text
-
-commands, heavy = json.loads(sys.argv[1]), set(json.loads(sys.argv[2]))
-real_stdout, out, err = sys.stdout, Caught(), Caught()
-results = []
-for args in commands:
-    sys.argv = ["bench", *args]
-    sys.stdout, sys.stderr = out, err
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    finally:
-        sys.stdout, sys.stderr = real_stdout, sys.__stderr__
-    loaded = sorted({m.split(".")[0] for m in sys.modules} & heavy)
-    results.append({"code": code, "heavy": loaded, "stdout": out.take(), "stderr": err.take()})
-print(json.dumps(results))
-"""
-
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], dict]:
-    """Each command of COMMANDS as run in one fresh interpreter: exit code, the heavy libraries
-    in sys.modules after it, its stdout and stderr."""
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(COMMANDS), json.dumps(HEAVY)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path_factory.mktemp("cli"),
-        check=True,
-        timeout=300,
-    )
-    assert result.stderr == ""  # nothing written past sys.stderr either
-    results = json.loads(result.stdout.strip().splitlines()[-1])
+    """Each command of COMMANDS as run in one fresh interpreter (tests/cli_probe.py): exit
+    code, the heavy libraries in sys.modules after it, its stdout and stderr."""
+    results, stderr = run_commands(COMMANDS, heavy=HEAVY, cwd=tmp_path_factory.mktemp("cli"))
+    assert stderr == ""  # nothing written past sys.stderr either
     return {tuple(args): r for args, r in zip(COMMANDS, results, strict=True)}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -23,11 +22,11 @@ from bench.comparison.envs import (
     env_key,
     find_uv,
     pins_label,
-    resolve,
 )
 from bench.comparison.releases import version_sets
 from bench.environment import PACKAGES
 from bench.errors import UserInputError
+from tests.cli_probe import run_commands
 
 
 def _app() -> typer.Typer:
@@ -77,48 +76,16 @@ def test_matrix_bad_input_exit_2(tmp_path: Path) -> None:
     assert one.exit_code == 2 and "two version sets" in one.stderr
 
 
-def test_matrix_refuses_a_version_word_before_building_anything(tmp_path: Path) -> None:
+def test_matrix_refuses_a_version_word_before_building_anything(refusals: Refusals) -> None:
     """A real process: one error line, exit 2, and neither an environment nor a run folder."""
-    config = tmp_path / "matrix.yaml"
-    config.write_text(yaml.safe_dump(TINY_MATRIX_CONFIG))
-    bench = Path(sys.executable).parent / "bench"
-    result = subprocess.run(
-        [str(bench), "matrix", str(config), "--diffusers", "latest,0.42.1", "--out", "m"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "BENCH_CACHE_DIR": str(tmp_path / "cache")},
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    (result, folder), cache, stray = refusals["version-word"]
+    assert result["code"] == 2
+    assert result["stderr"].strip().splitlines() == [
         "error: --diffusers: 'latest' is not a release version (expected an exact version such "
         "as 0.42.1, no ranges or names)"
     ]
-    assert result.stdout == ""
-    assert not (tmp_path / "cache").exists() and not (tmp_path / "m").exists()
-
-
-@pytest.mark.slow
-def test_resolution_moves_only_what_a_release_needs() -> None:
-    """Asks the package registry (uv's resolver, network). diffusers 0.41.0 needs
-    huggingface-hub below 2 while the locked transformers needs hub 2: both dependents move,
-    and nothing else that fits stays where the base has it. The base's own release moves
-    nothing; torch is never part of a resolution it was not named in."""
-    uv = find_uv()
-    base_diffusers = metadata.version("diffusers")
-    assert resolve({"diffusers": base_diffusers}, uv) == {}
-    moved = resolve({"diffusers": "0.41.0"}, uv)
-    assert moved["diffusers"] == (base_diffusers, "0.41.0")
-    hub_base, hub_new = moved["huggingface-hub"]
-    assert hub_base == metadata.version("huggingface-hub")
-    # diffusers 0.41.0 requires huggingface-hub>=1.32.0,<2.0 (the next test reads it from uv).
-    assert SpecifierSet(">=1.32.0,<2.0").contains(hub_new)
-    assert not SpecifierSet(">=1.32.0,<2.0").contains(hub_base)
-    old_transformers, new_transformers = moved["transformers"]
-    assert old_transformers == metadata.version("transformers") != new_transformers
-    for name in ("torch", "numpy", "safetensors", "accelerate"):
-        assert name not in moved
+    assert result["stdout"] == "" and stray == ""
+    assert not cache.exists() and not (folder / "m").exists()
 
 
 @pytest.mark.slow
@@ -190,15 +157,48 @@ TINY_MATRIX_CONFIG = {
     "variants": [{"name": "full", "kind": "full", "dtype": "float32"}],
     "offload": ["none"],
     "prompts": [{"id": "city", "text": "a futuristic city at sunset"}],
-    "repeats": 2,
+    "repeats": 1,
     "seed": 42,
     "height": 64,
     "width": 64,
-    "steps": 2,
+    "steps": 1,
     "max_sequence_length": 32,
     "warmup": 0,
     "device": "cpu",
 }
+
+# name: (config, the options after it): each refused before anything is resolved or built.
+REFUSED = {
+    "version-word": (TINY_MATRIX_CONFIG, ["--diffusers", "latest,0.42.1"]),
+    "steps": ({**TINY_MATRIX_CONFIG, "steps": 0}, ["--diffusers", "0.41.0,0.42.1"]),
+    "--json": (TINY_MATRIX_CONFIG, ["--diffusers", "0.41.0,0.42.1", "--json", "."]),
+    "--markdown": (
+        TINY_MATRIX_CONFIG,
+        ["--diffusers", "0.41.0,0.42.1", "--markdown", "nowhere/m.md"],
+    ),
+}
+# name -> ((the command's result, its folder), the cache folder, stray stderr of the process)
+Refusals = dict[str, tuple[tuple[dict, Path], Path, str]]
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory: pytest.TempPathFactory) -> Refusals:
+    """`bench matrix` on each REFUSED case, each in its own folder (`--out m` there), one
+    interpreter for all (tests/cli_probe.py), with a cache folder none of them may create."""
+    root = tmp_path_factory.mktemp("refusals")
+    folders = [root / name for name in REFUSED]
+    for folder, (config, _) in zip(folders, REFUSED.values(), strict=True):
+        folder.mkdir()
+        (folder / "matrix.yaml").write_text(yaml.safe_dump(config))
+    commands = [["matrix", "matrix.yaml", *extra, "--out", "m"] for _, extra in REFUSED.values()]
+    cache = root / "cache"
+    results, stray = run_commands(
+        commands, cwds=folders, env={**os.environ, "BENCH_CACHE_DIR": str(cache)}
+    )
+    return {
+        name: ((result, folder), cache, stray)
+        for name, result, folder in zip(REFUSED, results, folders, strict=True)
+    }
 
 
 @pytest.mark.slow
@@ -206,7 +206,12 @@ def test_matrix_two_real_diffusers_releases(tmp_path: Path) -> None:
     """Installs diffusers 0.41.0 from the package registry (network) with what the resolver
     moves for it (huggingface-hub, transformers: stable, since both releases are old and the
     base is the lock's), uses the locked 0.42.1 as it is, runs a tiny config in each, and
-    compares them. torch must stay the base environment's build."""
+    compares them. torch must stay the base environment's build.
+
+    The resolution (uv's resolver) moves only what a release needs: diffusers 0.41.0 needs
+    huggingface-hub below 2 while the locked transformers needs hub 2, so both dependents move,
+    and nothing else that fits stays where the base has it. The base's own release moves
+    nothing; torch is never part of a resolution it was not named in."""
     config = tmp_path / "matrix.yaml"
     config.write_text(yaml.safe_dump(TINY_MATRIX_CONFIG))
     out = tmp_path / "matrix"
@@ -218,6 +223,21 @@ def test_matrix_two_real_diffusers_releases(tmp_path: Path) -> None:
     base_torch = metadata.version("torch")
     labels = [e["label"] for e in summary["environments"]]
     assert labels == ["diffusers-0.41.0", "diffusers-0.42.1"]
+    resolved = {e["label"]: e["resolved"] for e in summary["environments"]}
+    base_diffusers = metadata.version("diffusers")
+    assert resolved[f"diffusers-{base_diffusers}"] == {}
+    moved_here = resolved["diffusers-0.41.0"]
+    assert moved_here["diffusers"] == {"base": base_diffusers, "version": "0.41.0"}
+    hub = moved_here["huggingface-hub"]
+    assert hub["base"] == metadata.version("huggingface-hub")
+    # diffusers 0.41.0 requires huggingface-hub>=1.32.0,<2.0 (uv says so in
+    # test_no_resolution_is_one_line_naming_the_conflict).
+    assert SpecifierSet(">=1.32.0,<2.0").contains(hub["version"])
+    assert not SpecifierSet(">=1.32.0,<2.0").contains(hub["base"])
+    transformers = moved_here["transformers"]
+    assert transformers["base"] == metadata.version("transformers") != transformers["version"]
+    for name in ("torch", "numpy", "safetensors", "accelerate"):
+        assert name not in moved_here
     for env, version in zip(summary["environments"], ("0.41.0", "0.42.1"), strict=True):
         manifest = json.loads((Path(env["run_dir"]) / "manifest.json").read_text())
         assert manifest["environment"]["packages"]["diffusers"] == version
@@ -243,7 +263,7 @@ def test_matrix_two_real_diffusers_releases(tmp_path: Path) -> None:
     }
     (cell,) = comparison["cells"]
     assert cell["status"]["verdict"] == "no change"
-    assert cell["time"]["verdict"] == "insufficient data"  # 2 images per run: honest
+    assert cell["time"]["verdict"] == "insufficient data"  # 1 image per run: honest
     assert "diffusers-0.41.0" in result.output and "diffusers-0.42.1" in result.output
 
 
@@ -265,31 +285,14 @@ def test_version_changes_name_every_moved_distribution_once() -> None:
     assert [d.field for d in version_changes(old, manifest("0.41", "1"))] == ["packages.diffusers"]
 
 
-@pytest.mark.parametrize(
-    ("config", "extra", "expected"),
-    [
-        ({**TINY_MATRIX_CONFIG, "steps": 0}, [], "steps"),
-        (TINY_MATRIX_CONFIG, ["--json", "."], "--json"),
-        (TINY_MATRIX_CONFIG, ["--markdown", "nowhere/m.md"], "--markdown"),
-    ],
-)
+@pytest.mark.parametrize("expected", ["steps", "--json", "--markdown"])
 def test_matrix_checks_config_and_outputs_before_building(
-    tmp_path: Path, config: dict, extra: list[str], expected: str
+    refusals: Refusals, expected: str
 ) -> None:
     """A real process: a bad config or an unwritable output is one line before any
     environment is resolved or built."""
-    path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump(config))
-    bench = Path(sys.executable).parent / "bench"
-    result = subprocess.run(
-        [str(bench), "matrix", str(path), "--diffusers", "0.41.0,0.42.1", "--out", "m", *extra],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "BENCH_CACHE_DIR": str(tmp_path / "cache")},
-        check=False,
-    )
-    assert result.returncode == 2, result.stderr
-    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
-    assert expected in line and result.stderr.strip().endswith(line)
-    assert not (tmp_path / "cache").exists() and not (tmp_path / "m").exists()
+    (result, folder), cache, _ = refusals[expected]
+    assert result["code"] == 2, result["stderr"]
+    (line,) = [x for x in result["stderr"].splitlines() if x.startswith("error:")]
+    assert expected in line and result["stderr"].strip().endswith(line)
+    assert not cache.exists() and not (folder / "m").exists()
