@@ -43,8 +43,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 
 #: config_hash, cell count and last cell id of shipped configs, computed by the harness at
 #: commit 2e31dbe, before speed-ups existed: runs made then must resume under the same hash.
+#: (configs/tiny.yaml is not among them: its size changed since, and with it its hash.)
 RECORDED = {
-    "tiny": ("7f7eb991efaffc5f", 17, "Q4_K__group-leaf__256x256"),
     "backends-tiny": ("871221eb201daa84", 30, "layerwise-e5m2__model__128x128"),
     "tiny-wan": ("df9dcd15ab243d09", 15, "layerwise-e4m3__sequential__64x64"),
     "flux-dev-gguf": ("eec4bdea2e1fb9c0", 12, "Q4_K__sequential__496x672"),
