@@ -59,15 +59,11 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The suite runs in one process by default. `make test TEST_WORKERS=2` runs it on two
-# pytest-xdist workers (--dist loadfile: a file's tests share one worker, so a module-scoped
-# fixture, often a whole run, is made once): 10 min 14 s instead of about 13 min from a fresh
-# clone on the 2-core machine (one run each), but in that run six Ctrl-C tests
-# (tests/runner/test_interrupt.py, test_lock.py) failed on a worker: an earlier test on the
-# same worker left the process ignoring or blocking SIGINT, which every run it starts then
-# inherits; alone, tests/runner passes on two workers. Until that test is found, one process.
-# Not loadgroup: xdist 3.8 marks a group by editing a node id that pytest 9 no longer reads.
-TEST_WORKERS ?= 0
+# The suite runs on two pytest-xdist workers, one per core (`make test TEST_WORKERS=0`: one
+# process). --dist loadfile keeps a file's tests on one worker, so a module-scoped fixture (often a
+# whole run) is made once. Not loadgroup: xdist 3.8 marks a group by editing a node id that
+# pytest 9 no longer reads.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
