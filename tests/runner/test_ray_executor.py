@@ -1,9 +1,12 @@
 """The Ray executor: the same run folder as the local executor, faults as records, resumable.
 
 Ray runs on this CPU machine with fake GPU resources (`num_gpus=2`: Ray hands out GPU ids and
-CUDA_VISIBLE_DEVICES, the cells still compute on the CPU) and as a two-node cluster from
-ray.cluster_utils. Torch threads: Ray gives a cell one thread per CPU slot here, so the local
-run it is compared with runs with OMP_NUM_THREADS=1, and both record it.
+CUDA_VISIBLE_DEVICES, the cells still compute on the CPU), as one cluster from ray.cluster_utils
+that the whole module shares: its head has the two fake GPUs, and the two-node test adds (and
+removes) a second node. Ray starts once for the module and its workers, warm, serve every test;
+only the killed driver starts an instance of its own. Torch threads: Ray gives a cell one
+thread per CPU slot here, so the local run it is compared with runs with OMP_NUM_THREADS=1, and
+both record it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from bench.runner.executor import resume_run, run_config
 from bench.runner.executor_choice import ExecutorChoice
 from bench.runner.ray_address import RayConnectError
 from tests.runner.live import LiveRun, assert_complete, image_count, run_folder
+from tests.runner.sample_config import BASE_CONFIG
 
 ray = pytest.importorskip("ray")
 
@@ -133,15 +137,28 @@ def test_compare_says_when_one_runs_cells_came_from_different_gpu_models() -> No
     assert "cells of one run ran on different GPU models" in fields
 
 
-@pytest.mark.slow
-class TestFakeGpus:
-    """A local Ray instance with two fake GPUs: two cells at a time."""
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """The module's Ray cluster, this process connected: a head with two CPUs and two fake GPUs
+    (two cells at a time), shut down with every node it still has after the last test."""
+    from ray.cluster_utils import Cluster
 
-    @pytest.fixture(scope="class", autouse=True)
-    def fake_gpus(self) -> Iterator[None]:
-        ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
-        yield
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "num_gpus": 2, "include_dashboard": False},
+    )
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        yield cluster
+    finally:
         ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("cluster")
+class TestFakeGpus:
+    """The cluster's head alone: two fake GPUs, two cells at a time."""
 
     def test_ray_writes_the_same_run_as_the_local_executor(
         self, tmp_path: Path, write_config: Callable[..., Path], one_thread: None
@@ -215,14 +232,19 @@ class TestFakeGpus:
         self, tmp_path: Path, write_config: Callable[..., Path], one_thread: None
     ) -> None:
         """The killed `bench run` started its own Ray instance (a job of its own, killed whole);
-        the resume runs on this class's instance, already up, so no second instance starts."""
+        the resume runs on the module's cluster, already up, so no further instance starts.
+
+        Three cells on the job's two CPU slots: the kill comes with the first finished cell, when
+        the third has at most just started, so one or two are done and at least one is owed."""
         variants = [
             {"name": "full", "kind": "full", "dtype": "float32"},
             {"name": "full-b", "kind": "full", "dtype": "float32"},
             {"name": "Q8_0", "kind": "gguf", "quant": "Q8_0", "compute_dtype": "float32"},
-            {"name": "Q6_K", "kind": "gguf", "quant": "Q6_K", "compute_dtype": "float32"},
         ]
-        config = write_config(variants=variants, steps=2, warmup=0)  # the kill waits for an image
+        # one image per cell, one step: the kill waits for an image, the resume for the rest
+        config = write_config(
+            variants=variants, prompts=BASE_CONFIG["prompts"][:1], steps=1, warmup=0
+        )
         results = tmp_path / "results"
         # RAY_ADDRESS=local: the job starts a Ray instance of its own, never joins this one
         env = {**os.environ, "RAY_ADDRESS": "local"}
@@ -245,24 +267,24 @@ class TestFakeGpus:
         assert_complete(run_dir)
         executors = read_manifest(run_dir)["executors"]
         assert [e["kind"] for e in executors] == ["ray", "ray"]
-        # the job's own instance had no GPUs; the resume ran on this one's two fake GPUs
+        # the job's own instance had no GPUs; the resume ran on the cluster's fake GPUs
         assert [e["slots"] for e in executors] == ["cpu", "gpu"]
 
 
 @pytest.mark.slow
 def test_two_nodes_and_a_node_that_disappears(
-    tmp_path: Path, write_config: Callable[..., Path], one_thread: None
+    cluster: Any, tmp_path: Path, write_config: Callable[..., Path], one_thread: None
 ) -> None:
-    from ray.cluster_utils import Cluster
+    from ray.util.placement_group import placement_group, remove_placement_group
 
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "num_gpus": 1, "include_dashboard": False},
-    )
+    # One of the head's two GPUs held, before the second node joins so that it is the head's:
+    # one free GPU per node, so the two cells run one on each.
+    held = placement_group([{"GPU": 1}])
+    ray.get(held.ready(), timeout=120)
+    second: Any = None
     try:
         second = cluster.add_node(num_cpus=1, num_gpus=1)
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
         config = write_config(**{**SMALL, "variants": SMALL["variants"][:2]})
         lines = Lines()
         prefix = second.node_id[:12]
@@ -281,8 +303,9 @@ def test_two_nodes_and_a_node_that_disappears(
         run_dir = run_config(config, tmp_path / "results", console=_console(lines), executor=choice)
         thread.join(5)
     finally:
-        ray.shutdown()
-        cluster.shutdown()
+        remove_placement_group(held)
+        if second in cluster.worker_nodes:  # the test failed before it went: the head alone again
+            cluster.remove_node(second)
 
     cells = cell_records(read_records(run_dir))
     by_node = {r["node"]["ray_node_id"]: r for r in cells.values()}
