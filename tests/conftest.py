@@ -14,8 +14,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session", autouse=True)
 def bench_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Synthetic pipelines are built once per session, never into the user's own cache."""
-    cache = tmp_path_factory.mktemp("bench-cache")
+    """Synthetic pipelines are built once per session, never into the user's own cache.
+
+    Under pytest-xdist the workers share one cache (in the session's folder, above each
+    worker's own): a pipeline or GGUF file is written under a temporary name and renamed, so
+    two workers building the same one at once leave one complete copy."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        cache = tmp_path_factory.getbasetemp().parent / "bench-cache"
+        cache.mkdir(exist_ok=True)
+    else:
+        cache = tmp_path_factory.mktemp("bench-cache")
     previous = os.environ.get("BENCH_CACHE_DIR")
     os.environ["BENCH_CACHE_DIR"] = str(cache)
     yield cache
