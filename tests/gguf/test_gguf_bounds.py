@@ -1,8 +1,8 @@
 """Fault injection on GGUF headers: counts and lengths a file cannot hold are one line, exit 2.
 
 A few hundred bytes claiming gigabytes of metadata must be refused before anything trusts the
-claim (gguf.GGUFReader alone loops until memory runs out on such a file). Every CLI case runs
-the real `bench inspect` in a fresh process under a memory limit and a timeout.
+claim (gguf.GGUFReader alone loops until memory runs out on such a file). The CLI cases run the
+real `bench inspect` under a memory limit and a timeout, one after another in one fresh process.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bench.families.gguf import inspect_gguf
 from bench.gguf import header as limits
 from bench.gguf.errors import GGUFFileError
 from bench.gguf.header import read_header
+from tests.cli_probe import run_commands
 
 U8, U32, STRING, ARRAY = 0, 4, 8, 9
 MEMORY_LIMIT = 2 << 30  # far above what a bounded reader needs, far below what a loop reaches
@@ -94,32 +95,39 @@ def _limit_memory(limit: int = MEMORY_LIMIT) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def bench_inspect(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench", "inspect", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=_limit_memory,
-        env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"},
-    )
-
-
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
+@pytest.fixture(scope="module")
+def inspected(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
+    """`bench inspect` on every HOSTILE file, one after another in one fresh interpreter under
+    the memory limit and a timeout (tests/cli_probe.py): {case: (file, its result)}."""
+    root = tmp_path_factory.mktemp("hostile")
+    paths = {}
+    for case, (content, _) in HOSTILE.items():
+        assert len(content) < 1024
+        paths[case] = root / f"{case}.gguf"
+        paths[case].write_bytes(content)
+    results, _ = run_commands(
+        [["inspect", str(path)] for path in paths.values()],
+        timeout=120,
+        preexec_fn=_limit_memory,
+        env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"},
+    )
+    return {case: (paths[case], r) for case, r in zip(HOSTILE, results, strict=True)}
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_header_is_one_line_exit_2(tmp_path: Path, case: str) -> None:
-    content, field = HOSTILE[case]
-    assert len(content) < 1024
-    path = tmp_path / f"{case}.gguf"
-    path.write_bytes(content)
-    result = bench_inspect(path)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    lines = error_lines(result.stderr)
-    assert len(lines) == 1, result.stderr
+def test_hostile_header_is_one_line_exit_2(
+    inspected: dict[str, tuple[Path, dict]], case: str
+) -> None:
+    path, result = inspected[case]
+    field = HOSTILE[case][1]
+    assert result["code"] == 2, result["stderr"][-2000:]
+    assert "Traceback" not in result["stderr"]
+    lines = error_lines(result["stderr"])
+    assert len(lines) == 1, result["stderr"]
     assert str(path) in lines[0] and field in lines[0], lines[0]
 
 
