@@ -1,11 +1,10 @@
 """A GGUF variant's `file` and `quant` are checked against each other and against what diffusers
 can load, before any run folder exists: real files made by the converter, a real Hub cache
-layout, and `bench run` as a real process (exit 2, one `error:` line, nothing written)."""
+layout, and `bench run` in a real process (exit 2, one `error:` line, nothing written): the
+refused configs run one after another in one process (tests/cli_probe.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from bench.backends.gguf import GGUFQuantMismatch, GGUFVariant, local_gguf_file
 from bench.families.gguf import quantize_checkpoint
 from bench.gguf.header import read_header
 from bench.gguf.qtypes import declared_type_mismatch
-
-BENCH = str(Path(sys.executable).parent / "bench")
+from tests.cli_probe import run_commands
 
 CONFIG = {
     "name": "t",
@@ -77,54 +75,6 @@ def write_config(tmp_path: Path, **variant: object) -> Path:
     return path
 
 
-def bench_run(config: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [BENCH, "run", str(config), "--out", str(tmp_path / "results"), "--no-score"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), **env},
-    )
-
-
-def assert_refused(result: subprocess.CompletedProcess[str], tmp_path: Path, *needles: str) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not (tmp_path / "results").exists()
-    return lines[0]
-
-
-def test_declared_quant_over_another_types_file_is_refused_naming_both(
-    q8_file: Path, tmp_path: Path
-) -> None:
-    config = write_config(tmp_path, quant="Q4_K", file=str(q8_file))
-    line = assert_refused(bench_run(config, tmp_path), tmp_path, "variants.q.quant", "Q4_K")
-    assert "Q8_0 weights" in line and str(q8_file) in line
-
-
-@pytest.mark.parametrize(
-    ("file", "needles"),
-    [
-        ("adir", ("variants.q.file", "'adir' is a folder, not a GGUF file")),
-        ("ftp://host/x.gguf", ("unsupported scheme 'ftp'", "local path", "huggingface.co")),
-        ("file:///tmp/x.gguf", ("unsupported scheme 'file'", "'file:///tmp/x.gguf'")),
-        ("http://127.0.0.1:9/x.gguf", ("not a Hugging Face Hub file URL", "127.0.0.1:9/x.gguf")),
-        ("https://huggingface.co/a/b/blob/main/x.safetensors", ("a .gguf file",)),
-    ],
-    ids=["folder", "ftp", "file-url", "not-hub", "not-gguf"],
-)
-def test_a_file_diffusers_cannot_load_is_refused_naming_it(
-    tmp_path: Path, file: str, needles: tuple[str, ...]
-) -> None:
-    (tmp_path / "adir").mkdir()
-    config = write_config(tmp_path, quant="Q8_0", file=file)
-    assert_refused(bench_run(config, tmp_path), tmp_path, *needles)
-
-
 def hub_cache(root: Path, repo: str, filename: str, source: Path) -> Path:
     """A Hugging Face cache holding `source` as `filename` of `repo` at main, laid out as
     huggingface_hub writes it (refs/main names the snapshot)."""
@@ -138,12 +88,80 @@ def hub_cache(root: Path, repo: str, filename: str, source: Path) -> Path:
     return root
 
 
-def test_a_downloaded_hub_file_is_checked_before_any_cell(q8_file: Path, tmp_path: Path) -> None:
-    cache = hub_cache(tmp_path / "hub", "someone/flux-gguf", "flux-Q8_0.gguf", q8_file)
-    url = "https://huggingface.co/someone/flux-gguf/blob/main/flux-Q8_0.gguf"
-    config = write_config(tmp_path, quant="Q6_K", file=url)
-    result = bench_run(config, tmp_path, HF_HUB_CACHE=str(cache))
-    assert_refused(result, tmp_path, "variants.q.quant: Q6_K", url, "Q8_0 weights")
+HUB_URL = "https://huggingface.co/someone/flux-gguf/blob/main/flux-Q8_0.gguf"
+# case: the variant's quant and file (None: the converter's Q8_0 file)
+REFUSED: dict[str, tuple[str, str | None]] = {
+    "q8-as-q4k": ("Q4_K", None),
+    "folder": ("Q8_0", "adir"),
+    "ftp": ("Q8_0", "ftp://host/x.gguf"),
+    "file-url": ("Q8_0", "file:///tmp/x.gguf"),
+    "not-hub": ("Q8_0", "http://127.0.0.1:9/x.gguf"),
+    "not-gguf": ("Q8_0", "https://huggingface.co/a/b/blob/main/x.safetensors"),
+    "hub-q8-as-q6k": ("Q6_K", HUB_URL),
+}
+Refused = dict[str, tuple[dict, Path, str]]
+
+
+@pytest.fixture(scope="module")
+def refused(q8_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Refused:
+    """`bench run` of each REFUSED case in its own folder, one after another in one fresh
+    process (tests/cli_probe.py), offline, with a Hub cache holding the Q8_0 file at HUB_URL:
+    {case: (its result, its folder, what the process wrote past sys.stderr)}."""
+    root = tmp_path_factory.mktemp("declared")
+    cache = hub_cache(root / "hub", "someone/flux-gguf", "flux-Q8_0.gguf", q8_file)
+    folders = [root / case for case in REFUSED]
+    commands = []
+    for folder, (quant, file) in zip(folders, REFUSED.values(), strict=True):
+        (folder / "adir").mkdir(parents=True)
+        config = write_config(folder, quant=quant, file=file or str(q8_file))
+        commands.append(["run", str(config), "--out", str(folder / "results"), "--no-score"])
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(root)}
+    results, stray = run_commands(commands, cwds=folders, env={**env, "HF_HUB_CACHE": str(cache)})
+    return {
+        case: (result, folder, stray)
+        for case, result, folder in zip(REFUSED, results, folders, strict=True)
+    }
+
+
+def assert_refused(refused: Refused, case: str, *needles: str) -> str:
+    """Exit 2, one `error:` line holding every needle, and no run folder."""
+    result, folder, stray = refused[case]
+    assert result["code"] == 2, result["stderr"]
+    lines = result["stderr"].splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result["stderr"]
+    assert stray == ""
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not (folder / "results").exists()
+    return lines[0]
+
+
+def test_declared_quant_over_another_types_file_is_refused_naming_both(
+    q8_file: Path, refused: Refused
+) -> None:
+    line = assert_refused(refused, "q8-as-q4k", "variants.q.quant", "Q4_K")
+    assert "Q8_0 weights" in line and str(q8_file) in line
+
+
+@pytest.mark.parametrize(
+    ("case", "needles"),
+    [
+        ("folder", ("variants.q.file", "'adir' is a folder, not a GGUF file")),
+        ("ftp", ("unsupported scheme 'ftp'", "local path", "huggingface.co")),
+        ("file-url", ("unsupported scheme 'file'", "'file:///tmp/x.gguf'")),
+        ("not-hub", ("not a Hugging Face Hub file URL", "127.0.0.1:9/x.gguf")),
+        ("not-gguf", ("a .gguf file",)),
+    ],
+    ids=["folder", "ftp", "file-url", "not-hub", "not-gguf"],
+)
+def test_a_file_diffusers_cannot_load_is_refused_naming_it(
+    refused: Refused, case: str, needles: tuple[str, ...]
+) -> None:
+    assert_refused(refused, case, *needles)
+
+
+def test_a_downloaded_hub_file_is_checked_before_any_cell(refused: Refused) -> None:
+    assert_refused(refused, "hub-q8-as-q6k", "variants.q.quant: Q6_K", HUB_URL, "Q8_0 weights")
 
 
 def test_a_cell_checks_a_hub_file_it_downloads(
