@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -69,32 +70,98 @@ def bf16_bfl_source(tiny_flux_pipeline: Path, tmp_path_factory: pytest.TempPathF
     return path
 
 
+#: Weights per chunk in these tests: tensors split inside fused parts (qkv, linear1) and across
+#: workers, each worker converting many chunks (the tiny FLUX has ~3.8 M weights).
+SMALL_CHUNK = 256 * 37
+
+# Every (type, source) file on 2 workers, in one interpreter without torch, so the workers are
+# forked as for `bench quantize` (~20 ms a pool; a test process has torch loaded and would spawn
+# two fresh interpreters per file: test_spawned_workers_give_the_same_bytes does, once).
+TWO_WORKERS = """
+import json, sys
+from pathlib import Path
+from bench.families.gguf import quantize_checkpoint
+from bench.gguf import chunks, pool
+
+chunks.CHUNK_WEIGHTS = int(sys.argv[1])
+jobs = set()
+for src, out, qtype, names in json.loads(sys.argv[2]):
+    jobs.add(quantize_checkpoint(Path(src), Path(out), qtype, names, jobs=2).jobs)
+print(json.dumps({"start": pool._start_method(), "torch": "torch" in sys.modules,
+                  "jobs": sorted(jobs)}))
+"""
+
+
+def _sources(tiny_flux_pipeline: Path, bf16_bfl_source: Path) -> list[tuple[Path, str]]:
+    """The fp32 diffusers folder with diffusers names, the bf16 file with BFL names."""
+    return [(tiny_flux_pipeline / "transformer", "auto"), (bf16_bfl_source, "bfl")]
+
+
+@pytest.fixture(scope="module")
+def two_worker_files(
+    tiny_flux_pipeline: Path, bf16_bfl_source: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """`two-<names>-<type>.gguf` for every type and source, each converted on 2 workers."""
+    folder = tmp_path_factory.mktemp("two-workers")
+    files = [
+        [str(src), str(folder / f"two-{names}-{qtype}.gguf"), qtype, names]
+        for qtype in TYPES
+        for src, names in _sources(tiny_flux_pipeline, bf16_bfl_source)
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_WORKERS, str(SMALL_CHUNK), json.dumps(files)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ran = json.loads(result.stdout.strip().splitlines()[-1])
+    assert ran == {"start": "fork", "torch": False, "jobs": [2]}
+    return folder
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("qtype", TYPES)
 def test_parallel_bytes_equal_single_process_and_gguf_writer(
     qtype: str,
     tiny_flux_pipeline: Path,
     bf16_bfl_source: Path,
+    two_worker_files: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Chunks small enough that tensors split inside fused parts (qkv, linear1) and across
     workers; the fp32 diffusers folder with diffusers names, the bf16 file with BFL names."""
-    monkeypatch.setattr(chunks_mod, "CHUNK_WEIGHTS", 256 * 37)
-    for src, names in ((tiny_flux_pipeline / "transformer", "auto"), (bf16_bfl_source, "bfl")):
+    monkeypatch.setattr(chunks_mod, "CHUNK_WEIGHTS", SMALL_CHUNK)
+    for src, names in _sources(tiny_flux_pipeline, bf16_bfl_source):
         ref = tmp_path / f"ref-{names}.gguf"
         _writer_reference(src, ref, qtype, names)
         one = quantize_checkpoint(src, tmp_path / f"one-{names}.gguf", qtype, names, jobs=1)
-        two = quantize_checkpoint(src, tmp_path / f"two-{names}.gguf", qtype, names, jobs=2)
-        assert (one.jobs, two.jobs) == (1, 2)
+        assert one.jobs == 1
         assert _digest(one.out) == _digest(ref), (qtype, names)
-        assert _digest(two.out) == _digest(ref), (qtype, names)
+        two = two_worker_files / f"two-{names}-{qtype}.gguf"
+        assert _digest(two) == _digest(ref), (qtype, names)
+
+
+@pytest.mark.slow
+def test_spawned_workers_give_the_same_bytes(
+    bf16_bfl_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With torch loaded (as here) the workers are spawned, fresh interpreters that import the
+    quantizer themselves: the same bytes as one process."""
+    assert "torch" in sys.modules and pool_mod._start_method() == "spawn"
+    monkeypatch.setattr(chunks_mod, "CHUNK_WEIGHTS", SMALL_CHUNK)
+    one = quantize_checkpoint(bf16_bfl_source, tmp_path / "one.gguf", "Q4_K_M", "bfl", jobs=1)
+    two = quantize_checkpoint(bf16_bfl_source, tmp_path / "two.gguf", "Q4_K_M", "bfl", jobs=2)
+    assert (one.jobs, two.jobs) == (1, 2) and _digest(one.out) == _digest(two.out)
 
 
 def test_thread_pool_gives_the_same_bytes(
     bf16_bfl_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(chunks_mod, "CHUNK_WEIGHTS", 256 * 37)
+    monkeypatch.setattr(chunks_mod, "CHUNK_WEIGHTS", SMALL_CHUNK)
     a = quantize_checkpoint(bf16_bfl_source, tmp_path / "a.gguf", "Q4_K_M", "bfl", jobs=1)
     b = quantize_checkpoint(
         bf16_bfl_source, tmp_path / "b.gguf", "Q4_K_M", "bfl", jobs=3, pool="thread"
