@@ -10,7 +10,9 @@ The local executor is compared with itself too: a second run must give the same 
 
 One torch thread for every run (OMP_NUM_THREADS=1): the Ray executor gives a cell one thread
 per CPU slot, and pixels computed on the CPU depend on the thread count. The Ray executor
-starts its own Ray instance here, as `bench run --executor ray` does without --ray-address.
+starts its own Ray instance here, as `bench run --executor ray` does without --ray-address
+(RAY_ADDRESS=local: never a cluster that another test process recorded on this machine, which
+Ray's `ray.init()` would join).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("OMP_NUM_THREADS", "1")
         env.setenv("HF_HUB_OFFLINE", "1")
+        env.setenv("RAY_ADDRESS", "local")
         yield path
 
 

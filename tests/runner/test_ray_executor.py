@@ -12,8 +12,10 @@ both record it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -140,19 +142,27 @@ def test_compare_says_when_one_runs_cells_came_from_different_gpu_models() -> No
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """The module's Ray cluster, this process connected: a head with two CPUs and two fake GPUs
-    (two cells at a time), shut down with every node it still has after the last test."""
+    (two cells at a time), shut down with every node it still has after the last test.
+
+    Its own Ray temp folder (RAY_TMPDIR): a Cluster records its address in the temp folder's
+    `ray_current_cluster`, where any `ray.init()` without an address on this machine (another
+    test process's) would find it and join; a short path keeps its sockets' paths short."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 2, "num_gpus": 2, "include_dashboard": False},
-    )
-    try:
-        ray.init(address=cluster.address, log_to_driver=False)
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    temp = tempfile.mkdtemp(prefix="ray-")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_TMPDIR", temp)
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 2, "num_gpus": 2, "include_dashboard": False},
+        )
+        try:
+            ray.init(address=cluster.address, log_to_driver=False)
+            yield cluster
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow
