@@ -3,10 +3,9 @@
 Ray runs on this CPU machine with fake GPU resources (`num_gpus=2`: Ray hands out GPU ids and
 CUDA_VISIBLE_DEVICES, the cells still compute on the CPU), as one cluster from ray.cluster_utils
 that the whole module shares: its head has the two fake GPUs, and the two-node test adds (and
-removes) a second node. Ray starts once for the module and its workers, warm, serve every test;
-only the killed driver starts an instance of its own. Torch threads: Ray gives a cell one
-thread per CPU slot here, so the local run it is compared with runs with OMP_NUM_THREADS=1, and
-both record it.
+removes) a second node. Ray starts once for the module; only the killed driver starts an
+instance of its own. Torch threads: Ray gives a cell one thread per CPU slot here, so the local
+run it is compared with runs with OMP_NUM_THREADS=1, and both record it.
 """
 
 from __future__ import annotations
