@@ -1,6 +1,6 @@
 """The library never imports the CLI: `bench.cli` (and typer) load only for the `bench` command.
 
-Checked in a fresh interpreter, since this test session has long imported both.
+Checked in one fresh interpreter, since this test session has long imported both.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = [
@@ -21,31 +23,43 @@ LIBRARY = [
 ]
 
 
-def imported_after(code: str) -> list[str]:
-    probe = code + (
-        "\nimport json, sys\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('bench', 'typer', 'torch', 'pandas'))))"
-    )
+# `import bench` alone, then the rest of LIBRARY: the modules loaded after each, one interpreter.
+PROBE = """
+import json, sys
+def loaded():
+    roots = ('bench', 'typer', 'torch', 'pandas')
+    return sorted(m for m in sys.modules if m.split('.')[0] in roots)
+import bench
+after_bench = loaded()
+%s
+print(json.dumps([after_bench, loaded()]))
+"""
+
+
+@pytest.fixture(scope="module")
+def imported() -> tuple[list[str], list[str]]:
+    """The bench, typer, torch and pandas modules loaded after `import bench` in a fresh
+    interpreter, and after importing every module of LIBRARY next."""
     result = subprocess.run(
-        [sys.executable, "-c", probe],
+        [sys.executable, "-c", PROBE % "\n".join(f"import {name}" for name in LIBRARY)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
         env={"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    after_bench, after_all = json.loads(result.stdout.strip().splitlines()[-1])
+    return after_bench, after_all
 
 
-def test_library_modules_do_not_import_typer_or_the_cli() -> None:
-    modules = imported_after("\n".join(f"import {name}" for name in LIBRARY))
+def test_library_modules_do_not_import_typer_or_the_cli(imported: tuple[list, list]) -> None:
+    modules = imported[1]
     assert set(LIBRARY) <= set(modules)  # the probe did import them
     assert [m for m in modules if m == "typer" or m.startswith("typer.")] == []
     assert [m for m in modules if m == "bench.cli" or m.startswith("bench.cli.")] == []
 
 
-def test_import_bench_is_cheap() -> None:
-    modules = imported_after("import bench")
+def test_import_bench_is_cheap(imported: tuple[list, list]) -> None:
+    modules = imported[0]
     assert "bench.api" in modules
     assert not [m for m in modules if m.split(".")[0] in ("torch", "pandas", "typer")]
