@@ -133,8 +133,10 @@ def _group_gone(pgid: int, timeout: float = 20.0) -> bool:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The smoke script killed (SIGKILL to its process group) after its first image, then run
-    again to the end with --pack: what each invocation left behind."""
+    """The smoke script killed (SIGKILL to its process group) after its first image, run again
+    to the end with --pack, then once more on the complete run after its records were rewritten
+    as a CUDA run writes them (so that run's score, report and size check read CUDA counters):
+    what each invocation left behind."""
     root = tmp_path_factory.mktemp("gpu-check")
     results = root / "results" / "gpu-check-smoke"
     log = (root / "first.log").open("w")
@@ -172,6 +174,11 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         timeout=900,
     )
     finished = (run_dir / "records.jsonl").read_text()
+    # the second invocation's report, before the third writes its own over it
+    second_report = root / "second-report"
+    shutil.copytree(root / "reports" / "gpu-check-smoke" / run_dir.name, second_report)
+    cuda = _as_cuda_run(run_dir)
+    cuda_records = (run_dir / "records.jsonl").read_text()
     third = subprocess.run(
         [str(SCRIPT), "--smoke"], env=_env(root), capture_output=True, text=True, timeout=900
     )
@@ -182,6 +189,9 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "killed_at": killed_at,
         "second": second,
         "finished": finished,
+        "second_report": second_report,
+        "cuda": cuda,
+        "cuda_records": cuda_records,
         "third": third,
     }
 
@@ -197,7 +207,7 @@ def test_the_rerun_resumes_the_killed_run_and_completes_it(smoke: dict[str, Any]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     killed_ids = {r["cell_id"] for r in smoke["killed_at"] if r["kind"] == "cell"}
     assert len(killed_ids) < len(manifest["cells"]), "the kill came after the last cell"
-    records = _records(run_dir)
+    records = [json.loads(line) for line in smoke["finished"].splitlines() if line.strip()]
     assert records[: len(smoke["killed_at"])] == smoke["killed_at"], "records were rewritten"
 
     cells = Counter(r["cell_id"] for r in records if r["kind"] == "cell")
@@ -225,8 +235,7 @@ def test_the_rerun_resumes_the_killed_run_and_completes_it(smoke: dict[str, Any]
 
 @pytest.mark.slow
 def test_every_stage_ran_and_is_timed(smoke: dict[str, Any]) -> None:
-    run_dir = smoke["run_dir"]
-    report_dir = smoke["root"] / "reports" / "gpu-check-smoke" / run_dir.name
+    run_dir, report_dir = smoke["run_dir"], smoke["second_report"]
     summary = json.loads((run_dir / "scores_summary.json").read_text())
     psnr = {row["cell_id"] for row in summary["cells"] if row.get("metric") == "psnr"}
     assert {"Q8_0__none__64x64", "Q4_K__none__64x64"} <= psnr
@@ -268,7 +277,7 @@ def test_a_complete_run_is_only_scored_and_reported_again(smoke: dict[str, Any])
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     assert f"{run_dir} is complete" in third.stdout
     assert "resuming" not in third.stdout
-    assert (run_dir / "records.jsonl").read_text() == smoke["finished"]
+    assert (run_dir / "records.jsonl").read_text() == smoke["cuda_records"]
 
 
 @pytest.mark.slow
@@ -303,13 +312,13 @@ def test_the_pack_holds_the_run_without_images(smoke: dict[str, Any]) -> None:
 # -- size check and report on CUDA-shaped records ------------------------------------------------
 
 
-def _as_cuda_run(run_dir: Path, dest: Path) -> dict[str, dict[str, int]]:
-    """A copy of the CPU run whose ok cells carry the counters a CUDA cell records (the
-    worker's MemorySampler on cuda): NVML used with its baseline, torch reserved/allocated.
-    Returns, per cell, the peaks written (NVML net of the baseline, torch reserved)."""
-    shutil.copytree(run_dir, dest)
+def _as_cuda_run(run_dir: Path) -> dict[str, dict[str, int]]:
+    """Rewrites the CPU run's records so that its ok cells carry the counters a CUDA cell
+    records (the worker's MemorySampler on cuda): NVML used with its baseline, torch
+    reserved/allocated. Returns, per cell, the peaks written (NVML net of the baseline, torch
+    reserved)."""
     written: dict[str, dict[str, int]] = {}
-    records = _records(dest)
+    records = _records(run_dir)
     for index, record in enumerate(records):
         if record.get("status") != "ok":
             continue
@@ -338,16 +347,17 @@ def _as_cuda_run(run_dir: Path, dest: Path) -> dict[str, dict[str, int]]:
             }
             info["nvml"] = max(info.get("nvml", 0), net)
             info["reserved"] = max(info.get("reserved", 0), reserved)
-    (dest / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run_dir / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return written
 
 
 @pytest.mark.slow
-def test_size_check_and_report_read_cuda_counters(smoke: dict[str, Any], tmp_path: Path) -> None:
+def test_size_check_and_report_read_cuda_counters(smoke: dict[str, Any]) -> None:
+    """The third invocation ran on the run rewritten as a CUDA run (the fixture): its
+    `bench size --check` and `bench report` phases read the CUDA counters."""
     from bench.sizing.check import check_run
 
-    run = tmp_path / smoke["run_dir"].name
-    written = _as_cuda_run(smoke["run_dir"], run)
+    run, written = smoke["run_dir"], smoke["cuda"]
     assert len(written) >= 3
     checks = {c.cell_id: c for c in check_run(run)}
     for cell_id, peaks in written.items():
@@ -357,25 +367,16 @@ def test_size_check_and_report_read_cuda_counters(smoke: dict[str, Any], tmp_pat
         total = c.prediction.total_bytes
         assert c.nvml_error == pytest.approx((total - c.nvml_measured) / c.nvml_measured)
         assert c.note is None  # not treated as a CPU cell
-    out = tmp_path / "check.json"
-    cli = subprocess.run(
-        [sys.executable, "-m", "bench", "size", "--check", str(run), "--json", str(out)],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=300,
-    )
-    assert cli.returncode == 0, cli.stderr
-    assert f"over {len(written)} cells" in " ".join(cli.stdout.split())
-    report = subprocess.run(
-        [sys.executable, "-m", "bench", "report", str(run), "--out", str(tmp_path / "report")],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=300,
-    )
-    assert report.returncode == 0, report.stderr
-    with (tmp_path / "report" / "table.csv").open() as handle:
+    third = smoke["third"]
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert f"over {len(written)} cells" in " ".join(third.stdout.split())
+    report = smoke["root"] / "reports" / "gpu-check-smoke" / run.name
+    checked = json.loads((report / "size-check.json").read_text())
+    rows = {r["cell_id"]: r for r in (checked["cells"] if isinstance(checked, dict) else checked)}
+    assert {cell_id: rows[cell_id]["nvml_used_minus_baseline_bytes"] for cell_id in written} == {
+        cell_id: checks[cell_id].nvml_measured for cell_id in written
+    }
+    with (report / "table.csv").open() as handle:
         table = {row["cell_id"]: row for row in csv.DictReader(handle)}
     for cell_id, peaks in written.items():  # the raw table keeps NVML gross, as recorded
         gross = float(table[cell_id]["generate_nvml_used_peak_bytes"])
@@ -383,7 +384,7 @@ def test_size_check_and_report_read_cuda_counters(smoke: dict[str, Any], tmp_pat
         # and the headline net of the baseline, as bench size --check reads it
         net = float(table[cell_id]["peak_nvml_used_net_peak_bytes"])
         assert net == max(peaks["nvml"], peaks["load_nvml"])
-    md = (tmp_path / "report" / "report.md").read_text()
+    md = (report / "report.md").read_text()
     assert "peak VRAM, NVML net of the pre-cell baseline (GiB)" in md
     assert "peak VRAM, NVML device used, gross (GiB)" in md
     assert "CPU run: not VRAM" not in md
@@ -422,29 +423,25 @@ def _has_gpu() -> bool:
     return result.returncode == 0 and int(result.stdout.strip() or 0) > 0
 
 
+@pytest.mark.slow
 def test_the_fork_check_imports_the_servers_modules_and_skips_without_a_gpu(
-    tmp_path: Path,
+    smoke: dict[str, Any],
 ) -> None:
-    """A fresh process imports what the warm server imports (bitsandbytes and torchao among
-    them, installed here as by default) and finds CUDA uninitialised; with no GPU the fork is
-    skipped with one line saying so (on a GPU the child must run a kernel and synchronize)."""
-    steps = REPO / "benchmarks" / "gpu_check_steps.py"
-    result = subprocess.run(
-        [sys.executable, str(steps), "fork-check"],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=300,
-    )
-    out = result.stdout.splitlines()
-    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    assert "torch.cuda.is_initialized() after the warm server's imports: False" in out
-    assert "the server's own verdict: no CUDA state" in out
-    if _has_gpu():
-        assert any(line.startswith("forked child: cuda ran") for line in out), out
-    else:
-        (skipped,) = [line for line in out if line.startswith("fork check skipped")]
-        assert skipped.startswith("fork check skipped: no GPU on this machine (NVMLError")
+    """Each invocation's fork-check phase (a fresh `gpu_check_steps.py fork-check` process, as
+    in GPU mode; its exit status 0 is checked in phases.tsv) imports what the warm server
+    imports (bitsandbytes and torchao among them, installed here as by default) and finds CUDA
+    uninitialised; with no GPU the fork is skipped with one line saying so (on a GPU the child
+    must run a kernel and synchronize)."""
+    gpu = _has_gpu()
+    for invocation in (smoke["second"], smoke["third"]):
+        out = invocation.stdout.splitlines()
+        assert "torch.cuda.is_initialized() after the warm server's imports: False" in out
+        assert "the server's own verdict: no CUDA state" in out
+        if gpu:
+            assert any(line.startswith("forked child: cuda ran") for line in out), out
+        else:
+            (skipped,) = [line for line in out if line.startswith("fork check skipped")]
+            assert skipped.startswith("fork check skipped: no GPU on this machine (NVMLError")
 
 
 def test_the_wheels_carry_the_default_install_at_the_locked_versions() -> None:
