@@ -31,6 +31,9 @@ _server_environment: dict[str, str] | None = None
 _stop_registered = False
 # The running server's answer to usable_context (None: it holds no CUDA), asked once per server.
 _server_cuda: tuple[int, str | None] | None = None
+# Variables that change while one process runs many sweeps and that no cell reads: pytest names
+# the running test in PYTEST_CURRENT_TEST, so a server would otherwise be restarted every test.
+_IGNORED_ENVIRONMENT = frozenset({"PYTEST_CURRENT_TEST"})
 
 
 def cell_context() -> BaseContext:
@@ -39,7 +42,7 @@ def cell_context() -> BaseContext:
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
-    environment = dict(os.environ)
+    environment = {k: v for k, v in os.environ.items() if k not in _IGNORED_ENVIRONMENT}
     if _server_environment is not None and environment != _server_environment:
         stop_cell_server()
     context.set_forkserver_preload(PRELOAD)
