@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from tests.runner.live import BENCH, LiveRun, assert_complete, image_count, reco
 pytestmark = pytest.mark.slow
 # Under the file-size limit a manifest fits, a 128x128 PNG does not.
 FILE_SIZE_LIMIT = 30_000
+ONE_VARIANT = [{"name": "full", "kind": "full", "dtype": "float32"}]
 
 
 @dataclass
@@ -108,14 +110,17 @@ def _error_line(run: LiveRun) -> str:
 def test_a_full_disk_mid_run_is_one_line_and_resume_finishes_the_run(
     small_disk: SmallDisk, write_config, tiny_pipeline: Path
 ) -> None:
-    one_variant = [{"name": "full", "kind": "full", "dtype": "float32"}]
-    config = write_config(variants=one_variant, repeats=2, steps=8, height=128, width=128)
+    # Two steps an image, no warm-up: SIGSTOP, not the length of an image, holds the run
+    # mid-way while the disk fills.
+    config = write_config(variants=ONE_VARIANT, repeats=2, steps=2, warmup=0, height=128, width=128)
     results = small_disk.path / "results"
     run = LiveRun(str(config), "--out", str(results), "--no-score", **small_disk.popen)
     try:
         if small_disk.mounted:
             run.wait_for("the first image record", lambda: image_count(results) >= 1)
+            run.signal_group(signal.SIGSTOP)
             small_disk.fill()
+            run.signal_group(signal.SIGCONT)
         assert run.finish() == 2
     finally:
         run.kill()
@@ -165,7 +170,8 @@ def test_no_room_for_the_manifest_leaves_no_run_folder(
             resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
 
         popen = {"preexec_fn": popen_limit}
-    run = LiveRun(str(write_config()), "--out", str(results), "--no-score", **popen)
+    config = write_config(variants=ONE_VARIANT)  # refused before any cell: one is enough
+    run = LiveRun(str(config), "--out", str(results), "--no-score", **popen)
     assert run.finish() == 2
     line = _error_line(run)
     assert line.startswith("error: cannot write ") and MANIFEST in line, line

@@ -20,6 +20,10 @@ from bench.runner.processes import born_ignoring_sigint
 from tests.runner.live import LiveRun, assert_complete, image_count, records, run_folder
 
 ONE_VARIANT = [{"name": "full", "kind": "full", "dtype": "float32"}]
+ONE_PROMPT = [{"id": "city", "text": "a city"}]
+# Four images, no warm-up, two steps each: SIGSTOP, not the length of an image, holds the
+# second image in flight while the test signals.
+MID_RUN = {"variants": ONE_VARIANT, "repeats": 2, "steps": 2, "warmup": 0}
 
 
 def _no_traceback(run: LiveRun) -> None:
@@ -30,8 +34,9 @@ def _no_traceback(run: LiveRun) -> None:
 def test_ctrl_c_in_the_first_cells_warm_up_leaves_it_missing(
     tmp_path: Path, write_config, tiny_pipeline: Path
 ) -> None:
-    # Steps enough that the warm-up outlasts the moment it takes to see "loaded" and freeze.
-    config = write_config(variants=ONE_VARIANT, repeats=1, steps=20)
+    # Steps enough that the warm-up outlasts the moment it takes to see "loaded" and freeze;
+    # one image, as the resume generates the warm-up and every image at that many steps.
+    config = write_config(variants=ONE_VARIANT, prompts=ONE_PROMPT, steps=10)
     results = tmp_path / "results"
     run = LiveRun(str(config), "--out", str(results), "--no-score")
     try:
@@ -57,7 +62,7 @@ def test_ctrl_c_in_the_first_cells_warm_up_leaves_it_missing(
 def test_ctrl_c_mid_image_then_the_printed_command_finishes_the_run(
     tmp_path: Path, write_config, tiny_pipeline: Path
 ) -> None:
-    config = write_config(variants=ONE_VARIANT, repeats=2, steps=8)
+    config = write_config(**MID_RUN)
     results = tmp_path / "results"
     run = LiveRun(str(config), "--out", str(results), "--no-score")
     try:
@@ -87,7 +92,7 @@ def test_ctrl_c_mid_image_then_the_printed_command_finishes_the_run(
 def test_a_second_signal_stops_at_once_and_the_folder_still_resumes(
     tmp_path: Path, write_config, tiny_pipeline: Path
 ) -> None:
-    config = write_config(variants=ONE_VARIANT, repeats=2, steps=8)
+    config = write_config(**MID_RUN)
     results = tmp_path / "results"
     run = LiveRun(str(config), "--out", str(results), "--no-score")
     try:

@@ -26,7 +26,8 @@ def test_a_second_writer_is_refused_while_the_first_runs(
     tmp_path: Path, write_config, tiny_pipeline: Path
 ) -> None:
     one_variant = [{"name": "full", "kind": "full", "dtype": "float32"}]
-    config = write_config(variants=one_variant, repeats=2, steps=8)
+    # Two steps an image, no warm-up: SIGSTOP, not the length of an image, holds it mid-run.
+    config = write_config(variants=one_variant, repeats=2, steps=2, warmup=0)
     results = tmp_path / "results"
     first = LiveRun(str(config), "--out", str(results), "--no-score")
     try:

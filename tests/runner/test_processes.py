@@ -115,7 +115,8 @@ def test_a_dead_cell_is_recorded_and_a_dead_parent_leaves_no_cell(
     tmp_path: Path, write_config, tiny_pipeline: Path
 ) -> None:
     variants = [{"name": n, "kind": "full", "dtype": "float32"} for n in ("a", "b")]
-    config = write_config(variants=variants, repeats=2, steps=8)
+    # Two steps an image: SIGSTOP, not the length of an image, holds each moment acted on.
+    config = write_config(variants=variants, repeats=2, steps=2)
     results = tmp_path / "results"
     run = LiveRun(str(config), "--out", str(results), "--no-score")
     try:
