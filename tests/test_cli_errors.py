@@ -3,6 +3,7 @@ in the CLI, and only there; anything else still surfaces as the bug it is."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections.abc import Callable
@@ -115,6 +116,20 @@ def bench(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def bench_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """`bench ARGS` through its typer app in this process, in the working folder, answered as
+    the process would be: for commands whose every refusal is a UserInputError raised inside
+    the command (bench.cli.errors answers it there, as in a process), so that what the command
+    imports is paid once, not once per case."""
+    from bench.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code in (0, 2), result.exception  # a traceback in a process
+    return subprocess.CompletedProcess(
+        ["bench", *args], result.exit_code, result.stdout, result.stderr
+    )
+
+
 def error_line(result: subprocess.CompletedProcess[str], *, alone: bool = True) -> str:
     """The one `error:` line of a refusal. `alone`: nothing else on stderr (commands that
     refuse before importing torch; after it, libraries may log their own lines first)."""
@@ -169,7 +184,10 @@ def _closed_port() -> int:
 def test_a_ray_address_that_can_never_work_is_refused_before_the_run_folder(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("ray")
+    # Looked up, not imported: importing ray sets RAY_CLIENT_MODE in this process, and a changed
+    # environment restarts the cell server of the next sweep here (bench.runner.processes).
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed")
     config = write_yaml(tmp_path / "c.yaml", {**TI2V_CONFIG, "height": 64})
     closed = _closed_port()
     server, http_port = _http_server()
@@ -237,15 +255,17 @@ QUIET_RUN = ROOT / "tests" / "compare" / "fixtures" / "quiet-128"
 
 
 def test_an_output_path_is_checked_before_the_work_and_never_replaces_other_files(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--out` of a report replaces its folder whole: a file, or a folder of other things, was
     silently deleted. `--json`/`--markdown` naming a folder failed after the work was printed
-    (compare with a traceback, leaving its temporary file)."""
+    (compare with a traceback, leaving its temporary file). One real process (`size`); the
+    report and compare commands in this one, as `bench_here` says."""
     keep = tmp_path / "mine"
     keep.mkdir()
     (keep / "notes.txt").write_text("precious")
     (tmp_path / "afile").write_text("also precious")
+    monkeypatch.chdir(tmp_path)
     cases = [
         (["report", str(QUIET_RUN), "--out", "mine"], "error: --out: mine holds files but no "),
         (["report", str(QUIET_RUN), "--out", "afile"], "error: --out: afile is a file"),
@@ -254,10 +274,11 @@ def test_an_output_path_is_checked_before_the_work_and_never_replaces_other_file
             ["compare", str(QUIET_RUN), str(QUIET_RUN), "--markdown", "no/such/c.md"],
             "error: --markdown: no/such/c.md: its folder no/such does not exist",
         ),
-        (["size", "--json", "mine"], "error: --json: mine is a folder"),
     ]
-    for args, needle in cases:
-        result = bench(*args, cwd=tmp_path)
+    results = [(args, bench_here(*args)) for args, _ in cases]
+    results.append((["size", "--json", "mine"], bench("size", "--json", "mine", cwd=tmp_path)))
+    needles = [needle for _, needle in cases] + ["error: --json: mine is a folder"]
+    for (args, result), needle in zip(results, needles, strict=True):
         assert error_line(result, alone=False).startswith(needle), result.stderr
         assert result.stdout == "", args  # refused before the work, not after printing it
     assert (keep / "notes.txt").read_text() == "precious"
@@ -265,13 +286,15 @@ def test_an_output_path_is_checked_before_the_work_and_never_replaces_other_file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "mine"]
     with pytest.raises(UserInputError, match=r"^report\(out=\.\.\.\): .*mine holds files"):
         bench_api.report(QUIET_RUN, out=keep)
-    report = bench("report", str(QUIET_RUN), "--out", "report", cwd=tmp_path)
+    report = bench_here("report", str(QUIET_RUN), "--out", "report")
     assert report.returncode == 0, report.stderr
-    again = bench("report", str(QUIET_RUN), "--out", "report", cwd=tmp_path)
+    again = bench_here("report", str(QUIET_RUN), "--out", "report")
     assert again.returncode == 0, again.stderr  # an earlier report's folder is replaced
 
 
-def test_options_a_mode_would_ignore_are_refused(tmp_path: Path) -> None:
+def test_options_a_mode_would_ignore_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cases = [
         (["size", "--check", str(QUIET_RUN), "--vram", "12GiB"], "error: --check: sizes the run"),
         (["size", "--runs", str(QUIET_RUN), "--quant", "Q8_0"], "error: --quant: not used with"),
@@ -279,10 +302,12 @@ def test_options_a_mode_would_ignore_are_refused(tmp_path: Path) -> None:
             ["size", "--runs", str(QUIET_RUN), "--model", "wan2.1-t2v-14b"],
             "error: --model: not used with runs",
         ),
-        (["inspect", "."], "error: .: a folder, not a GGUF file"),
     ]
-    for args, needle in cases:
-        assert error_line(bench(*args, cwd=tmp_path), alone=False).startswith(needle), args
+    monkeypatch.chdir(tmp_path)
+    for args, needle in cases:  # `size` in a real process: the output-path test above
+        assert error_line(bench_here(*args), alone=False).startswith(needle), args
+    inspect = bench("inspect", ".", cwd=tmp_path)
+    assert error_line(inspect, alone=False).startswith("error: .: a folder, not a GGUF file")
 
 
 def test_a_folder_where_a_file_belongs_is_named_as_a_folder(tmp_path: Path) -> None:
@@ -333,10 +358,21 @@ def test_a_pretrained_path_is_a_pipeline_folder_of_the_configs_family(tmp_path: 
     ],
 )
 def test_compare_thresholds_are_checked_before_the_runs(
-    tmp_path: Path, option: list[str], expected: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: list[str], expected: str
 ) -> None:
     """An infinite or negative memory floor was a traceback or accepted; a NaN quality margin
     compares false with everything (never a regression): each is one line, before any run
     folder is read."""
-    line = error_line(bench("compare", "missing-a", "missing-b", *option, cwd=tmp_path))
+    monkeypatch.chdir(tmp_path)
+    line = error_line(bench_here("compare", "missing-a", "missing-b", *option))
     assert line.startswith(expected)
+
+
+def test_a_compare_threshold_is_refused_by_the_process_alone(tmp_path: Path) -> None:
+    """The cases above in this process; one in a real one, where nothing else may be on
+    stderr (a library's log line would show there, not in this process's capture)."""
+    result = bench(
+        "compare", "missing-a", "missing-b", "--quality-margin", "psnr=nan", cwd=tmp_path
+    )
+    line = error_line(result)
+    assert line.startswith("error: --quality-margin 'psnr=nan': expected")
