@@ -21,17 +21,19 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the forkserver 
 FORCE = "tests.runner.cuda_initialised_preload"
 
 
-@pytest.fixture
-def server_holding_cuda(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+@pytest.fixture(scope="module")
+def server_holding_cuda() -> Iterator[None]:
+    """One such server for the tests that ask for it (starting one costs seconds of imports);
+    the plain one is back for whatever runs next."""
     stop_cell_server()  # a server started by an earlier test has the plain preload
-    monkeypatch.setattr(processes, "PRELOAD", [FORCE, *processes.PRELOAD])
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(processes, "PRELOAD", [FORCE, *processes.PRELOAD])
+        yield
     stop_cell_server()
 
 
 def test_a_plain_server_serves_forked_cells() -> None:
-    stop_cell_server()
-    context = cell_context()
+    context = cell_context()  # the plain server: this process's own, or a new one
     assert usable_context(context) == (context, None)
     assert context.get_start_method() == "forkserver"
 
@@ -55,7 +57,8 @@ def test_a_sweep_runs_its_cells_spawned_and_says_why(
     config = write_config(
         variants=[{"name": "full", "kind": "full", "dtype": "float32"}],
         prompts=[{"id": "city", "text": "a city"}],
-        steps=2,
+        steps=1,
+        max_sequence_length=16,
         warmup=0,
     )
     out = io.StringIO()
