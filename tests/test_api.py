@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "compare" / "fixtures"
 QUIET, BUSY = FIXTURES / "quiet-128", FIXTURES / "busy-128"
 
-# configs/tiny.yaml cut down (one offload mode, 64 px, 3 steps, 2 images per cell), with the
+# configs/tiny.yaml cut down (one offload mode, 64 px, 1 step, 2 images per cell), with the
 # variant names the README's example asks for, so the example runs as written.
 SMALL_TINY = {
     "name": "tiny",
@@ -38,8 +38,8 @@ SMALL_TINY = {
     "seed": 42,
     "height": 64,
     "width": 64,
-    "steps": 3,
-    "max_sequence_length": 32,
+    "steps": 1,
+    "max_sequence_length": 16,
     "warmup": 0,
     "device": "cpu",
 }
