@@ -129,9 +129,9 @@ def test_a_dead_cell_is_recorded_and_a_dead_parent_leaves_no_cell(
         cell = _cell_process(run)
         others = run.descendants()
         os.kill(run.process.pid, signal.SIGKILL)  # only bench itself, as `kill -9 PID` does
-        run.finish()
         for process in others:
             process.resume()
+        run.finish()  # stderr ends when the last of them has: frozen, they held it 10 s more
         gone, alive = psutil.wait_procs(others, timeout=10)
         assert alive == [], f"left behind: {alive}"
         assert cell in gone
