@@ -31,8 +31,8 @@ def wait_for_images(results: Path, count: int, process: subprocess.Popen, timeou
 
 
 def test_killed_run_resumes_to_exactly_the_expected_records(tmp_path: Path, write_config) -> None:
-    # Two cells of four images, one step each: killed once two are recorded, mid-way.
-    config = write_config(repeats=2, steps=1)
+    prompts = [{"id": f"p{i}", "text": f"prompt number {i}"} for i in range(3)]
+    config = write_config(prompts=prompts, repeats=2, steps=4)
     results = tmp_path / "results"
     process = subprocess.Popen(
         [sys.executable, "-m", "bench", "run", str(config), "--out", str(results), "--no-score"],
