@@ -11,6 +11,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# Under pytest-xdist each worker gets its share of the cores for torch's threads (set before
+# torch is imported, inherited by every process a test starts): two workers of two threads
+# each on two cores spin against each other (docs/measurements.md, the test suite).
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def bench_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
