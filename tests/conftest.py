@@ -58,3 +58,11 @@ def ctrl_c_as_a_terminal_gives_it() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files that hold `slow` tests (real pipelines, subprocesses) run first, each file's
+    tests in their own order: two xdist workers (`--dist loadfile`) then share the long files
+    out early and end on short ones, instead of one worker running the last long file alone."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within a group
