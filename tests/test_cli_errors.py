@@ -16,6 +16,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 import bench as bench_api
+from bench.cli import app
 from bench.cli.errors import reports_user_errors
 from bench.errors import ConfigError, UserInputError
 from bench.gguf.errors import GGUFFileError
@@ -24,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _invoke(command: Callable[..., None], *args: str) -> Result:
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(command)
-    return CliRunner().invoke(app, list(args))
+    one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    one.command()(command)
+    return CliRunner().invoke(one, list(args))
 
 
 def test_a_user_error_is_one_line_on_stderr_and_exit_2() -> None:
@@ -121,8 +122,6 @@ def bench_here(*args: str) -> subprocess.CompletedProcess[str]:
     the process would be: for commands whose every refusal is a UserInputError raised inside
     the command (bench.cli.errors answers it there, as in a process), so that what the command
     imports is paid once, not once per case."""
-    from bench.cli import app
-
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code in (0, 2), result.exception  # a traceback in a process
     return subprocess.CompletedProcess(
