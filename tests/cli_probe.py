@@ -11,11 +11,11 @@ sys.modules only grows, so a library absent after a command was imported by none
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tests.fresh_python import run_python
 
 PROBE = """
 import json, os, sys
@@ -68,18 +68,9 @@ def run_commands(
     preexec_fn, timeout). Returns one {"code", "heavy", "stdout", "stderr"} per command, and
     what the interpreter wrote on stderr past sys.stderr."""
     folders = [None if c is None else str(c) for c in cwds or [None] * len(commands)]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            PROBE,
-            json.dumps([[list(a), c] for a, c in zip(commands, folders, strict=True)]),
-            json.dumps(list(heavy)),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    return run_python(
+        PROBE,
+        json.dumps([[list(a), c] for a, c in zip(commands, folders, strict=True)]),
+        json.dumps(list(heavy)),
         **{"timeout": 300, **options},
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr

@@ -5,12 +5,11 @@ Checked in one fresh interpreter, since this test session has long imported both
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fresh_python import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = [
@@ -40,15 +39,11 @@ print(json.dumps([after_bench, loaded()]))
 def imported() -> tuple[list[str], list[str]]:
     """The bench, typer, torch and pandas modules loaded after `import bench` in a fresh
     interpreter, and after importing every module of LIBRARY next."""
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE % "\n".join(f"import {name}" for name in LIBRARY)],
+    (after_bench, after_all), _ = run_python(
+        PROBE % "\n".join(f"import {name}" for name in LIBRARY),
         cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
         env={"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
-    after_bench, after_all = json.loads(result.stdout.strip().splitlines()[-1])
     return after_bench, after_all
 
 

@@ -28,6 +28,7 @@ from bench.gguf.errors import ConversionError
 from bench.gguf.plan import OutputTensor, Part, load, take, tensor_runs
 from bench.gguf.qtypes import file_quant_type
 from bench.gguf.source import Checkpoint, bf16_bits
+from tests.fresh_python import run_python
 from tests.gguf.flux_names import build_plan
 
 TYPES = ["Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_K_M", "Q5_K_S"]
@@ -108,16 +109,13 @@ def two_worker_files(
         for qtype in TYPES
         for src, names in _sources(tiny_flux_pipeline, bf16_bfl_source)
     ]
-    result = subprocess.run(
-        [sys.executable, "-c", TWO_WORKERS, str(SMALL_CHUNK), json.dumps(files)],
-        capture_output=True,
-        text=True,
+    ran, _ = run_python(
+        TWO_WORKERS,
+        str(SMALL_CHUNK),
+        json.dumps(files),
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        check=False,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    ran = json.loads(result.stdout.strip().splitlines()[-1])
     assert ran == {"start": "fork", "torch": False, "jobs": [2]}
     return folder
 

@@ -9,12 +9,11 @@ must already be built.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fresh_python import run_python
 
 pytestmark = pytest.mark.slow
 
@@ -51,14 +50,6 @@ def test_a_forked_cell_imports_nothing_after_the_preload(tiny_pipeline: Path) ->
     from bench.backends.gguf import make_gguf_from_base
 
     gguf_file = make_gguf_from_base(tiny_pipeline, "Q4_K")
-    done = subprocess.run(
-        [sys.executable, "-c", CELL, str(tiny_pipeline), str(gguf_file), ",".join(LIBRARIES)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result, _ = run_python(CELL, str(tiny_pipeline), str(gguf_file), ",".join(LIBRARIES))
     assert result["built"], "transformers' conversion mapping is built in every cell"
     assert result["new"] == [], "imported in every cell instead of once in the server"
